@@ -233,7 +233,8 @@ def make_phantom(preset: str = "tiny", *, seed: int = 0, size=None, spacing=None
     tex = _smooth_noise(rng, shape, sp, 8.0, 20.0)
     hu[lung] = -850 + tex[lung]
 
-    top = np.array([0.0, -10 * s, ztop])
+    # the trachea's axis sits on voxel centres, so a centred skeleton measures its radius
+    top = np.array([X[np.abs(X).argmin()], Y[np.abs(Y + 10 * s).argmin()], ztop])
     branches = grow_tree(rng, s, top, lungs, zbase, min_diameter=min_d, max_generation=max_gen)
 
     lumen = np.zeros(shape, np.float32)

@@ -1,0 +1,249 @@
+"""Tree parse against a plain per-branch full-volume oracle; ATM metrics against the formulas (spec §9)."""
+
+from collections import deque
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from scipy.spatial import cKDTree
+from skimage.morphology import skeletonize
+
+from wisecli.engines.segment_airway import metrics as M
+from wisecli.engines.segment_airway.synthetic import make_phantom
+from wisecli.engines.segment_airway.tree import branch_table, largest_component, parse_tree
+
+SIX = ndimage.generate_binary_structure(3, 1)
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    return [make_phantom("tiny", seed=s, noise_hu=0) for s in range(10)]
+
+
+def oracle_gprime(label):
+    lab, n = ndimage.label(label > 0, SIX)
+    sizes = [(lab == i).sum() for i in range(1, n + 1)]
+    g = lab == (int(np.argmax(sizes)) + 1)
+    return ndimage.binary_fill_holes(g)
+
+
+def oracle_parse(label):
+    """Steps 1–7 written plainly: full-volume convolution, per-branch dilations, voxel relabels."""
+    g = oracle_gprime(label)
+    sk = skeletonize(g).astype(bool)
+    count = ndimage.convolve(sk.astype(int), np.ones((3, 3, 3), int), mode="constant")
+    pruned = sk & (count <= 3)
+    pieces, n = ndimage.label(pruned, np.ones((3, 3, 3)))
+    seeds = np.zeros_like(pieces)
+    k = 0
+    for i in range(1, n + 1):
+        if (pieces == i).sum() >= 5:
+            k += 1
+            seeds[pieces == i] = k
+    sv = np.argwhere(seeds > 0)
+    mv = np.argwhere(g)
+    _, j = cKDTree(sv).query(mv)
+    L = np.zeros(g.shape, int)
+    L[tuple(mv.T)] = seeds[tuple(sv.T)][j]
+    root_voxel = tuple(np.argwhere(L == np.argmax(np.bincount(L.ravel())[1:]) + 1)[0])
+
+    def graph():
+        ids = [int(i) for i in np.unique(L) if i > 0]
+        adj = {}
+        for i in ids:
+            ring = ndimage.binary_dilation(L == i, SIX) & (L != i) & (L > 0)
+            adj[i] = set(int(v) for v in np.unique(L[ring]))
+        root = int(L[root_voxel])
+        gen = {root: 0}
+        dq = deque([root])
+        while dq:
+            u = dq.popleft()
+            for v in sorted(adj[u]):
+                if v not in gen:
+                    gen[v] = gen[u] + 1
+                    dq.append(v)
+        return ids, adj, gen
+
+    def merge(groups):
+        parent = {}
+
+        def find(x):
+            while parent.get(x, x) != x:
+                x = parent[x]
+            return x
+
+        for grp in groups:
+            grp = [find(x) for x in grp]
+            m = min(grp)
+            for x in grp:
+                parent[x] = m
+        for x in list(parent):
+            r = find(x)
+            if r != x:
+                L[L == x] = r
+
+    while True:
+        ids, adj, gen = graph()
+        parents = {v: [u for u in adj[v] if gen[u] == gen[v] - 1] for v in ids}
+        multi = [p for v, p in parents.items() if len(p) > 1]
+        if multi:
+            merge(multi)
+            continue
+        children = {u: [v for v in ids if u in parents[v]] for u in ids}
+        only = [[u, c[0]] for u, c in children.items() if len(c) == 1]
+        if only:
+            merge(only)
+            continue
+        break
+    order = sorted(ids, key=lambda i: (gen[i], i))
+    final = {old: new + 1 for new, old in enumerate(order)}
+    out = np.zeros(L.shape, np.uint16)
+    for old, new in final.items():
+        out[L == old] = new
+    par = {final[v]: (final[parents[v][0]] if parents[v] else 0) for v in ids}
+    gens = {final[v]: gen[v] for v in ids}
+    return out, par, gens, sk
+
+
+def test_parse_equals_oracle(phantoms):
+    for ph in phantoms:
+        p = parse_tree(ph.label, ph.spacing)
+        lab, par, gens, sk = oracle_parse(ph.label)
+        assert np.array_equal(p.full_labels(), lab)
+        assert p.n_branches == len(par) >= 3
+        assert all(p.parent[i] == par[i] and p.generation[i] == gens[i] for i in par)
+        assert np.array_equal(np.sort(p.skel_idx), np.flatnonzero(sk))
+
+
+def test_parse_against_analytic_tree():
+    # on the finer `demo` phantom the trachea length and radius follow the analytic tree
+    ph = make_phantom("demo", seed=3, noise_hu=0)
+    p = parse_tree(ph.label, ph.spacing)
+    rows = branch_table(p, ph.label, ph.spacing, ph.origin)
+    tr = ph.branches[0]
+    assert rows[0]["generation"] == 0 and rows[0]["parent"] is None
+    assert rows[0]["length_mm"] == pytest.approx(tr.length, rel=0.10)
+    assert rows[0]["mean_radius_mm"] == pytest.approx(tr.diameter / 2, rel=0.15)
+    # the trachea starts at the top slice and runs down (LPS z superior)
+    assert rows[0]["start_mm"][2] > rows[0]["end_mm"][2]
+    # every parsed branch's parent is one generation up
+    for r in rows[1:]:
+        assert rows[r["parent"] - 1]["generation"] == r["generation"] - 1
+
+
+def oracle_metrics(pred, label, T, connectivity=6, lcc=True, thr=0.8):
+    g = label > 0
+    gp = oracle_gprime(label)
+    S = skeletonize(gp).astype(bool)
+    p = pred > 0
+    if lcc:
+        st = ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
+        lab, n = ndimage.label(p, st)
+        if n:
+            sizes = [(lab == i).sum() for i in range(1, n + 1)]
+            p = lab == (int(np.argmax(sizes)) + 1)
+    td = (p & S).sum() / S.sum()
+    det = []
+    for b in range(1, T.max() + 1):
+        sb = S & (T == b)
+        det.append((p & sb).sum() / sb.sum() >= thr)
+    bd = float(np.mean(det))
+    tp = (p & g).sum()
+    dsc = 2 * tp / (p.sum() + g.sum())
+    prec = tp / p.sum()
+    fpr = (p & ~g).sum() / (~g).sum()
+    fnr = (g & ~p).sum() / g.sum()
+    return {"td": 100 * td, "bd": 100 * bd, "dsc": 100 * dsc, "precision": 100 * prec, "fpr": 100 * fpr,
+            "fnr": 100 * fnr, "atm_score": 100 * (td + bd + dsc + prec) / 4}
+
+
+def _perturb(label, rng, kind, T):
+    p = label.astype(bool).copy()
+    if kind == 0:
+        p = ndimage.binary_erosion(p) | (p & (rng.random(p.shape) < 0.5))
+    elif kind == 1:
+        p = ndimage.binary_dilation(p)
+        c = rng.integers(10, 60, 3)
+        p[c[0]:c[0] + 4, c[1]:c[1] + 4, c[2]:c[2] + 4] = True
+    elif kind == 2:
+        drop = rng.choice(np.arange(2, T.max() + 1), size=max(1, T.max() // 3), replace=False)
+        p &= ~np.isin(T, drop)
+    else:
+        flip = rng.random(p.shape) < 0.002
+        p ^= flip
+    return p
+
+
+def test_metrics_equal_formula_oracle(phantoms):
+    rng = np.random.default_rng(0)
+    n = 0
+    for ph in phantoms[:5]:
+        ref = M.prepare_reference(ph.label, ph.spacing)
+        T = parse_tree(ph.label, ph.spacing).full_labels().astype(int)
+        for kind in range(4):
+            pred = _perturb(ph.label, rng, kind, T)
+            for conn in ((6, 26) if kind == 3 else (6,)):
+                got = M.score(pred, ref, connectivity=conn)
+                exp = oracle_metrics(pred, ph.label, T, connectivity=conn)
+                for k, v in exp.items():
+                    assert got[k] == pytest.approx(v, abs=1e-9), (kind, k)
+                n += 1
+    assert n >= 20
+
+
+def test_perfect_and_one_leaf_removed(phantoms):
+    ph = phantoms[0]
+    ref = M.prepare_reference(ph.label, ph.spacing)
+    m = M.score(ph.label, ref)
+    assert m["td"] == m["bd"] == m["dsc"] == m["precision"] == 100.0 and m["fpr"] == 0.0
+    p = parse_tree(ph.label, ph.spacing)
+    leaves = [b for b in range(2, p.n_branches + 1) if b not in p.parent]
+    T = p.full_labels()
+    pred = ph.label.astype(bool) & (T != leaves[0])
+    got = M.score(pred, ref)
+    assert got["bd"] == pytest.approx(100 * (p.n_branches - 1) / p.n_branches, abs=1e-9)
+
+
+def test_length_mm_tube_and_spacing_invariance():
+    shape = (60, 24, 24)
+    z, y, x = np.mgrid[:shape[0], :shape[1], :shape[2]]
+    tube = ((y - 12) ** 2 + (x - 12) ** 2 <= 9) & (z >= 5) & (z < 55)
+    for sp in ((0.7, 0.7, 1.5), (1.4, 1.4, 3.0)):
+        p = parse_tree(tube, sp)
+        ell_total = p.ell.sum()
+        zs = np.unravel_index(p.skel_idx, shape)[0]
+        # a straight skeleton along z: Σℓ = (extent − 1)·sz, and the extent spans the tube within its radius
+        assert ell_total == pytest.approx((zs.max() - zs.min()) * sp[2], abs=1e-9)
+        assert abs(ell_total - 49 * sp[2]) <= 2 * 3 * sp[2] + sp[2]
+    a = parse_tree(tube, (0.7, 0.7, 1.5)).ell.sum()
+    b = parse_tree(tube, (1.4, 1.4, 3.0)).ell.sum()
+    assert b == pytest.approx(2 * a, rel=1e-12)
+
+
+def test_reference_cache_skips_parse(tmp_path, phantoms, monkeypatch):
+    ph = phantoms[1]
+    r1 = M.prepare_reference(ph.label, ph.spacing, cache_dir=tmp_path)
+    assert not r1.from_cache and len(list(tmp_path.glob("*.npz"))) == 1
+
+    def boom(*a, **k):
+        raise AssertionError("parse called on a cache hit")
+
+    monkeypatch.setattr(M, "parse_tree", boom)
+    r2 = M.prepare_reference(ph.label, ph.spacing, cache_dir=tmp_path)
+    assert r2.from_cache and np.array_equal(r1.skel_idx, r2.skel_idx) and np.array_equal(r1.ell, r2.ell)
+    with pytest.raises(AssertionError):
+        M.prepare_reference(ph.label, (1.0, 1.0, 1.0), cache_dir=tmp_path)  # other spacing → other key
+
+
+@pytest.mark.parametrize("conn,keeps_edge,keeps_corner", [(6, False, False), (18, True, False), (26, True, True)])
+def test_lcc_edge_and_corner_touching_cubes(conn, keeps_edge, keeps_corner):
+    m = np.zeros((12, 12, 12), bool)
+    m[1:5, 1:5, 1:5] = True          # big cube (64)
+    m[5:7, 5:7, 1:3] = True          # edge-touching (shares the edge z=4|5,y=4|5)
+    m[5:7, 1:3, 5:7] = False
+    edge = m.copy()
+    corner = np.zeros_like(m)
+    corner[1:5, 1:5, 1:5] = True
+    corner[5:7, 5:7, 5:7] = True     # touches at one corner only
+    assert largest_component(edge, conn).sum() == (64 + 8 if keeps_edge else 64)
+    assert largest_component(corner, conn).sum() == (64 + 8 if keeps_corner else 64)
