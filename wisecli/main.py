@@ -40,8 +40,8 @@ def engine_api(name: str):
     return importlib.import_module(f"wisecli.engines.{name.replace('-', '_')}.api")
 
 
-def _pick(only: Optional[list[str]]) -> list[str]:
-    names = [m.name for m in METHODS]
+def _pick(only: Optional[list[str]], extra: tuple[str, ...] = ()) -> list[str]:
+    names = [m.name for m in METHODS] + list(extra)
     if not only:
         return names
     for n in only:
@@ -131,12 +131,19 @@ def benchmark_all(
     json: o.Json = False,
     quiet: o.Quiet = False,
 ) -> None:
-    """Every method's benchmark against its named peer on one device; one table (the GPU check)."""
+    """Every method's benchmark against its named peer on one device; one table (the GPU check).
+
+    The pseudo-method `suite` times the start-up of `wise --help` and of a TAB completion."""
     sink = Sink(json=json, quiet=quiet)
     records, failed = [], 0
-    for name in _pick(only):
+    for name in _pick(only, extra=("suite",)):
         sink.info(f"[{name}] benchmark ...")
         try:
+            if name == "suite":
+                from wisecli.runtime.startup import measure
+
+                records.extend({"method": "suite", **r} for r in measure())
+                continue
             recs = engine_api(name).benchmark(device=device, quick=quick)
         except WiseError:
             raise

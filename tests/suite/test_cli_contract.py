@@ -66,3 +66,11 @@ def test_debug_shows_traceback_for_user_errors(monkeypatch):
     monkeypatch.setenv("WISE_DEBUG", "1")
     code, out, err = run_wise("demo", "--only", "nope")
     assert code == 2 and "Traceback" in err and out == ""
+
+
+def test_suite_benchmark_times_startup():
+    code, out, err = run_wise("benchmark", "--only", "suite", "--json")
+    assert code == 0, err
+    recs = json.loads(out)["records"]
+    assert [r["case"] for r in recs] == ["startup: wise --help", "startup: TAB completion"]
+    assert all(0 < r["ours_s"] < 5 for r in recs)
