@@ -27,4 +27,6 @@ METHOD_VERBS = {
 }
 
 METHODS: list[MethodEntry] = [
+    MethodEntry("segment-airway", "wisecli.commands.segment_airway", "Medical imaging",
+                "Airway trees in chest CT: WingsNet + General Union loss (masks, tree, ATM metrics)."),
 ]
