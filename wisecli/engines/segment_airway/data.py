@@ -196,7 +196,7 @@ def _crop_start(rng, shape, patch, centre=None):
 def _slice(arr, start, patch, fill):
     """patch³ slice from `start`, padded with `fill` where the case is smaller than the patch."""
     sl = tuple(slice(int(s), int(s) + patch) for s in start)
-    a = np.asarray(arr[sl])
+    a = np.array(arr[sl])
     if a.shape != (patch,) * 3:
         a = np.pad(a, [(0, patch - n) for n in a.shape], constant_values=fill)
     return a
