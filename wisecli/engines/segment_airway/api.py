@@ -422,3 +422,17 @@ def demo(quick: bool = False, device: str = "auto", seed: int = 0, sink=None, *,
                       "last_loss": float(np.mean(losses[-10:])) if losses else None, "seconds": round(t_train, 2),
                       "width": width, "crop": crop, "loss": loss_name},
             "predict_seconds": round(t_pred, 2), "seconds": round(time.perf_counter() - t0, 2)}
+
+
+# ---------------------------------------------------------------- benchmark
+def benchmark(device: str = "auto", quick: bool = False, *, preset: str = "ct", input=None, weights=None,
+              repeats: int = 3, no_train: bool = False, sink=None) -> list[dict]:
+    """Rows R1–R7 of the spec (§7); `quick` is a seconds-long CPU preset."""
+    from . import benchmark as b
+
+    if preset not in ("ct", "tiny"):
+        raise InputError(f"unknown --preset {preset!r}", hint="ct or tiny")
+    if repeats < 1:
+        raise InputError("--repeats must be at least 1", hint="the default is 3")
+    return b.run(device=device, quick=quick or preset == "tiny", preset=preset, input=input, weights=weights,
+                 repeats=repeats, no_train=no_train, sink=sink)

@@ -1,0 +1,351 @@
+"""`benchmark`: the spec's rows R1–R7 (§7) in one process, on one device.
+
+R1 peer MONAI UNet (32…320, 2 residual units) full volume, roi 128, overlap 0.5, sw batch 4;
+R2 WingsNet inference as `predict` runs it (lung crop, folded head); R3 WingsNet on R1's windows vs BasicUNet;
+R4 warm end-to-end predict (mask + tree) vs the ATM'22 baseline pipeline on R1's net (read, window, threshold,
+MONAI KeepLargestConnectedComponent, FillHoles, write); R5 cold single case (a fresh `wise` process);
+R6 training patches/s (both heads + GUL, batch 2, loader included) vs BasicUNet with Dice;
+R7 the tree parse vs a per-branch full-volume oracle (same step 3), identical output required.
+Random weights unless `weights`; peers run channels-last-3d, ours NCDHW (InstanceNorm has no channels-last
+kernel). `quick` shrinks everything to seconds on a CPU (coarse `tiny` phantom, roi 32, no overlap).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+
+def oracle_parse(g: np.ndarray, seeds_labels: np.ndarray) -> np.ndarray:
+    """Peer for R7: steps 4–7 of the parse written per branch over the full volume (dilations for adjacency,
+    voxel relabels for every merge), from the same step-3 labels. Returns the final label volume."""
+    from scipy import ndimage
+
+    six = ndimage.generate_binary_structure(3, 1)
+    L = seeds_labels.astype(np.int32).copy()
+    root_voxel = tuple(np.argwhere(L == np.bincount(L.ravel())[1:].argmax() + 1)[0])
+    while True:
+        ids = [int(i) for i in np.unique(L) if i > 0]
+        adj = {}
+        for i in ids:
+            ring = ndimage.binary_dilation(L == i, six) & (L != i) & (L > 0)
+            adj[i] = set(int(v) for v in np.unique(L[ring]))
+        root = int(L[root_voxel])
+        gen = {root: 0}
+        dq = deque([root])
+        while dq:
+            u = dq.popleft()
+            for v in sorted(adj[u]):
+                if v not in gen:
+                    gen[v] = gen[u] + 1
+                    dq.append(v)
+        parents = {v: [u for u in adj[v] if gen.get(u, -9) == gen.get(v, -9) - 1] for v in ids}
+        groups = [p for p in parents.values() if len(p) > 1]
+        if not groups:
+            children = {u: [v for v in ids if u in parents[v]] for u in ids}
+            groups = [[u, c[0]] for u, c in children.items() if len(c) == 1]
+        if not groups:
+            break
+        rep = {}
+
+        def find(x):
+            while rep.get(x, x) != x:
+                x = rep[x]
+            return x
+
+        for grp in groups:
+            roots = [find(x) for x in grp]
+            for x in roots:
+                rep[x] = min(roots)
+        for x in list(rep):
+            if find(x) != x:
+                L[L == x] = find(x)
+    order = sorted((i for i in np.unique(L) if i > 0), key=lambda i: (gen.get(int(i), 10**6), i))
+    out = np.zeros_like(L)
+    for new, old in enumerate(order, 1):
+        out[L == old] = new
+    return out
+
+
+def _rec(row, case, dev, seconds, peer=None, target="", **kw):
+    import monai
+    import torch
+
+    r = {"row": row, "case": case, "device": dev, "torch": torch.__version__, "monai": monai.__version__,
+         "seconds": round(seconds, 4), "ours_s": round(seconds, 4),
+         "peer_s": round(peer, 4) if peer is not None else None,
+         "speedup": round(peer / seconds, 3) if peer else None,
+         "ratio": round(seconds / peer, 3) if peer else None, "target": target}
+    r.update(kw)
+    return r
+
+
+def _time(fn, device, repeats):
+    from wisecli.runtime.device import sync
+
+    fn()
+    sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _windows(shape, roi, overlap):
+    n = 1
+    for s in shape:
+        step = max(int(roi * (1 - overlap)), 1)
+        n *= max(1, int(np.ceil((max(s, roi) - roi) / step)) + 1)
+    return n
+
+
+def _gmac(model, roi, fwd=None):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = model.cpu().float()
+    with FlopCounterMode(display=False) as f, torch.no_grad():
+        (fwd or m)(torch.zeros(1, 1, 32, 32, 32))
+    return f.get_total_flops() / 2e9 * (roi / 32) ** 3
+
+
+def run(device="auto", quick=False, preset="ct", input=None, weights=None, repeats=3, no_train=False,
+        sink=None) -> list[dict]:
+    import torch
+    from monai.inferers import sliding_window_inference
+    from monai.networks.nets import BasicUNet, UNet
+    from monai.transforms import FillHoles, KeepLargestConnectedComponent
+
+    from wisecli.runtime.device import autocast, device_name, resolve_device, sync
+    from wisecli.runtime.io.volumes import read_volume, write_volume
+
+    from . import api
+    from .model import WingsNet
+    from .predict import PredictOptions, normalise, segment, window_pass
+    from .synthetic import make_phantom
+    from .tree import adjacency_pairs, mask_box, nearest_seed_labels, parse_tree, reference_mask, skeleton_seeds
+
+    dev = resolve_device(device, sink=sink)
+    dname = device_name(dev)
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    info = (sink.info if sink is not None else (lambda m: None))
+    if quick:
+        preset, kw, roi, overlap, swb, repeats = "tiny", dict(size=(64, 48, 48), spacing=(3.0, 3.0, 3.0)), 32, 0.0, 1, 1
+    else:
+        kw, roi, overlap, swb = {}, 128, 0.5, 4
+    opts = PredictOptions(roi=roi, overlap=overlap, sw_batch=swb if cuda or not quick else 1, compile="off")
+    recs = []
+    tmp = Path(tempfile.mkdtemp(prefix="wise-airway-bench-"))
+    info(f"benchmark: phantom {preset} ...")
+    ph = make_phantom(preset, seed=0, **kw)
+    if input is not None:
+        vol = read_volume(Path(input))
+        ct_path = Path(input)
+    else:
+        ct_path = tmp / "ct.nii.gz"
+        write_volume(ct_path, ph.image, spacing=ph.spacing, origin=ph.origin)
+        vol = read_volume(ct_path)
+    hu = np.asarray(vol.array, np.float32)
+    shape = hu.shape
+    x_full = normalise(torch.from_numpy(hu).to(dev), ((-1000.0, 400.0),))
+
+    # models
+    if weights is not None:
+        wings, _ = api.load_model(weights, dev)
+    else:
+        torch.manual_seed(0)
+        wings = WingsNet().to(dev).eval()
+    unet = UNet(3, 1, 1, (32, 64, 128, 256, 320), (2, 2, 2, 2), num_res_units=2).to(dev).eval()
+    basic = BasicUNet(3, 1, 1).to(dev).eval()
+    mf = torch.channels_last_3d if cuda else torch.contiguous_format
+    unet = unet.to(memory_format=mf)
+    basic = basic.to(memory_format=mf)
+    g_w = _gmac(WingsNet(), roi, None) if weights is None else _gmac(wings.cpu(), roi)
+    wings = wings.to(dev)
+    g_u = _gmac(UNet(3, 1, 1, (32, 64, 128, 256, 320), (2, 2, 2, 2), num_res_units=2), roi)
+    g_b = _gmac(BasicUNet(3, 1, 1), roi)
+    nwin = _windows(shape, roi, overlap)
+
+    def sw(net, x, mf_in=torch.contiguous_format, folded=False):
+        fwd = net.folded_forward if folded else net
+
+        def pred(w):
+            with autocast(dev):
+                return torch.sigmoid(fwd(w.contiguous(memory_format=mf_in)).float())
+
+        with torch.inference_mode():
+            return sliding_window_inference(x, (roi,) * 3, opts.sw_batch, pred, overlap=overlap,
+                                            mode="gaussian", sigma_scale=0.125, sw_device=dev, device=dev)
+
+    info("benchmark: R1/R3 ...")
+    t_r1 = _time(lambda: sw(unet, x_full, mf), dev, repeats)
+    recs.append(_rec("R1", "peer MONAI UNet, full volume", dname, t_r1, windows=nwin,
+                     tflops_effective=round(2 * g_u * nwin / t_r1 / 1e3, 2), target="reference"))
+    t_b = _time(lambda: sw(basic, x_full, mf), dev, repeats)
+    t_r3 = _time(lambda: sw(wings, x_full, folded=True), dev, repeats)
+    recs.append(_rec("R3", "WingsNet full volume vs BasicUNet (R1 windows)", dname, t_r3, t_b, windows=nwin,
+                     tflops_effective=round(2 * g_w * nwin / t_r3 / 1e3, 2),
+                     peer_tflops=round(2 * g_b * nwin / t_b / 1e3, 2), target="ratio <= 0.75"))
+
+    info("benchmark: R2 ...")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
+    seg_holder = {}
+
+    def r2():
+        seg_holder["s"] = segment(wings, hu, vol.direction, vol.spacing, PredictOptions(**{**opts.__dict__,
+                                                                                           "tree": False}), dev)
+
+    t_r2 = _time(r2, dev, repeats)
+    peak = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None
+    s = seg_holder["s"]
+    r2_infer = s.stages.get("infer", t_r2)
+    cw = int(round(nwin * s.crop_fraction)) if s.crop_fraction < 1 else nwin
+    recs.append(_rec("R2", "WingsNet predict inference (crop, folded)", dname, t_r2, t_r1,
+                     windows=cw, crop_fraction=round(s.crop_fraction, 3), peak_gb=round(peak, 2) if peak else None,
+                     stages={k: round(v, 4) for k, v in s.stages.items()},
+                     tflops_effective=round(2 * g_w * cw / max(r2_infer, 1e-9) / 1e3, 2),
+                     target="ratio <= 1.0; peak <= 12 GB"))
+
+    info("benchmark: R4 ...")
+    wdir = tmp / "weights.pt"
+    from wisecli.runtime.checkpoints import save_checkpoint
+
+    save_checkpoint(wdir, method=api.METHOD, arch=api.ARCH, config={"in_channels": 1, "width": 1.0},
+                    state_dict=wings.state_dict())
+    out4 = tmp / "r4"
+
+    def ours_e2e():
+        api.predict([ct_path], out4, wdir, opts=PredictOptions(**{**opts.__dict__}), device=dev, overwrite=True)
+
+    keep = KeepLargestConnectedComponent(applied_labels=[1], connectivity=1)
+    fill = FillHoles(applied_labels=[1])
+
+    def baseline():
+        v = read_volume(ct_path)
+        x = normalise(torch.from_numpy(np.asarray(v.array, np.float32)).to(dev), ((-1000.0, 400.0),))
+        p = sw(unet, x, mf)[0]
+        m = (p >= 0.5).to(torch.uint8)
+        m = fill(keep(m))
+        write_volume(tmp / "baseline_airway.nii.gz", np.asarray(m[0].cpu().numpy(), np.uint8), like=v)
+
+    t_ours = _time(ours_e2e, dev, repeats)
+    t_base = _time(baseline, dev, repeats)
+    recs.append(_rec("R4", "warm end-to-end predict (mask + tree) vs ATM'22 baseline pipeline", dname, t_ours,
+                     t_base, target="ratio <= 1.0; <= 10 s on H100/H200"))
+
+    if not quick:
+        info("benchmark: R5 (cold process) ...")
+        out5 = tmp / "r5"
+        cmd = [sys.executable, "-m", "wisecli", "segment-airway", "predict", str(ct_path), "-o", str(out5),
+               "--weights", str(wdir), "--device", str(dev), "-q", "--compile", "off"]
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "WISE_NO_PROGRESS": "1"})
+        t_r5 = time.perf_counter() - t
+        recs.append(_rec("R5", "cold single case (fresh process)", dname, t_r5, target="<= 20 s",
+                         ok=proc.returncode == 0, stderr_tail=proc.stderr[-300:] if proc.returncode else ""))
+
+    if not no_train:
+        info("benchmark: R6 ...")
+        recs.append(_train_row(dev, dname, ph, tmp, quick, sink))
+
+    info("benchmark: R7 ...")
+    g = reference_mask(ph.label)
+    box = mask_box(g, 1)
+    from skimage.morphology import skeletonize
+
+    def ours_parse():
+        return parse_tree(g, ph.spacing, is_reference_mask=True)
+
+    def peer_parse():
+        gb = g[box]
+        seeds, _ = skeleton_seeds(skeletonize(gb).astype(bool))
+        return oracle_parse(gb, nearest_seed_labels(gb, seeds))
+
+    t_o = time.perf_counter()
+    p_ours = ours_parse()
+    t_o = time.perf_counter() - t_o
+    t_p = time.perf_counter()
+    p_peer = peer_parse()
+    t_p = time.perf_counter() - t_p
+    same = bool(np.array_equal(p_ours.labels, p_peer))
+    recs.append(_rec("R7", "tree parse vs per-branch full-volume oracle", "cpu", t_o, t_p, identical=same,
+                     n_branches=p_ours.n_branches, target="identical; >= 20x; <= 1.5 s"))
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    return recs
+
+
+def _train_row(dev, dname, ph, tmp, quick, sink):
+    """R6: patches/s of WingsNet (both heads + GUL, loader included) vs BasicUNet + Dice, batch 2."""
+    import torch
+    from monai.networks.nets import BasicUNet
+
+    from .api import _ArrayVolume
+    from .data import PatchSampler, build_case
+    from .loss import dice_loss
+    from .model import WingsNet
+    from .train import make_step
+
+    crop, patch, bs, steps = (32, 40, 2, 2) if quick else (128, 160, 2, 12)
+    case = build_case("bench", _ArrayVolume(ph.image, ph.spacing, ph.origin, Path("bench")),
+                      _ArrayVolume(ph.label, ph.spacing, ph.origin, Path("bench")), tmp / "cache")
+    sampler = PatchSampler([case], patch=patch, patches_per_case=bs * (steps + 2), seed=0)
+    loader = torch.utils.data.DataLoader(sampler, batch_size=bs, num_workers=0 if quick else 4,
+                                         pin_memory=dev.type == "cuda")
+    windows = ((-1000.0, 400.0),)
+
+    def rate(model, loss_kind):
+        from wisecli.runtime.device import autocast, sync
+
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        step = make_step(crop=crop, binarise=0.7, alpha=0.1, loss_name="gul", enc_weight=1.0, reduce="batch",
+                         windows=windows)
+        from .data import augment
+
+        it = iter(loader)
+        n = 0
+        t_load = 0.0
+        t = None
+        for i in range(steps + 1):
+            tl = time.perf_counter()
+            batch = tuple(b.to(dev, non_blocking=True) for b in next(it))
+            if t is not None:
+                t_load += time.perf_counter() - tl
+            with autocast(dev):
+                if loss_kind == "gul":
+                    loss, _ = step(model, batch)
+                else:
+                    x, gl, _ = augment(*batch, crop=crop, binarise=0.7, windows=windows)
+                    loss = dice_loss(model(x), gl)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sync(dev)
+            if i == 0:
+                t = time.perf_counter()  # first step warms cudnn
+            else:
+                n += bs
+        el = time.perf_counter() - t
+        return n / el, t_load / el
+
+    torch.manual_seed(0)
+    w_rate, w_load = rate(WingsNet().to(dev).train(), "gul")
+    b_rate, _ = rate(BasicUNet(3, 1, 1).to(dev).train(), "dice")
+    return _rec("R6", "training patches/s (both heads + GUL, loader) vs BasicUNet", dname, 1.0 / w_rate,
+                1.0 / b_rate, patches_per_s=round(w_rate, 2), peer_patches_per_s=round(b_rate, 2),
+                loader_wait_fraction=round(w_load, 3), target="ratio <= 1.0 (patch/s >= BasicUNet)")
