@@ -228,3 +228,50 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path, capsys):
     res = _resumable_run(tmp_path / "new", 1, True, init_seed=0)
     assert [r["epoch"] for r in res.history] == [1]
     assert "no checkpoint to resume" in capsys.readouterr().err
+
+
+def _gpu_run(tmp_path, name, device, amp, seen=None):
+    x, y = _data(32)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+
+    def step(m, batch):
+        out = m(batch[0])
+        if seen is not None:
+            seen.add(out.dtype)
+        return ((out.float() - batch[1]) ** 2).mean(), {}
+
+    spec = _spec(tmp_path, run_dir=tmp_path / name, epochs=3, amp=amp, grad_clip=1.0)
+    return fit(model, opt, DataLoader(TensorDataset(x, y), batch_size=8), step, spec, device=device,
+               validate=lambda m, e: {"loss": float(((m(x.to(device)).float() - y.to(device)) ** 2).mean())})
+
+
+@pytest.mark.gpu
+def test_cuda_fp32_matches_cpu_and_bf16_amp_trains(tmp_path):
+    cuda = torch.device("cuda")
+    ref = _gpu_run(tmp_path, "cpu", CPU, amp=True)  # AMP is a no-op on CPU
+    fp32 = _gpu_run(tmp_path, "fp32", cuda, amp=False)
+    for k, v in ref.model.state_dict().items():
+        torch.testing.assert_close(fp32.model.state_dict()[k].cpu(), v, rtol=1e-4, atol=1e-5)
+    seen = set()
+    amp = _gpu_run(tmp_path, "amp", cuda, amp=True, seen=seen)
+    want = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    assert seen == {want}
+    assert json.loads((tmp_path / "amp/config.json").read_text())["train"]["amp_dtype"] == str(want)[6:]
+    assert amp.history[-1]["train_loss"] < amp.history[0]["train_loss"]
+    assert abs(amp.history[-1]["val_loss"] - ref.history[-1]["val_loss"]) < 0.05 * ref.history[-1]["val_loss"] + 1e-3
+    last = torch.load(tmp_path / "amp/checkpoints/last.pt", weights_only=True)
+    assert all(t.device.type == "cpu" and t.dtype == torch.float32 for t in last["state_dict"].values())
+
+
+@pytest.mark.gpu
+def test_cuda_fp16_uses_grad_scaler_and_saves_its_state(tmp_path, monkeypatch):
+    import wisecli.runtime.trainer as trainer
+
+    monkeypatch.setattr(trainer, "amp_dtype", lambda device: torch.float16)
+    seen = set()
+    res = _gpu_run(tmp_path, "fp16", torch.device("cuda"), amp=True, seen=seen)
+    assert seen == {torch.float16} and res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    last = torch.load(tmp_path / "fp16/checkpoints/last.pt", weights_only=True)
+    assert last["scaler"] is not None and last["scaler"]["scale"] > 0

@@ -27,6 +27,7 @@ with dynamic loss scaling (GradScaler) otherwise; none on CPU. Gradient clipping
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -44,7 +45,7 @@ from torch import Tensor, nn
 
 from wisecli.cli.errors import InputError, WorkFailed
 from wisecli.runtime.checkpoints import load_checkpoint, save_checkpoint
-from wisecli.runtime.device import amp_dtype, autocast, init_distributed
+from wisecli.runtime.device import amp_dtype, init_distributed
 from wisecli.runtime.io.atomic import write_json, write_text
 from wisecli.runtime.progress import progress
 
@@ -134,6 +135,11 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value < best if mode == "min" else value > best)
 
 
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast in the trainer's AMP dtype (the policy is `device.amp_dtype`); nothing without one."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -220,7 +226,7 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
                 batch = _to_device(batch, device)
                 n = _batch_size(batch)
                 optimizer.zero_grad(set_to_none=True)
-                with autocast(device, dtype is not None):
+                with _autocast(device, dtype):
                     loss, metrics = step(net, batch)
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -262,7 +268,7 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
                              hint="lower the learning rate or set a gradient clip; last.pt holds the previous epoch")
         if validate is not None:
             model.eval()
-            with torch.no_grad(), autocast(device, dtype is not None):
+            with torch.no_grad(), _autocast(device, dtype):
                 val = validate(model, epoch)
             model.train()
             record.update({(k if k.startswith("val_") else f"val_{k}"): float(v) for k, v in val.items()})
