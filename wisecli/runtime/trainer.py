@@ -172,7 +172,7 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
     start_epoch, best, best_epoch, history = 1, None, None, []
     last = ckpt_dir / "last.pt"
     if spec.resume and last.is_file():
-        doc = load_checkpoint(last, method=spec.method, map_location=device)
+        doc = load_checkpoint(last, method=spec.method)  # on CPU: RNG states must stay there
         if doc.get("arch") != spec.arch:
             raise InputError(f"{last} was trained with arch '{doc.get('arch')}', not '{spec.arch}'",
                              hint="resume with the same architecture, or start a new run folder")
