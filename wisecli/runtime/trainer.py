@@ -204,7 +204,10 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ids = None
+        if device.type == "cuda":
+            ids = [device.index if device.index is not None else torch.cuda.current_device()]
+        net = DistributedDataParallel(model, device_ids=ids)
 
     sampler = getattr(train_loader, "sampler", None)
     try:
