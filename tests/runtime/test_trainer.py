@@ -230,9 +230,9 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path, capsys):
     assert "no checkpoint to resume" in capsys.readouterr().err
 
 
-def _gpu_run(tmp_path, name, device, amp, seen=None):
+def _gpu_run(tmp_path, name, device, amp, seen=None, epochs=3, resume=False, init_seed=0):
     x, y = _data(32)
-    torch.manual_seed(0)
+    torch.manual_seed(init_seed)
     model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
 
@@ -242,7 +242,7 @@ def _gpu_run(tmp_path, name, device, amp, seen=None):
             seen.add(out.dtype)
         return ((out.float() - batch[1]) ** 2).mean(), {}
 
-    spec = _spec(tmp_path, run_dir=tmp_path / name, epochs=3, amp=amp, grad_clip=1.0)
+    spec = _spec(tmp_path, run_dir=tmp_path / name, epochs=epochs, amp=amp, grad_clip=1.0, resume=resume)
     return fit(model, opt, DataLoader(TensorDataset(x, y), batch_size=8), step, spec, device=device,
                validate=lambda m, e: {"loss": float(((m(x.to(device)).float() - y.to(device)) ** 2).mean())})
 
@@ -266,12 +266,18 @@ def test_cuda_fp32_matches_cpu_and_bf16_amp_trains(tmp_path):
 
 
 @pytest.mark.gpu
-def test_cuda_fp16_uses_grad_scaler_and_saves_its_state(tmp_path, monkeypatch):
+def test_cuda_fp16_uses_grad_scaler_and_resumes(tmp_path, monkeypatch):
     import wisecli.runtime.trainer as trainer
 
     monkeypatch.setattr(trainer, "amp_dtype", lambda device: torch.float16)
+    cuda = torch.device("cuda")
     seen = set()
-    res = _gpu_run(tmp_path, "fp16", torch.device("cuda"), amp=True, seen=seen)
-    assert seen == {torch.float16} and res.history[-1]["train_loss"] < res.history[0]["train_loss"]
-    last = torch.load(tmp_path / "fp16/checkpoints/last.pt", weights_only=True)
+    full = _gpu_run(tmp_path, "full", cuda, amp=True, seen=seen, epochs=4)
+    assert seen == {torch.float16} and full.history[-1]["train_loss"] < full.history[0]["train_loss"]
+    last = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)
     assert last["scaler"] is not None and last["scaler"]["scale"] > 0
+    _gpu_run(tmp_path, "part", cuda, amp=True, epochs=2)
+    resumed = _gpu_run(tmp_path, "part", cuda, amp=True, epochs=4, resume=True, init_seed=5)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=1e-5, atol=1e-6)
