@@ -28,7 +28,6 @@ with dynamic loss scaling (GradScaler) otherwise; none on CPU. Gradient clipping
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
@@ -44,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from wisecli.cli.errors import InputError, WorkFailed
+from wisecli.cli.output import dumps
 from wisecli.runtime.checkpoints import load_checkpoint, save_checkpoint
 from wisecli.runtime.device import amp_dtype, init_distributed
 from wisecli.runtime.io.atomic import write_json, write_text
@@ -198,7 +198,7 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
                       "world_size": world, "device": str(device)},
         })
         # metrics.jsonl always agrees with the checkpoint the run continues from
-        write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+        write_text(metrics_path, "".join(dumps(r) + "\n" for r in history))
 
     net: nn.Module = model
     if world > 1:
@@ -301,7 +301,7 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
             if improved:
                 save_checkpoint(ckpt_dir / "best.pt", **common)
             with open(metrics_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
+                fh.write(dumps(record) + "\n")
             if spec.log_every:
                 _log(" ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
             if on_epoch_end is not None:
