@@ -121,6 +121,7 @@ def predict(
     from wisecli.runtime.device import device_name, resolve_device
     from wisecli.runtime.runrecord import RunRecord
 
+    api.check_weights(weights)
     dev = resolve_device(device, sink=sink)
     rr = RunRecord("segment-airway predict", config=opts_kw | {"weights": str(weights)}, device=device_name(dev),
                    seed=None, inputs=[str(i) for i in items])

@@ -62,18 +62,24 @@ def phantom(out_dir: Path, n: int = 4, *, preset: str = "tiny", seed: int = 0, s
 
 
 # ---------------------------------------------------------------- model loading
-def load_model(weights, device, *, compile_mode: str = "off", n_items: int = 1):
-    """WingsNet from a segment-airway checkpoint (weights_only); returns (model, checkpoint doc)."""
-    import torch
-
+def check_weights(weights) -> dict:
+    """Load a checkpoint on the CPU (weights_only) and check method and arch; InputError otherwise."""
     from wisecli.runtime.checkpoints import load_checkpoint
-
-    from .model import build_model
 
     doc = load_checkpoint(Path(weights), method=METHOD)
     if doc.get("arch") != ARCH:
         raise InputError(f"{weights} holds a '{doc.get('arch')}' model, not '{ARCH}'",
                          hint="use a checkpoint written by 'wise segment-airway train'")
+    return doc
+
+
+def load_model(weights, device, *, compile_mode: str = "off", n_items: int = 1):
+    """WingsNet from a segment-airway checkpoint (weights_only); returns (model, checkpoint doc)."""
+    import torch
+
+    from .model import build_model
+
+    doc = check_weights(weights)
     model = build_model(doc.get("config", {}))
     try:
         model.load_state_dict(doc["state_dict"])
@@ -143,8 +149,11 @@ def predict(inputs: list[Path], out_dir: Path, weights, *, opts=None, device="au
     from .predict import PredictOptions, generation_preview, segment
     from .tree import branch_table, parse_tree, tree_summary
 
+    from wisecli.cli.output import Sink
+
     opts = opts or PredictOptions()
     opts.validate()
+    sink = sink if sink is not None else Sink(quiet=True)
     dev = device if isinstance(device, torch.device) else resolve_device(device, sink=sink)
     model, doc = load_model(weights, dev, compile_mode=opts.compile, n_items=len(inputs))
     windows = hu_windows(doc.get("config", {}))
