@@ -14,6 +14,8 @@ import numpy as np
 
 from wisecli.cli.errors import InputError
 
+from .train import TRAIN_DEFAULTS  # noqa: E402  (re-exported for the command)
+
 METHOD = "segment-airway"
 ARCH = "wingsnet"
 VOLUME_EXT = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -445,3 +447,14 @@ def benchmark(device: str = "auto", quick: bool = False, *, preset: str = "ct", 
         raise InputError("--repeats must be at least 1", hint="the default is 3")
     return b.run(device=device, quick=quick or preset == "tiny", preset=preset, input=input, weights=weights,
                  repeats=repeats, no_train=no_train, sink=sink)
+
+
+# ---------------------------------------------------------------- train
+def train(data, run_dir, config, *, val=None, device="auto", amp=True, seed=0, init=None, resume=False,
+          overwrite=False, sink=None, progress=True) -> dict:
+    """Two-stage WingsNet + GUL training into a run folder (see `train.run_training`)."""
+    from .train import run_training
+
+    cfg = dict(config.values) if hasattr(config, "values") else {**TRAIN_DEFAULTS, **(config or {})}
+    return run_training(data, run_dir, cfg, val=val, device=device, amp=amp, seed=seed, init=init, resume=resume,
+                        overwrite=overwrite, sink=sink, progress=progress)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from wisecli.cli.errors import InputError
 
@@ -202,11 +203,12 @@ def _slice(arr, start, patch, fill):
     return a
 
 
-class PatchSampler:
+class PatchSampler(torch.utils.data.IterableDataset):
     """Iterable over (image int16, label uint8, q float16) patches; see the module docstring."""
 
     def __init__(self, cases: list[Case], *, patch: int, patches_per_case: int = 16, seed: int = 0,
                  rank: int = 0, world: int = 1, max_draws: int = 50, max_other: int = 200):
+        super().__init__()
         self.cases, self.patch, self.ppc = cases, patch, patches_per_case
         self.seed, self.rank, self.world = seed, rank, world
         self.max_draws, self.max_other = max_draws, max_other

@@ -131,3 +131,192 @@ def validate_cases(model, cases, *, roi, sw_batch, windows, device) -> dict:
     if not rows:
         return {}
     return {f"val_{k}": float(np.mean([r[k] for r in rows])) for k in ("atm_score", "td", "bd", "dsc", "precision")}
+
+
+class _Loader:
+    """The DataLoader over the patch sampler, exposing `sampler.set_epoch` to the shared trainer (which is
+    where the stage, α and hard-skeleton refreshes switch at the start of each epoch)."""
+
+    def __init__(self, dataset, set_epoch, batch_size: int, workers: int, pin: bool):
+        from types import SimpleNamespace
+
+        import torch
+
+        self.dataset = dataset
+        self.sampler = SimpleNamespace(set_epoch=set_epoch)
+        self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                                  pin_memory=pin, drop_last=False)
+        self.batch_size = batch_size
+
+    def __iter__(self):
+        return iter(self.loader)
+
+    def __len__(self):
+        return -(-len(self.dataset) // self.batch_size)
+
+
+class _Stages:
+    """Per-epoch stage state (epoch → stage, α, label binarisation, refresh schedule) shared by step/sampler."""
+
+    def __init__(self, cfg: dict, e1: int, e2: int):
+        self.cfg, self.e1, self.e2 = cfg, e1, e2
+        self.stage = 1 if e1 > 0 else 2
+
+    def at(self, epoch: int):
+        self.stage = 1 if epoch <= self.e1 else 2
+        return self
+
+    @property
+    def alpha(self):
+        return self.cfg[f"schedule.alpha{self.stage}"]
+
+    @property
+    def binarise(self):
+        return self.cfg[f"data.binarise{self.stage}"]
+
+    def refresh_due(self, epoch: int) -> bool:
+        """Stage 1: every refresh1 epochs from epoch refresh1; stage 2: every refresh2 epochs of the stage."""
+        k = epoch - 1 if self.stage == 1 else epoch - 1 - self.e1
+        every = self.cfg[f"schedule.refresh{self.stage}"]
+        return k > 0 and every > 0 and k % every == 0
+
+    def lr_factor(self, epoch0: int) -> float:
+        """LambdaLR factor for the 0-based epoch index: ×0.1 at each milestone of the current stage."""
+        e = epoch0 + 1
+        if e <= self.e1:
+            return 0.1 ** sum(e > m for m in milestones(1, self.e1))
+        return 0.1 ** sum(e - self.e1 > m for m in milestones(2, self.e2))
+
+
+def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True, seed=0, init=None,
+                 resume=False, overwrite=False, sink=None, progress=True) -> dict:
+    """Both stages in one shared-trainer run (stage 2 continues from stage 1's last epoch with a fresh
+    schedule and α 0.2); `checkpoints/stage1.pt` is the model at the end of stage 1."""
+    import shutil
+    from pathlib import Path
+
+    import torch
+
+    from wisecli.cli.errors import InputError
+    from wisecli.runtime.checkpoints import load_checkpoint, save_checkpoint
+    from wisecli.runtime.device import init_distributed, seed_everything
+    from wisecli.runtime.trainer import TrainSpec, fit
+
+    from .data import PatchSampler, build_case, check_pairs, discover_pairs
+    from .model import WingsNet
+
+    run_dir = Path(run_dir)
+    stage = str(cfg["schedule.stage"])
+    if stage not in ("both", "1", "2"):
+        raise InputError(f"--stage {stage!r} must be both, 1 or 2", hint="the default is both")
+    if stage == "2" and init is None and not resume:
+        raise InputError("--stage 2 starts from a stage-1 model", hint="pass --init RUN/checkpoints/stage1.pt")
+    for key in ("data.batch_size", "data.patches_per_case", "schedule.epochs1", "schedule.epochs2"):
+        if cfg[key] < (0 if key.startswith("schedule") else 1):
+            raise InputError(f"{key} must be positive", hint="see 'wise segment-airway info'")
+    crop, patch = int(cfg["data.crop"]), int(cfg["data.patch"])
+    if crop % 8 or crop < 16 or patch < crop:
+        raise InputError(f"data.crop {crop} must be a multiple of 8 (≥ 16) and data.patch {patch} ≥ crop",
+                         hint="for example --set data.crop=128 --set data.patch=160")
+    windows = parse_windows(cfg["model.hu_windows"])
+    if cfg["loss.name"] not in ("gul", "root-tversky", "dice", "tversky"):
+        raise InputError(f"loss.name {cfg['loss.name']!r} is unknown", hint="gul, root-tversky, dice or tversky")
+    if cfg["optim.name"] not in ("sgd", "adamw"):
+        raise InputError(f"--optimizer {cfg['optim.name']!r} is unknown", hint="sgd or adamw")
+    if run_dir.exists() and any(run_dir.iterdir()) and not (resume or overwrite):
+        raise InputError(f"run folder exists: {run_dir}", hint="pass --resume to continue or --overwrite to restart")
+    pairs = discover_pairs(list(data))
+    val_pairs = discover_pairs(list(val)) if val else []
+    vols = check_pairs(pairs + val_pairs)  # every invalid pair listed at once, before any work
+    if overwrite and not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dist, dev = init_distributed(device)
+    seed_everything(seed + dist.rank)
+
+    cache = run_dir / "cache"
+    cases = [build_case(f"{i:04d}_{Path(im).name.split('.')[0]}", a, b, cache) for i, (im, a, b) in enumerate(vols)]
+    n_val = len(val_pairs)
+    train_cases, val_cases = (cases[:-n_val], cases[-n_val:]) if n_val else (cases, [])
+    if not n_val and cfg["data.val_fraction"] > 0:
+        k = max(1, int(round(cfg["data.val_fraction"] * len(cases))))
+        if k >= len(cases):
+            raise InputError("--val-fraction leaves no training case", hint="lower it or add cases")
+        order = np.random.default_rng(seed).permutation(len(cases))
+        val_cases = [cases[i] for i in sorted(order[:k])]
+        train_cases = [cases[i] for i in sorted(order[k:])]
+    spacing_median = np.median([c.spacing_zyx[::-1] for c in cases], axis=0).tolist()
+
+    e1 = 0 if stage == "2" else int(cfg["schedule.epochs1"])
+    e2 = 0 if stage == "1" else int(cfg["schedule.epochs2"])
+    if e1 + e2 < 1:
+        raise InputError("no epochs to train", hint="raise --epochs1/--epochs2")
+    st = _Stages(cfg, e1, e2)
+    width = float(cfg["model.width"])
+    model = WingsNet(in_channels=len(windows), width=width)
+    if init is not None:
+        doc = load_checkpoint(Path(init), method="segment-airway")
+        try:
+            model.load_state_dict(doc["state_dict"])
+        except RuntimeError:
+            raise InputError(f"--init {init} does not fit this WingsNet", hint="same width and HU windows") from None
+    model.to(dev)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    opt = make_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, st.lr_factor)
+
+    sampler = PatchSampler(train_cases, patch=patch, patches_per_case=int(cfg["data.patches_per_case"]), seed=seed,
+                           rank=dist.rank, world=dist.world_size)
+    last = run_dir / "checkpoints" / "last.pt"
+    if resume and last.is_file():
+        prev = load_checkpoint(last, method="segment-airway")
+        for name, pts in (prev.get("hard") or {}).items():
+            sampler.hard[name] = pts.numpy() if hasattr(pts, "numpy") else np.asarray(pts)
+    roi = int(cfg["val.roi"])
+    swb = int(cfg["val.sw_batch"])
+    step_state = {}
+
+    def set_epoch(epoch):
+        st.at(epoch)
+        sampler.set_epoch(epoch)
+        step_state["step"] = make_step(crop=crop, binarise=st.binarise, alpha=st.alpha, loss_name=cfg["loss.name"],
+                                       enc_weight=float(cfg["loss.enc_weight"]), reduce=cfg["loss.reduce"],
+                                       windows=windows)
+        if st.refresh_due(epoch):
+            refresh_hard(model, sampler, roi=roi, sw_batch=swb, windows=windows, device=dev, rank=dist.rank,
+                         world=dist.world_size)
+
+    loader = _Loader(sampler, set_epoch, int(cfg["data.batch_size"]), int(cfg["data.workers"]), dev.type == "cuda")
+    val_cache: dict = {}
+    total = e1 + e2
+
+    def validate(m, epoch):
+        due = epoch == 1 or epoch == total or epoch % int(cfg["schedule.val_every"]) == 0
+        if due or not val_cache:
+            val_cache.update(validate_cases(m, val_cases, roi=roi, sw_batch=swb, windows=windows, device=dev))
+        return {**val_cache, "val_fresh": float(due)}
+
+    def step(m, batch):
+        loss, metrics = step_state["step"](m, batch)
+        return loss, {**metrics, "stage": float(st.stage)}
+
+    def on_epoch_end(epoch, record):
+        if epoch == e1 and e1 and stage != "1":
+            shutil.copyfile(last, run_dir / "checkpoints" / "stage1.pt")
+        if epoch == e1 and stage == "1":
+            shutil.copyfile(last, run_dir / "checkpoints" / "stage1.pt")
+
+    mcfg = {"in_channels": len(windows), "width": width, "hu_windows": [list(w) for w in windows], "roi": crop,
+            "train": dict(cfg)}
+    spec = TrainSpec(epochs=total, run_dir=run_dir, method="segment-airway", arch="wingsnet", config=mcfg,
+                     amp=amp, monitor="val_atm_score" if val_cases else "train_loss",
+                     mode="max" if val_cases else "min", resume=resume, progress=progress)
+    res = fit(model, opt, loader, step, spec, device=dev, scheduler=sched, validate=validate if val_cases else None,
+              on_epoch_end=on_epoch_end,
+              checkpoint_extra=lambda: {"stage": st.stage, "train_spacing_median": spacing_median,
+                                        "hard": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in
+                                                 sampler.hard.items()}})
+    return {"run_dir": str(run_dir), "epochs": total, "stage1_epochs": e1, "stage2_epochs": e2,
+            "train_cases": len(train_cases), "val_cases": len(val_cases), "best_metric": res.best_metric,
+            "best_epoch": res.best_epoch, "monitor": spec.monitor, "last": res.last_metrics}
