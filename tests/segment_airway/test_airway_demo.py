@@ -1,0 +1,53 @@
+"""Demo smoke test (quick), the demo's accuracy gate (slow), and CPU/GPU agreement (gpu)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_wise
+
+from wisecli.engines.segment_airway import api
+
+
+def test_demo_quick_cli_json():
+    code, out, err = run_wise("segment-airway", "demo", "--quick", "--device", "cpu", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["ok"] and doc["quick"] and doc["method"] == "segment-airway"
+    assert set(doc["headline"]) >= {"dsc", "td", "bd", "precision", "atm_score"}
+    assert doc["train"]["steps"] >= 1 and np.isfinite(doc["train"]["last_loss"])
+
+
+@pytest.mark.slow
+def test_demo_gate_held_out_dsc():
+    doc = api.demo(quick=False, device="cpu", seed=0)
+    assert doc["headline"]["dsc"] >= 50.0, doc["headline"]
+    assert doc["train"]["last_loss"] < doc["train"]["first_loss"]
+    assert doc["ok"]
+
+
+@pytest.mark.slow
+def test_benchmark_quick_rows():
+    recs = api.benchmark(device="cpu", quick=True, repeats=1)
+    rows = {r["row"]: r for r in recs}
+    assert {"R1", "R2", "R3", "R4", "R6", "R7"} <= set(rows)
+    assert rows["R7"]["identical"] is True
+    assert all(r["ours_s"] > 0 for r in recs)
+
+
+@pytest.mark.gpu
+def test_gpu_fold_and_bf16_agree_with_cpu():
+    from wisecli.engines.segment_airway.model import WingsNet
+
+    torch.manual_seed(0)
+    m = WingsNet().eval()
+    x = torch.rand(1, 1, 64, 64, 64)
+    with torch.no_grad():
+        cpu = m.folded_forward(x)
+        mg = m.cuda()
+        gpu = mg.folded_forward(x.cuda()).cpu()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            bf = mg.folded_forward(x.cuda()).float().cpu()
+    assert (cpu - gpu).abs().max() < 1e-3
+    assert ((torch.sigmoid(bf) >= 0.5) == (torch.sigmoid(cpu) >= 0.5)).float().mean() > 0.99
