@@ -16,7 +16,7 @@ Geometry is in mm (LPS: x to the patient's left, y posterior, z superior), scale
   int16. Label: lumen fraction ≥ 0.5 (lumen only, as in ATM'22).
 
 Choices where the spec is silent: the lungs are ellipsoids with semi-axes (60 s, 95 s, 0.55·h) centred at
-x = ±72 s, y = +10 s, whose lower half is flattened at the base; arteries sit on the side of the split
+x = ±72 s, y = 0, cut flat at the base; arteries sit on the side of the split
 plane's normal; emphysema and nodules are not generated.
 """
 
@@ -88,7 +88,7 @@ def _perp(a):
 def _lungs(s, zbase, height):
     """Two ellipsoids (centre, semi-axes) per lung; the lower part is flattened at the base."""
     semi = np.array([60 * s, 95 * s, 0.55 * height])
-    return [(np.array([sign * 72 * s, 10 * s, zbase + 0.45 * height]), semi) for sign in (-1, 1)]
+    return [(np.array([sign * 72 * s, 0.0, zbase + 0.45 * height]), semi) for sign in (-1, 1)]
 
 
 def _in_lungs(p, lungs, zbase):
