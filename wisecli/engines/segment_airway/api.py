@@ -6,7 +6,6 @@ Everything the command does, these functions do with the same defaults: `phantom
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -143,7 +142,7 @@ def predict(inputs: list[Path], out_dir: Path, weights, *, opts=None, device="au
     """Segment every input; writes masks, tree JSON and the optional outputs; returns the records."""
     import torch
 
-    from wisecli.runtime.batch import BatchOptions, run_batch, stem_of
+    from wisecli.runtime.batch import BatchOptions, run_batch
     from wisecli.runtime.device import resolve_device
     from wisecli.runtime.io.atomic import write_json
     from wisecli.runtime.io.volumes import write_volume

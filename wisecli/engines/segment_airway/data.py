@@ -21,7 +21,6 @@ reproduces.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -146,7 +146,8 @@ def lung_crop(hu, spacing_zyx, *, margin_mm: float = 10.0, pool: int = 4):
 
 
 # ---------------------------------------------------------------- network pass
-def normalise(hu, windows) -> "torch.Tensor":
+def normalise(hu, windows):
+    """(1, C, D, H, W) tensor: each HU window mapped to [0, 1] (one channel per window)."""
     import torch
 
     chans = [((hu - lo) / (hi - lo)).clamp_(0, 1) for lo, hi in windows]

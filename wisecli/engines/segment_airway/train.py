@@ -198,7 +198,7 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
     import torch
 
     from wisecli.cli.errors import InputError
-    from wisecli.runtime.checkpoints import load_checkpoint, save_checkpoint
+    from wisecli.runtime.checkpoints import load_checkpoint
     from wisecli.runtime.device import init_distributed, seed_everything
     from wisecli.runtime.trainer import TrainSpec, fit
 
