@@ -245,3 +245,21 @@ def test_info_json_and_help_without_torch():
              "typer.main.get_command(app).commands['segment-airway']; "
              "print(any(m in sys.modules for m in ('torch', 'monai', 'SimpleITK', 'cv2')))")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_empty_prediction_is_valid(tmp_path, ph):
+    torch.manual_seed(0)
+    m = WingsNet(width=0.25)
+    m.head_dec.bias.data.fill_(-1e4)  # every probability 0
+    w = tmp_path / "empty.pt"
+    save_checkpoint(w, method="segment-airway", arch="wingsnet", config={"in_channels": 1, "width": 0.25},
+                    state_dict=m.state_dict())
+    src = tmp_path / "c.nii.gz"
+    write_volume(src, ph.image, spacing=ph.spacing)
+    code, out, err = run_wise("segment-airway", "predict", str(src), "-o", str(tmp_path / "o"), "--weights", str(w),
+                              *FAST, "--jsonl")
+    assert code == 0, err
+    rec = json.loads(out)
+    assert rec["tree"] is None and any("empty prediction" in x for x in rec["warnings"])
+    assert json.loads((tmp_path / "o" / "c_airway_tree.json").read_text()) is None
+    assert read_volume(tmp_path / "o" / "c_airway.nii.gz").array.sum() == 0

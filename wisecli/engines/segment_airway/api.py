@@ -349,7 +349,8 @@ class _ArrayVolume:
 
 
 def demo(quick: bool = False, device: str = "auto", seed: int = 0, sink=None, *, steps: int | None = None,
-         n_train: int | None = None, loss_name: str = "gul") -> dict:
+         n_train: int | None = None, n_test: int | None = None, size=None, spacing=None, width=None,
+         loss_name: str = "gul") -> dict:
     """Phantoms → cached cases → AdamW steps of a half-width WingsNet with group-supervised GUL → held-out
     prediction (full pipeline) → ATM metrics. Full: 8 train + 2 held-out `demo` phantoms, ≈120 steps at 48³,
     gate held-out DSC ≥ 50 %. Quick: 2 coarse `tiny` phantoms (4 mm), a few steps at 32³, no gate."""
@@ -376,8 +377,11 @@ def demo(quick: bool = False, device: str = "auto", seed: int = 0, sink=None, *,
     else:
         preset, kw, n_tr, n_te, width, crop, patch, n_steps, bs = "demo", {}, 8, 2, 0.5, 48, 64, 120, 2
         popts = PredictOptions(roi=48, overlap=0.25, sw_batch=2)
-    n_tr = n_train or n_tr
+    n_tr, n_te = n_train or n_tr, n_test or n_te
     n_steps = steps or n_steps
+    width = width or width
+    if size is not None or spacing is not None:
+        kw = {**kw, **({"size": size} if size else {}), **({"spacing": spacing} if spacing else {})}
     phs = [make_phantom(preset, seed=seed + i, **kw) for i in range(n_tr + n_te)]
     windows = ((-1000.0, 400.0),)
     with tempfile.TemporaryDirectory(prefix="wise-airway-demo-") as tmp:
