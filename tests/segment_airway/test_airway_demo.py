@@ -59,7 +59,7 @@ def test_paper_claim_gul_beats_dice_on_td_and_bd():
     """Zheng et al. 2021: with the same wings and schedule, GUL detects more of the tree than Dice (higher TD
     and BD) at some precision cost. 24 `demo` phantoms at 1 mm, 8 held out."""
     kw = dict(device="cuda", seed=0, steps=600, n_train=16, n_test=8, size=(192, 168, 168),
-              spacing=(1.0, 1.0, 1.0), width=1.0)
+              spacing=(1.0, 1.0, 1.0), model_width=1.0)
     gul = api.demo(quick=False, loss_name="gul", **kw)["headline"]
     dice = api.demo(quick=False, loss_name="dice", **kw)["headline"]
     print("GUL", gul, "Dice", dice, "precision cost", dice["precision"] - gul["precision"])

@@ -349,7 +349,7 @@ class _ArrayVolume:
 
 
 def demo(quick: bool = False, device: str = "auto", seed: int = 0, sink=None, *, steps: int | None = None,
-         n_train: int | None = None, n_test: int | None = None, size=None, spacing=None, width=None,
+         n_train: int | None = None, n_test: int | None = None, size=None, spacing=None, model_width=None,
          loss_name: str = "gul") -> dict:
     """Phantoms → cached cases → AdamW steps of a half-width WingsNet with group-supervised GUL → held-out
     prediction (full pipeline) → ATM metrics. Full: 8 train + 2 held-out `demo` phantoms, ≈120 steps at 48³,
@@ -379,7 +379,7 @@ def demo(quick: bool = False, device: str = "auto", seed: int = 0, sink=None, *,
         popts = PredictOptions(roi=48, overlap=0.25, sw_batch=2)
     n_tr, n_te = n_train or n_tr, n_test or n_te
     n_steps = steps or n_steps
-    width = width or width
+    width = model_width or width
     if size is not None or spacing is not None:
         kw = {**kw, **({"size": size} if size else {}), **({"spacing": spacing} if spacing else {})}
     phs = [make_phantom(preset, seed=seed + i, **kw) for i in range(n_tr + n_te)]
