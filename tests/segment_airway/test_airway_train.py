@@ -50,6 +50,15 @@ def test_train_two_cpu_steps_then_resume(tmp_path, data):
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
     assert lines[1]["train_stage"] == 2 and lines[1]["train_alpha"] == pytest.approx(0.2)
+    # the run's checkpoint describes itself and drives predict
+    code, out, err = run_wise("segment-airway", "info", "--weights", str(run / "checkpoints" / "best.pt"), "--json")
+    assert code == 0, err
+    ck = json.loads(out)["checkpoint"]
+    assert ck["arch"] == "wingsnet" and ck["config"]["width"] == 0.25 and ck["params"] > 0
+    code, out, err = run_wise("segment-airway", "predict", str(data / "images" / "c0.nii.gz"), "-o",
+                              str(tmp_path / "pred"), "--weights", str(run), "--roi", "32", "--overlap", "0",
+                              "--device", "cpu", "--no-crop", "--jsonl")
+    assert code == 0, err and json.loads(out)["status"] == "ok"
 
 
 def test_invalid_pairs_all_listed_exit_2(tmp_path, data):
