@@ -58,7 +58,8 @@ def test_train_two_cpu_steps_then_resume(tmp_path, data):
     code, out, err = run_wise("segment-airway", "predict", str(data / "images" / "c0.nii.gz"), "-o",
                               str(tmp_path / "pred"), "--weights", str(run), "--roi", "32", "--overlap", "0",
                               "--device", "cpu", "--no-crop", "--jsonl")
-    assert code == 0, err and json.loads(out)["status"] == "ok"
+    assert code == 0, err
+    assert json.loads(out)["status"] == "ok"
 
 
 def test_invalid_pairs_all_listed_exit_2(tmp_path, data):
