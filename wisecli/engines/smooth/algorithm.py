@@ -95,21 +95,21 @@ REFERENCE = Quirks(frozenset(ALL_QUIRKS))
 
 
 # ----------------------------------------------------------------------------------------------------- fit
-def correlation_matrix(X: np.ndarray, constant: np.ndarray) -> np.ndarray:
+def correlation_matrix(X: np.ndarray, constant: np.ndarray, device: str = "cpu") -> np.ndarray:
     """Pearson correlation of the sensor columns of ``X`` (T × S), float64, constant sensors → 0 (step 2)."""
     import torch
 
-    x = torch.as_tensor(X, dtype=torch.float64)
+    x = torch.as_tensor(X, dtype=torch.float64).to(device)
     x = x[~torch.isnan(x).any(dim=1)]
     if x.shape[0] < 2:
-        C = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64)
+        C = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64, device=x.device)
     else:
         xc = x - x.mean(dim=0, keepdim=True)
         cov = xc.T @ xc
         d = torch.sqrt(torch.diagonal(cov))
         C = (cov / d[:, None] / d[None, :]).clamp(-1.0, 1.0)
         C = torch.nan_to_num(C, nan=0.0, posinf=0.0, neginf=0.0)
-    C = C.numpy().copy()
+    C = C.cpu().numpy().copy()
     C[constant, :] = 0.0
     C[:, constant] = 0.0
     return C
@@ -209,7 +209,7 @@ def fit(series: "list[np.ndarray] | np.ndarray", sensors: list[str] | None = Non
         raise InputError(f"sensors with no numeric value in the training data: {', '.join(bad[:10])}",
                          hint="drop them with --exclude (all-NaN sensors are dropped when reading files)")
     constant = fmax == fmin
-    C = correlation_matrix(X, constant)
+    C = correlation_matrix(X, constant, device)
     if str(device).startswith("cuda") and S >= 1024:
         order = correlation_walk_torch(C, device)
     else:

@@ -49,6 +49,7 @@ class Series:
     labels: np.ndarray | None = None  # str per sample
     target: np.ndarray | None = None  # float per sample
     group: str = ""
+    start: int = 0  # row of the first sample in the cleaned input (gap segments)
 
     @property
     def T(self) -> int:
@@ -196,7 +197,7 @@ def split_gaps(s: Series, mode: str, source: str) -> list[Series]:
         raise InputError(f"{source}: {len(cut)} gap(s) longer than 1.5x the median interval, the first after "
                          f"row {int(cut[0]) + 2}", hint="use --gaps split (default) or --gaps ignore")
     bounds = [0, *(cut + 1).tolist(), s.T]
-    return [replace(take(s, slice(a, b)), name=f"{s.name}#{k}") for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    return [replace(take(s, slice(a, b)), name=f"{s.name}#{k}", start=s.start + a) for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
 
 
 def finish(s: Series, opts: ReadOptions, source: str, warn) -> list[Series]:
