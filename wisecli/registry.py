@@ -27,4 +27,6 @@ METHOD_VERBS = {
 }
 
 METHODS: list[MethodEntry] = [
+    MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
+                "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
 ]

@@ -147,7 +147,7 @@ def run_one(model: A.Model, item: Path, out_dir: Path, *, opts: D.ReadOptions, w
     from wisecli.runtime.batch import stem_of
     from wisecli.runtime.io.atomic import save_npy
 
-    series = D.read_input(item, replace(opts, quirks=model.quirks), warn)
+    series = D.read_input(item, replace(opts, quirks=model.quirks, keep=list(model.sensors)), warn)
     by_pos = Path(item).suffix.lower() == ".npy"
     t0 = time.perf_counter()
     ends, times, sig = signatures_of(model, series, str(item), window=window, step=step, blocks=blocks,
@@ -170,7 +170,7 @@ def run_one(model: A.Model, item: Path, out_dir: Path, *, opts: D.ReadOptions, w
 
 
 def stream(model: A.Model, lines, write, *, opts: D.ReadOptions, window: int, step: int, blocks: int,
-           mode: str, scale: float) -> int:
+           mode: str, scale: float, warn=None) -> int:
     """The lone ``-``: a wide CSV on ``lines`` (header first); one flushed output line per signature."""
     import csv
 
@@ -182,6 +182,7 @@ def stream(model: A.Model, lines, write, *, opts: D.ReadOptions, window: int, st
     delim = "\t" if "\t" in head and "," not in head else ","
     header = [h.strip() for h in next(csv.reader([head], delimiter=delim))]
     tidx, idx = D.select_columns(header, opts, "stdin")
+    idx = D.restrict(header, idx, replace(opts, keep=list(model.sensors)), "stdin", warn)
     names = [header[i] for i in idx]
     missing = [n for n in model.sensors if n not in names]
     if missing:

@@ -69,6 +69,7 @@ class ReadOptions:
     align_tolerance: float | None = None
     layout: str = "auto"  # auto | wide | hpcoda | npy
     quirks: Quirks = FIXED
+    keep: list[str] | None = None  # exact sensor names to read (a model's); other columns ignored with a warning
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -136,6 +137,17 @@ def select_columns(header: list[str], opts: ReadOptions, source: str) -> tuple[i
     if not idx:
         raise InputError(f"{source}: no sensor columns selected", hint="check --sensors/--exclude and --time-col")
     return tidx, idx
+
+
+def restrict(header: list[str], idx: list[int], opts: ReadOptions, source: str, warn=None) -> list[int]:
+    """With ``opts.keep`` (a model's sensors): only those columns are read; the others are ignored, warned."""
+    if opts.keep is None:
+        return idx
+    keep = set(opts.keep)
+    extra = [header[i] for i in idx if header[i] not in keep]
+    if extra and warn:
+        warn(f"{source}: {len(extra)} column(s) not in the model ignored: {', '.join(extra[:5])}")
+    return [i for i in idx if header[i] in keep]
 
 
 def check_time(s: Series, opts: ReadOptions, source: str) -> Series:
@@ -237,6 +249,7 @@ def read_wide_text(text: str, opts: ReadOptions, source: str, name: str, warn=No
             raise InputError(f"{source}: row {i + 2} has {len(r)} cells, the header has {width}",
                              hint="every row needs one cell per column")
     tidx, idx = select_columns(header, opts, source)
+    idx = restrict(header, idx, opts, source, warn)
     cols = list(zip(*body)) if body else [()] * width
     values = np.stack([to_float(list(cols[i]), header[i], source) for i in idx], axis=1) if body else \
         np.zeros((0, len(idx)))
@@ -317,7 +330,8 @@ def read_hpcoda(root: Path, opts: ReadOptions, warn=None) -> list[Series]:
         files = sorted(folder.glob("*.csv"))
         files = [f for f in files
                  if (not opts.sensors or any(fnmatch.fnmatchcase(f.stem, g) for g in opts.sensors))
-                 and not any(fnmatch.fnmatchcase(f.stem, g) for g in opts.exclude)]
+                 and not any(fnmatch.fnmatchcase(f.stem, g) for g in opts.exclude)
+                 and (opts.keep is None or f.stem in opts.keep)]
         if not files:
             raise InputError(f"{folder}: no sensor CSV files", hint="one <sensor>.csv (timestamp,value) per sensor")
         ts, vs = [], []
