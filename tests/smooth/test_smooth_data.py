@@ -73,7 +73,9 @@ def test_gaps_split_and_all_nan_dropped(tmp_path):
     warns = []
     segs = D.read_input(p, D.ReadOptions(), warns.append)
     assert [sg.T for sg in segs] == [4, 3] and segs[1].start == 4
-    assert segs[0].sensors == ["a"] and any("all-NaN" in w for w in warns)
+    assert segs[0].sensors == ["a"] and segs[0].dropped == ["dead"] and any("all-NaN" in w for w in warns)
+    doc = api_fit([p], tmp_path / "m.json", opts=D.ReadOptions(gaps="ignore"), window=2, step=1)
+    assert doc["all_nan_sensors"] == ["dead"] and MIO.load(tmp_path / "m.json").fit_info["all_nan_sensors"] == ["dead"]
     assert len(D.read_input(p, D.ReadOptions(gaps="ignore"))) == 1
     with pytest.raises(InputError, match="gap"):
         D.read_input(p, D.ReadOptions(gaps="fail"))

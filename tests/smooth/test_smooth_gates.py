@@ -24,6 +24,13 @@ def test_basicmotions_gate():
     assert cs["run_accuracy"] >= 0.95, cs
 
 
+@pytest.mark.skipif(not have_aeon(), reason="needs the rocket extra (aeon)")
+def test_minirocket_baseline_runs_on_training_windows():
+    train, test = basic_motions()
+    (mr,) = evaluate(train[::4], methods="minirocket", window=20, step=20, test=test[::4], cv="split", repeats=1)
+    assert mr["signature_len"] > 1000 and mr["f1_weighted"] >= 0.8
+
+
 def test_synthetic_gate():
     recs = evaluate([synthetic()], methods="cs:10,tuncer,stats", window=30, step=5, cv="blocked",
                     folds=5, repeats=1, seed=0)

@@ -88,7 +88,8 @@ def fit(paths: list[Path], output: Path, *, opts: D.ReadOptions, blocks: int = 2
                              hint="give more data or a smaller --window")
         model = A.fit([s.values for s in series], names, blocks=blocks, window=window, step=step, eps=eps,
                       scale=scale, quirks=q, device=device)
-        model.fit_info.update(inputs=[str(p) for p in paths], series=len(series))
+        dropped = sorted({n for s in series for n in s.dropped})
+        model.fit_info.update(inputs=[str(p) for p in paths], series=len(series), all_nan_sensors=dropped)
     if model.constant_sensors and warn:
         warn(f"{len(model.constant_sensors)} constant sensor(s) kept (they normalise to 0): "
              f"{', '.join(model.constant_sensors[:8])}")
@@ -96,6 +97,7 @@ def fit(paths: list[Path], output: Path, *, opts: D.ReadOptions, blocks: int = 2
     doc = {"sensors": model.n_sensors, "rows": int(model.fit_info.get("rows", 0)),
            "constant_sensors": model.constant_sensors,
            "order_head": [model.sensors[i] for i in model.order[:10]],
+           "all_nan_sensors": model.fit_info.get("all_nan_sensors", []),
            "seconds": round(time.perf_counter() - t0, 4), "model": str(output)}
     if export_dcdb:
         write_text(Path(export_dcdb), json.dumps(MIO.to_dcdb(model, warn), indent=1) + "\n")

@@ -50,6 +50,7 @@ class Series:
     target: np.ndarray | None = None  # float per sample
     group: str = ""
     start: int = 0  # row of the first sample in the cleaned input (gap segments)
+    dropped: list[str] = field(default_factory=list)  # all-NaN sensors left out when reading
 
     @property
     def T(self) -> int:
@@ -220,7 +221,8 @@ def finish(s: Series, opts: ReadOptions, source: str, warn) -> list[Series]:
         names = [n for n, a in zip(s.sensors, allnan) if a]
         if warn:
             warn(f"{source}: dropped all-NaN sensor(s): {', '.join(names[:10])}")
-        s = replace(s, values=s.values[:, ~allnan], sensors=[n for n, a in zip(s.sensors, allnan) if not a])
+        s = replace(s, values=s.values[:, ~allnan], sensors=[n for n, a in zip(s.sensors, allnan) if not a],
+                    dropped=names)
         if not s.sensors:
             raise InputError(f"{source}: every sensor is empty", hint="check the file")
     s = replace(s, values=ffill(s.values))
