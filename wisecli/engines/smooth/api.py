@@ -16,7 +16,6 @@ Choices where the spec is silent (also listed by ``info``):
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path

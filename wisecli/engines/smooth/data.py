@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import fnmatch
-import io
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -229,36 +228,26 @@ def finish(s: Series, opts: ReadOptions, source: str, warn) -> list[Series]:
     return split_gaps(s, opts.gaps, source)
 
 
-def sniff_delimiter(path: Path, first_line: str) -> str:
-    if path.suffix.lower() in (".tsv", ".tab"):
-        return "\t"
-    return "\t" if "\t" in first_line and "," not in first_line else ","
-
-
 # ---------------------------------------------------------------------------------------------- readers
-def read_wide_text(text: str, opts: ReadOptions, source: str, name: str, warn=None) -> list[Series]:
-    """A wide table held in memory (file contents or stdin)."""
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
+def read_wide(path: Path, opts: ReadOptions, warn=None) -> list[Series]:
+    """A wide table (tokenised by the shared ``runtime.io.tables`` reader; numbers parsed here, empty → NaN)."""
+    from wisecli.runtime.io.tables import read_table
+
+    source = str(path)
+    t = read_table(path)
+    header, body = t.columns, t.rows
+    if not header:
         raise InputError(f"{source}: empty table", hint="a header line and one row per sample are expected")
-    delim = "\t" if source.endswith((".tsv", ".tab")) else ("\t" if "\t" in lines[0] and "," not in lines[0] else ",")
-    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delim) if r]
-    header = [h.strip() for h in rows[0]]
-    body = rows[1:]
-    width = len(header)
-    for i, r in enumerate(body):
-        if len(r) != width:
-            raise InputError(f"{source}: row {i + 2} has {len(r)} cells, the header has {width}",
-                             hint="every row needs one cell per column")
     tidx, idx = select_columns(header, opts, source)
     idx = restrict(header, idx, opts, source, warn)
-    cols = list(zip(*body)) if body else [()] * width
+    cols = list(zip(*body)) if body else [()] * len(header)
     values = np.stack([to_float(list(cols[i]), header[i], source) for i in idx], axis=1) if body else \
         np.zeros((0, len(idx)))
     time = parse_times(list(cols[tidx]), header[tidx], source) if (tidx is not None and body) else None
     labels = np.array(cols[header.index(opts.label_col)], dtype=str) if opts.label_col and body else None
     target = to_float(list(cols[header.index(opts.target_col)]), opts.target_col, source) \
         if opts.target_col and body else None
+    name = Path(path).name.split(".")[0]
     s = Series(name=name, values=values, sensors=[header[i] for i in idx], time=time, labels=labels,
                target=target, group=name)
     return finish(s, opts, source, warn)
@@ -380,12 +369,7 @@ def read_input(path: Path, opts: ReadOptions, warn=None) -> list[Series]:
         return read_npy(path, opts, warn)
     if layout == "hpcoda":
         return read_hpcoda(path, opts, warn)
-    try:
-        text = path.read_text()
-    except (UnicodeDecodeError, OSError) as exc:
-        raise InputError(f"{path}: not a readable text table ({exc.__class__.__name__})",
-                         hint="wide CSV/TSV with a header, or .npy") from None
-    return read_wide_text(text, opts, str(path), path.name.split(".")[0], warn)
+    return read_wide(path, opts, warn)
 
 
 def concat(series: list[Series]) -> Series:
