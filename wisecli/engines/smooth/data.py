@@ -7,7 +7,8 @@ Formats (spec §3, §4):
   > 1e14 µs, > 1e11 ms) or ISO 8601 strings (naive ones read as UTC).
 - HPC-ODA (``--layout hpcoda``): ``sensors/[<node>/]*.csv`` (timestamp,value, a header optional) and
   ``responses/[<node>/]responses.csv`` (timestamp,label); one series per node folder.
-- ``.npy``: time × sensors (one series) or runs × time × sensors (one series per run, sensors ``s0…``).
+- ``.npy``: time × sensors (one series) or runs × time × sensors (one series per run, sensors ``s0…``; a
+  window's ``window_end`` is then its row in the flattened runs·time array).
 
 Cleaning: strictly increasing time is required (``--sort-time``, ``--dedupe last`` repair it); gaps above 1.5×
 the median interval split a series (``--gaps split``; ``fail`` refuses, ``ignore`` keeps); NaNs are forward-filled
@@ -266,7 +267,8 @@ def read_npy(path: Path, opts: ReadOptions, warn=None) -> list[Series]:
     out = []
     for r, x in enumerate(runs):
         nm = path.stem if a.ndim == 2 else f"{path.stem}[{r}]"
-        out += finish(Series(name=nm, values=x.astype(np.float64), sensors=names, group=nm), opts, str(path), warn)
+        out += finish(Series(name=nm, values=x.astype(np.float64), sensors=names, group=nm, start=r * runs.shape[1]),
+                      opts, str(path), warn)
     return out
 
 
