@@ -29,4 +29,6 @@ METHOD_VERBS = {
 METHODS: list[MethodEntry] = [
     MethodEntry("segment-airway", "wisecli.commands.segment_airway", "Medical imaging",
                 "Airway trees in chest CT: WingsNet + General Union loss (masks, tree, ATM metrics)."),
+    MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
+                "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
 ]
