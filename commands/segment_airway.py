@@ -103,8 +103,6 @@ def predict(
     if weights is None:
         raise InputError("--weights is required (no weights ship with wise)",
                          hint="train one: wise segment-airway train DATA -o RUN, then --weights RUN/checkpoints/best.pt")
-    if series_uid is not None:
-        raise InputError("--series-uid is not supported by this reader yet", hint="pass a folder holding one series")
     api = _api()
     opts_kw = dict(roi=roi, overlap=overlap, blend=blend, sw_batch=sw_batch, tta=tta, threshold=threshold,
                    connectivity=connectivity, fill_holes=not no_fill_holes, crop=not no_crop, tree=not no_tree,
@@ -126,7 +124,8 @@ def predict(
     rr = RunRecord("segment-airway predict", config=opts_kw | {"weights": str(weights)}, device=device_name(dev),
                    seed=None, inputs=[str(i) for i in items])
     recs = api.predict(items, out, weights, opts=opts, device=dev, sink=sink, skip_existing=skip_existing,
-                       overwrite=overwrite, fail_fast=fail_fast, debug=debug, run_record=rr)
+                       overwrite=overwrite, fail_fast=fail_fast, debug=debug, run_record=rr,
+                       series_uid=series_uid)
     rows = [{"input": Path(r["input"]).name, "status": r["status"], "seconds": r.get("seconds"),
              "branches": (r.get("tree") or {}).get("n_branches"), "volume_ml": (r.get("tree") or {}).get("volume_ml"),
              "output": r.get("output")} for r in recs]

@@ -263,3 +263,32 @@ def test_empty_prediction_is_valid(tmp_path, ph):
     assert rec["tree"] is None and any("empty prediction" in x for x in rec["warnings"])
     assert json.loads((tmp_path / "o" / "c_airway_tree.json").read_text()) is None
     assert read_volume(tmp_path / "o" / "c_airway.nii.gz").array.sum() == 0
+
+
+def test_dicom_series_checks(tmp_path, weights, ph):
+    import SimpleITK as sitk
+
+    from wisecli.cli.errors import InputError
+    from wisecli.runtime.io.volumes import Volume, write_dicom_series
+
+    vol = Volume(ph.image, ph.spacing, ph.origin, (1, 0, 0, 0, 1, 0, 0, 0, 1), tmp_path)
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_dicom_series(a, vol)
+    write_dicom_series(b, vol)
+    v, hu = api.read_ct(a)
+    assert np.array_equal(v.array, ph.image) and np.allclose(v.origin, ph.origin, atol=1e-3)
+    # two series in one folder: exit 2 alone, --series-uid picks one
+    both = tmp_path / "both"
+    shutil.copytree(a, both)
+    for f in b.iterdir():
+        shutil.copy(f, both / f"b_{f.name}")
+    _exit2(*run_wise("segment-airway", "predict", str(both), "-o", str(tmp_path / "o"), "--weights", str(weights),
+                     *FAST), "2 DICOM series")
+    uid = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(b))[0]
+    v2, _ = api.read_ct(both, series_uid=uid)
+    assert np.array_equal(v2.array, ph.image)
+    # a missing middle slice makes the spacing irregular
+    files = sorted(a.iterdir())
+    files[len(files) // 2].unlink()
+    with pytest.raises(InputError, match="irregular"):
+        api.read_ct(a)

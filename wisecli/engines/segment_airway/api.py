@@ -115,13 +115,55 @@ def predict_outputs(item: Path, out_dir: Path, opts) -> list[Path]:
     return outs
 
 
-def read_ct(path: Path, *, hu_offset: float = 0.0, hu_check: bool = True):
+def read_dicom_series(folder: Path, series_uid: str | None = None):
+    """A DICOM folder as one series (spec §4): several series need `series_uid`; slices whose spacing along
+    the slice normal varies by more than 1 % are refused (no silent resampling). GDCM sorts by position and
+    the rescale slope/intercept are applied (SimpleITK ImageSeriesReader)."""
+    import SimpleITK as sitk
+
+    from wisecli.runtime.io.volumes import Volume, read_volume
+
+    ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ())
+    if series_uid is None and len(ids) > 1:
+        raise InputError(f"{folder}: {len(ids)} DICOM series in one folder",
+                         hint="pick one with --series-uid (" + ", ".join(i[-12:] for i in ids[:3]) + "...)")
+    if series_uid is not None and series_uid not in ids:
+        raise InputError(f"{folder}: no DICOM series {series_uid}", hint="series here: " + ", ".join(ids[:4]))
+    if not ids:
+        return read_volume(folder)
+    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid or ids[0]))
+    pos = []
+    for f in files:
+        r = sitk.ImageFileReader()
+        r.SetFileName(f)
+        r.ReadImageInformation()
+        if r.HasMetaDataKey("0020|0032"):
+            pos.append([float(v) for v in r.GetMetaData("0020|0032").split("\\")])
+    if len(pos) == len(files) and len(files) > 2:
+        p = np.asarray(pos)
+        gaps = np.linalg.norm(np.diff(p, axis=0), axis=1)
+        med = float(np.median(gaps))
+        if med <= 0 or float(np.abs(gaps - med).max()) > 0.01 * med:
+            raise InputError(f"{folder}: irregular slice spacing ({gaps.min():.3f}-{gaps.max():.3f} mm)",
+                             hint="missing or duplicate slices; resample the series to even spacing first")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        image = reader.Execute()
+    except RuntimeError as e:
+        raise InputError(f"cannot read DICOM series in {folder}: {str(e).strip().splitlines()[0][:160]}",
+                         hint="the slices are corrupt or incomplete") from None
+    return Volume(array=sitk.GetArrayFromImage(image), spacing=tuple(image.GetSpacing()),
+                  origin=tuple(image.GetOrigin()), direction=tuple(image.GetDirection()), path=Path(folder))
+
+
+def read_ct(path: Path, *, hu_offset: float = 0.0, hu_check: bool = True, series_uid: str | None = None):
     """Read a CT volume (file or DICOM folder), add the HU offset and check it looks like HU."""
     from wisecli.runtime.io.volumes import read_volume
 
     from .predict import hu_problem
 
-    vol = read_volume(Path(path))
+    vol = read_dicom_series(Path(path), series_uid) if Path(path).is_dir() else read_volume(Path(path))
     arr = np.asarray(vol.array)
     if arr.ndim != 3 or min(arr.shape) < 16:
         raise InputError(f"{path}: not a 3D volume with every axis ≥ 16 voxels (shape {arr.shape[::-1]})",
@@ -138,7 +180,8 @@ def read_ct(path: Path, *, hu_offset: float = 0.0, hu_check: bool = True):
 
 
 def predict(inputs: list[Path], out_dir: Path, weights, *, opts=None, device="auto", sink=None,
-            skip_existing=False, overwrite=False, fail_fast=False, debug=False, run_record=None) -> list[dict]:
+            skip_existing=False, overwrite=False, fail_fast=False, debug=False, run_record=None,
+            series_uid: str | None = None) -> list[dict]:
     """Segment every input; writes masks, tree JSON and the optional outputs; returns the records."""
     import torch
 
@@ -164,7 +207,7 @@ def predict(inputs: list[Path], out_dir: Path, weights, *, opts=None, device="au
     def process(item: Path) -> dict:
         stages = {}
         t = time.perf_counter()
-        vol, hu = read_ct(item, hu_offset=opts.hu_offset, hu_check=opts.hu_check)
+        vol, hu = read_ct(item, hu_offset=opts.hu_offset, hu_check=opts.hu_check, series_uid=series_uid)
         stages["read"] = time.perf_counter() - t
         warns = []
         if median:
