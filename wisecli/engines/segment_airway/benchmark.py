@@ -323,7 +323,8 @@ def run(device="auto", quick=False, preset="ct", input=None, weights=None, repea
         parse_tree(ph.label, ph.spacing)
         t_ct = round(time.perf_counter() - t_ct, 3)
     emit(_rec("R7", "tree parse vs per-branch full-volume oracle", "cpu", t_o, t_p, identical=same,
-                     parse_full_preset_s=t_ct, phantom="tiny" if quick else "ct at 1.4x1.4x2 mm (oracle); full ct (parse_full_preset_s)",
+                     parse_full_preset_s=t_ct,
+                     phantom="tiny" if quick else "ct at 1.4x1.4x2 mm (oracle); full ct (parse_full_preset_s)",
                      n_branches=p_ours.n_branches, target="identical; >= 20x; <= 1.5 s"))
     import shutil
 
