@@ -401,7 +401,7 @@ def demo(quick: bool = False, device: str = "auto", seed: int = 0, sink=None, *,
 
     import torch
 
-    from wisecli.runtime.device import resolve_device, seed_everything
+    from wisecli.runtime.device import autocast, resolve_device, seed_everything
 
     from .data import PatchSampler, build_case
     from .metrics import prepare_reference, score
@@ -449,8 +449,6 @@ def demo(quick: bool = False, device: str = "auto", seed: int = 0, sink=None, *,
                 if any(x is None for x in items):
                     break
                 batch = tuple(torch.stack([x[k] for x in items]).to(dev) for k in range(3))
-                from wisecli.runtime.device import autocast
-
                 with autocast(dev):
                     loss, _ = step(model, batch)
                 opt.zero_grad(set_to_none=True)

@@ -88,10 +88,11 @@ def discover_pairs(sources: list[str]) -> list[tuple[Path, Path]]:
 
 
 def check_pairs(pairs) -> list:
-    """Read every pair once; all geometry/readability problems are reported together (InputError)."""
+    """Read every pair once (one at a time, nothing kept in memory); all readability, geometry and
+    empty-label problems are reported together (InputError). Returns the pairs."""
     from wisecli.runtime.io.volumes import read_volume
 
-    problems, vols = [], []
+    problems, ok = [], []
     for im, lb in pairs:
         try:
             a = read_volume(im)
@@ -112,11 +113,12 @@ def check_pairs(pairs) -> list:
         if why:
             problems.append(f"{im.name}: {why}")
         else:
-            vols.append((im, a, b))
+            ok.append((im, lb))
+        del a, b
     if problems:
         raise InputError(f"{len(problems)} invalid training pair(s): " + "; ".join(problems),
                          hint="fix or remove the listed pairs (labels must match their image's geometry)")
-    return vols
+    return ok
 
 
 @dataclass
@@ -134,7 +136,8 @@ class Case:
 
 
 def build_case(name: str, vol, lab, cache_root: Path) -> Case:
-    """Canonical order, lung crop, int16 HU, label, q, skeleton, parse and small branches, cached on disk."""
+    """Canonical order, lung crop, int16 HU, label, q, skeleton, parse and small branches, cached on disk.
+    `vol` and `lab` are Volumes or paths (read only when the case is not cached yet)."""
     import torch
 
     from wisecli.runtime.io.atomic import save_npy, save_npz, write_json
@@ -148,6 +151,10 @@ def build_case(name: str, vol, lab, cache_root: Path) -> Case:
     if meta.exists():
         z = np.load(meta)
         return Case(name, folder, tuple(z["spacing_zyx"]), z["skeleton"], z["small"], tuple(z["shape"]))
+    if isinstance(vol, (str, Path)):
+        from wisecli.runtime.io.volumes import read_volume
+
+        vol, lab = read_volume(vol), read_volume(lab)
     perm, flips = canonical_transform(vol.direction)
     img = to_canonical(vol.array, perm, flips)
     g = to_canonical((lab.array > 0).astype(np.uint8), perm, flips)

@@ -227,7 +227,7 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
         raise InputError(f"run folder exists: {run_dir}", hint="pass --resume to continue or --overwrite to restart")
     pairs = discover_pairs(list(data))
     val_pairs = discover_pairs(list(val)) if val else []
-    vols = check_pairs(pairs + val_pairs)  # every invalid pair listed at once, before any work
+    checked = check_pairs(pairs + val_pairs)  # every invalid pair listed at once, before any work
     if overwrite and not resume and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -235,7 +235,7 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
     seed_everything(seed + dist.rank)
 
     cache = run_dir / "cache"
-    cases = [build_case(f"{i:04d}_{Path(im).name.split('.')[0]}", a, b, cache) for i, (im, a, b) in enumerate(vols)]
+    cases = [build_case(f"{i:04d}_{Path(im).name.split('.')[0]}", im, lb, cache) for i, (im, lb) in enumerate(checked)]
     n_val = len(val_pairs)
     train_cases, val_cases = (cases[:-n_val], cases[-n_val:]) if n_val else (cases, [])
     if not n_val and cfg["data.val_fraction"] > 0:
