@@ -230,7 +230,15 @@ def segment(model, hu: np.ndarray, direction, spacing_xyz, opts: PredictOptions,
     t = time.perf_counter()
     inp = normalise(sub, windows)
     try:
-        prob = window_pass(model, inp, opts, device)
+        try:
+            prob = window_pass(model, inp, opts, device)
+        except (RuntimeError, AssertionError) as e:
+            if getattr(model, "_wise_compiled", None) is None or isinstance(e, torch.OutOfMemoryError):
+                raise
+            # torch.compile failed on this platform: run eagerly from now on
+            model._wise_compiled = None
+            warns.append(f"torch.compile failed ({type(e).__name__}); running eagerly")
+            prob = window_pass(model, inp, opts, device)
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()
         warns.append("CUDA out of memory; retried with --sw-batch 1 and CPU stitching")
