@@ -27,4 +27,6 @@ METHOD_VERBS = {
 }
 
 METHODS: list[MethodEntry] = [
+    MethodEntry("select-features", "wisecli.commands.select_features", "Learning",
+                "Rank table columns for a classification task with the FM-module; evaluate, cut tables."),
 ]

@@ -233,7 +233,8 @@ def train_selector(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: FMConfig, 
         history.append(metrics)
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics, model, opt, improved, best=best, best_epoch=best_epoch,
-                         history=history, rng_batches=batches.generator.get_state(), mask=mask)
+                         history=history, rng_batches=batches.generator.get_state(), mask=mask,
+                         best_state=best_state)
 
     if best_state is None:  # zero epochs: the untrained mask
         best_state, best_mask = model.state_dict(), readout_mask(model.mask_net, xt)
