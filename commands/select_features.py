@@ -135,6 +135,7 @@ def train(
     t0 = time.perf_counter()
     doc = api.train(data, target, out_dir, cfg, device=dev, sep=sep, id_col=id_col, drop=drop or [],
                     drop_non_numeric=drop_non_numeric, impute_how=impute, x_key=x_key, y_key=y_key, resume=resume,
+                    resume_epochs=epochs,
                     stdin_text=_stdin(data), sink=sink)
     rec = RunRecord("select-features train", config=resolved, device=str(dev), seed=seed, inputs=[data])
     rec.timing("train", time.perf_counter() - t0)

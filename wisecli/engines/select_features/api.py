@@ -33,9 +33,12 @@ def _fit_scaled(ds_x: np.ndarray, y: np.ndarray, n_classes: int, cfg: FMConfig, 
 
 
 def train(data: str, target: str, run_dir: Path, cfg: FMConfig, *, device, sep=None, id_col=None, drop=(),
-          drop_non_numeric=False, impute_how="none", x_key="X", y_key="y", resume=False, stdin_text=None,
-          sink=None) -> dict:
-    """Fit FM on DATA and write the run folder; returns the selection document (of the best epoch)."""
+          drop_non_numeric=False, impute_how="none", x_key="X", y_key="y", resume=False, resume_epochs=None,
+          stdin_text=None, sink=None) -> dict:
+    """Fit FM on DATA and write the run folder; returns the selection document (of the best epoch).
+
+    `resume` continues from checkpoints/last.pt with the stored configuration; `resume_epochs` (the
+    user's --epochs) extends or shortens the run."""
     import torch
 
     from wisecli.runtime.checkpoints import load_checkpoint, save_checkpoint
@@ -57,6 +60,8 @@ def train(data: str, target: str, run_dir: Path, cfg: FMConfig, *, device, sep=N
     if resume:
         doc = load_checkpoint(ckpt_dir / "last.pt", method=METHOD)
         cfg = FMConfig.from_dict(doc["config"]["fm"])
+        if resume_epochs is not None:
+            cfg.epochs = int(resume_epochs)
         resume_state = doc
     elif (run_dir / "selection.json").exists() or (ckpt_dir / "last.pt").exists():
         raise InputError(f"{run_dir} already holds a run", hint="use --resume to continue it, or another -o folder")

@@ -59,8 +59,8 @@ def encode_labels(tokens: list[str], source: str, target: str) -> tuple[np.ndarr
     if numeric:
         uniq = np.unique(values)
         if len(uniq) > 50 and not np.all(uniq == np.round(uniq)):
-            raise InputError(f"{source}: target '{target}' is a float with {len(uniq)} distinct values",
-                             hint="regression is not supported: select-features needs class labels")
+            raise InputError(f"{source}: target '{target}' is a float with {len(uniq)} distinct values; "
+                             "regression is not supported", hint="select-features needs class labels (a classification target)")
         order = sorted(set(toks), key=lambda t: (float(t), t))
     else:
         order = sorted(set(toks))
