@@ -236,7 +236,8 @@ def evaluate(
                                            "(or none).")] = "mi,rfe-lr,l1,random,all",
     k: Annotated[Optional[str], typer.Option("--k", help="k grid, e.g. 5,10,20,50 (default: powers of 2 and d).")] = None,
     seeds: Annotated[str, typer.Option("--seeds", help="Seeds of FM and the seeded baselines.")] = "0,1,2",
-    refit: Annotated[str, typer.Option("--refit", help="Classifier refitted on the top-k columns: logreg.")] = "logreg",
+    refit: Annotated[str, typer.Option("--refit", help="Classifier refitted on the top-k columns: logreg | mlp "
+                                       "(every refit as one stacked model).")] = "logreg",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of accuracy against k.")] = None,
     mask_image: Annotated[Optional[str], typer.Option("--mask-image", help="Save the FM mask as an HxW image "
                                                       "(pixel data), e.g. 8x8.")] = None,
@@ -253,7 +254,7 @@ def evaluate(
 
     sink = Sink(json=json, jsonl=jsonl, quiet=quiet)
     _choice("--impute", impute, ("none", "mean", "median"))
-    _choice("--refit", refit, ("logreg",))
+    _choice("--refit", refit, ("logreg", "mlp"))
     methods = [] if baselines.strip() == "none" else [b.strip() for b in baselines.split(",") if b.strip()]
     for b in methods:
         _choice("--baselines", b, BASELINES)
@@ -272,7 +273,7 @@ def evaluate(
                            seeds=seed_list, cfg=FMConfig(epochs=epochs, batch_size=batch_size, amp=amp), device=dev,
                            sep=sep, id_col=id_col, drop=drop or [], drop_non_numeric=drop_non_numeric,
                            impute_how=impute, x_key=x_key, y_key=y_key, out_dir=out_dir,
-                           skip_existing=skip_existing, record=sink.record, plot=plot, mask_image=mask_image,
+                           skip_existing=skip_existing, refit=refit, record=sink.record, plot=plot, mask_image=mask_image,
                            stdin_text=_stdin(data), sink=sink)
     rows = []
     for kk in summary["ks"]:
@@ -281,7 +282,7 @@ def evaluate(
             row[m] = f"{c[kk]['mean']:.3f}±{c[kk]['std']:.3f}" if kk in c else ""
         rows.append(row)
     doc = {key: v for key, v in summary.items() if key != "rankings"}
-    sink.result(doc, rows=rows, title=f"test accuracy (logreg refit); all features: "
+    sink.result(doc, rows=rows, title=f"test accuracy ({refit} refit); all features: "
                                       f"{summary['all_features_accuracy']}")
     if summary["errors"]:
         raise PartialFailure(f"{len(summary['errors'])} selector run(s) failed: "

@@ -264,3 +264,13 @@ def test_demo_quick_and_benchmark_quick_json():
     assert {"dataset", "device", "n", "d", "methods", "ratios"} <= set(rep)
     assert set(rep["methods"]) == {"fm", "mi", "rfe-lr", "l1"}
     assert all({"rank_seconds", "curve", "curve_mean"} <= set(v) for v in rep["methods"].values())
+
+
+def test_evaluate_refit_mlp(bc_csv):
+    code, out, err = run_wise("select-features", "evaluate", bc_csv, "--target", "label", "--id-col", "id",
+                              "--baselines", "random,all", "--k", "3,30", "--seeds", "0", "--refit", "mlp", "--json",
+                              *FAST)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert set(doc["curves"]) == {"fm", "random"} and set(doc["curves"]["fm"]) == {"3", "30"}
+    assert 0.6 < doc["all_features_accuracy"] <= 1

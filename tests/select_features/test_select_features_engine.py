@@ -113,3 +113,22 @@ def test_synthetic_informative_indices_are_the_signal():
     assert all(s.feature_names[j].startswith("inf") for j in s.informative)
     nb = noise_append_breast_cancer(0)
     assert nb.x.shape == (569, 300) and nb.informative == list(range(30))
+
+
+def test_stacked_mlp_refit_is_independent_of_its_stack_mates():
+    """A refit's result does not depend on the other models stacked with it, nor on its zero padding."""
+    import torch
+    from sklearn.datasets import load_breast_cancer
+
+    from wisecli.engines.select_features.api import _split_arrays
+    from wisecli.engines.select_features.refit import refit_mlp_stacked
+
+    b = load_breast_cancer()
+    x_tr, y_tr, x_te, y_te = _split_arrays(b.data, b.target)
+    kw = dict(n_classes=2, device=torch.device("cpu"), max_epochs=15, patience=100)
+    alone = refit_mlp_stacked(x_tr, y_tr, x_te, y_te, [[0, 7, 22]], init_seeds=[5], **kw)
+    stacked = refit_mlp_stacked(x_tr, y_tr, x_te, y_te, [list(range(30)), [0, 7, 22], [3]], init_seeds=[1, 5, 2], **kw)
+    assert stacked[1]["accuracy"] == alone[0]["accuracy"]
+    assert stacked[1]["balanced_accuracy"] == alone[0]["balanced_accuracy"]
+    assert stacked[0]["accuracy"] > 0.8  # all 30 columns, 15 short epochs (majority class: 0.63)
+    assert stacked[2]["accuracy"] < stacked[0]["accuracy"]  # one weak column does worse

