@@ -274,3 +274,21 @@ def test_evaluate_refit_mlp(bc_csv):
     doc = json.loads(out)
     assert set(doc["curves"]) == {"fm", "random"} and set(doc["curves"]["fm"]) == {"3", "30"}
     assert 0.6 < doc["all_features_accuracy"] <= 1
+
+
+def test_predict_batch_refuses_existing_and_skips(run1, bc_csv, tmp_path):
+    out, _ = run1
+    a, b = tmp_path / "a.csv", tmp_path / "b.tsv"
+    a.write_text(bc_csv.read_text())
+    b.write_text(bc_csv.read_text().replace(",", "\t"))
+    dest = tmp_path / "red"
+    code, stdout, err = run_wise("select-features", "predict", out, a, b, "-o", dest, "--k", "4", "--jsonl")
+    assert code == 0, err
+    assert [json.loads(x)["status"] for x in stdout.splitlines()] == ["ok", "ok"]
+    ca = (dest / "a.csv").read_text().splitlines()
+    cb = (dest / "b.tsv").read_text().splitlines()
+    assert [line.split(",") for line in ca] == [line.split("\t") for line in cb]
+    _assert_input_error(*run_wise("select-features", "predict", out, a, b, "-o", dest, "--k", "4"), "exist")
+    code, stdout, err = run_wise("select-features", "predict", out, a, b, "-o", dest, "--k", "4", "--jsonl",
+                                 "--skip-existing")
+    assert code == 0 and [json.loads(x)["status"] for x in stdout.splitlines()] == ["skipped", "skipped"]
