@@ -101,9 +101,7 @@ def train(data: str, target: str, run_dir: Path, cfg: FMConfig, *, device, sep=N
     res = train_selector(scaler.transform(x), ds.y, ds.n_classes, cfg, device, on_epoch_end=on_epoch_end,
                          resume=resume_state)
     if state["doc"] is None:  # resumed after the last improvement, or zero epochs: publish the best read-out
-        import torch as _t
-
-        state["doc"] = selection_doc(_t.as_tensor(res.scores, dtype=_t.float32), res.best_epoch)
+        state["doc"] = selection_doc(torch.as_tensor(res.scores, dtype=torch.float32), res.best_epoch)
         sel.write(state["doc"], run_dir)
     return state["doc"]
 
@@ -455,10 +453,10 @@ def _split_arrays(x, y, seed=0, fraction=0.2):
     return x[np.sort(tr)], y[np.sort(tr)], x[np.sort(te)], y[np.sort(te)]
 
 
-DEMO_PLAN = {  # data set -> (baselines, k grid); rfe-lr and l1 only where they are fast
-    "breast-cancer": (["mi", "rfe-lr", "l1", "random", "all"], [1, 2, 5, 10, 30]),
-    "digits": (["mi", "random", "all"], [4, 8, 16, 32, 64]),
-    "synthetic": (["mi", "l1", "random", "all"], [4, 8, 16, 100]),
+DEMO_PLAN = {  # data set -> (baselines, k grid); rfe-lr and l1 only where they are fast; k = d is the "all" column
+    "breast-cancer": (["mi", "rfe-lr", "l1", "random", "all"], [1, 2, 5, 10]),
+    "digits": (["mi", "random", "all"], [4, 8, 16, 32]),
+    "synthetic": (["mi", "l1", "random", "all"], [4, 8, 16]),
 }
 
 

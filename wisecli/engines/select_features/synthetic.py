@@ -34,8 +34,7 @@ def informative_classification(seed: int = 0, n_samples: int = 1000, n_features:
     x = x[:, perm]
     informative = sorted(int(j) for j in np.where(perm < n_informative)[0])
     names = [f"inf{perm[j]}" if perm[j] < n_informative else f"noise{j}" for j in range(n_features)]
-    return Synthetic(x, y, names, informative, f"synthetic (make_classification, d={n_features}, "
-                                                 f"{n_informative} informative)")
+    return Synthetic(x, y, names, informative, f"make_classification, d={n_features}, {n_informative} informative")
 
 
 def noise_append_breast_cancer(seed: int = 0, d_total: int = 300) -> Synthetic:
