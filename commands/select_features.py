@@ -54,6 +54,20 @@ def _ints(name: str, text: str | None) -> list[int] | None:
         raise InputError(f"{name} {text!r}: expected comma-separated integers", hint=f"for example {name} 5,10,20") from None
 
 
+Deterministic = Annotated[bool, typer.Option("--deterministic", help="Deterministic CUDA kernels (same seed, same "
+                                             "ranking on the GPU; CPU runs are always deterministic).")]
+
+
+def _deterministic(on: bool) -> None:
+    if on:
+        import os
+
+        import torch
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+
+
 def _stdin(data: str) -> str | None:
     if data == "-":
         from wisecli.cli.inputs import read_stdin_data
@@ -111,6 +125,7 @@ def train(
     val_fraction: Annotated[Optional[float], typer.Option("--val-fraction", help="Stratified hold-out for best.pt "
                                                           "(0.125).", rich_help_panel=_FM)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT_DIR from last.pt.")] = False,
+    deterministic: Deterministic = False,
     sep: Sep = None, id_col: IdCol = None, drop: Drop = None, drop_non_numeric: DropNonNumeric = False,
     impute: Impute = "none", x_key: XKey = "X", y_key: YKey = "y",
     device: o.Device = "auto", amp: o.Amp = True, seed: o.Seed = 0, json: o.Json = False, quiet: o.Quiet = False,
@@ -132,6 +147,7 @@ def train(
     from wisecli.runtime.runrecord import RunRecord
 
     dev = resolve_device(device, sink=sink)
+    _deterministic(deterministic)
     t0 = time.perf_counter()
     doc = api.train(data, target, out_dir, cfg, device=dev, sep=sep, id_col=id_col, drop=drop or [],
                     drop_non_numeric=drop_non_numeric, impute_how=impute, x_key=x_key, y_key=y_key, resume=resume,
@@ -245,8 +261,8 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size", help="FM batch size.")] = 128,
     sep: Sep = None, id_col: IdCol = None, drop: Drop = None, drop_non_numeric: DropNonNumeric = False,
     impute: Impute = "none", x_key: XKey = "X", y_key: YKey = "y",
-    skip_existing: o.SkipExisting = False, device: o.Device = "auto", amp: o.Amp = True,
-    json: o.Json = False, jsonl: o.Jsonl = False, quiet: o.Quiet = False,
+    skip_existing: o.SkipExisting = False, deterministic: Deterministic = False, device: o.Device = "auto",
+    amp: o.Amp = True, json: o.Json = False, jsonl: o.Jsonl = False, quiet: o.Quiet = False,
 ) -> None:
     """Accuracy against k of FM and the baselines under one refit protocol, with stability over seeds."""
     from wisecli.engines.select_features.baselines import BASELINES
@@ -268,6 +284,7 @@ def evaluate(
     from wisecli.runtime.device import resolve_device
 
     dev = resolve_device(device, sink=sink)
+    _deterministic(deterministic)
     summary = api.evaluate(data, target, test=test, test_fraction=test_fraction, split_seed=split_seed,
                            selections=selection, methods=([] if selection else ["fm"]) + methods, ks=ks,
                            seeds=seed_list, cfg=FMConfig(epochs=epochs, batch_size=batch_size, amp=amp), device=dev,

@@ -10,6 +10,8 @@ f(s · m ⊙ x). Choices where the paper is silent, all options:
 - the standardisation (mean/std) is fitted on the whole training split; a constant column gets std 1;
 - the standardised training matrix lives on the device and mini-batches are drawn with a device-side
   `randperm` (no DataLoader); g and f run under bf16 autocast on CUDA, the mean/softmax/read-out in fp32.
+  The matrix is always kept on the device: the tables this tool is for (up to ~10^5 × 10^3) are far below a
+  GPU's memory; streaming larger ones from the host is not implemented.
 
 The training is written as a `step(model, batch) -> (loss, metrics)` and a `validate(model, epoch) -> dict`
 (the shared trainer's contract); `train_selector` runs them in memory and calls `on_epoch_end` so a run
