@@ -231,8 +231,13 @@ def predict(
         (write_bytes if isinstance(result, bytes) else write_text)(dest, result)
         return {"output": str(dest)}
 
+    from wisecli.runtime.runrecord import RunRecord
+
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    recs = run_batch(items, process, outputs_for=outputs_for, sink=sink,
+    record = RunRecord("select-features predict", config={"selection": selection, "k": k or doc["k"], "order": order,
+                                                          "format": fmt, "keep_target": keep_target},
+                       device="cpu", seed=None, inputs=[str(p) for p in items])
+    recs = run_batch(items, process, outputs_for=outputs_for, sink=sink, run_record=record,
                      options=BatchOptions(out_dir=Path(out_dir), skip_existing=skip_existing, overwrite=overwrite,
                                           fail_fast=fail_fast))
     sink.result({"records": recs}, rows=recs, title="select-features predict")

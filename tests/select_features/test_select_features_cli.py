@@ -288,6 +288,7 @@ def test_predict_batch_refuses_existing_and_skips(run1, bc_csv, tmp_path):
     ca = (dest / "a.csv").read_text().splitlines()
     cb = (dest / "b.tsv").read_text().splitlines()
     assert [line.split(",") for line in ca] == [line.split("\t") for line in cb]
+    assert json.loads((dest / "run.json").read_text())["outputs"] == [str(dest / "a.csv"), str(dest / "b.tsv")]
     _assert_input_error(*run_wise("select-features", "predict", out, a, b, "-o", dest, "--k", "4"), "exist")
     code, stdout, err = run_wise("select-features", "predict", out, a, b, "-o", dest, "--k", "4", "--jsonl",
                                  "--skip-existing")
