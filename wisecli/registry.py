@@ -27,6 +27,8 @@ METHOD_VERBS = {
 }
 
 METHODS: list[MethodEntry] = [
+    MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
+                "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
     MethodEntry("select-features", "wisecli.commands.select_features", "Learning",
                 "Rank table columns for a classification task with the FM-module; evaluate, cut tables."),
 ]
