@@ -68,14 +68,6 @@ def _deterministic(on: bool) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def _stdin(data: str) -> str | None:
-    if data == "-":
-        from wisecli.cli.inputs import read_stdin_data
-
-        return read_stdin_data()
-    return None
-
-
 def _fm_config(*, config, sets, flags: dict, seed: int, amp: bool):
     from wisecli.cli.config import resolve
     from wisecli.engines.select_features.fit import FMConfig
@@ -129,7 +121,7 @@ def train(
     sep: Sep = None, id_col: IdCol = None, drop: Drop = None, drop_non_numeric: DropNonNumeric = False,
     impute: Impute = "none", x_key: XKey = "X", y_key: YKey = "y",
     device: o.Device = "auto", amp: o.Amp = True, seed: o.Seed = 0, json: o.Json = False, quiet: o.Quiet = False,
-    verbose: o.Verbose = False, config: o.Config = None, set_: o.Set = None,
+    verbose: o.Verbose = False, no_progress: o.NoProgress = False, config: o.Config = None, set_: o.Set = None,
 ) -> None:
     """Train the FM-module and its task network; write the run folder and selection.json/.csv."""
     import time
@@ -151,8 +143,7 @@ def train(
     t0 = time.perf_counter()
     doc = api.train(data, target, out_dir, cfg, device=dev, sep=sep, id_col=id_col, drop=drop or [],
                     drop_non_numeric=drop_non_numeric, impute_how=impute, x_key=x_key, y_key=y_key, resume=resume,
-                    resume_epochs=epochs,
-                    stdin_text=_stdin(data), sink=sink)
+                    resume_epochs=epochs, progress=not no_progress, sink=sink)
     rec = RunRecord("select-features train", config=resolved, device=str(dev), seed=seed, inputs=[data])
     rec.timing("train", time.perf_counter() - t0)
     for name in ("selection.json", "selection.csv", "checkpoints/best.pt", "checkpoints/last.pt"):
@@ -184,7 +175,7 @@ def predict(
 
     from wisecli.engines.select_features import api
     from wisecli.engines.select_features import selection as sel
-    from wisecli.runtime.io.tables import default_sep, parse_table, read_table
+    from wisecli.runtime.io.tables import read_table
 
     sink = Sink(json=json, jsonl=jsonl, quiet=quiet)
     _choice("--order", order, ("original", "rank"))
@@ -195,15 +186,10 @@ def predict(
         sel.check_k(k, doc["n_features"])
 
     def out_fmt(path: str) -> str:
-        return fmt or ("tsv" if default_sep(path) == "\t" and path != "-" else "csv")
+        return fmt or ("tsv" if Path(path).suffix.lower() in (".tsv", ".tab") else "csv")
 
     def reduce(path: str):
-        if path == "-":
-            from wisecli.cli.inputs import read_stdin_data
-
-            table = parse_table(read_stdin_data(), sep=sep or ",", source="<stdin>")
-        else:
-            table = read_table(path, sep=sep)
+        table = read_table(path, sep=sep)
         return api.predict_one(doc, table, k=k, order=order, fmt=out_fmt(path), id_col=id_col,
                                keep_target=keep_target)
 
@@ -296,7 +282,7 @@ def evaluate(
                            sep=sep, id_col=id_col, drop=drop or [], drop_non_numeric=drop_non_numeric,
                            impute_how=impute, x_key=x_key, y_key=y_key, out_dir=out_dir,
                            skip_existing=skip_existing, refit=refit, record=sink.record, plot=plot, mask_image=mask_image,
-                           stdin_text=_stdin(data), sink=sink)
+                           sink=sink)
     rows = []
     for kk in summary["ks"]:
         row = {"k": kk}

@@ -61,8 +61,11 @@ def test_train_writes_run_folder(run1):
     assert doc["selected"] == [f["name"] for f in doc["features"][:doc["k"]]] == summary["selected"]
     assert doc["batch_size"] == 128 and len(doc["scaler"]["mean"]) == 30
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in lines] == [0, 1, 2]
-    assert {"train_loss", "val_loss", "val_acc", "mask_entropy", "topk_overlap_prev"} <= set(lines[0])
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    assert {"train_loss", "val_loss", "val_acc", "val_mask_entropy", "val_topk_overlap_prev"} <= set(lines[0])
+    assert lines[0]["val_topk_overlap_prev"] is None and 0 <= lines[1]["val_topk_overlap_prev"] <= 1
+    best = min(lines, key=lambda r: r["val_loss"])
+    assert doc["epoch"] == best["epoch"]
     rows = list(csv.reader(open(out / "selection.csv")))
     assert rows[0] == ["rank", "index", "name", "score"] and len(rows) == 31
     import torch
@@ -113,9 +116,9 @@ def test_resume_continues(bc_csv, tmp_path):
                             "--resume", "--epochs", "4", "--device", "cpu")
     assert code == 0, err
     epochs = [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == [0, 1, 2, 3]
+    assert epochs == [1, 2, 3, 4]
     ck = json.loads((out / "config.json").read_text())
-    assert ck["fm"]["epochs"] == 4
+    assert ck["config"]["fm"]["epochs"] == 4 and ck["train"]["epochs"] == 4
 
 
 def _write(path, text):

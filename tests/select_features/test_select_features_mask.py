@@ -87,10 +87,10 @@ def test_mask_scale_d_multiplies_exactly():
 
 def test_drop_last_when_more_rows_than_batch():
     x, y = torch.randn(300, 4), torch.zeros(300, dtype=torch.long)
-    b = DeviceBatches(x, y, 128, seed=0)
+    b = DeviceBatches(x, y, 128)
     sizes = [xb.shape[0] for xb, _ in b]
     assert b.drop_last and sizes == [128, 128]
-    small = DeviceBatches(x[:50], y[:50], 128, seed=0)
+    small = DeviceBatches(x[:50], y[:50], 128)
     assert not small.drop_last and [xb.shape[0] for xb, _ in small] == [50]
     # each epoch is a fresh permutation of distinct rows
     rows = torch.cat([xb for xb, _ in b])

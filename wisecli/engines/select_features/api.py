@@ -11,6 +11,7 @@ Choices where the spec is silent (all kept as options):
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -34,76 +35,82 @@ def _fit_scaled(ds_x: np.ndarray, y: np.ndarray, n_classes: int, cfg: FMConfig, 
 
 def train(data: str, target: str, run_dir: Path, cfg: FMConfig, *, device, sep=None, id_col=None, drop=(),
           drop_non_numeric=False, impute_how="none", x_key="X", y_key="y", resume=False, resume_epochs=None,
-          stdin_text=None, sink=None) -> dict:
+          progress=True, sink=None) -> dict:
     """Fit FM on DATA and write the run folder; returns the selection document (of the best epoch).
 
     `resume` continues from checkpoints/last.pt with the stored configuration; `resume_epochs` (the
     user's --epochs) extends or shortens the run."""
     import torch
 
-    from wisecli.runtime.checkpoints import load_checkpoint, save_checkpoint
-    from wisecli.runtime.io.atomic import write_json
+    from wisecli.runtime.checkpoints import load_checkpoint
+    from wisecli.runtime.trainer import TrainSpec, fit
+
+    from .fit import DeviceBatches, build_model, make_step, make_validate, stratified_holdout
+    from .model import default_k, rank_features, readout_mask
 
     warn = sink.warn if sink else None
     ds = load_dataset(data, target, sep=sep, id_col=id_col, drop=list(drop), drop_non_numeric=drop_non_numeric,
-                      x_key=x_key, y_key=y_key, stdin_text=stdin_text, warn=warn)
+                      x_key=x_key, y_key=y_key, warn=warn)
     check_finite(ds, impute_how)
     (x,) = impute(ds.x, how=impute_how)
     d = x.shape[1]
     if cfg.k is not None:
         sel.check_k(cfg.k, d)
-    if cfg.val_fraction > 0:
-        check_stratifiable(ds.y, ds.classes, "validation hold-out")
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
-    resume_state = None
+    best_value = math.inf
     if resume:
-        doc = load_checkpoint(ckpt_dir / "last.pt", method=METHOD)
-        cfg = FMConfig.from_dict(doc["config"]["fm"])
+        last = load_checkpoint(ckpt_dir / "last.pt", method=METHOD)
+        cfg = FMConfig.from_dict(last["config"]["fm"])
         if resume_epochs is not None:
             cfg.epochs = int(resume_epochs)
-        resume_state = doc
+        best_value = float(last["best"]["value"])
     elif (run_dir / "selection.json").exists() or (ckpt_dir / "last.pt").exists():
         raise InputError(f"{run_dir} already holds a run", hint="use --resume to continue it, or another -o folder")
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    sha = sel.sha256_of(data, stdin_text if str(data) == "-" else None)
+    if cfg.val_fraction > 0:
+        check_stratifiable(ds.y, ds.classes, "validation hold-out")
+    sha = sel.sha256_of(data)
     scaler = Scaler.fit(x)
     config = {"fm": cfg.to_dict(), "data": str(data), "target": target, "id_col": id_col, "impute": impute_how,
-              "n": int(x.shape[0]), "d": d, "classes": ds.classes, "device": str(device)}
-    write_json(run_dir / "config.json", config)
+              "n": int(x.shape[0]), "d": d, "classes": ds.classes}
     arch = f"fm-{cfg.mask_net}+{cfg.task_net}"
-    extra = {"feature_names": ds.feature_names, "scaler": scaler.to_dict(), "classes": ds.classes, "target": target}
-    state = {"doc": None}
+    # "scaler" is the trainer's AMP GradScaler key in last.pt, so the standardisation goes under "feature_scaler"
+    extra = {"feature_names": ds.feature_names, "feature_scaler": scaler.to_dict(), "classes": ds.classes,
+             "target": target}
+
+    torch.manual_seed(cfg.seed)
+    fit_idx, val_idx = stratified_holdout(ds.y, cfg.val_fraction, cfg.seed)
+    xt = torch.as_tensor(scaler.transform(x), device=device)
+    yt = torch.as_tensor(ds.y, device=device)
+    model = build_model(cfg, d, ds.n_classes).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
+    validate, vstate = make_validate(xt, xt[val_idx], yt[val_idx], cfg.k)
+    monitor = "val_loss" if len(val_idx) else "train_loss"
 
     def selection_doc(mask, epoch):
-        from .model import default_k, rank_features
-
         k = cfg.k if cfg.k is not None else default_k(mask)
         return sel.build(mask.double().cpu().numpy(), rank_features(mask).numpy(), ds.feature_names,
                          scaler.constant, k=k, k_rule="--k" if cfg.k is not None else "m>=1/d", target=target,
                          batch_size=cfg.batch_size, seed=cfg.seed, scaler=scaler.to_dict(), run_dir=str(run_dir),
                          data_sha256=sha, id_col=id_col, classes=ds.classes, epoch=epoch)
 
-    def on_epoch_end(epoch, metrics, model, opt, improved, *, best, best_epoch, history, rng_batches, mask,
-                     best_state):
-        with open(run_dir / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(metrics) + "\n")
-        if improved:
-            save_checkpoint(ckpt_dir / "best.pt", method=METHOD, arch=arch, config=config,
-                            state_dict=model.state_dict(), metrics=metrics, epoch=epoch, **extra)
-            state["doc"] = selection_doc(mask, epoch)
-            sel.write(state["doc"], run_dir)
-        save_checkpoint(ckpt_dir / "last.pt", method=METHOD, arch=arch, config=config,
-                        state_dict=model.state_dict(), metrics=metrics, epoch=epoch, best=best,
-                        best_epoch=best_epoch, history=history, optimizer=opt.state_dict(),
-                        rng_cpu=torch.get_rng_state(), rng_batches=rng_batches, best_state_dict=best_state, **extra)
+    def on_epoch_end(epoch, record):
+        """selection.json follows best.pt: rewritten (atomically) after every improving epoch."""
+        nonlocal best_value
+        value = record[monitor]
+        if math.isfinite(value) and value < best_value:
+            best_value = value
+            sel.write(selection_doc(vstate["mask"], epoch), run_dir)
 
-    res = train_selector(scaler.transform(x), ds.y, ds.n_classes, cfg, device, on_epoch_end=on_epoch_end,
-                         resume=resume_state)
-    if state["doc"] is None:  # resumed after the last improvement, or zero epochs: publish the best read-out
-        state["doc"] = selection_doc(torch.as_tensor(res.scores, dtype=torch.float32), res.best_epoch)
-        sel.write(state["doc"], run_dir)
-    return state["doc"]
+    spec = TrainSpec(epochs=cfg.epochs, run_dir=run_dir, method=METHOD, arch=arch, config=config, amp=cfg.amp,
+                     monitor=monitor, resume=resume, progress=progress)
+    fit(model, opt, DeviceBatches(xt[fit_idx], yt[fit_idx], cfg.batch_size), make_step(device, cfg.amp), spec,
+        device=device, validate=validate, on_epoch_end=on_epoch_end, checkpoint_extra=lambda: extra)
+    best = load_checkpoint(ckpt_dir / "best.pt", method=METHOD)
+    model.load_state_dict(best["state_dict"])
+    doc = selection_doc(readout_mask(model.mask_net, xt), int(best["epoch"]))
+    sel.write(doc, run_dir)
+    return doc
 
 
 # --------------------------------------------------------------------------------------------- predict
@@ -133,16 +140,32 @@ def reduce_table(doc: dict, table, *, k: int | None, order: str, id_col: str | N
     return cols, [[r[j] for j in idx] for r in table.rows], names
 
 
+def write_table(columns: list[str], rows: list[list[str]], sep: str) -> str:
+    """Tokens written as read: quoted only where the separator, a quote or a newline needs it."""
+    import csv
+    import io as _io
+
+    buf = _io.StringIO()
+    writer = csv.writer(buf, delimiter=sep, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
 def predict_one(doc: dict, table, *, k, order, fmt, id_col, keep_target) -> bytes | str:
     """The reduced table as text (csv/tsv) or npz bytes."""
-    from wisecli.runtime.io.tables import write_table
-
     cols, rows, names = reduce_table(doc, table, k=k, order=order, id_col=id_col, keep_target=keep_target)
     if fmt in ("csv", "tsv"):
         return write_table(cols, rows, sep="," if fmt == "csv" else "\t")
     import io as _io
 
-    x = table.numeric(names)
+    from .io import non_numeric, to_float
+
+    bad = non_numeric(table, names)
+    if bad:
+        raise InputError(f"{table.source}: non-numeric selected column(s) {', '.join(bad[:5])}",
+                         hint="--format npz needs numbers; use --format csv to copy the cells as text")
+    x = to_float(table, names)
     arrays = {"X": x.astype(np.float32), "feature_names": np.array(names)}
     if doc.get("target") in cols:
         arrays["y"] = np.array(table.column(doc["target"]))
@@ -339,11 +362,11 @@ def evaluate(data: str, target: str, *, test: str | None = None, test_fraction=0
              ks=None, seeds=(0, 1, 2), cfg: FMConfig | None = None, device=None, sep=None, id_col=None, drop=(),
              drop_non_numeric=False, impute_how="none", x_key="X", y_key="y", out_dir: Path | None = None,
              skip_existing=False, refit="logreg", record=None, plot: Path | None = None,
-             mask_image: str | None = None, stdin_text=None, sink=None) -> dict:
+             mask_image: str | None = None, sink=None) -> dict:
     """Load DATA (and --test), split once, run the protocol; the summary, plus a plot when asked."""
     warn = sink.warn if sink else None
     opts = dict(sep=sep, id_col=id_col, drop=list(drop), drop_non_numeric=drop_non_numeric, x_key=x_key, y_key=y_key)
-    ds = load_dataset(data, target, stdin_text=stdin_text, warn=warn, **opts)
+    ds = load_dataset(data, target, warn=warn, **opts)
     check_finite(ds, impute_how)
     tds = None
     if test is not None:

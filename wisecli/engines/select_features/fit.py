@@ -14,8 +14,10 @@ f(s · m ⊙ x). Choices where the paper is silent, all options:
   GPU's memory; streaming larger ones from the host is not implemented.
 
 The training is written as a `step(model, batch) -> (loss, metrics)` and a `validate(model, epoch) -> dict`
-(the shared trainer's contract); `train_selector` runs them in memory and calls `on_epoch_end` so a run
-folder (metrics.jsonl, checkpoints, selection.json) can be written after every epoch.
+(the shared trainer's contract). `train` (api.py) runs them through `wisecli.runtime.trainer.fit`, which
+writes the run folder; `train_selector` runs the same callables in memory, without checkpoints, for
+`evaluate`, `demo` and `benchmark`, where one FM fit per seed is a means to a ranking and a run folder per
+fit would only cost time.
 """
 
 from __future__ import annotations
@@ -101,22 +103,21 @@ def stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
 
 
 class DeviceBatches:
-    """Mini-batches of device tensors, reshuffled each epoch with a device-side randperm; `drop_last`
-    when there are more rows than one batch, so every batch mean averages `batch_size` rows."""
+    """Mini-batches of device tensors, reshuffled each epoch with a device-side randperm (the global torch
+    RNG of the device, so the trainer's RNG checkpointing covers it); `drop_last` when there are more rows
+    than one batch, so every batch mean averages `batch_size` rows."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int):
         self.x, self.y = x, y
         self.n = x.shape[0]
         self.batch_size = min(batch_size, self.n)
         self.drop_last = self.n > batch_size
-        self.generator = torch.Generator(device=x.device)
-        self.generator.manual_seed(seed)
 
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
 
     def __iter__(self):
-        order = torch.randperm(self.n, generator=self.generator, device=self.x.device)
+        order = torch.randperm(self.n, device=self.x.device)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield self.x[idx], self.y[idx]
@@ -141,11 +142,13 @@ def make_step(device: torch.device, amp: bool) -> Callable:
     return step
 
 
-def make_validate(x_all: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, k: int | None) -> Callable:
-    """validate(model, epoch) -> metrics of the selection this epoch would publish: the mask read out over
-    the whole training split, its entropy, the top-k overlap with the previous epoch, and (with a hold-out)
-    the loss and accuracy of f on the hold-out under that mask. The mask is returned under "_mask"."""
-    state: dict = {"prev": None}
+def make_validate(x_all: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+                  k: int | None) -> tuple[Callable, dict]:
+    """(validate, state): validate(model, epoch) -> metrics of the selection this epoch would publish: the
+    mask read out over the whole training split, its entropy, the top-k overlap with the previous epoch
+    (NaN in the first), and (with a hold-out) the loss and accuracy of f on the hold-out under that mask.
+    The mask itself is left in state["mask"]."""
+    state: dict = {"prev": None, "mask": None}
 
     @torch.no_grad()
     def validate(model: FMSelector, epoch: int) -> dict:
@@ -153,7 +156,7 @@ def make_validate(x_all: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
         kk = k or default_k(m)
         top = set(rank_features(m)[:kk].tolist())
         out: dict = {"mask_entropy": mask_entropy(m)}
-        out["topk_overlap_prev"] = None if state["prev"] is None else len(top & state["prev"]) / kk
+        out["topk_overlap_prev"] = math.nan if state["prev"] is None else len(top & state["prev"]) / kk
         state["prev"] = top
         if x_val.shape[0]:
             was = model.training
@@ -162,10 +165,10 @@ def make_validate(x_all: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
             model.train(was)
             out["val_loss"] = float(F.cross_entropy(logits, y_val))
             out["val_acc"] = float((logits.argmax(1) == y_val).float().mean())
-        out["_mask"] = m
+        state["mask"] = m
         return out
 
-    return validate
+    return validate, state
 
 
 @dataclass
@@ -181,41 +184,24 @@ class FitResult:
     seconds: float = 0.0
 
 
-def train_selector(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: FMConfig, device: torch.device, *,
-                   on_epoch_end: Callable[..., None] | None = None,
-                   resume: dict | None = None) -> FitResult:
-    """Train g and f jointly on standardised `x` (n × d, float32) and labels `y` (0..C−1).
-
-    `resume` (from a last.pt) carries model/optimizer state, the next epoch, the best so far and the RNG
-    states. Returns the selection read out from the best epoch."""
+def train_selector(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: FMConfig, device: torch.device) -> FitResult:
+    """Train g and f jointly, in memory, on standardised `x` (n × d, float32) and labels `y` (0..C−1);
+    returns the selection read out from the epoch with the best monitor (hold-out loss)."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    n, d = x.shape
+    d = x.shape[1]
     fit_idx, val_idx = stratified_holdout(y, cfg.val_fraction, cfg.seed)
     xt = torch.as_tensor(x, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
     model = build_model(cfg, d, n_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
-    batches = DeviceBatches(xt[fit_idx], yt[fit_idx], cfg.batch_size, cfg.seed)
+    batches = DeviceBatches(xt[fit_idx], yt[fit_idx], cfg.batch_size)
     step = make_step(device, cfg.amp)
-    validate = make_validate(xt, xt[val_idx], yt[val_idx], cfg.k)
+    validate, vstate = make_validate(xt, xt[val_idx], yt[val_idx], cfg.k)
     monitor = "val_loss" if len(val_idx) else "train_loss"
 
-    start, best, best_state, best_mask, best_epoch, history = 0, math.inf, None, None, -1, []
-    if resume is not None:
-        model.load_state_dict(resume["state_dict"])
-        opt.load_state_dict(resume["optimizer"])
-        start, best, best_epoch = int(resume["epoch"]) + 1, float(resume["best"]), int(resume["best_epoch"])
-        history = list(resume.get("history", []))
-        best_state = resume.get("best_state_dict")
-        torch.set_rng_state(resume["rng_cpu"])
-        batches.generator.set_state(resume["rng_batches"])
-        if best_state is not None:
-            tmp = build_model(cfg, d, n_classes).to(device)
-            tmp.load_state_dict(best_state)
-            best_mask = readout_mask(tmp.mask_net, xt)
-
-    for epoch in range(start, cfg.epochs):
+    best, best_state, best_mask, best_epoch, history = math.inf, None, None, -1, []
+    for epoch in range(cfg.epochs):
         model.train()
         total = torch.zeros((), device=device)
         for batch in batches:
@@ -225,23 +211,16 @@ def train_selector(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: FMConfig, 
             opt.step()
             total += loss.detach()
         metrics = {"epoch": epoch, "train_loss": float(total) / max(1, len(batches))}
-        val = validate(model, epoch)
-        mask = val.pop("_mask")
-        metrics.update(val)
-        improved = metrics[monitor] < best
-        if improved:
-            best, best_epoch, best_mask = metrics[monitor], epoch, mask
+        model.eval()
+        metrics.update(validate(model, epoch))
+        if metrics[monitor] < best:
+            best, best_epoch, best_mask = metrics[monitor], epoch, vstate["mask"]
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         history.append(metrics)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, metrics, model, opt, improved, best=best, best_epoch=best_epoch,
-                         history=history, rng_batches=batches.generator.get_state(), mask=mask,
-                         best_state=best_state)
 
-    if best_state is None:  # zero epochs: the untrained mask
+    if best_state is None:  # zero epochs (or a diverged run): the current mask
         best_state, best_mask = model.state_dict(), readout_mask(model.mask_net, xt)
     model.load_state_dict(best_state)
-    scores = best_mask.double().cpu().numpy()
-    ranking = rank_features(best_mask).numpy()
-    return FitResult(scores=scores, ranking=ranking, k_default=default_k(best_mask), best_epoch=best_epoch,
-                     history=history, model=model, seconds=time.perf_counter() - t0)
+    return FitResult(scores=best_mask.double().cpu().numpy(), ranking=rank_features(best_mask).numpy(),
+                     k_default=default_k(best_mask), best_epoch=best_epoch, history=history, model=model,
+                     seconds=time.perf_counter() - t0)

@@ -1,8 +1,9 @@
 """Reading a labelled table for `train`/`evaluate`, and the checks of spec §8 that make a bad table an
 input error (exit 2) before any work starts.
 
-Formats: CSV/TSV with a header row (raw tokens via `wisecli.runtime.io.tables`), `.npz` with `X`, `y` and
-optional `feature_names`, `.npy` with an integer `--target` column index. Labels may be strings; they map
+Formats: CSV/TSV with a header row (raw tokens via `wisecli.runtime.io.tables`; `-` is stdin), `.npz` with
+`X`, `y` and optional `feature_names`, `.npy` with an integer `--target` column index. Empty cells, `NA`,
+`nan`, `null`, `none` and `n/a` (any case) count as missing. Labels may be strings; they map
 to 0..C−1 in sorted order (numeric order when every label is a number).
 
 Choices where the spec is silent: with `--impute`, inf counts as missing as well as NaN, and the fill
@@ -19,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from wisecli.cli.errors import InputError
-from wisecli.runtime.io.tables import MISSING, Table, default_sep, parse_table, read_table
+from wisecli.runtime.io.tables import Table, read_table
+
+MISSING = frozenset({"", "na", "nan", "null", "none", "n/a"})
 
 
 @dataclass
@@ -71,14 +74,41 @@ def encode_labels(tokens: list[str], source: str, target: str) -> tuple[np.ndarr
     return np.array([lookup[t] for t in toks], dtype=np.int64), order
 
 
+def non_numeric(table: Table, cols: list[str]) -> list[str]:
+    """The columns among `cols` holding a token that is neither a number nor a missing marker."""
+    bad = []
+    for c in cols:
+        j = table.columns.index(c)
+        for row in table.rows:
+            tok = row[j]
+            if tok.lower() in MISSING:
+                continue
+            try:
+                float(tok)
+            except ValueError:
+                bad.append(c)
+                break
+    return bad
+
+
+def to_float(table: Table, cols: list[str]) -> np.ndarray:
+    """float64 matrix of numeric columns; missing markers become NaN."""
+    idx = [table.columns.index(c) for c in cols]
+    return np.array([[np.nan if row[j].lower() in MISSING else float(row[j]) for j in idx] for row in table.rows],
+                    dtype=np.float64).reshape(len(table.rows), len(idx))
+
+
 def _from_table(table: Table, target: str, *, id_col: str | None, drop: list[str], drop_non_numeric: bool,
                 warn=None) -> Dataset:
+    if not table.rows:
+        raise InputError(f"{table.source}: the table is empty (a header and no rows)",
+                         hint="give a CSV/TSV file with a header row and at least one data row")
     cols = table.columns
     for name, what in [(target, "--target")] + ([(id_col, "--id-col")] if id_col else []) + [(c, "--drop") for c in drop]:
         if name not in cols:
             raise InputError(f"{table.source}: {what} column '{name}' is not in the header", hint=_suggest(name, cols))
     feats = [c for c in cols if c != target and c != id_col and c not in drop]
-    bad = table.non_numeric(feats)
+    bad = non_numeric(table, feats)
     if bad and not drop_non_numeric:
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
         raise InputError(f"{table.source}: non-numeric feature column(s) {', '.join(bad[:5])}{more}",
@@ -89,18 +119,18 @@ def _from_table(table: Table, target: str, *, id_col: str | None, drop: list[str
     if not feats:
         raise InputError(f"{table.source}: no numeric feature columns left", hint="check --target, --id-col and --drop")
     y, classes = encode_labels(table.column(target), table.source, target)
-    return Dataset(x=table.numeric(feats), y=y, classes=classes, feature_names=feats, target=target,
+    return Dataset(x=to_float(table, feats), y=y, classes=classes, feature_names=feats, target=target,
                    ids=table.column(id_col) if id_col else None, source=table.source, dropped=list(bad) + list(drop))
 
 
 def load_dataset(path: str | Path, target: str, *, sep: str | None = None, id_col: str | None = None,
                  drop: list[str] | None = None, drop_non_numeric: bool = False, x_key: str = "X", y_key: str = "y",
-                 stdin_text: str | None = None, warn=None) -> Dataset:
-    """Read DATA (a path, or `-` with `stdin_text`) into a Dataset; every §8 table defect is an InputError."""
+                 warn=None) -> Dataset:
+    """Read DATA (a path, or `-` for stdin) into a Dataset; every §8 table defect is an InputError."""
     drop = list(drop or [])
     if str(path) == "-":
-        return _from_table(parse_table(stdin_text or "", sep=sep or ",", source="<stdin>"), target,
-                           id_col=id_col, drop=drop, drop_non_numeric=drop_non_numeric, warn=warn)
+        return _from_table(read_table("-", sep=sep), target, id_col=id_col, drop=drop,
+                           drop_non_numeric=drop_non_numeric, warn=warn)
     path = Path(path)
     if not path.is_file():
         raise InputError(f"file not found: {path}", hint="check the path")
@@ -109,7 +139,7 @@ def load_dataset(path: str | Path, target: str, *, sep: str | None = None, id_co
         return _from_npz(path, x_key, y_key)
     if suffix == ".npy":
         return _from_npy(path, target)
-    return _from_table(read_table(path, sep=sep or default_sep(path)), target, id_col=id_col, drop=drop,
+    return _from_table(read_table(path, sep=sep), target, id_col=id_col, drop=drop,
                        drop_non_numeric=drop_non_numeric, warn=warn)
 
 

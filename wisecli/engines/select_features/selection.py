@@ -16,9 +16,8 @@ from wisecli.runtime.io.atomic import write_json, write_text
 FORMAT = "wise-selection/1"
 
 
-def sha256_of(path: str | Path | None, text: str | None = None) -> str | None:
-    if text is not None:
-        return hashlib.sha256(text.encode()).hexdigest()
+def sha256_of(path: str | Path | None) -> str | None:
+    """SHA-256 of the data file (None for stdin)."""
     if path is None or str(path) == "-":
         return None
     h = hashlib.sha256()
