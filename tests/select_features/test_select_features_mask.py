@@ -113,7 +113,6 @@ def digits_fit():
 
     data = load_digits()
     x = Scaler.fit(data.data).transform(data.data)
-    torch.set_num_threads(2)
     res = train_selector(x, data.target, 10, FMConfig(epochs=15, seed=0), torch.device("cpu"))
     return x, data.target, res
 

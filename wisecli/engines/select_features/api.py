@@ -45,7 +45,7 @@ def train(data: str, target: str, run_dir: Path, cfg: FMConfig, *, device, sep=N
     from wisecli.runtime.checkpoints import load_checkpoint
     from wisecli.runtime.trainer import TrainSpec, fit
 
-    from .fit import DeviceBatches, build_model, make_step, make_validate, stratified_holdout
+    from .fit import DeviceBatches, build_model, make_step, make_validate, one_cpu_thread, stratified_holdout
     from .model import default_k, rank_features, readout_mask
 
     warn = sink.warn if sink else None
@@ -104,8 +104,9 @@ def train(data: str, target: str, run_dir: Path, cfg: FMConfig, *, device, sep=N
 
     spec = TrainSpec(epochs=cfg.epochs, run_dir=run_dir, method=METHOD, arch=arch, config=config, amp=cfg.amp,
                      monitor=monitor, resume=resume, progress=progress)
-    fit(model, opt, DeviceBatches(xt[fit_idx], yt[fit_idx], cfg.batch_size), make_step(device, cfg.amp), spec,
-        device=device, validate=validate, on_epoch_end=on_epoch_end, checkpoint_extra=lambda: extra)
+    with one_cpu_thread(device):
+        fit(model, opt, DeviceBatches(xt[fit_idx], yt[fit_idx], cfg.batch_size), make_step(device, cfg.amp), spec,
+            device=device, validate=validate, on_epoch_end=on_epoch_end, checkpoint_extra=lambda: extra)
     best = load_checkpoint(ckpt_dir / "best.pt", method=METHOD)
     model.load_state_dict(best["state_dict"])
     doc = selection_doc(readout_mask(model.mask_net, xt), int(best["epoch"]))

@@ -10,6 +10,9 @@ f(s · m ⊙ x). Choices where the paper is silent, all options:
 - the standardisation (mean/std) is fitted on the whole training split; a constant column gets std 1;
 - the standardised training matrix lives on the device and mini-batches are drawn with a device-side
   `randperm` (no DataLoader); g and f run under bf16 autocast on CUDA, the mean/softmax/read-out in fp32.
+- on the CPU the fit runs with one intra-op thread (`one_cpu_thread`): these MLPs are too small to
+  share; with two threads on a busy 2-core machine the threads spent their time in barriers (digits, 20
+  epochs: 1.9 s CPU with one thread, 29.8 s with two, 8× the wall time) [measured].
   The matrix is always kept on the device: the tables this tool is for (up to ~10^5 × 10^3) are far below a
   GPU's memory; streaming larger ones from the host is not implemented.
 
@@ -22,6 +25,7 @@ fit would only cost time.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -123,6 +127,20 @@ class DeviceBatches:
             yield self.x[idx], self.y[idx]
 
 
+@contextlib.contextmanager
+def one_cpu_thread(device: torch.device):
+    """One torch intra-op thread for the small CPU fits (restored afterwards); no-op on CUDA."""
+    if device.type != "cpu":
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def build_model(cfg: FMConfig, d: int, n_classes: int) -> FMSelector:
     scale = float(d) if str(cfg.mask_scale) == "d" else 1.0
     return FMSelector(make_mask_net(cfg.mask_net, d, cfg.mask_hidden),
@@ -187,6 +205,11 @@ class FitResult:
 def train_selector(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: FMConfig, device: torch.device) -> FitResult:
     """Train g and f jointly, in memory, on standardised `x` (n × d, float32) and labels `y` (0..C−1);
     returns the selection read out from the epoch with the best monitor (hold-out loss)."""
+    with one_cpu_thread(device):
+        return _train_selector(x, y, n_classes, cfg, device)
+
+
+def _train_selector(x, y, n_classes, cfg: FMConfig, device: torch.device) -> FitResult:
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     d = x.shape[1]
