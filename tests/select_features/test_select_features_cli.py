@@ -296,3 +296,21 @@ def test_predict_batch_refuses_existing_and_skips(run1, bc_csv, tmp_path):
     code, stdout, err = run_wise("select-features", "predict", out, a, b, "-o", dest, "--k", "4", "--jsonl",
                                  "--skip-existing")
     assert code == 0 and [json.loads(x)["status"] for x in stdout.splitlines()] == ["skipped", "skipped"]
+
+
+def test_evaluate_npz_plot_and_mask_image(tmp_path):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    np.savez(tmp_path / "digits.npz", X=d.data[:600], y=d.target[:600])
+    _assert_input_error(*run_wise("select-features", "evaluate", tmp_path / "digits.npz", "--target", "y",
+                                  "--baselines", "none", "--k", "8", "--seeds", "0", "--mask-image", "7x7",
+                                  "--plot", tmp_path / "c.png", *FAST), "7x7")
+    code, out, err = run_wise("select-features", "evaluate", tmp_path / "digits.npz", "--target", "y",
+                              "--baselines", "random", "--k", "8", "--seeds", "0", "--mask-image", "8x8",
+                              "--plot", tmp_path / "c.png", "--json", *FAST)
+    assert code == 0, err
+    assert json.loads(out)["n_features"] == 64
+    from PIL import Image
+
+    assert Image.open(tmp_path / "c.png").size[0] > 100 and Image.open(tmp_path / "c_mask.png").size[0] > 100

@@ -373,6 +373,7 @@ def evaluate(data: str, target: str, *, test: str | None = None, test_fraction=0
     if test is not None:
         tds = load_dataset(test, target, **opts)
         check_finite(tds, impute_how)
+    shape = _mask_shape(mask_image, ds.x.shape[1]) if mask_image is not None else None
     docs = [sel.load(p) for p in selections] if selections else None
     x_tr, y_tr, x_te, y_te = _split(ds, tds, test_fraction, split_seed)
     x_tr, x_te = impute(x_tr, x_te, how=impute_how)
@@ -381,13 +382,13 @@ def evaluate(data: str, target: str, *, test: str | None = None, test_fraction=0
                               selections=docs, out_dir=out_dir, skip_existing=skip_existing, refit=refit,
                               record=record, warn=warn)
     if plot is not None:
-        plot_curves(summary, plot, title=Path(str(data)).name)
-    if mask_image is not None:
-        _mask_image(x_tr, y_tr, ds, cfg or FMConfig(), device, mask_image, plot, out_dir)
+        plot_curves(summary, plot, title=Path(str(data)).name, refit=refit)
+    if shape is not None:
+        _mask_image(x_tr, y_tr, ds, cfg or FMConfig(), device, shape, plot, out_dir)
     return summary
 
 
-def plot_curves(summary: dict, path: Path, title: str = "") -> Path:
+def plot_curves(summary: dict, path: Path, title: str = "", refit: str = "logreg") -> Path:
     """Accuracy against k, one line per method (mean ± std over seeds), the all-features level dashed."""
     import matplotlib
 
@@ -407,7 +408,7 @@ def plot_curves(summary: dict, path: Path, title: str = "") -> Path:
         ax.axhline(summary["all_features_accuracy"], ls="--", color="gray", label="all features")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("k (selected features)")
-    ax.set_ylabel("test accuracy (logreg refit)")
+    ax.set_ylabel(f"test accuracy ({refit} refit)")
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
@@ -417,14 +418,20 @@ def plot_curves(summary: dict, path: Path, title: str = "") -> Path:
     return Path(path)
 
 
-def _mask_image(x_tr, y_tr, ds, cfg, device, shape: str, plot, out_dir) -> Path:
-    """The seed-0 FM mask over the training split as an image (pixel data, `--mask-image HxW`)."""
+def _mask_shape(text: str, d: int) -> tuple[int, int]:
+    """`--mask-image HxW`, checked against d before any work starts."""
     try:
-        h, w = (int(v) for v in shape.lower().split("x"))
+        h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise InputError(f"--mask-image {shape!r}: expected HxW, for example 8x8", hint="give the image shape") from None
-    if h * w != x_tr.shape[1]:
-        raise InputError(f"--mask-image {shape}: {h}×{w} ≠ {x_tr.shape[1]} features", hint="HxW must equal d")
+        raise InputError(f"--mask-image {text!r}: expected HxW, for example 8x8", hint="give the image shape") from None
+    if h * w != d:
+        raise InputError(f"--mask-image {text}: {h}×{w} ≠ {d} features", hint="H·W must equal the number of features")
+    return h, w
+
+
+def _mask_image(x_tr, y_tr, ds, cfg, device, shape: tuple[int, int], plot, out_dir) -> Path:
+    """The seed-0 FM mask over the training split as an image (pixel data, `--mask-image HxW`)."""
+    h, w = shape
     import matplotlib
 
     matplotlib.use("Agg")
