@@ -91,7 +91,7 @@ def select_greedy(err: np.ndarray, on_front: np.ndarray, q: int) -> Selection:
     np.maximum.at(k, cols[tk], kt[tk])
     used = int(cum[taken - 1]) if taken else 0
     base = float(err[:, 0].sum() + de[tk].sum())
-    lower = base
+    lower = None  # no fractional segment: the greedy is optimal
     if taken < order.size:
         s = order[taken]
         lower = base + (q - used) / dk[s] * de[s]
@@ -107,7 +107,8 @@ def select_greedy(err: np.ndarray, on_front: np.ndarray, q: int) -> Selection:
         left -= lvl - k[j]
         k[j] = lvl
     obj = float(err[rows, k].sum())
-    return Selection(k, obj, float(min(lower, obj)), float(obj - min(lower, obj)), "greedy")
+    lower = obj if lower is None else min(lower, obj)
+    return Selection(k, obj, lower, obj - lower, "greedy")
 
 
 def select_dp(err: np.ndarray, on_front: np.ndarray, q: int) -> Selection:
