@@ -213,10 +213,12 @@ def backward_levels(G, C, beta, kmax, *, x_dense=None, nnls_method: str = "bpp")
 
 @dataclass
 class HomotopyPath:
-    """Breakpoints per column: lambdas n×(T+1) (nan past the end), supports T+1 × n × r, finished flags."""
+    """Breakpoints per column: lambdas n×(T+1) (nan past the end), supp(x) at each breakpoint and the active set
+    after it (T+1 × n × r; the support of x(λ) for λ in [λ_{t+1}, λ_t)), the end point x, finished flags."""
 
     lambdas: torch.Tensor
     supports: torch.Tensor
+    active: torch.Tensor
     x: torch.Tensor
     finished: torch.Tensor
 
@@ -241,6 +243,7 @@ def homotopy_path(G, C, *, max_steps: int, record: bool = True, on_step=None) ->
     tiny = 1e-12 * (lam.abs() + 1)
     lams = [lam.clone()]
     sups = [x > 0] if record else []
+    acts = [S.clone()] if record else []
     for _ in range(max_steps):
         if not bool(active.any()):
             break
@@ -270,10 +273,12 @@ def homotopy_path(G, C, *, max_steps: int, record: bool = True, on_step=None) ->
         lams.append(torch.where(prev_active, lam, torch.full_like(lam, float("nan"))))
         if record:
             sups.append(x > 0)
+            acts.append(S.clone())
         if on_step is not None:
             on_step(rows[prev_active], S[prev_active])
     x = x.clamp_min(0)
-    return HomotopyPath(torch.stack(lams, 1), torch.stack(sups) if record else None, x, ~active)
+    return HomotopyPath(torch.stack(lams, 1), torch.stack(sups) if record else None,
+                        torch.stack(acts) if record else None, x, ~active)
 
 
 def homotopy_levels(G, C, beta, kmax, *, max_steps: int, nnls_method: str = "bpp") -> Levels:
