@@ -109,9 +109,11 @@ def enum_levels(G, C, beta, kmax, *, col_block: int = 32768, chunk_numbers: int 
                 precision: torch.dtype = torch.float64) -> Levels:
     """Exact best error per support size by enumerating every subset with |S| ≤ kmax.
 
-    For each size the Cholesky factors of all G_SS are computed once; then for column blocks and subset chunks
-    (``chunk_numbers`` bounds chunk·k·block, halved on CUDA out-of-memory) z = G_SS⁻¹c_S is solved, subsets with
-    any z ≤ 0 are masked and the best β − cᵀz is min-reduced with its subset id.
+    For each size the Cholesky factors L of all G_SS are computed once, with L⁻¹ and G_SS⁻¹ scattered into k×r
+    rows, so a column block costs two large GEMMs instead of many small solves: z = G_SS⁻¹c_S and w = L⁻¹c_S for
+    every subset and column (``chunk_numbers`` bounds chunk·k·block, halved on CUDA out-of-memory). Subsets with
+    any z ≤ 0 are masked and the best cᵀz = ‖w‖² is max-reduced with its subset id. Winners are re-scored exactly
+    by the caller, so the explicit inverses cost no accuracy in the reported errors.
     """
     r, n = C.shape
     dev = C.device
@@ -124,6 +126,13 @@ def enum_levels(G, C, beta, kmax, *, col_block: int = 32768, chunk_numbers: int 
         subsets = torch.tensor(list(itertools.combinations(range(r), k)), dtype=torch.long, device=dev)
         L, info = torch.linalg.cholesky_ex(Gp[subsets.unsqueeze(2), subsets.unsqueeze(1)])
         ok = info == 0
+        eye = torch.eye(k, dtype=L.dtype, device=dev)
+        Linv = torch.linalg.solve_triangular(torch.where(ok[:, None, None], L, eye), eye.expand_as(L), upper=False)
+        Ginv = Linv.transpose(1, 2) @ Linv
+        # scatter the k×k blocks into k×r rows so one GEMM against C gives every subset's z and L⁻¹c_S
+        where = subsets.unsqueeze(1).expand(-1, k, -1)
+        Wz = torch.zeros(subsets.shape[0], k, r, dtype=L.dtype, device=dev).scatter_(2, where, Ginv)
+        Wl = torch.zeros_like(Wz).scatter_(2, where, Linv)
         best_val = torch.full((n,), -float("inf"), dtype=precision, device=dev)
         best_id = torch.zeros(n, dtype=torch.long, device=dev)
         for s in range(0, n, col_block):
@@ -134,11 +143,11 @@ def enum_levels(G, C, beta, kmax, *, col_block: int = 32768, chunk_numbers: int 
             while i < subsets.shape[0]:
                 j = min(subsets.shape[0], i + chunk)
                 try:
-                    Cs = Cb[subsets[i:j]]  # ch×k×nb
-                    z = torch.cholesky_solve(Cs, L[i:j])
-                    val = (Cs * z).sum(1)
-                    pos = (z > 0).all(1) & ok[i:j].unsqueeze(1)
-                    val = torch.where(pos, val, torch.full_like(val, -float("inf")))
+                    z = (Wz[i:j].reshape(-1, r) @ Cb).reshape(j - i, k, e - s)
+                    w = (Wl[i:j].reshape(-1, r) @ Cb).reshape(j - i, k, e - s)
+                    val = w.square_().sum(1)  # c_Sᵀ G_SS⁻¹ c_S
+                    pos = (z.amin(1) > 0) & ok[i:j].unsqueeze(1)
+                    val.masked_fill_(~pos, -float("inf"))
                     vmax, arg = val.max(0)
                 except torch.OutOfMemoryError:
                     if chunk == 1:

@@ -15,8 +15,9 @@ Methods:
   advance one solve per iteration (add the most violated index, or back-track towards a negative solution).
 
 Choices where the papers are silent (ours): infeasibility is tested against a tolerance of 1e-13 times the
-column's scale (max |c|, max diag G) to stop fp64 round-off from cycling; on the iteration cap a column keeps
-the best feasible iterate seen (projected onto x ≥ 0, by objective) and is flagged, never raising. An optional
+column's scale (max |c|, max diag G) to stop fp64 round-off from cycling; BPP columns that still reach the
+iteration cap (BPP may cycle in floating point on ill-conditioned dictionaries) are re-solved by Lawson–Hanson;
+a column that reaches the cap there too keeps the best feasible iterate seen and is flagged, never raising. An optional
 ``allowed`` mask restricts each column to a subset of atoms (refits on a support, branch-and-bound nodes).
 """
 
@@ -81,11 +82,19 @@ def nnls_gram(
         max_iter = 5 * r + 50
     if block is None:
         block = max(1, (1 << 26) // max(1, r * r))
+    if method not in ("bpp", "lh"):
+        raise ValueError(f"unknown NNLS method {method!r}")
     xs, flags, its = [], [], 0
     for s in range(0, n, block):
         e = min(n, s + block)
         fn = _bpp if method == "bpp" else _lh
         x, f, it = fn(G, C[:, s:e], allowed[s:e], max_iter)
+        if method == "bpp" and bool(f.any()):
+            # BPP can cycle on ill-conditioned Gram matrices in floating point: Lawson–Hanson, which decreases
+            # the objective monotonically, takes over those columns
+            xl, fl, itl = _lh(G, C[:, s:e][:, f], allowed[s:e][f], max_iter)
+            x[f], f[f.clone()] = xl, fl
+            it = max(it, itl)
         xs.append(x)
         flags.append(f)
         its = max(its, it)
@@ -100,83 +109,81 @@ def _tolerance(G: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
 
 
 def _bpp(G, C, allowed, max_iter):
-    """Block principal pivoting with the Júdice–Pires backup, lock-step over the columns of C."""
+    """Block principal pivoting with the Júdice–Pires backup, lock-step over the columns still running."""
     r, n = C.shape
     dev = C.device
-    tol = _tolerance(G, C).unsqueeze(1)
+    tol_all = _tolerance(G, C).unsqueeze(1)
     F = torch.zeros(n, r, dtype=torch.bool, device=dev)
     ninf = torch.full((n,), r + 1, dtype=torch.long, device=dev)
     pcount = torch.full((n,), 3, dtype=torch.long, device=dev)
     done = torch.zeros(n, dtype=torch.bool, device=dev)
     best_x = C.new_zeros(n, r)
     best_obj = C.new_zeros(n)
-    x = C.new_zeros(n, r)
     idx = torch.arange(r, device=dev)
     it = 0
     for it in range(1, max_iter + 1):
-        x = masked_solve(G, C, F)
-        y = x @ G - C.T  # gradient Gx − c; zero on F up to round-off
-        infeas = ((F & (x < -tol)) | (~F & (y < -tol))) & allowed
-        nv = infeas.sum(1)
-        newly_done = (nv == 0) & ~done
-        done |= newly_done
-        xp = x.clamp_min(0) * allowed
-        obj = _objective(G, C, xp)
-        better = (obj < best_obj) | newly_done
-        best_x = torch.where(better.unsqueeze(1), xp, best_x)
-        best_obj = torch.where(better, obj, best_obj)
-        if bool(done.all()):
+        a = (~done).nonzero().squeeze(1)
+        if a.numel() == 0:
             break
-        active = ~done
-        fewer = nv < ninf
-        ninf = torch.where(active & fewer, nv, ninf)
-        pcount = torch.where(active & fewer, torch.full_like(pcount, 3), pcount)
-        full_flip = active & (fewer | (pcount >= 1))
-        pcount = torch.where(active & ~fewer & (pcount >= 1), pcount - 1, pcount)
-        backup = active & ~full_flip
+        Ca, Fa, al, tol = C[:, a], F[a], allowed[a], tol_all[a]
+        x = masked_solve(G, Ca, Fa)
+        y = x @ G - Ca.T  # gradient Gx − c; zero on F up to round-off
+        infeas = ((Fa & (x < -tol)) | (~Fa & (y < -tol))) & al
+        nv = infeas.sum(1)
+        fin = nv == 0
+        xp = x.clamp_min(0) * al
+        obj = _objective(G, Ca, xp)
+        better = (obj < best_obj[a]) | fin
+        best_x[a] = torch.where(better.unsqueeze(1), xp, best_x[a])
+        best_obj[a] = torch.where(better, obj, best_obj[a])
+        done[a] = fin
+        fewer = nv < ninf[a]
+        pc = pcount[a]
+        full_flip = fewer | (pc >= 1)
+        ninf[a] = torch.where(fewer, nv, ninf[a])
+        pcount[a] = torch.where(fewer, torch.full_like(pc, 3), torch.where(pc >= 1, pc - 1, pc))
         last = torch.where(infeas, idx, torch.full_like(idx, -1)).amax(1)
         single = torch.zeros_like(infeas)
-        single[backup, last[backup]] = True
-        flip = (infeas & full_flip.unsqueeze(1)) | (single & backup.unsqueeze(1))
-        F = F ^ flip
+        rows = (~full_flip & ~fin).nonzero().squeeze(1)
+        single[rows, last[rows]] = True
+        flip = (infeas & full_flip.unsqueeze(1)) | single
+        F[a] = Fa ^ flip
     return best_x, ~done, it
 
 
 def _lh(G, C, allowed, max_iter):
-    """Lawson–Hanson active set, one passive-set solve per iteration for every column."""
+    """Lawson–Hanson active set, one passive-set solve per iteration for every column still running."""
     r, n = C.shape
     dev = C.device
-    tol = _tolerance(G, C).unsqueeze(1)
+    tol_all = _tolerance(G, C).unsqueeze(1)
     P = torch.zeros(n, r, dtype=torch.bool, device=dev)
-    x = C.new_zeros(n, r)
+    X = C.new_zeros(n, r)
     done = torch.zeros(n, dtype=torch.bool, device=dev)
-    rows = torch.arange(n, device=dev)
     it = 0
     for it in range(1, max_iter + 1):
-        z = masked_solve(G, C, P)
-        neg = P & (z <= 0)
+        a = (~done).nonzero().squeeze(1)
+        if a.numel() == 0:
+            break
+        Ca, Pa, al, tol, x = C[:, a], P[a], allowed[a], tol_all[a], X[a]
+        z = masked_solve(G, Ca, Pa)
+        neg = Pa & (z <= 0)
         feasible = ~neg.any(1)
         # back-track: x + α(z − x) with the largest α keeping x ≥ 0; indices reaching 0 leave P
         ratio = torch.where(neg, x / (x - z).clamp_min(1e-300), torch.full_like(x, float("inf")))
         alpha = ratio.amin(1, keepdim=True).clamp(0, 1)
         xb = x + alpha * (z - x)
-        stay = ~feasible & ~done
-        x = torch.where(stay.unsqueeze(1), xb, x)
-        leave = stay.unsqueeze(1) & P & (x <= tol)
-        x = torch.where(leave, torch.zeros_like(x), x)
-        P = P & ~leave
-        ok = feasible & ~done
-        x = torch.where(ok.unsqueeze(1), z, x)
-        w = C.T - x @ G
-        w = torch.where(~P & allowed, w, torch.full_like(w, -float("inf")))
+        stay = (~feasible).unsqueeze(1)
+        leave = stay & Pa & (xb <= tol)
+        x = torch.where(stay, torch.where(leave, torch.zeros_like(xb), xb), z)
+        Pa = Pa & ~leave
+        w = Ca.T - x @ G
+        w = torch.where(~Pa & al, w, torch.full_like(w, -float("inf")))
         wmax, jmax = w.max(1)
-        finished = ok & (wmax <= tol.squeeze(1))
-        done |= finished
-        add = ok & ~finished
-        P[rows[add], jmax[add]] = True
-        if bool(done.all()):
-            break
-    return x.clamp_min(0) * allowed, ~done, it
+        fin = feasible & (wmax <= tol.squeeze(1))
+        add = (feasible & ~fin).nonzero().squeeze(1)
+        Pa[add, jmax[add]] = True
+        P[a], X[a], done[a] = Pa, x, fin
+    return X.clamp_min(0) * allowed, ~done, it
 
 
 def nnls_matrix(A: torch.Tensor, B: torch.Tensor, **kw) -> NNLSResult:
