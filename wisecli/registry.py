@@ -27,4 +27,6 @@ METHOD_VERBS = {
 }
 
 METHODS: list[MethodEntry] = [
+    MethodEntry("nnls", "wisecli.commands.nnls", "Solvers",
+                "Matrix-wise l0-constrained sparse NNLS: at most q nonzeros in the whole X."),
 ]

@@ -26,21 +26,21 @@ import numpy as np
 
 from wisecli.cli.errors import InputError
 
-DEFAULTS = {
+DEFAULTS = {  # 0 means "automatic" for kmax (r), max_steps (4r) and enum_max_subsets (by device)
     "front": "auto",
-    "kmax": None,
+    "kmax": 0,
     "select": "auto",
-    "enum_max_subsets_gpu": 65536,
-    "enum_max_subsets_cpu": 4096,
+    "enum_max_subsets": 0,
     "bnb_time_limit": 1.0,
-    "max_steps": None,  # 4r
+    "max_steps": 0,
     "normalize_atoms": True,
     "precision": "fp64",
     "ridge": 0.0,
     "nnls_solver": "bpp",
     "dp_max_cells": 2 * 10**9,
-    "col_block": 32768,
+    "chunk_columns": 32768,
 }
+ENUM_MAX_SUBSETS = {"cuda": 65536, "cpu": 4096}
 FRONT_METHODS = ("auto", "enum", "hybrid", "bnb", "union", "greedy", "backward", "homotopy")
 SELECT_METHODS = ("auto", "dp", "greedy")
 EVAL_METHODS = ("matrixwise-exact", "matrixwise-union", "columnwise-exact", "columnwise-nnomp",
@@ -157,17 +157,19 @@ def compute_fronts(A, B, *, front: str = "auto", kmax: int | None = None, device
                          hint="A must be m × r with the m rows of B")
     An, keep, scale, notes = _prepare(A, normalize_atoms)
     r_full, r = A.shape[1], An.shape[1]
-    kmax = r if kmax is None else int(kmax)
+    kmax = r if not kmax else int(kmax)
     if not 1 <= kmax <= r_full:
         raise InputError(f"--kmax {kmax} must be in 1..{r_full}", hint="kmax is at most the number of atoms")
     kmax = min(kmax, r)
-    if enum_max_subsets is None:
-        enum_max_subsets = DEFAULTS["enum_max_subsets_gpu" if dev.type == "cuda" else "enum_max_subsets_cpu"]
+    if not enum_max_subsets:
+        enum_max_subsets = ENUM_MAX_SUBSETS["cuda" if dev.type == "cuda" else "cpu"]
     method = _resolve_front(front, r, kmax, enum_max_subsets)
-    if max_steps is None:
+    if not max_steps:
         max_steps = 4 * r
     if precision not in ("fp64", "fp32"):
         raise InputError(f"unknown --precision '{precision}'", hint="fp64 or fp32")
+    if nnls_solver not in ("bpp", "lh"):
+        raise InputError(f"unknown --nnls-solver '{nnls_solver}'", hint="bpp or lh")
     n = B.shape[1]
     An_t = torch.tensor(An, device=dev)
     G = An_t.T @ An_t

@@ -250,6 +250,8 @@ def homotopy_path(G, C, *, max_steps: int, record: bool = True, on_step=None) ->
     lam = lam.clamp_min(0)
     ones = torch.ones(r, n, dtype=dt, device=dev)
     tiny = 1e-12 * (lam.abs() + 1)
+    if on_step is not None:
+        on_step(torch.arange(n, device=dev)[active], S[active])
     lams = [lam.clone()]
     sups = [x > 0] if record else []
     acts = [S.clone()] if record else []
