@@ -64,9 +64,11 @@ class Levels:
         self.mask[cols, size] = mask
 
     def merge(self, other: "Levels") -> None:
-        better = other.err < self.err
-        self.err = torch.where(better, other.err, self.err)
-        self.mask = torch.where(better.unsqueeze(2), other.mask, self.mask)
+        """Keep the better entry per (column, size); ``other`` may cover fewer sizes (hybrid's enumeration)."""
+        K = other.kmax + 1
+        better = other.err < self.err[:, :K]
+        self.err[:, :K] = torch.where(better, other.err, self.err[:, :K])
+        self.mask[:, :K] = torch.where(better.unsqueeze(2), other.mask, self.mask[:, :K])
         self.flagged = self.flagged | other.flagged
 
 
