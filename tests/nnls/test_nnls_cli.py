@@ -188,8 +188,9 @@ def test_cube_mat_with_maps(wise, tmp_path):
 def test_evaluate_json_and_info(wise, data):
     d, A, B = data
     code, out, err = wise("nnls", "evaluate", d / "B.npy", "-A", d / "A.npy", "--avg-nnz", "1,1.5,2", "--json",
-                          "--device", "cpu")
+                          "--device", "cpu", "--plot", d / "ev.png")
     assert code == 0, err
+    assert (d / "ev.png").stat().st_size > 1000
     recs = json.loads(out)
     assert all(r["nnz"] <= r["q"] for r in recs)
     assert not any(r["method"].startswith("columnwise") and r["avg_nnz"] == 1.5 for r in recs)

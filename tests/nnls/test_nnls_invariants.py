@@ -109,3 +109,11 @@ def test_fronts_file_roundtrip(problem, tmp_path):
     j, k = 3, 2
     x = fr.coef[j, k].astype(np.float64)
     assert np.sum((A @ x - B[:, j]) ** 2) == pytest.approx(fr.err[j, k], rel=1e-5)
+
+
+@pytest.mark.parametrize("r", [6, 64, 70])
+def test_support_bits_roundtrip(r):
+    mask = np.random.default_rng(r).random((5, 3, r)) < 0.5
+    bits = api.mask_to_bits(mask)
+    assert bits.dtype == (np.uint64 if r <= 64 else np.uint8)
+    np.testing.assert_array_equal(api.bits_to_mask(bits, r), mask)
