@@ -139,6 +139,8 @@ def run(
     front: Front = None, kmax: Kmax = None, select: Select = None, enum_max_subsets: EnumMax = None,
     bnb_time_limit: BnbLimit = None, max_steps: MaxSteps = None, normalize_atoms: Normalize = None,
     precision: Precision = None, ridge: Ridge = None, nnls_solver: NnlsSolver = None, dp_max_cells: DpCells = None,
+    chunk_columns: Annotated[Optional[int], typer.Option("--chunk-columns", help="Columns per GPU block.",
+                                                         rich_help_panel=_SOLVE)] = None,
     key: Key = None, var: Var = None, cube: Cube = None, transpose: Transpose = False, resize: Resize = None,
     out_dir: o.OutDir = None, skip_existing: o.SkipExisting = False, overwrite: o.Overwrite = False,
     fail_fast: o.FailFast = False, shard: o.Shard = None, pattern: o.Pattern = None,
@@ -157,7 +159,8 @@ def run(
         raise InputError("no dictionary: give --dictionary (a file, nmf:R, spa:R) or --fronts", hint="see --help")
     cfg = _settings(config, set_, front=front, kmax=kmax, select=select, enum_max_subsets=enum_max_subsets,
                     bnb_time_limit=bnb_time_limit, max_steps=max_steps, normalize_atoms=normalize_atoms,
-                    precision=precision, ridge=ridge, nnls_solver=nnls_solver, dp_max_cells=dp_max_cells)
+                    precision=precision, ridge=ridge, nnls_solver=nnls_solver, dp_max_cells=dp_max_cells,
+                    chunk_columns=chunk_columns)
     paths = _inputs(inputs, pattern, shard)
     if fronts is not None and len(paths) != 1:
         raise InputError("--fronts belongs to one input", hint="run one input at a time with --fronts")
@@ -166,7 +169,7 @@ def run(
     from wisecli.engines.nnls import api
     from wisecli.engines.nnls.data import make_dictionary
     from wisecli.runtime.batch import BatchOptions, run_batch, stem_of
-    from wisecli.runtime.device import device_name, resolve_device
+    from wisecli.runtime.device import device_name, oom_guard, resolve_device
     from wisecli.runtime.io.atomic import save_npy, save_npz, write_json, write_text
     from wisecli.runtime.runrecord import RunRecord, versions
 
@@ -200,7 +203,8 @@ def run(
                                      hint="drop --dictionary (the fronts file carries A) or recompute the fronts")
         else:
             A = make_dictionary(dictionary, B, seed=seed)
-            fr = api.compute_fronts(A, B, device=dev, **_front_kw(cfg))
+            fr = oom_guard(lambda: api.compute_fronts(A, B, device=dev, col_block=cfg["chunk_columns"],
+                                                      **_front_kw(cfg)), option_hint="--chunk-columns")
         for note in fr.notes:
             sink.warn(note)
         res = api.solve(fr.A, B, q=nnz, avg_nnz=avg_nnz, fronts=fr, select_method=cfg["select"],
@@ -279,7 +283,8 @@ def pareto(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG: 20 sampled fronts and total error vs q.")] = None,
     with_coefficients: Annotated[bool, typer.Option("--with-coefficients", help="Store coef (n×(K+1)×r float32).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from {stem}.fronts.partial.npz.")] = False,
-    chunk_columns: Annotated[Optional[int], typer.Option("--chunk-columns", help="Columns per saved chunk.")] = None,
+    chunk_columns: Annotated[Optional[int], typer.Option("--chunk-columns",
+                                                         help="Columns per saved chunk (and per GPU block).")] = None,
     enum_max_subsets: EnumMax = None, bnb_time_limit: BnbLimit = None, max_steps: MaxSteps = None,
     normalize_atoms: Normalize = None, precision: Precision = None, ridge: Ridge = None,
     nnls_solver: NnlsSolver = None,
@@ -307,7 +312,7 @@ def pareto(
     from wisecli.engines.nnls import api
     from wisecli.engines.nnls.data import make_dictionary
     from wisecli.runtime.batch import BatchOptions, run_batch, stem_of
-    from wisecli.runtime.device import device_name, resolve_device
+    from wisecli.runtime.device import device_name, oom_guard, resolve_device
     from wisecli.runtime.io.atomic import save_npz
     from wisecli.runtime.progress import progress
     from wisecli.runtime.runrecord import RunRecord
@@ -337,8 +342,10 @@ def pareto(
             advance(start)
             for s in range(start, n, chunk):
                 e = min(n, s + chunk)
-                parts.append(api.compute_fronts(A, B[:, s:e], device=dev, with_coefficients=with_coefficients,
-                                                **_front_kw(cfg)))
+                parts.append(oom_guard(lambda: api.compute_fronts(A, B[:, s:e], device=dev, col_block=chunk,
+                                                                  with_coefficients=with_coefficients,
+                                                                  **_front_kw(cfg)),
+                                       option_hint="--chunk-columns"))
                 if e < n:
                     save_npz(partial, **api.fronts_arrays(api.concat_fronts(parts)))
                 advance(e - s)
