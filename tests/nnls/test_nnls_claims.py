@@ -1,7 +1,6 @@
 """Claim reproduction (spec §9, slow): matrix-wise beats column-wise and global heuristics on lfw faces,
 digits and the semi-synthetic hyperspectral cube, with the spec's margins."""
 
-import numpy as np
 import pytest
 
 from wisecli.engines.nnls import api

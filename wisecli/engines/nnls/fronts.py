@@ -26,7 +26,7 @@ Our choices: a level is exact where it is enumerated, proven by branch and bound
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import comb
 
 import torch
@@ -43,7 +43,7 @@ class Levels:
     err: torch.Tensor  # n×(kmax+1)
     mask: torch.Tensor  # n×(kmax+1)×r bool
     kmax: int
-    flagged: torch.Tensor = field(default=None)  # n bool: an iteration cap was hit
+    flagged: torch.Tensor  # n bool: an iteration cap was hit
 
     @classmethod
     def empty(cls, beta: torch.Tensor, r: int, kmax: int) -> "Levels":
@@ -70,18 +70,6 @@ class Levels:
         self.err[:, :K] = torch.where(better, other.err, self.err[:, :K])
         self.mask[:, :K] = torch.where(better.unsqueeze(2), other.mask, self.mask[:, :K])
         self.flagged = self.flagged | other.flagged
-
-
-@dataclass
-class Front:
-    """err n×(kmax+1) (at most k atoms), on_front, exact (bool), support mask n×(kmax+1)×r, flagged columns."""
-
-    err: torch.Tensor
-    on_front: torch.Tensor
-    exact: torch.Tensor
-    mask: torch.Tensor
-    flagged: torch.Tensor
-    method: str
 
 
 def finish(levels: Levels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
