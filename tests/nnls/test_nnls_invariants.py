@@ -117,3 +117,12 @@ def test_support_bits_roundtrip(r):
     bits = api.mask_to_bits(mask)
     assert bits.dtype == (np.uint64 if r <= 64 else np.uint8)
     np.testing.assert_array_equal(api.bits_to_mask(bits, r), mask)
+
+
+def test_fp32_enumeration_and_lh_refits_give_the_same_fronts(problem):
+    A, B = problem
+    ref = api.compute_fronts(A, B, front="enum", device="cpu")
+    fp32 = api.compute_fronts(A, B, front="enum", device="cpu", precision="fp32")
+    lh = api.compute_fronts(A, B, front="enum", device="cpu", nnls_solver="lh", normalize_atoms=False)
+    np.testing.assert_allclose(fp32.err, ref.err, rtol=1e-12)
+    np.testing.assert_allclose(lh.err, ref.err, rtol=1e-12)
