@@ -8,8 +8,8 @@ the usual `.mat` layout) and said so on stderr by the caller; `.csv` uses ',' (o
 no comma) and treats a first line that is not all numbers as a header; `.npz`/`.mat` pick `--key`/`--var`, else a
 variable named `B`, else the only 2-D/3-D numeric array. Dictionaries: `nmf:R` is scikit-learn NMF of Bᵀ
 (init nndsvda, max_iter 1000, the seed) and `spa:R` the successive projection algorithm (Gillis & Vavasis,
-"Fast and robust recursive algorithms for separable NMF", IEEE TPAMI 2014) on the ℓ2-normalised columns of B; both
-give unit-norm atoms.
+"Fast and robust recursive algorithms for separable NMF", IEEE TPAMI 2014) on the ℓ1-normalised columns of B (so a
+separable B = W[I, H'] with nonnegative H is a simplex and SPA recovers W); both give unit-norm atoms.
 """
 
 from __future__ import annotations
@@ -173,8 +173,9 @@ def load_matrix(path: Path | str, *, key: str | None = None, var: str | None = N
 
 
 def spa(B: np.ndarray, R: int) -> np.ndarray:
-    """Successive projection: pick the column of largest residual norm, project it out, R times (indices)."""
-    Rm = B / np.maximum(np.linalg.norm(B, axis=0), 1e-300)
+    """Successive projection on the ℓ1-normalised columns: pick the column of largest residual norm, project it
+    out, R times; returns the picked column indices."""
+    Rm = B / np.maximum(np.abs(B).sum(0), 1e-300)
     picked = []
     for _ in range(R):
         j = int(np.argmax((Rm**2).sum(0)))
