@@ -6,7 +6,8 @@ Engine: `wisecli.engines.nnls.api`, imported inside the command bodies.
 
 Choices (ours): the default output folder is the current folder; `--json` prints the spec's document for one input
 and `{"items": [...]}` for several; a folder holding images is one input (an image set), any other folder is
-expanded into its data files; `--plot` and `--fronts` take one input; `--maps` on a non-cube input is a warning.
+expanded into its data files; `--plot` and `--fronts` take one input; `--maps` on a non-cube input is a warning;
+`evaluate` selects with the exact DP unless `--select greedy` is given (its matrix-wise rows are the optimum).
 """
 
 from __future__ import annotations

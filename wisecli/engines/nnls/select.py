@@ -68,11 +68,26 @@ def hull_segments(err: np.ndarray, on_front: np.ndarray):
     return cols[order], kf[order], kt[order], de[order]
 
 
-def lp_curve(err: np.ndarray, on_front: np.ndarray, budgets: np.ndarray) -> np.ndarray:
-    """LP lower bound of the total error for every budget in ``budgets`` (from the sorted hull segments)."""
+def sorted_segments(err: np.ndarray, on_front: np.ndarray):
+    """Hull segments and their order by gain per atom (best first). Slopes are made non-decreasing within each
+    column (a running maximum) so round-off can never order a column's later segment before an earlier one."""
     cols, kf, kt, de = hull_segments(err, on_front)
     dk = kt - kf
-    order = np.lexsort((kf, cols, de / np.maximum(dk, 1)))
+    slope = de / np.maximum(dk, 1)
+    same = np.zeros(cols.size, dtype=bool)
+    same[1:] = cols[1:] == cols[:-1]
+    for _ in range(err.shape[1]):
+        fixed = np.where(same[1:], np.maximum(slope[1:], slope[:-1]), slope[1:])
+        if np.array_equal(fixed, slope[1:]):
+            break
+        slope[1:] = fixed
+    order = np.lexsort((kf, cols, slope))
+    return cols, kf, kt, de, dk, order
+
+
+def lp_curve(err: np.ndarray, on_front: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """LP lower bound of the total error for every budget in ``budgets`` (from the sorted hull segments)."""
+    cols, kf, kt, de, dk, order = sorted_segments(err, on_front)
     ck = np.concatenate([[0], np.cumsum(dk[order])])
     ce = np.concatenate([[0.0], np.cumsum(de[order])])
     base = err[:, 0].sum()
@@ -81,9 +96,7 @@ def lp_curve(err: np.ndarray, on_front: np.ndarray, budgets: np.ndarray) -> np.n
 
 def select_greedy(err: np.ndarray, on_front: np.ndarray, q: int) -> Selection:
     n = err.shape[0]
-    cols, kf, kt, de = hull_segments(err, on_front)
-    dk = kt - kf
-    order = np.lexsort((kf, cols, de / np.maximum(dk, 1)))
+    cols, kf, kt, de, dk, order = sorted_segments(err, on_front)
     cum = np.cumsum(dk[order])
     taken = int(np.searchsorted(cum, q, side="right"))
     k = np.zeros(n, dtype=np.int64)
