@@ -245,38 +245,40 @@ def homotopy_path(G, C, *, max_steps: int, record: bool = True, on_step=None) ->
     lams = [lam.clone()]
     sups = [x > 0] if record else []
     acts = [S.clone()] if record else []
+    nan = torch.full((n,), float("nan"), dtype=dt, device=dev)
     for _ in range(max_steps):
-        if not bool(active.any()):
+        a = active.nonzero().squeeze(1)  # only the running columns do work
+        if a.numel() == 0:
             break
-        d = masked_solve(G, ones, S)
-        a = d @ G
-        g = C.T - x @ G
-        denom = 1 - a
-        ent = (lam.unsqueeze(1) - g) / torch.where(denom > 1e-12, denom, torch.ones_like(denom))
-        ent = torch.where(~S & (denom > 1e-12) & (ent > tiny.unsqueeze(1)), ent, torch.full_like(ent, float("inf")))
-        ext = torch.where(S & (d < 0), -x / torch.where(d < 0, d, -torch.ones_like(d)), torch.full_like(x, float("inf")))
+        Sa, xa, la, ta = S[a], x[a], lam[a], tiny[a]
+        d = masked_solve(G, ones[:, : a.numel()], Sa)
+        denom = 1 - d @ G
+        g = C[:, a].T - xa @ G
+        ent = (la.unsqueeze(1) - g) / torch.where(denom > 1e-12, denom, torch.ones_like(denom))
+        ent = torch.where(~Sa & (denom > 1e-12) & (ent > ta.unsqueeze(1)), ent, torch.full_like(ent, float("inf")))
+        ext = torch.where(Sa & (d < 0), -xa / torch.where(d < 0, d, -torch.ones_like(d)),
+                          torch.full_like(xa, float("inf")))
         ge, je = ent.min(1)
         gx, jx = ext.min(1)
-        gamma = torch.minimum(torch.minimum(ge, gx), lam)
-        gamma = torch.where(active, gamma, torch.zeros_like(gamma))
-        x = torch.where(S, x + gamma.unsqueeze(1) * d, x)
-        lam = lam - gamma
-        ends = active & (lam <= tiny)  # λ reached 0: x is the NNLS solution
-        is_exit = active & ~ends & (gx <= ge)
-        is_entry = active & ~ends & ~is_exit
-        rows = torch.arange(n, device=dev)
-        S[rows[is_entry], je[is_entry]] = True
-        S[rows[is_exit], jx[is_exit]] = False
-        x[rows[is_exit], jx[is_exit]] = 0
-        lam = torch.where(ends, torch.zeros_like(lam), lam)
-        prev_active = active
-        active = active & ~ends
-        lams.append(torch.where(prev_active, lam, torch.full_like(lam, float("nan"))))
+        gamma = torch.minimum(torch.minimum(ge, gx), la)
+        xa = torch.where(Sa, xa + gamma.unsqueeze(1) * d, xa)
+        la = la - gamma
+        ends = la <= ta  # λ reached 0: x is the NNLS solution
+        is_exit = ~ends & (gx <= ge)
+        is_entry = ~ends & ~is_exit
+        rows = torch.arange(a.numel(), device=dev)
+        Sa[rows[is_entry], je[is_entry]] = True
+        Sa[rows[is_exit], jx[is_exit]] = False
+        xa[rows[is_exit], jx[is_exit]] = 0
+        la = torch.where(ends, torch.zeros_like(la), la)
+        S[a], x[a], lam[a] = Sa, xa, la
+        active[a] = ~ends
+        lams.append(nan.index_copy(0, a, la))
         if record:
             sups.append(x > 0)
             acts.append(S.clone())
         if on_step is not None:
-            on_step(rows[prev_active], S[prev_active])
+            on_step(a, Sa)
     x = x.clamp_min(0)
     return HomotopyPath(torch.stack(lams, 1), torch.stack(sups) if record else None,
                         torch.stack(acts) if record else None, x, ~active)
