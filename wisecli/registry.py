@@ -29,4 +29,6 @@ METHOD_VERBS = {
 METHODS: list[MethodEntry] = [
     MethodEntry("nnls", "wisecli.commands.nnls", "Solvers",
                 "Matrix-wise l0-constrained sparse NNLS: at most q nonzeros in the whole X."),
+    MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
+                "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
 ]
