@@ -27,4 +27,6 @@ METHOD_VERBS = {
 }
 
 METHODS: list[MethodEntry] = [
+    MethodEntry("reid", "wisecli.commands.reid", "Vision",
+                "Vehicle re-ID with viewpoint-aware channel-wise attention (VCAM): train, embed, rank, query."),
 ]

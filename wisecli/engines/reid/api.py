@@ -627,3 +627,10 @@ def info() -> dict:
                              "normalised"],
             "device": torch.cuda.get_device_name(0) if cuda else "cpu",
             "extras": {"torchreid": find_spec("torchreid") is not None}}
+
+
+def benchmark(device: str = "auto", quick: bool = False) -> list[dict]:
+    """Records {case, ours_s, peer_s, speedup, device, ...}: evaluation, re-ranking and (CUDA) embedding."""
+    from .benchmark import run
+
+    return run(device, quick)
