@@ -161,7 +161,6 @@ def train(data: Path, run_dir: Path, *, cfg: dict, config_record: dict, device_s
     from wisecli.runtime.device import device_name, init_distributed, seed_everything
     from wisecli.runtime.io.atomic import write_json
     from wisecli.runtime.runrecord import RunRecord
-    from wisecli.runtime.trainer import TrainSpec, fit
 
     from .training import CachedPKLoader, lr_at, make_step
 
@@ -185,6 +184,8 @@ def train(data: Path, run_dir: Path, *, cfg: dict, config_record: dict, device_s
     run_dir.mkdir(parents=True, exist_ok=True)
     if dist.is_main:
         write_json(run_dir / "config.json", config)
+    from wisecli.runtime.trainer import TrainSpec, fit
+
     spec = TrainSpec(epochs=int(cfg["epochs"]), run_dir=run_dir, method=METHOD, arch=mc["arch"], config=config,
                      amp=amp, monitor="mAP", mode="max", resume=resume, progress=progress)
     t0 = time.perf_counter()
