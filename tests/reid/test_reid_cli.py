@@ -55,6 +55,33 @@ def test_every_verb_has_help(verb):
     assert "Usage" in ok("reid", verb, "--help")
 
 
+def test_train_writes_a_run_and_resumes(env, tmp_path):
+    run = tmp_path / "run"
+    args = ["reid", "train", str(env["data"]), "-o", str(run), "--arch", "resnet18", "--input-size", "32", "--p", "3",
+            "--k", "2", "--epochs", "1", "--eval-every", "2", "--viewpoints", str(env["data"] / "viewpoints.csv"),
+            "--device", "cpu", "--no-progress", "--json"]
+    summary = json.loads(ok(*args))
+    assert summary["viewpoint_supervision"] == "labels" and summary["epochs"] == 1
+    for name in ("config.json", "metrics.jsonl", "run.json", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in recs] == [1]
+    for key in ("train_loss_id", "train_loss_tri", "train_loss_vp", "train_vp_acc", "val_mAP", "val_R1"):
+        assert key in recs[0], key
+    assert recs[0]["lr"] == pytest.approx(3.5e-5)  # BoT warm-up starts at lr / 10
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["config"]["model"]["arch"] == "resnet18" and best["config"]["model"]["vcam_stages"] == [1, 2, 3, 4]
+    assert best["config"]["model"]["embed"] == "post-bn" and best["config"]["model"]["viewpoint_classes"] == 5
+    bad(*args, match="--resume")
+    args[args.index("--epochs") + 1] = "2"
+    ok(*args, "--resume")
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in recs] == [1, 2] and recs[1]["val_evaluated_epoch"] == 2
+    q = json.loads(ok("reid", "predict", str(env["data"] / "image_query"), "--weights", str(run), "-o",
+                      str(tmp_path / "q.npz"), "--device", "cpu", "--json"))
+    assert q["images"] == 8 and q["dim"] == 512
+
+
 def test_predict_then_evaluate_equals_evaluate_weights(env):
     d, r = env["data"], env["root"]
     ok("reid", "predict", str(d / "image_query"), "--weights", str(env["ckpt"]), "-o", str(r / "q.npz"),

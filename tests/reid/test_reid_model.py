@@ -129,7 +129,9 @@ def test_viewpoint_loss_only_on_labelled():
     _, parts = reid_losses(out, torch.tensor([0, 0, 1, 1]), torch.tensor([-1, 2, -1, 4]))
     ce = torch.nn.functional.cross_entropy(out["vp_logits"][[1, 3]], torch.tensor([2, 4]))
     assert parts["loss_vp"] == pytest.approx(float(ce.detach()), abs=1e-6)
-    _, none = reid_losses(out, torch.tensor([0, 0, 1, 1]), torch.full((4,), -1))
+    _, empty = reid_losses(out, torch.tensor([0, 0, 1, 1]), torch.full((4,), -1))
+    assert empty["loss_vp"] == 0.0 and empty["vp_acc"] == 0.0  # same keys every step
+    _, none = reid_losses(out, torch.tensor([0, 0, 1, 1]), None)
     assert "loss_vp" not in none
 
 

@@ -129,8 +129,10 @@ def _prepare_training(data, cfg: dict, device: torch.device, sink, seed: int, ra
     return splits, sampler, images, labels, vps, model, mc, vp_report, pre
 
 
-def _validator(splits, mc, device, amp, batch, every: int):
-    """validate(model, epoch) -> {mAP, R1, ...} every `every` epochs (embeds query and gallery)."""
+def _validator(splits, mc, device, amp, batch, every: int, epochs: int):
+    """validate(model, epoch) for the trainer (1-based epochs): query/gallery mAP, R1, mINP at epoch 1, every
+    `every` epochs and at the last; between evaluations it repeats the latest values, marked by
+    `evaluated_epoch`, so the trainer's monitor always exists and best.pt only moves on a real evaluation."""
     from .data import decode_images
     from .features import embed_uint8
     from .metrics import evaluate_ranking
@@ -140,17 +142,17 @@ def _validator(splits, mc, device, amp, batch, every: int):
         return None
     qi, _ = decode_images(q.paths, mc["input_size"])
     gi, _ = decode_images(g.paths, mc["input_size"])
+    latest: dict = {}
 
     def validate(model, epoch: int) -> dict:
-        if every <= 0 or (epoch + 1) % every:
-            return {}
-        was = model.training
-        model.eval()
+        if latest and not (epoch == 1 or epoch == epochs or (every > 0 and epoch % every == 0)):
+            return latest
         qf, _, _ = embed_uint8(model, qi, device, batch=batch, amp=amp)
         gf, _, _ = embed_uint8(model, gi, device, batch=batch, amp=amp)
-        model.train(was)
         r = evaluate_ranking(q.ids, g.ids, q.cams, g.cams, qf=qf, gf=gf, device=device)
-        return {"mAP": r["mAP_standard"], "mAP_official": r["mAP_official"], "R1": r["cmc"][0], "mINP": r["mINP"]}
+        latest.update({"mAP": r["mAP_standard"], "mAP_official": r["mAP_official"], "R1": r["cmc"][0],
+                       "mINP": r["mINP"], "evaluated_epoch": epoch})
+        return latest
 
     return validate
 
@@ -159,7 +161,6 @@ def train(data: Path, run_dir: Path, *, cfg: dict, config_record: dict, device_s
           seed: int = 0, resume: bool = False, progress: bool = True, sink=None) -> dict:
     """Train a VCAM (or baseline) model into `run_dir` with the shared trainer; returns the summary."""
     from wisecli.runtime.device import device_name, init_distributed, seed_everything
-    from wisecli.runtime.io.atomic import write_json
     from wisecli.runtime.runrecord import RunRecord
 
     from .training import CachedPKLoader, lr_at, make_step
@@ -177,17 +178,17 @@ def train(data: Path, run_dir: Path, *, cfg: dict, config_record: dict, device_s
     milestones = tuple(int(m) for m in str(cfg["milestones"]).split(",") if m.strip())
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda e: lr_at(e, 1.0, int(cfg["warmup_epochs"]), milestones))
-    step = make_step(mc["viewpoint_classes"], vp_weight=float(cfg["vp_weight"]), amp=amp, device=device, seed=seed)
-    validate = _validator(splits, mc, device, amp, int(cfg["batch_size"]), int(cfg["eval_every"]))
+    step = make_step(mc["viewpoint_classes"], vp_weight=float(cfg["vp_weight"]), amp=amp, device=device, seed=seed,
+                     supervised=vp_report["viewpoint_supervision"] == "labels")
+    validate = _validator(splits, mc, device, amp, int(cfg["batch_size"]), int(cfg["eval_every"]), int(cfg["epochs"]))
     config = {"model": mc, "train": cfg, "sources": config_record, **vp_report,
               "pretrained": {"path": cfg["pretrained"] or None, **(pre or {})}, "seed": seed}
     run_dir.mkdir(parents=True, exist_ok=True)
-    if dist.is_main:
-        write_json(run_dir / "config.json", config)
     from wisecli.runtime.trainer import TrainSpec, fit
 
     spec = TrainSpec(epochs=int(cfg["epochs"]), run_dir=run_dir, method=METHOD, arch=mc["arch"], config=config,
-                     amp=amp, monitor="mAP", mode="max", resume=resume, progress=progress)
+                     amp=amp, monitor="val_mAP" if validate else "train_loss", mode="max" if validate else "min",
+                     resume=resume, progress=progress)
     t0 = time.perf_counter()
     result = fit(model, opt, loader, step, spec, device=device, scheduler=sched, validate=validate)
     summary = {"run_dir": str(run_dir), "epochs": int(cfg["epochs"]), "best_metric": result.best_metric,

@@ -3,7 +3,9 @@
 L = CE(logits; label smoothing 0.1) + batch-hard triplet(f_t; margin 0.3) + lambda_vp CE(viewpoint).
 Batch-hard triplet (Hermans et al., "In Defense of the Triplet Loss", 2017): for each anchor, the farthest
 positive and the nearest negative in the batch by Euclidean distance; hinge with the margin.
-The viewpoint CE counts only labelled images (label -1 = unlabelled).
+The viewpoint CE counts only labelled images (label -1 = unlabelled); a batch with none reports loss_vp = 0
+and vp_acc = 0 so every step returns the same keys (rare with SPAN's labels: about 1/3 of VeRi is labelled, so
+a 64-image batch almost surely holds some).  Without viewpoint supervision, pass vp_labels=None.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ def reid_losses(out: dict, ids: torch.Tensor, vp_labels: torch.Tensor | None, *,
     parts = {"loss_id": float(loss_id.detach()), "loss_tri": float(loss_tri.detach())}
     if out.get("vp_logits") is not None and vp_labels is not None:
         labelled = vp_labels >= 0
+        logits = out["vp_logits"].float()[labelled]
         if labelled.any():
-            logits = out["vp_logits"].float()[labelled]
             loss_vp = F.cross_entropy(logits, vp_labels[labelled])
             total = total + vp_weight * loss_vp
             parts["loss_vp"] = float(loss_vp.detach())
             parts["vp_acc"] = float((logits.argmax(1) == vp_labels[labelled]).float().mean())
+        else:  # a batch without labelled images: same keys every step (the trainer averages them)
+            parts["loss_vp"], parts["vp_acc"] = 0.0, 0.0
     return total, parts

@@ -3,7 +3,8 @@
 
 Schedule (BoT, spec §2.5): Adam, lr = base * warm(e) * 0.1^(#milestones <= e), with a linear warm-up from
 base/10 over `warmup_epochs`; it is set per epoch.  The demo trains in memory (no run folder, nothing
-written), with the same step, so it is the same training the `train` verb runs.
+written), with the same step, so it is the same training the `train` verb runs.  Epochs are 1-based, as in
+the trainer, for the sampler's seed.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ def lr_at(epoch: int, base: float, warmup: int, milestones: tuple[int, ...]) -> 
     return base * warm * 0.1 ** sum(epoch >= m for m in milestones)
 
 
-def make_step(num_classes: int, *, vp_weight: float, amp: bool, device: torch.device, seed: int):
-    """step(model, batch) -> (loss, metrics) for the trainer: augment on the device, forward, losses."""
+def make_step(num_classes: int, *, vp_weight: float, amp: bool, device: torch.device, seed: int,
+              supervised: bool = True):
+    """step(model, batch) -> (loss, metrics) for the trainer: augment on the device, forward, losses
+    (the viewpoint loss only when `supervised`)."""
     gen = torch.Generator(device=device).manual_seed(seed)
 
     def step(model, batch):
@@ -52,7 +55,7 @@ def make_step(num_classes: int, *, vp_weight: float, amp: bool, device: torch.de
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
             out = model(x)
-        return reid_losses(out, ids.to(device), vp, vp_weight=vp_weight)
+        return reid_losses(out, ids.to(device), vp if supervised else None, vp_weight=vp_weight)
 
     return step
 
@@ -64,9 +67,9 @@ def train_in_memory(model, loader: CachedPKLoader, step, *, epochs: int, lr: flo
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     history = []
     model.to(device)
-    for epoch in range(epochs):
+    for epoch in range(1, epochs + 1):
         for g in opt.param_groups:
-            g["lr"] = lr_at(epoch, lr, warmup, milestones)
+            g["lr"] = lr_at(epoch - 1, lr, warmup, milestones)
         loader.set_epoch(epoch)
         model.train()
         sums, n = {}, 0
@@ -78,6 +81,6 @@ def train_in_memory(model, loader: CachedPKLoader, step, *, epochs: int, lr: flo
             n += 1
             for k, v in {"loss": float(loss.detach()), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + v
-        history.append({"epoch": epoch + 1, **{k: v / max(n, 1) for k, v in sums.items()}})
+        history.append({"epoch": epoch, **{k: v / max(n, 1) for k, v in sums.items()}})
     model.eval()
     return history
