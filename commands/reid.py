@@ -42,6 +42,7 @@ def train(
     viewpoint_classes: Annotated[Optional[int], typer.Option("--viewpoint-classes", help="5 (SPAN) or 8 (keypoints).")] = None,
     pretrained: Annotated[Optional[str], typer.Option("--pretrained", help="ImageNet ResNet state dict (torchvision names).")] = None,
     arch: Annotated[Optional[str], typer.Option("--arch", help="resnet50 | resnet34 | resnet18.")] = None,
+    width: Annotated[Optional[float], typer.Option("--width", help="Channel width factor (1.0: the ImageNet layout).")] = None,
     vcam_stages: Annotated[Optional[str], typer.Option("--vcam-stages", help="Stages with a VCAM unit, e.g. 1,2,3,4.")] = None,
     no_vcam: Annotated[Optional[bool], typer.Option("--no-vcam", help="The BoT baseline (no viewpoint head, no gates).")] = None,
     vcam_gate: Annotated[Optional[str], typer.Option("--vcam-gate", help="scaled (2 sigmoid, starts at 1) | sigmoid.")] = None,
@@ -71,8 +72,8 @@ def train(
     if not data.exists():
         raise InputError(f"no such data: {data}", hint="give the VeRi-776/AIC folder or a manifest CSV")
     flags = {"layout": layout, "viewpoints": viewpoints, "viewpoint_format": viewpoint_format,
-             "viewpoint_classes": viewpoint_classes, "pretrained": pretrained, "arch": arch, "vcam_stages": vcam_stages,
-             "no_vcam": no_vcam, "vcam_gate": vcam_gate, "vcam_hidden": vcam_hidden, "vp_weight": vp_weight,
+             "viewpoint_classes": viewpoint_classes, "pretrained": pretrained, "arch": arch, "width": width,
+             "vcam_stages": vcam_stages, "no_vcam": no_vcam, "vcam_gate": vcam_gate, "vcam_hidden": vcam_hidden, "vp_weight": vp_weight,
              "input_size": input_size, "p": p, "k": k, "epochs": epochs, "lr": lr, "eval_every": eval_every,
              "embed": embed, "allow_partial": allow_partial, "val_ids": val_ids}
     res = resolve(api.TRAIN_DEFAULTS, flags=flags, config_file=config, sets=set_)

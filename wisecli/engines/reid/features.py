@@ -22,7 +22,7 @@ from .data import decode_images, normalise, parse_veri_name
 from .model import ReIDNet
 
 MODEL_KEYS = ("num_ids", "arch", "use_vcam", "vcam_stages", "viewpoint_classes", "vcam_gate", "vcam_hidden",
-              "detach_viewpoint", "embed", "input_size")
+              "detach_viewpoint", "embed", "input_size", "width")
 
 
 def build_model(mc: dict) -> ReIDNet:
@@ -31,7 +31,7 @@ def build_model(mc: dict) -> ReIDNet:
                    vcam_stages=tuple(int(s) for s in mc["vcam_stages"]),
                    viewpoint_classes=int(mc["viewpoint_classes"]), gate=mc["vcam_gate"],
                    hidden=int(mc["vcam_hidden"]), detach_viewpoint=bool(mc["detach_viewpoint"]), embed=mc["embed"],
-                   vp_size=min(128, int(mc["input_size"])))
+                   vp_size=min(128, int(mc["input_size"])), width=float(mc["width"]))
 
 
 def sha256_file(path: Path) -> str:

@@ -22,18 +22,6 @@ import math
 import torch
 
 
-def cosine_distance(qf: torch.Tensor, gf: torch.Tensor, *, fast: bool = False) -> torch.Tensor:
-    """d = 1 - cos(q, g) for every pair: one fp32 GEMM (TF32 only when `fast`)."""
-    q = torch.nn.functional.normalize(qf.float(), dim=1)
-    g = torch.nn.functional.normalize(gf.float(), dim=1)
-    prev = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = bool(fast)
-    try:
-        return 1.0 - q @ g.T
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = prev
-
-
 def _block_size(num_gallery: int, device: torch.device) -> int:
     """Queries per block: about 24 bytes per (query, gallery) pair for the sort, its indices and the cumsums."""
     per_row = max(1, num_gallery) * 24
@@ -69,7 +57,7 @@ def rank_block(dist: torch.Tensor, q_ids: torch.Tensor, g_ids: torch.Tensor, q_c
         hits = torch.cat([hits, hits[:, -1:].expand(-1, max_rank - k)], dim=1)
     first = torch.where(valid, (c < 1).sum(1) + 1, torch.zeros_like(n)).long()
     return {"valid": valid, "ap_standard": ap_std, "ap_official": ap_off, "inp": inp, "hits": hits,
-            "num_matches": n.long(), "first_hit": first, "order": order}
+            "num_matches": n.long(), "first_hit": first}
 
 
 def evaluate_ranking(q_ids, g_ids, q_cams, g_cams, *, qf: torch.Tensor | None = None,

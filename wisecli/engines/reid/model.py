@@ -21,14 +21,15 @@ from .vcam import VCAMUnit, ViewpointHead
 ARCHS = ("resnet50", "resnet34", "resnet18")
 
 
-def build_backbone(arch: str = "resnet50", last_stride: int = 1) -> nn.Module:
-    """A MONAI ResNet with the ImageNet layout (stride-2 stem, bias-free downsample), no classifier."""
+def build_backbone(arch: str = "resnet50", last_stride: int = 1, width: float = 1.0) -> nn.Module:
+    """A MONAI ResNet with the ImageNet layout (stride-2 stem, bias-free downsample), no classifier.
+    `width` < 1 narrows every stage (MONAI's widen_factor; names stay, shapes shrink): the CPU demo's setting."""
     from monai.networks import nets
 
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}")
     net = getattr(nets, arch)(spatial_dims=2, n_input_channels=3, conv1_t_stride=2, bias_downsample=False,
-                              feed_forward=False)
+                              feed_forward=False, widen_factor=width)
     if last_stride == 1:
         block = net.layer4[0]
         conv = block.conv2 if hasattr(block, "conv3") else block.conv1  # bottleneck: 3x3 conv2; basic: conv1
@@ -53,9 +54,9 @@ class ReIDNet(nn.Module):
     def __init__(self, num_ids: int, *, arch: str = "resnet50", use_vcam: bool = True,
                  vcam_stages: tuple[int, ...] = (1, 2, 3, 4), viewpoint_classes: int = 5, gate: str = "scaled",
                  hidden: int = 0, detach_viewpoint: bool = True, embed: str = "post-bn", last_stride: int = 1,
-                 vp_size: int = 128):
+                 vp_size: int = 128, width: float = 1.0):
         super().__init__()
-        self.backbone = build_backbone(arch, last_stride)
+        self.backbone = build_backbone(arch, last_stride, width)
         chans = stage_channels(self.backbone)
         self.use_vcam = use_vcam
         self.vcam_stages = tuple(vcam_stages) if use_vcam else ()
@@ -63,7 +64,7 @@ class ReIDNet(nn.Module):
         self.embed_mode = embed
         self.viewpoint_classes = viewpoint_classes
         if use_vcam:
-            self.viewpoint = ViewpointHead(viewpoint_classes, vp_size)
+            self.viewpoint = ViewpointHead(viewpoint_classes, vp_size, width)
             self.vcam = nn.ModuleDict({str(s): VCAMUnit(viewpoint_classes, chans[s - 1], gate, hidden)
                                        for s in self.vcam_stages})
         self.feat_dim = chans[-1]

@@ -35,13 +35,13 @@ def flip_viewpoint(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 class ViewpointHead(nn.Module):
     """K viewpoint logits from a MONAI ResNet-18 reading the image at `size`^2."""
 
-    def __init__(self, num_classes: int = 5, size: int = 128):
+    def __init__(self, num_classes: int = 5, size: int = 128, width: float = 1.0):
         super().__init__()
         from monai.networks.nets import resnet18
 
         self.size = size
         self.net = resnet18(spatial_dims=2, n_input_channels=3, conv1_t_stride=2, bias_downsample=False,
-                            num_classes=num_classes)
+                            num_classes=num_classes, widen_factor=width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
