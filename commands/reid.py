@@ -139,6 +139,8 @@ def evaluate(
     max_rank: Annotated[int, typer.Option("--max-rank", help="CMC up to this rank.")] = 50,
     per_query: Annotated[Optional[Path], typer.Option("--per-query", help="Per-query records (JSONL), streamed.")] = None,
     explain: Annotated[Optional[Path], typer.Option("--explain", help="Folder for VCAM channel weights per viewpoint (CSV + PNG).")] = None,
+    viewpoints: Annotated[Optional[Path], typer.Option("--viewpoints", help="Viewpoint labels: report the head's accuracy.")] = None,
+    viewpoint_format: Annotated[str, typer.Option("--viewpoint-format", help="span | keypoint | csv.")] = "span",
     check_lists: Annotated[bool, typer.Option("--check-lists", help="Compare our good/junk sets with gt_image.txt/jk_image.txt.")] = False,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Accept list/folder count mismatches.")] = False,
     val_ids: Annotated[float, typer.Option("--val-ids", help="AIC: fraction of ids held out.")] = 0.1,
@@ -156,7 +158,8 @@ def evaluate(
     doc = api.evaluate(query_files=query, gallery_files=gallery, weights=weights, data=data, layout=layout,
                        ap_mode=ap_mode, rerank=rerank, k1=k1, k2=k2, lam=lam, max_rank=max_rank, per_query=per_query,
                        explain=explain, check_lists=check_lists, allow_partial=allow_partial, val_ids=val_ids,
-                       seed=seed, device_spec=device, amp=amp, fast=fast, batch=batch_size, sink=sink)
+                       seed=seed, viewpoints=viewpoints, viewpoint_format=viewpoint_format, device_spec=device,
+                       amp=amp, fast=fast, batch=batch_size, sink=sink)
     row = {k: doc[k] for k in ("mAP", "ap_mode", "mAP_standard", "mAP_official", "R1", "R5", "mINP", "num_queries",
                                 "num_valid_queries")}
     sink.result(doc, rows=[row], title="wise reid evaluate")
@@ -165,7 +168,8 @@ def evaluate(
 @app.command("query")
 def query_cmd(
     queries: Annotated[list[str], typer.Argument(help="Query images (files, folders, globs, @list.txt).")],
-    gallery: Annotated[Optional[Path], typer.Option("--gallery", help="Gallery features .npz or image folder.")] = None,
+    gallery: Annotated[Optional[list[Path]], typer.Option(
+        "--gallery", help="Gallery features .npz (repeat for parts) or one image folder.")] = None,
     weights: Weights = None,
     top: Annotated[int, typer.Option("--top", help="Matches per query.")] = 10,
     rerank: Rerank = False, k1: K1 = 20, k2: K2 = 6, lam: Lam = 0.3,
@@ -183,8 +187,11 @@ def query_cmd(
     sink = Sink(json=json, quiet=quiet, verbose=verbose)
     if weights is None or gallery is None:
         raise InputError("query needs --weights and --gallery", hint="wise reid query car.jpg --gallery g.npz --weights best.pt")
-    if not gallery.exists():
-        raise InputError(f"no such gallery: {gallery}", hint="a features .npz or an image folder")
+    for g in gallery:
+        if not g.exists():
+            raise InputError(f"no such gallery: {g}", hint="features .npz parts or one image folder")
+    if len(gallery) > 1 and any(g.is_dir() for g in gallery):
+        raise InputError("a gallery folder cannot be mixed with other --gallery items", hint="give one folder")
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError("--plot must name a .png file", hint="e.g. --plot ranks.png")
     if gallery_cache is not None and gallery_cache.suffix != ".npz":

@@ -96,7 +96,8 @@ def test_predict_then_evaluate_equals_evaluate_weights(env):
     a = json.loads(ok("reid", "evaluate", "--query", str(r / "q.npz"), "--gallery", str(r / "g.npz"), "--json",
                       "--device", "cpu", "--per-query", str(r / "pq.jsonl")))
     b = json.loads(ok("reid", "evaluate", str(d), "--weights", str(env["ckpt"]), "--json", "--device", "cpu",
-                      "--check-lists"))
+                      "--check-lists", "--viewpoints", str(d / "viewpoints_test.csv")))
+    assert b["viewpoint"]["labelled_images"] == 32 and 0 <= b["viewpoint"]["accuracy"] <= 1
     for key in ("mAP", "mAP_standard", "mAP_official", "R1", "mINP"):
         assert a[key] == pytest.approx(b[key], abs=1e-6)
     assert a["num_queries"] == 8 and a["ap_mode"] == "standard" and a["rerank"] is None
@@ -129,6 +130,10 @@ def test_shards_together_equal_the_whole(env):
     assert got["cmc"] == pytest.approx(whole["cmc"], abs=1e-9)
     bad("reid", "predict", str(d / "image_test"), "--weights", str(env["ckpt"]), "-o", str(r / "gs.npz"),
         "--shard", "0/2", match="exists")
+    q0 = str(sorted((d / "image_query").iterdir())[0])
+    res = json.loads(ok("reid", "query", q0, "--gallery", parts[0], "--gallery", parts[1], "--weights",
+                        str(env["ckpt"]), "--top", "30", "--json", "--device", "cpu"))[0]["results"]
+    assert len(res) == 24 and len({m["path"] for m in res}) == 24  # both parts, every gallery image once
 
 
 def test_query_json_and_plot(env):
