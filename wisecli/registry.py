@@ -27,6 +27,8 @@ METHOD_VERBS = {
 }
 
 METHODS: list[MethodEntry] = [
+    MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
+                "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
     MethodEntry("reid", "wisecli.commands.reid", "Vision",
                 "Vehicle re-ID with viewpoint-aware channel-wise attention (VCAM): train, embed, rank, query."),
 ]
