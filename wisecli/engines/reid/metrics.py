@@ -6,7 +6,8 @@ set to +inf and zeroed in the match matrix, so they sort last and leave the rank
 Queries with no valid match are excluded from every mean and counted (`num_valid_queries`), never averaged as
 zeros (the habit of `evaluate_gpu.py` in layumi/Person_reID_baseline_pytorch, which we do not copy).
 
-From the sorted match matrix m (rows: queries, columns: ranks r = 1..G) and its cumulative sum c:
+From the sorted match matrix m (rows: queries, columns: ranks r = 1..G) and its cumulative sum c (evaluated at
+the hits only):
 - CMC@k = mean over valid queries of [c_k > 0];
 - AP_standard = (1/n_q) sum_{r: m_r = 1} c_r / r (torchreid `eval_market1501`, fast-reid);
 - AP_official = (1/n_q) sum_i (p_i^- + i / r_i) / 2 with p_i^- = (i-1)/(r_i-1), or 1 when r_i = 1: the trapezoid
@@ -35,29 +36,32 @@ def _block_size(num_gallery: int, device: torch.device) -> int:
 
 def rank_block(dist: torch.Tensor, q_ids: torch.Tensor, g_ids: torch.Tensor, q_cams: torch.Tensor,
                g_cams: torch.Tensor, max_rank: int) -> dict[str, torch.Tensor]:
-    """Per-query metrics for one block of queries: dist is B x G; returns tensors of length B."""
+    """Per-query metrics for one block of queries: dist is B x G; returns tensors of length B.
+
+    After the stable sort only the hits are touched: their (row, rank) pairs come from `nonzero` (row-major, so
+    ranks ascend within a row) and the hit's index i within its row is c_r at that rank."""
+    B, G = dist.shape
     junk = ((g_ids[None, :] == q_ids[:, None]) & (g_cams[None, :] == q_cams[:, None])) | (g_ids[None, :] == -1)
     d = dist.float().masked_fill(junk, math.inf)
     order = torch.sort(d, dim=1, stable=True).indices
     match = (g_ids[order] == q_ids[:, None]) & ~torch.gather(junk, 1, order)
-    m = match.to(torch.float64)
-    c = m.cumsum(1)
-    n = c[:, -1]
-    ranks = torch.arange(1, m.shape[1] + 1, device=m.device, dtype=torch.float64)
+    rows, cols = match.nonzero(as_tuple=True)
+    r = (cols + 1).double()
+    n = torch.bincount(rows, minlength=B)
+    starts = torch.cumsum(n, 0) - n
+    i = (torch.arange(len(rows), device=dist.device) - starts[rows] + 1).double()
+    zeros = torch.zeros(B, dtype=torch.float64, device=dist.device)
+    safe_n = n.clamp_min(1).double()
+    ap_std = zeros.index_add(0, rows, i / r) / safe_n
+    p_prev = torch.where(r > 1, (i - 1) / (r - 1).clamp_min(1), torch.ones_like(r))
+    ap_off = zeros.index_add(0, rows, 0.5 * (p_prev + i / r)) / safe_n
     valid = n > 0
-    safe_n = n.clamp_min(1)
-    ap_std = (m * c / ranks).sum(1) / safe_n
-    p_prev = torch.where(ranks > 1, (c - 1) / (ranks - 1).clamp_min(1), torch.ones_like(c))
-    ap_off = (m * 0.5 * (p_prev + c / ranks)).sum(1) / safe_n
-    last_hit = (m * ranks).amax(1)
-    inp = n / last_hit.clamp_min(1)
-    k = min(max_rank, m.shape[1])
-    hits = c[:, :k] > 0
-    if k < max_rank:  # fewer gallery items than max_rank: CMC stays at its last value
-        hits = torch.cat([hits, hits[:, -1:].expand(-1, max_rank - k)], dim=1)
-    first = torch.where(valid, (c < 1).sum(1) + 1, torch.zeros_like(n)).long()
+    first = torch.where(valid, r[starts.clamp_max(max(len(r) - 1, 0))] if len(r) else zeros, zeros).long()
+    last = torch.where(valid, r[(starts + n - 1).clamp(0, max(len(r) - 1, 0))] if len(r) else zeros, zeros)
+    inp = n.double() / last.clamp_min(1)
+    hits = valid[:, None] & (first[:, None] <= torch.arange(1, max_rank + 1, device=dist.device)[None, :])
     return {"valid": valid, "ap_standard": ap_std, "ap_official": ap_off, "inp": inp, "hits": hits,
-            "num_matches": n.long(), "first_hit": first}
+            "num_matches": n, "first_hit": first}
 
 
 def evaluate_ranking(q_ids, g_ids, q_cams, g_cams, *, qf: torch.Tensor | None = None,
