@@ -48,6 +48,8 @@ def train(
     vcam_gate: Annotated[Optional[str], typer.Option("--vcam-gate", help="scaled (2 sigmoid, starts at 1) | sigmoid.")] = None,
     vcam_hidden: Annotated[Optional[int], typer.Option("--vcam-hidden", help="Hidden width of a VCAM MLP (0: linear).")] = None,
     vp_weight: Annotated[Optional[float], typer.Option("--vp-weight", help="Weight of the viewpoint loss.")] = None,
+    detach_viewpoint: Annotated[Optional[bool], typer.Option(
+        "--detach-viewpoint/--no-detach-viewpoint", help="Stop the re-ID gradient into the viewpoint head.")] = None,
     input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size.")] = None,
     p: Annotated[Optional[int], typer.Option("--p", help="Identities per batch.")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="Images per identity.")] = None,
@@ -73,7 +75,7 @@ def train(
         raise InputError(f"no such data: {data}", hint="give the VeRi-776/AIC folder or a manifest CSV")
     flags = {"layout": layout, "viewpoints": viewpoints, "viewpoint_format": viewpoint_format,
              "viewpoint_classes": viewpoint_classes, "pretrained": pretrained, "arch": arch, "width": width,
-             "vcam_stages": vcam_stages, "no_vcam": no_vcam, "vcam_gate": vcam_gate, "vcam_hidden": vcam_hidden, "vp_weight": vp_weight,
+             "vcam_stages": vcam_stages, "no_vcam": no_vcam, "detach_viewpoint": detach_viewpoint, "vcam_gate": vcam_gate, "vcam_hidden": vcam_hidden, "vp_weight": vp_weight,
              "input_size": input_size, "p": p, "k": k, "epochs": epochs, "lr": lr, "eval_every": eval_every,
              "embed": embed, "allow_partial": allow_partial, "val_ids": val_ids}
     res = resolve(api.TRAIN_DEFAULTS, flags=flags, config_file=config, sets=set_)

@@ -95,15 +95,6 @@ def _prepare_training(data, cfg: dict, device: torch.device, sink, seed: int, ra
     from .sampler import PKSampler
 
     sampler = PKSampler(train.ids, int(cfg["p"]), int(cfg["k"]), seed=seed, rank=rank, world_size=world)
-    size = int(cfg["input_size"])
-    t0 = time.perf_counter()
-    images, errors = decode_images(train.paths, size)
-    if errors:
-        raise InputError(f"{len(errors)} training images are unreadable, e.g. {train.paths[errors[0][0]]}",
-                         hint="remove them from the lists or the manifest")
-    sink.info(f"decoded {len(train)} training images at {size}^2 in {time.perf_counter() - t0:.1f}s")
-    if device.type == "cuda" and images.numel() < 0.4 * torch.cuda.mem_get_info(device)[0]:
-        images = images.to(device)  # the whole set on the GPU as uint8 (spec §7)
     labels = torch.tensor([label_of[int(i)] for i in train.ids], dtype=torch.long)
     vps = torch.as_tensor(train.viewpoints, dtype=torch.long)
     mc = model_config(cfg, len(uniq), vp_report["viewpoint_supervision"] == "labels")
@@ -128,6 +119,15 @@ def _prepare_training(data, cfg: dict, device: torch.device, sink, seed: int, ra
                 sink.warn(f"--pretrained: {len(pre[kind])} {kind} keys, e.g. {pre[kind][0]}")
     else:
         sink.info("no --pretrained weights: training starts from random initialisation")
+    size = int(cfg["input_size"])
+    t0 = time.perf_counter()
+    images, errors = decode_images(train.paths, size)
+    if errors:
+        raise InputError(f"{len(errors)} training images are unreadable, e.g. {train.paths[errors[0][0]]}",
+                         hint="remove them from the lists or the manifest")
+    sink.info(f"decoded {len(train)} training images at {size}^2 in {time.perf_counter() - t0:.1f}s")
+    if device.type == "cuda" and images.numel() < 0.4 * torch.cuda.mem_get_info(device)[0]:
+        images = images.to(device)  # the whole set on the GPU as uint8 (spec §7)
     return splits, sampler, images, labels, vps, model, mc, vp_report, pre
 
 
@@ -552,18 +552,11 @@ def _quiet_sink(sink):
     return Sink(quiet=True)
 
 
-def demo(quick: bool = False, device: str = "auto", *, sink=None, work_dir: Path | None = None,
-         arch: str = "resnet18", **overrides) -> dict:
-    """Render synthetic vehicles, train a small VCAM model and its --no-vcam baseline from the same initial
-    weights (same seed, same schedule), evaluate both in both AP modes.  SYNTHETIC VEHICLES: NOT A BENCHMARK.
-
-    Settings: `quick` (the smoke test: 10 ids, one epoch, one seed, no gate); on CPU a quarter-width ResNet-18
-    at 48^2 for 5 epochs and 2 seeds, so it fits 5 minutes on 2 cores (the gain is reported, not gated: 2 shared
-    cores cannot separate the two beyond seed noise in that time); on CUDA the full-width ResNet-18 at 64^2 for
-    30 epochs, gated: VCAM's mean mAP over the seeds must beat the baseline's (spec §9)."""
+def _demo_runs(p: dict, dev: torch.device, sink, arch: str, work_dir: Path | None) -> tuple[list[dict], dict]:
+    """Render the set, then per seed train and evaluate VCAM and the baseline from the same initial weights."""
     import tempfile
 
-    from wisecli.runtime.device import device_name, resolve_device, seed_everything
+    from wisecli.runtime.device import seed_everything
 
     from .data import decode_images, load_veri, read_viewpoints
     from .features import embed_uint8
@@ -571,11 +564,6 @@ def demo(quick: bool = False, device: str = "auto", *, sink=None, work_dir: Path
     from .synthetic import write_veri
     from .training import CachedPKLoader, make_step, train_in_memory
 
-    sink = _quiet_sink(sink)
-    t_start = time.perf_counter()
-    dev = resolve_device(device, sink=sink)
-    p = {**(DEMO_QUICK if quick else DEMO_GPU if dev.type == "cuda" else DEMO_CPU), **overrides}
-    gated = not quick and dev.type == "cuda"
     with tempfile.TemporaryDirectory(prefix="wise-reid-demo-", dir=work_dir) as tmp:
         root = Path(tmp) / "synthetic_veri"
         counts = write_veri(root, train_ids=p["train_ids"], test_ids=p["test_ids"], images_per_id=p["images_per_id"],
@@ -615,6 +603,32 @@ def demo(quick: bool = False, device: str = "auto", *, sink=None, work_dir: Path
                 runs.append(run)
                 sink.info(f"[seed {seed}] {variant}: mAP {run['mAP_standard']:.4f} (official "
                           f"{run['mAP_official']:.4f}), R1 {run['R1']:.4f}, trained in {train_s:.1f}s")
+    return runs, counts
+
+
+def demo(quick: bool = False, device: str = "auto", *, sink=None, work_dir: Path | None = None,
+         arch: str = "resnet18", **overrides) -> dict:
+    """Render synthetic vehicles, train a small VCAM model and its --no-vcam baseline from the same initial
+    weights (same seed, same schedule), evaluate both in both AP modes.  SYNTHETIC VEHICLES: NOT A BENCHMARK.
+
+    Settings: `quick` (the smoke test: 10 ids, one epoch, one seed, no gate); on CPU a quarter-width ResNet-18
+    at 48^2 for 5 epochs and 2 seeds, so it fits 5 minutes on 2 cores (the gain is reported, not gated: 2 shared
+    cores cannot separate the two beyond seed noise in that time); on CUDA the full-width ResNet-18 at 64^2 for
+    30 epochs, gated: VCAM's mean mAP over the seeds must beat the baseline's (spec §9)."""
+    from wisecli.runtime.device import device_name, resolve_device
+
+    sink = _quiet_sink(sink)
+    t_start = time.perf_counter()
+    dev = resolve_device(device, sink=sink)
+    p = {**(DEMO_QUICK if quick else DEMO_GPU if dev.type == "cuda" else DEMO_CPU), **overrides}
+    gated = not quick and dev.type == "cuda"
+    threads = torch.get_num_threads()
+    if dev.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        runs, counts = _demo_runs(p, dev, sink, arch, work_dir)
+    finally:
+        torch.set_num_threads(threads)
     rows = []
     for variant in ("vcam", "baseline"):
         rs = [r for r in runs if r["variant"] == variant]
