@@ -31,7 +31,10 @@ def env(tmp_path_factory):
             unit.mlp[0].weight.normal_(0, 0.5)
     ckpt = save_checkpoint(root / "best.pt", method="reid", arch="resnet18", config={"model": mc},
                            state_dict=model.state_dict())
-    return {"root": root, "data": data, "ckpt": ckpt}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: a second thread only contends on the shared CI cores
+    yield {"root": root, "data": data, "ckpt": ckpt}
+    torch.set_num_threads(threads)
 
 
 def ok(*args):

@@ -15,6 +15,15 @@ from wisecli.engines.reid.vcam import flip_viewpoint
 KEYS = Path(__file__).parent / "data" / "resnet50_imagenet_keys.txt"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny convolutions: a second intra-op thread only contends on the shared CI cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _imagenet_keys():
     out = {}
     for line in KEYS.read_text().splitlines():

@@ -537,7 +537,7 @@ def plot_ranks(path: Path, records: list[dict], query_labels: list) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- demo
-DEMO_CPU = {"train_ids": 80, "test_ids": 30, "images_per_id": 16, "size": 48, "epochs": 5, "p": 16, "k": 4,
+DEMO_CPU = {"train_ids": 80, "test_ids": 30, "images_per_id": 16, "size": 48, "epochs": 8, "p": 16, "k": 4,
             "seeds": (0, 1), "lr": 1e-3, "warmup": 1, "width": 0.25}
 DEMO_GPU = {**DEMO_CPU, "size": 64, "epochs": 30, "width": 1.0}
 DEMO_QUICK = {"train_ids": 10, "test_ids": 6, "images_per_id": 4, "size": 32, "epochs": 1, "p": 5, "k": 4,
@@ -612,7 +612,7 @@ def demo(quick: bool = False, device: str = "auto", *, sink=None, work_dir: Path
     weights (same seed, same schedule), evaluate both in both AP modes.  SYNTHETIC VEHICLES: NOT A BENCHMARK.
 
     Settings: `quick` (the smoke test: 10 ids, one epoch, one seed, no gate); on CPU a quarter-width ResNet-18
-    at 48^2 for 5 epochs and 2 seeds, so it fits 5 minutes on 2 cores (the gain is reported, not gated: 2 shared
+    at 48^2 for 8 epochs and 2 seeds, so it fits 5 minutes on 2 cores (the gain is reported, not gated: 2 shared
     cores cannot separate the two beyond seed noise in that time); on CUDA the full-width ResNet-18 at 64^2 for
     30 epochs, gated: VCAM's mean mAP over the seeds must beat the baseline's (spec §9)."""
     from wisecli.runtime.device import device_name, resolve_device
