@@ -225,11 +225,12 @@ def predict(paths: list[Path], weights: Path, output: Path, *, half: bool = Fals
     kept = [p for p, k in zip(paths, ok) if k]
     save_features(output, features=feats, paths=[str(p) for p in kept], ids=ids[ok], cams=cams[ok], probs=probs,
                   sha=sha, embed=mc["embed"], half=half)
-    err_file = output.with_name(output.name[: -len(".npz")] + ".errors.jsonl" if output.name.endswith(".npz")
-                                else output.name + ".errors.jsonl")
+    err_file = output.with_name(output.name.removesuffix(".npz") + ".errors.jsonl")
     if errors:
         write_text(err_file, "".join(json.dumps({"input": str(paths[i]), "status": "error", "error": msg}) + "\n"
                                      for i, msg in errors))
+    elif err_file.exists():  # a stale record of an earlier run into the same (overwritten) file
+        err_file.unlink()
     rec = RunRecord("reid predict", config={"weights": str(weights), "half": half, "parse_names": parse_names,
                                             "batch": batch, "amp": amp}, device=device_name(device), seed=None,
                     inputs=[str(p) for p in paths], argv=argv)
