@@ -31,4 +31,6 @@ METHODS: list[MethodEntry] = [
                 "Matrix-wise l0-constrained sparse NNLS: at most q nonzeros in the whole X."),
     MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
                 "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
+    MethodEntry("reid", "wisecli.commands.reid", "Vision",
+                "Vehicle re-ID with viewpoint-aware channel-wise attention (VCAM): train, embed, rank, query."),
 ]
