@@ -27,8 +27,12 @@ METHOD_VERBS = {
 }
 
 METHODS: list[MethodEntry] = [
+    MethodEntry("nnls", "wisecli.commands.nnls", "Solvers",
+                "Matrix-wise l0-constrained sparse NNLS: at most q nonzeros in the whole X."),
     MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
                 "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
+    MethodEntry("reid", "wisecli.commands.reid", "Vision",
+                "Vehicle re-ID with viewpoint-aware channel-wise attention (VCAM): train, embed, rank, query."),
     MethodEntry("select-features", "wisecli.commands.select_features", "Learning",
                 "Rank table columns for a classification task with the FM-module; evaluate, cut tables."),
 ]
