@@ -1,0 +1,81 @@
+"""Acceptance gates of spec §9 (slow: minutes on 2 cores): recovery of known informative columns, the
+bundled-data reproduction on digits, stability, the full demo, and CPU/GPU agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wisecli.engines.select_features.baselines import rank_mi
+from wisecli.engines.select_features.fit import FMConfig, Scaler, train_selector
+from wisecli.engines.select_features.metrics import recall_at_k
+
+CPU = torch.device("cpu")
+EPOCHS = 60  # the prototype's digits setting; enough for every gate below
+
+
+def _rankings(x, y, n_classes, seeds=(0, 1, 2), device=CPU):
+    xs = Scaler.fit(x).transform(x)
+    return [train_selector(xs, y, n_classes, FMConfig(epochs=EPOCHS, seed=s), device).ranking for s in seeds]
+
+
+@pytest.mark.slow
+def test_synthetic_recovery_beats_mi():
+    from wisecli.engines.select_features.synthetic import informative_classification
+
+    s = informative_classification(0)
+    fm = np.mean([recall_at_k(r, s.informative, 8) for r in _rankings(s.x, s.y, 2)])
+    xs = Scaler.fit(s.x).transform(s.x)
+    mi = np.mean([recall_at_k(rank_mi(xs, s.y, k), s.informative, 8) for k in range(3)])
+    assert fm >= 0.75 and fm >= mi, (fm, mi)
+
+
+@pytest.mark.slow
+def test_noise_append_keeps_real_columns_on_top():
+    from wisecli.engines.select_features.synthetic import noise_append_breast_cancer
+
+    nb = noise_append_breast_cancer(0)
+    real_in_top10 = [int(np.sum(r[:10] < 30)) for r in _rankings(nb.x, nb.y, 2)]
+    assert np.mean(real_in_top10) >= 8, real_in_top10
+
+
+@pytest.mark.slow
+def test_digits_reproduction_and_stability():
+    from sklearn.datasets import load_digits
+
+    from wisecli.engines.select_features.api import _split_arrays, evaluate_arrays
+
+    d = load_digits()
+    summary = evaluate_arrays(*_split_arrays(d.data, d.target), n_classes=10, feature_names=[str(i) for i in range(64)],
+                              methods=["fm", "mi"], ks=[8, 16], seeds=[0, 1, 2], cfg=FMConfig(epochs=EPOCHS),
+                              device=CPU)
+    fm, mi = summary["curves"]["fm"], summary["curves"]["mi"]
+    assert fm[8]["mean"] >= 0.78 and fm[8]["mean"] >= mi[8]["mean"], (fm, mi)
+    assert fm[16]["mean"] >= 0.92 and fm[16]["mean"] >= mi[16]["mean"], (fm, mi)
+    assert summary["stability"]["fm"][16]["jaccard_mean"] >= 0.5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cpu_and_gpu_rankings_agree_on_digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    xs = Scaler.fit(d.data).transform(d.data)
+    cfg = FMConfig(epochs=EPOCHS, seed=0)
+    a = train_selector(xs, d.target, 10, cfg, CPU).ranking[:16]
+    b = train_selector(xs, d.target, 10, cfg, torch.device("cuda")).ranking[:16]
+    inter = len(set(a.tolist()) & set(b.tolist()))
+    assert inter / (32 - inter) >= 0.9
+
+
+@pytest.mark.slow
+def test_full_demo_prints_curves_and_plot(tmp_path):
+    from conftest import run_wise
+
+    code, out, err = run_wise("select-features", "demo", "--device", "cpu", "--plot", tmp_path / "c.png")
+    assert code == 0, err
+    assert "SYNTHETIC" in out and "fm" in out and "mi" in out
+    for name in ("breast-cancer", "digits", "synthetic"):
+        assert (tmp_path / f"c_{name}.png").stat().st_size > 1000

@@ -1,0 +1,159 @@
+"""`wise reid benchmark`: our torch evaluation, re-ranking and embedding raced against their peers in one
+process, on one device (spec §7).
+
+1. eval: VeRi-sized synthetic features (Q 1,678, G 11,579, D 2,048, 200 ids, 20 cameras; clustered Gaussians with
+   N(0, 1) centres and sigma = 3.6 per dimension) - ours from host features (transfer included) against the
+   per-query numpy loop of `reference_numpy` (and torchreid's `evaluate_rank` when importable); on one distance
+   matrix the metrics must agree to 1e-6 (from features, the two GEMMs may order near-ties differently: that
+   difference is reported as `feature_path_max_diff`).
+2. rerank: ours against the dense numpy reference on the same features: mAP within 1e-3, top-1 identical for
+   >= 99 % of queries.
+3. embed (CUDA only): R50+VCAM at 256^2, batch 256: bf16 autocast + channels_last against fp32 (TF32); mean
+   cosine between the two, and the viewpoint head's share of the embedding time.
+`quick` shrinks everything to seconds on CPU (Q 200, G 1,500, D 256; re-ranking on Q 60, G 440).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+FULL = {"Q": 1678, "G": 11579, "D": 2048, "ids": 200, "cams": 20, "sigma": 3.6, "rq": 1678, "rg": 11579}
+QUICK = {"Q": 200, "G": 1500, "D": 256, "ids": 60, "cams": 20, "sigma": 2.5, "rq": 60, "rg": 440}
+
+
+def make_features(Q, G, D, ids, cams, sigma, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(ids, D)).astype(np.float32)
+    qi = rng.integers(0, ids, Q)
+    gi = np.concatenate([np.arange(ids), rng.integers(0, ids, G - ids)])
+    qf = centres[qi] + sigma * rng.normal(size=(Q, D)).astype(np.float32)
+    gf = centres[gi] + sigma * rng.normal(size=(G, D)).astype(np.float32)
+    return qf, gf, qi, gi, rng.integers(0, cams, Q), rng.integers(0, cams, G)
+
+
+def _timed(fn, device):
+    from wisecli.runtime.device import sync
+
+    sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - t0
+
+
+def bench_eval(p, device):
+    from . import reference_numpy as ref
+    from .metrics import evaluate_ranking
+
+    qf, gf, qi, gi, qc, gc = make_features(p["Q"], p["G"], p["D"], p["ids"], p["cams"], p["sigma"])
+
+    def ours():
+        return evaluate_ranking(qi, gi, qc, gc, qf=torch.from_numpy(qf), gf=torch.from_numpy(gf), device=device)
+
+    ours()  # warm-up (CUDA context, kernels)
+    got, t_ours = _timed(ours, device)
+    want, t_peer = _timed(lambda: ref.evaluate(ref.cosine_distance(qf, gf), qi, gi, qc, gc), torch.device("cpu"))
+    dist = ref.cosine_distance(qf, gf)
+    # agreement of the ranking code on one distance matrix (the two GEMMs may order near-ties differently)
+    same = evaluate_ranking(qi, gi, qc, gc, distmat=torch.from_numpy(dist), device=device)
+    keys = ("mAP_standard", "mAP_official", "mINP")
+    diff = max(abs(same[k] - want[k]) for k in keys)
+    cmc_diff = float(np.max(np.abs(np.array(same["cmc"]) - np.array(want["cmc"]))))
+    rec = {"case": f"eval Q{p['Q']} G{p['G']} D{p['D']}", "ours_s": t_ours, "peer": "reference_numpy loop",
+           "peer_s": t_peer, "speedup": t_peer / t_ours, "mAP": got["mAP_standard"],
+           "max_metric_diff": diff, "max_cmc_diff": cmc_diff,
+           "feature_path_max_diff": max(abs(got[k] - want[k]) for k in keys),
+           "agree": diff <= 1e-6 and cmc_diff <= 1e-9}
+    try:
+        from torchreid.metrics import evaluate_rank  # optional peer
+
+        _, t_tr = _timed(lambda: evaluate_rank(dist, qi, gi, qc, gc, max_rank=50, use_metric_cuhk03=False,
+                                               use_cython=False), torch.device("cpu"))
+        rec["torchreid_s"] = t_tr
+    except ImportError:
+        rec["torchreid_s"] = None
+    return rec
+
+
+def bench_rerank(p, device):
+    from . import reference_numpy as ref
+    from .metrics import evaluate_ranking
+    from .rerank import re_ranking
+
+    qf, gf, qi, gi, qc, gc = make_features(p["rq"], p["rg"], p["D"], p["ids"], p["cams"], p["sigma"], seed=1)
+    qn = qf / np.linalg.norm(qf, axis=1, keepdims=True)
+    gn = gf / np.linalg.norm(gf, axis=1, keepdims=True)
+
+    def ours():
+        return re_ranking(torch.from_numpy(qn).to(device), torch.from_numpy(gn).to(device)).cpu()
+
+    if device.type == "cuda":
+        ours()
+    d_ours, t_ours = _timed(ours, device)
+    d_ref, t_peer = _timed(lambda: ref.re_ranking(qn, gn), torch.device("cpu"))
+    m_ours = evaluate_ranking(qi, gi, qc, gc, distmat=d_ours, device=device)["mAP_standard"]
+    m_ref = evaluate_ranking(qi, gi, qc, gc, distmat=torch.from_numpy(d_ref), device=device)["mAP_standard"]
+    top1 = float((d_ours.argmin(1).numpy() == d_ref.argmin(1)).mean())
+    return {"case": f"rerank N{p['rq'] + p['rg']}", "ours_s": t_ours, "peer": "reference_numpy dense",
+            "peer_s": t_peer, "speedup": t_peer / t_ours, "mAP_ours": m_ours, "mAP_peer": m_ref,
+            "max_abs_dist_diff": float(np.abs(d_ours.numpy() - d_ref).max()), "top1_identical": top1,
+            "agree": abs(m_ours - m_ref) <= 1e-3 and top1 >= 0.99}
+
+
+def bench_embed(device, quick):
+    from wisecli.runtime.device import autocast
+
+    from .model import ReIDNet
+
+    n, size, arch, bs = (64, 128, "resnet50", 32) if quick else (1024, 256, "resnet50", 256)
+    model = ReIDNet(576, arch=arch).to(device).eval()
+    x = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, device=device)
+
+    @torch.no_grad()
+    def run(fast: bool, head_only: bool = False):
+        from .data import normalise
+
+        outs = []
+        for s in range(0, n, bs):
+            xb = normalise(x[s:s + bs])
+            if fast:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast(device, fast):
+                outs.append(model.viewpoint(xb) if head_only else model.embed(xb)[0].float())
+        return torch.cat(outs)
+
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        model.to(memory_format=torch.contiguous_format)
+        run(False)
+        ref_f, t_fp32 = _timed(lambda: run(False), device)
+        model.to(memory_format=torch.channels_last)
+        run(True)
+        fast_f, t_bf16 = _timed(lambda: run(True), device)
+        _, t_head = _timed(lambda: run(True, head_only=True), device)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = True
+    cos = float(torch.nn.functional.cosine_similarity(ref_f, fast_f, dim=1).mean())
+    return {"case": f"embed {arch}+VCAM {size}^2 x{n}", "ours_s": t_bf16, "peer": "fp32 (TF32)", "peer_s": t_fp32,
+            "speedup": t_fp32 / t_bf16, "images_per_s": n / t_bf16, "mean_cosine": cos,
+            "viewpoint_head_share": t_head / t_bf16, "agree": cos >= 0.999}
+
+
+def run(device_spec: str = "auto", quick: bool = False) -> list[dict]:
+    from wisecli.runtime.device import device_name, resolve_device
+
+    device = resolve_device(device_spec)
+    p = QUICK if quick else FULL
+    recs = [bench_eval(p, device), bench_rerank(p, device)]
+    if device.type == "cuda":
+        recs.append(bench_embed(device, quick))
+    name = device_name(device)
+    for r in recs:
+        r["device"] = name
+        r["method"] = "reid"
+    return recs

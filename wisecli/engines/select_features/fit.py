@@ -1,0 +1,249 @@
+"""Joint training of the FM-module and the task network, and the read-out of the selection.
+
+Spec §2 (Liao, Latty, Yang, IJCNN 2021): one Adam optimiser over g and f, lr 1e-3, cross-entropy on
+f(s · m ⊙ x). Choices where the paper is silent, all options:
+- batch 128, 100 epochs, `drop_last` when n_fit > batch (a final batch of one or two rows would turn the
+  batch mean into a per-sample mask);
+- the selection kept is the epoch with the lowest loss on a 12.5 % stratified hold-out of the training
+  split. The validation loss is computed with the mask read out over the whole training split (the mask
+  that epoch would publish), not with a batch mask, so "best" means "best selection";
+- the standardisation (mean/std) is fitted on the whole training split; a constant column gets std 1;
+- the standardised training matrix lives on the device and mini-batches are drawn with a device-side
+  `randperm` (no DataLoader); g and f run under bf16 autocast on CUDA, the mean/softmax/read-out in fp32.
+- on the CPU the fit runs with one intra-op thread (`one_cpu_thread`): these MLPs are too small to
+  share; with two threads on a busy 2-core machine the threads spent their time in barriers (digits, 20
+  epochs: 1.9 s CPU with one thread, 29.8 s with two, 8× the wall time) [measured].
+  The matrix is always kept on the device: the tables this tool is for (up to ~10^5 × 10^3) are far below a
+  GPU's memory; streaming larger ones from the host is not implemented.
+
+The training is written as a `step(model, batch) -> (loss, metrics)` and a `validate(model, epoch) -> dict`
+(the shared trainer's contract). `train` (api.py) runs them through `wisecli.runtime.trainer.fit`, which
+writes the run folder; `train_selector` runs the same callables in memory, without checkpoints, for
+`evaluate`, `demo` and `benchmark`, where one FM fit per seed is a means to a ranking and a run folder per
+fit would only cost time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import FMSelector, default_k, make_mask_net, make_task_net, mask_entropy, rank_features, readout_mask
+
+
+@dataclass
+class FMConfig:
+    """Every knob of one FM fit, with the spec's defaults; saved in config.json and every checkpoint."""
+
+    mask_net: str = "mlp"
+    mask_hidden: int = 64
+    mask_scale: str = "1"  # "1" or "d"
+    task_net: str = "mlp"
+    hidden: tuple[int, ...] = (256, 128)
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3
+    val_fraction: float = 0.125
+    seed: int = 0
+    amp: bool = True
+    k: int | None = None
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FMConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "hidden" in known:
+            known["hidden"] = tuple(int(h) for h in known["hidden"])
+        return cls(**known)
+
+
+@dataclass
+class Scaler:
+    """Per-column standardisation fitted on the training split (spec §2)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    constant: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "Scaler":
+        x = np.asarray(x, dtype=np.float64)
+        constant = np.ptp(x, axis=0) == 0
+        std = x.std(axis=0)
+        std[constant] = 1.0
+        return cls(mean=x.mean(axis=0), std=std, constant=constant)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "constant": self.constant.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Scaler":
+        return cls(np.asarray(d["mean"], float), np.asarray(d["std"], float), np.asarray(d["constant"], bool))
+
+
+def stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit_idx, val_idx): a stratified hold-out of `fraction` of the rows; no hold-out when fraction is 0."""
+    n = len(y)
+    if fraction <= 0:
+        return np.arange(n), np.arange(0)
+    from sklearn.model_selection import train_test_split
+
+    fit_idx, val_idx = train_test_split(np.arange(n), test_size=fraction, stratify=y, random_state=seed)
+    return np.sort(fit_idx), np.sort(val_idx)
+
+
+class DeviceBatches:
+    """Mini-batches of device tensors, reshuffled each epoch with a device-side randperm (the global torch
+    RNG of the device, so the trainer's RNG checkpointing covers it); `drop_last` when there are more rows
+    than one batch, so every batch mean averages `batch_size` rows."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int):
+        self.x, self.y = x, y
+        self.n = x.shape[0]
+        self.batch_size = min(batch_size, self.n)
+        self.drop_last = self.n > batch_size
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(self.n, device=self.x.device)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+@contextlib.contextmanager
+def one_cpu_thread(device: torch.device):
+    """One torch intra-op thread for the small CPU fits (restored afterwards); no-op on CUDA."""
+    if device.type != "cpu":
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def build_model(cfg: FMConfig, d: int, n_classes: int) -> FMSelector:
+    scale = float(d) if str(cfg.mask_scale) == "d" else 1.0
+    return FMSelector(make_mask_net(cfg.mask_net, d, cfg.mask_hidden),
+                      make_task_net(cfg.task_net, d, n_classes, tuple(cfg.hidden)), d, scale)
+
+
+def make_step(device: torch.device, amp: bool) -> Callable:
+    """step(model, (x, y)) -> (loss, {}): cross-entropy of f(s · m_batch ⊙ x), g and f under autocast."""
+    use_amp = amp and device.type == "cuda"
+
+    def step(model: FMSelector, batch):
+        xb, yb = batch
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(xb)
+        return F.cross_entropy(logits, yb), {}
+
+    return step
+
+
+def make_validate(x_all: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+                  k: int | None) -> tuple[Callable, dict]:
+    """(validate, state): validate(model, epoch) -> metrics of the selection this epoch would publish: the
+    mask read out over the whole training split, its entropy, the top-k overlap with the previous epoch
+    (NaN in the first), and (with a hold-out) the loss and accuracy of f on the hold-out under that mask.
+    The mask itself is left in state["mask"]."""
+    state: dict = {"prev": None, "mask": None}
+
+    @torch.no_grad()
+    def validate(model: FMSelector, epoch: int) -> dict:
+        m = readout_mask(model.mask_net, x_all)
+        kk = k or default_k(m)
+        top = set(rank_features(m)[:kk].tolist())
+        out: dict = {"mask_entropy": mask_entropy(m)}
+        out["topk_overlap_prev"] = math.nan if state["prev"] is None else len(top & state["prev"]) / kk
+        state["prev"] = top
+        if x_val.shape[0]:
+            was = model.training
+            model.eval()
+            logits = model(x_val, mask=m)
+            model.train(was)
+            out["val_loss"] = float(F.cross_entropy(logits, y_val))
+            out["val_acc"] = float((logits.argmax(1) == y_val).float().mean())
+        state["mask"] = m
+        return out
+
+    return validate, state
+
+
+@dataclass
+class FitResult:
+    """The selection: scores m (fp32 → float64 numpy), the ranking, k_default, and the best model."""
+
+    scores: np.ndarray
+    ranking: np.ndarray
+    k_default: int
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    model: FMSelector | None = None
+    seconds: float = 0.0
+
+
+def train_selector(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: FMConfig, device: torch.device) -> FitResult:
+    """Train g and f jointly, in memory, on standardised `x` (n × d, float32) and labels `y` (0..C−1);
+    returns the selection read out from the epoch with the best monitor (hold-out loss)."""
+    with one_cpu_thread(device):
+        return _train_selector(x, y, n_classes, cfg, device)
+
+
+def _train_selector(x, y, n_classes, cfg: FMConfig, device: torch.device) -> FitResult:
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    d = x.shape[1]
+    fit_idx, val_idx = stratified_holdout(y, cfg.val_fraction, cfg.seed)
+    xt = torch.as_tensor(x, dtype=torch.float32, device=device)
+    yt = torch.as_tensor(y, dtype=torch.long, device=device)
+    model = build_model(cfg, d, n_classes).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
+    batches = DeviceBatches(xt[fit_idx], yt[fit_idx], cfg.batch_size)
+    step = make_step(device, cfg.amp)
+    validate, vstate = make_validate(xt, xt[val_idx], yt[val_idx], cfg.k)
+    monitor = "val_loss" if len(val_idx) else "train_loss"
+
+    best, best_state, best_mask, best_epoch, history = math.inf, None, None, -1, []
+    for epoch in range(cfg.epochs):
+        model.train()
+        total = torch.zeros((), device=device)
+        for batch in batches:
+            loss, _ = step(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        metrics = {"epoch": epoch, "train_loss": float(total) / max(1, len(batches))}
+        model.eval()
+        metrics.update(validate(model, epoch))
+        if metrics[monitor] < best:
+            best, best_epoch, best_mask = metrics[monitor], epoch, vstate["mask"]
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        history.append(metrics)
+
+    if best_state is None:  # zero epochs (or a diverged run): the current mask
+        best_state, best_mask = model.state_dict(), readout_mask(model.mask_net, xt)
+    model.load_state_dict(best_state)
+    return FitResult(scores=best_mask.double().cpu().numpy(), ranking=rank_features(best_mask).numpy(),
+                     k_default=default_k(best_mask), best_epoch=best_epoch, history=history, model=model,
+                     seconds=time.perf_counter() - t0)
