@@ -1,11 +1,29 @@
 """Batched nonnegative least squares over all columns at once, in torch (CPU or CUDA).
 
 Every solver here works from the Gram form only: G = AᵀA (r×r, shared), C = AᵀB (r×n); it minimises
-½xᵀGx − cᵀx over x ≥ 0 for every column c of C, in lock-step. A passive-set mask p (n×r) selects the free
-variables; each step solves the fixed-shape masked system (G ⊙ ppᵀ + diag(1 − p)) z = c ⊙ p with one batched
-`cholesky_ex` (the trick of the vmap-able optax NNLS, google-deepmind/optax#1155), so shapes never depend on the
-data. A factorisation that fails (collinear atoms in the passive set) falls back to a pseudo-inverse solve for
-that column only.
+½xᵀGx − cᵀx over x ≥ 0 for every column c of C, in lock-step (float64 throughout). A passive-set mask p (n×r)
+selects the free variables; each step solves G_SS z_S = c_S for every column's S at once, in one of two ways:
+
+- ``table`` (small r): the inverses G_SS⁻¹ of all 2^r subsets are computed once per call, zero-padded to r×r and
+  indexed by the subset's bitmask, so every iteration is a gather by bitmask plus one batched mat-vec — no
+  factorisation in the loop. Used when r ≤ 12 and 2^r ≤ 4n (the table then costs about one loop iteration).
+  The inverses come from the same batched inverse Cholesky factors as the ``enum`` front (`inverse_factors`).
+- ``compact`` (otherwise): each passive set is moved to the front of its row (a stable sort of the mask), so the
+  fixed-shape masked system (G_SS ⊕ I) z = c ⊙ p (the trick of the vmap-able optax NNLS,
+  google-deepmind/optax#1155) is only k×k with k = the largest passive set among the running columns, not r×r;
+  one batched `cholesky_ex` per iteration. With sparse solutions (k ≪ r) the cubic cost falls by (k/r)³.
+
+We measured and rejected grouping columns by identical passive set (one factorisation per distinct set, Kim &
+Park's grouping): with continuous data nearly every column has its own set after the first exchange, so the
+`unique` pass cost more than it saved. A factorisation that fails (collinear atoms in the passive set) is replaced
+by the pseudo-inverse of G_SS, with eigenvalues below r·ε·max diag(G) cut (scale-aware; the same in both ways).
+
+Loop overhead: finished columns stay in the working set (frozen, so their answer is the iterate at which they
+finished) until at most half of it still runs, then the set is compacted; so there is one host sync per iteration
+and a handful of gathers per halving instead of a boolean re-index of all state every step. On CPU, when the
+batched problems are small (block·r² < 2²² numbers) the loop runs on one intra-op thread and restores the setting
+after: per-op work is then far below what a fork/join pays for, and on a shared machine each parallel region waits
+for a descheduled worker (we measured 20–50× slowdowns of tiny batched LAPACK calls under load with 2 threads).
 
 Methods:
 - ``bpp`` (default): block principal pivoting, Kim & Park, "Fast nonnegative matrix factorization: an active-set-
@@ -17,15 +35,21 @@ Methods:
 Choices where the papers are silent (ours): infeasibility is tested against a tolerance of 1e-13 times the
 column's scale (max |c|, max diag G) to stop fp64 round-off from cycling; BPP columns that still reach the
 iteration cap (BPP may cycle in floating point on ill-conditioned dictionaries) are re-solved by Lawson–Hanson;
-a column that reaches the cap there too keeps the best feasible iterate seen and is flagged, never raising. An optional
-``allowed`` mask restricts each column to a subset of atoms (refits on a support, branch-and-bound nodes).
+a column that reaches the cap there too keeps its last iterate, which is feasible and the best seen (Lawson–Hanson
+decreases the objective monotonically), and is flagged, never raising. An optional ``allowed`` mask restricts each
+column to a subset of atoms (refits on a support, branch-and-bound nodes).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
+
+TABLE_MAX_R = 12
+SERIAL_MAX_NUMBERS = 1 << 22
+COMPACT_MIN_NUMBERS = 1 << 16
 
 
 @dataclass
@@ -37,28 +61,100 @@ class NNLSResult:
     iterations: int
 
 
-def masked_solve(G: torch.Tensor, C: torch.Tensor, mask: torch.Tensor, rhs_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Solve G_SS z_S = c_S per column with S = mask[j] (z = 0 off S); returns z (n×r).
-
-    Builds (G ⊙ ppᵀ + diag(1 − p)) z = c ⊙ p for all columns in one batch; columns whose Cholesky factorisation
-    fails (singular G_SS) are solved with a pseudo-inverse instead.
-    """
-    n, r = mask.shape
-    p = mask.to(G.dtype)
-    M = G.unsqueeze(0) * (p.unsqueeze(2) * p.unsqueeze(1))
-    M.diagonal(dim1=1, dim2=2).add_(1.0 - p)
-    rhs = (C.T * p).unsqueeze(2)
+def inverse_factors(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse Cholesky factors L⁻¹ of a batch of symmetric matrices M (s×k×k), and ok (s,): whether the
+    factorisation succeeded (L⁻¹ is the identity where it failed). M⁻¹ = L⁻ᵀL⁻¹."""
     L, info = torch.linalg.cholesky_ex(M)
-    z = torch.cholesky_solve(rhs, L).squeeze(2)
+    ok = info == 0
+    eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+    Linv = torch.linalg.solve_triangular(torch.where(ok[:, None, None], L, eye), eye.expand_as(L), upper=False)
+    return Linv, ok
+
+
+def _pinv_atol(G: torch.Tensor) -> torch.Tensor:
+    """Eigenvalue cut of the pseudo-inverse fallback: r·ε·max diag(G), relative to the dictionary's scale."""
+    return G.shape[0] * torch.finfo(G.dtype).eps * G.diagonal().abs().max()
+
+
+def _padded(G: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """The fixed-shape systems G ⊙ ppᵀ + diag(1 − p) (= G_SS ⊕ I) for a batch of float masks p (s×k)."""
+    M = G * (p.unsqueeze(2) * p.unsqueeze(1))
+    M.diagonal(dim1=-2, dim2=-1).add_(1.0 - p)
+    return M
+
+
+def subset_table(G: torch.Tensor) -> torch.Tensor:
+    """W (2^r×r×r): W[id] = G_SS⁻¹ zero-padded to r×r for the subset S with bitmask id (bit i = atom i), the
+    pseudo-inverse where G_SS is singular; W[0] = 0."""
+    r = G.shape[0]
+    ids = torch.arange(1 << r, device=G.device)
+    p = ((ids.unsqueeze(1) >> torch.arange(r, device=G.device)) & 1).to(G.dtype)
+    M = _padded(G, p)
+    Linv, ok = inverse_factors(M)
+    W = Linv.transpose(1, 2) @ Linv
+    bad = ~ok
+    if bool(bad.any()):
+        W[bad] = torch.linalg.pinv(M[bad], hermitian=True, atol=_pinv_atol(G), rtol=0.0)
+    return W * (p.unsqueeze(2) * p.unsqueeze(1))
+
+
+def _compact_solve(G: torch.Tensor, Ct: torch.Tensor, mask: torch.Tensor, atol: torch.Tensor) -> torch.Tensor:
+    """z (n×r) with z_S = G_SS⁻¹ c_S, S = mask[j], zero off S; Ct is n×r. Systems are k×k, k = max |S|."""
+    n, r = mask.shape
+    z = Ct.new_zeros(n, r)
+    k = int(mask.sum(1).max()) if n else 0
+    if k == 0:
+        return z
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :k]  # passive atoms first, in order
+    p = mask.gather(1, order).to(G.dtype)
+    M = _padded(G.flatten().index_select(0, (order.unsqueeze(2) * r + order.unsqueeze(1)).flatten()).view(n, k, k), p)
+    rhs = (Ct.gather(1, order) * p).unsqueeze(2)
+    L, info = torch.linalg.cholesky_ex(M)
+    zk = torch.cholesky_solve(rhs, L)
     bad = info != 0
     if bool(bad.any()):
-        z[bad] = (torch.linalg.pinv(M[bad], hermitian=True) @ rhs[bad]).squeeze(2)
-    return z * p
+        zk[bad] = torch.linalg.pinv(M[bad], hermitian=True, atol=atol, rtol=0.0) @ rhs[bad]
+    return z.scatter_(1, order, zk.squeeze(2) * p)
 
 
-def _objective(G: torch.Tensor, C: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """½xᵀGx − cᵀx per column (x is n×r)."""
-    return 0.5 * ((x @ G) * x).sum(1) - (C.T * x).sum(1)
+def masked_solve(G: torch.Tensor, C: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Solve G_SS z_S = c_S per column with S = mask[j] (z = 0 off S); C is r×n, returns z (n×r).
+
+    Columns whose Cholesky factorisation fails (singular G_SS) get the pseudo-inverse solution instead.
+    """
+    return _compact_solve(G, C.T, mask, _pinv_atol(G))
+
+
+class _Systems:
+    """The passive-set solves of one `nnls_gram` call: the subset table when it pays, else compact Cholesky."""
+
+    def __init__(self, G: torch.Tensor, n: int, how: str):
+        r = G.shape[0]
+        if how == "auto":
+            how = "table" if r <= TABLE_MAX_R and (1 << r) <= 4 * n else "compact"
+        self.G, self.atol = G, _pinv_atol(G)
+        self.table = subset_table(G) if how == "table" else None
+        self.bit = 1 << torch.arange(r, device=G.device)
+
+    def solve(self, Ct: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.table is None:
+            return _compact_solve(self.G, Ct, mask, self.atol)
+        W = self.table.index_select(0, (mask * self.bit).sum(1))
+        return torch.bmm(W, Ct.unsqueeze(2)).squeeze(2)
+
+
+@contextlib.contextmanager
+def _serial_if_small(device: torch.device, numbers: int):
+    """One intra-op CPU thread while the batched problems are small (see the module docstring)."""
+    if device.type != "cpu" or numbers >= SERIAL_MAX_NUMBERS:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def nnls_gram(
@@ -69,11 +165,13 @@ def nnls_gram(
     method: str = "bpp",
     max_iter: int | None = None,
     block: int | None = None,
+    systems: str = "auto",
 ) -> NNLSResult:
     """Solve min ½xᵀGx − cᵀx, x ≥ 0 (x_i = 0 where not allowed) for every column of C (r×n).
 
     ``block`` bounds the columns solved together (memory n_b·r² per step); default keeps that under ~64 M
-    numbers. Returns x as n×r (row per column of C).
+    numbers. ``systems`` picks how passive-set systems are solved: ``auto``, ``table`` or ``compact`` (module
+    docstring); all give the same answer up to round-off. Returns x as n×r (row per column of C).
     """
     r, n = C.shape
     if allowed is None:
@@ -84,22 +182,26 @@ def nnls_gram(
         block = max(1, (1 << 26) // max(1, r * r))
     if method not in ("bpp", "lh"):
         raise ValueError(f"unknown NNLS method {method!r}")
-    xs, flags, its = [], [], 0
-    for s in range(0, n, block):
-        e = min(n, s + block)
-        fn = _bpp if method == "bpp" else _lh
-        x, f, it = fn(G, C[:, s:e], allowed[s:e], max_iter)
-        if method == "bpp" and bool(f.any()):
-            # BPP can cycle on ill-conditioned Gram matrices in floating point: Lawson–Hanson, which decreases
-            # the objective monotonically, takes over those columns
-            xl, fl, itl = _lh(G, C[:, s:e][:, f], allowed[s:e][f], max_iter)
-            x[f], f[f.clone()] = xl, fl
-            it = max(it, itl)
-        xs.append(x)
-        flags.append(f)
-        its = max(its, it)
-    if not xs:
+    if systems not in ("auto", "table", "compact"):
+        raise ValueError(f"unknown systems {systems!r}")
+    if n == 0:
         return NNLSResult(C.new_zeros(0, r), torch.zeros(0, dtype=torch.bool, device=C.device), 0)
+    xs, flags, its = [], [], 0
+    with _serial_if_small(C.device, min(n, block) * r * r):
+        sysm = _Systems(G, n, systems)
+        for s in range(0, n, block):
+            e = min(n, s + block)
+            fn = _bpp if method == "bpp" else _lh
+            x, f, it = fn(sysm, G, C[:, s:e], allowed[s:e], max_iter)
+            if method == "bpp" and bool(f.any()):
+                # BPP can cycle on ill-conditioned Gram matrices in floating point: Lawson–Hanson, which
+                # decreases the objective monotonically, takes over those columns
+                xl, fl, itl = _lh(sysm, G, C[:, s:e][:, f], allowed[s:e][f], max_iter)
+                x[f], f[f.clone()] = xl, fl
+                it = max(it, itl)
+            xs.append(x)
+            flags.append(f)
+            its = max(its, it)
     return NNLSResult(torch.cat(xs), torch.cat(flags), its)
 
 
@@ -108,84 +210,118 @@ def _tolerance(G: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     return 1e-13 * scale
 
 
-def _bpp(G, C, allowed, max_iter):
-    """Block principal pivoting with the Júdice–Pires backup, lock-step over the columns still running."""
+class _WorkingSet:
+    """Per-column loop state; finished columns are dropped (and their answers stored) once at most half runs."""
+
+    def __init__(self, n: int, r: int, like: torch.Tensor, **state: torch.Tensor):
+        self.cols = torch.arange(n, device=like.device)
+        self.width = r * r
+        self.out = like.new_zeros(n, r)
+        self.flagged = torch.ones(n, dtype=torch.bool, device=like.device)
+        self.state = state
+
+    def step(self, done: torch.Tensor, answer) -> bool:
+        """Compact when the running count has halved, storing ``answer()`` (n×r) of the finished columns.
+        Returns False when nothing runs any more."""
+        running = done.numel() - int(done.sum())
+        if running == 0 or (running <= done.numel() // 2 and done.numel() * self.width >= COMPACT_MIN_NUMBERS):
+            fin = done.nonzero().squeeze(1)
+            self.out[self.cols[fin]] = answer()[fin]
+            self.flagged[self.cols[fin]] = False
+            keep = (~done).nonzero().squeeze(1)
+            self.cols = self.cols[keep]
+            self.state = {k: v[keep] for k, v in self.state.items()}
+        return running > 0
+
+    def finish(self, answer: torch.Tensor) -> None:
+        """Store the answers of the columns still in the set (their flag stays set unless ``done`` says so)."""
+        self.out[self.cols] = answer
+
+
+def _bpp(sysm, G, C, allowed, max_iter):
+    """Block principal pivoting with the Júdice–Pires backup, lock-step over the working set."""
     r, n = C.shape
     dev = C.device
-    tol_all = _tolerance(G, C).unsqueeze(1)
-    F = torch.zeros(n, r, dtype=torch.bool, device=dev)
-    ninf = torch.full((n,), r + 1, dtype=torch.long, device=dev)
-    pcount = torch.full((n,), 3, dtype=torch.long, device=dev)
-    done = torch.zeros(n, dtype=torch.bool, device=dev)
-    best_x = C.new_zeros(n, r)
-    best_obj = C.new_zeros(n)
     idx = torch.arange(r, device=dev)
-    it = 0
-    for it in range(1, max_iter + 1):
-        a = (~done).nonzero().squeeze(1)
-        if a.numel() == 0:
-            break
-        Ca, Fa, al, tol = C[:, a], F[a], allowed[a], tol_all[a]
-        x = masked_solve(G, Ca, Fa)
-        y = x @ G - Ca.T  # gradient Gx − c; zero on F up to round-off
-        infeas = ((Fa & (x < -tol)) | (~Fa & (y < -tol))) & al
+    Ct = C.T.contiguous()
+    # −tol where the atom is allowed, −∞ where not: v < ntol is then "infeasible and allowed"
+    ntol = torch.where(allowed, -_tolerance(G, C).unsqueeze(1), -float("inf"))
+    # iteration 1 in closed form: F = ∅ gives x = 0 and gradient −c, so every allowed c_i > tol is infeasible,
+    # their count falls from r + 1, and all of them enter F
+    F = -Ct < ntol
+    nv = F.sum(1)
+    ws = _WorkingSet(n, r, C, Ct=Ct, al=allowed, ntol=ntol, F=F, ninf=nv,
+                     pcount=torch.full((n,), 3, dtype=torch.long, device=dev), done=nv == 0, x=C.new_zeros(n, r))
+    it = 1
+    while it < max_iter and ws.step(ws.state["done"], lambda: ws.state["x"].clamp_min(0) * ws.state["al"]):
+        it += 1
+        st = ws.state
+        Ct, F, done = st["Ct"], st["F"], st["done"]
+        x = sysm.solve(Ct, F)
+        y = torch.addmm(Ct, x, G, beta=-1)  # gradient Gx − c; zero on F up to round-off
+        infeas = torch.where(F, x, y) < st["ntol"]
         nv = infeas.sum(1)
-        fin = nv == 0
-        xp = x.clamp_min(0) * al
-        obj = _objective(G, Ca, xp)
-        better = (obj < best_obj[a]) | fin
-        best_x[a] = torch.where(better.unsqueeze(1), xp, best_x[a])
-        best_obj[a] = torch.where(better, obj, best_obj[a])
-        done[a] = fin
-        fewer = nv < ninf[a]
-        pc = pcount[a]
-        full_flip = fewer | (pc >= 1)
-        ninf[a] = torch.where(fewer, nv, ninf[a])
-        pcount[a] = torch.where(fewer, torch.full_like(pc, 3), torch.where(pc >= 1, pc - 1, pc))
-        last = torch.where(infeas, idx, torch.full_like(idx, -1)).amax(1)
-        single = torch.zeros_like(infeas)
-        rows = (~full_flip & ~fin).nonzero().squeeze(1)
-        single[rows, last[rows]] = True
-        flip = (infeas & full_flip.unsqueeze(1)) | single
-        F[a] = Fa ^ flip
-    return best_x, ~done, it
+        st["x"] = torch.where(done.unsqueeze(1), st["x"], x)  # a finished column keeps its answer
+        done = done | (nv == 0)
+        # Kim & Park: exchange every infeasible variable while their number falls, or up to three times after
+        # it last fell; otherwise Júdice–Pires: only the largest infeasible index
+        fewer = nv < st["ninf"]
+        full = fewer | (st["pcount"] >= 1)
+        st["ninf"] = torch.where(fewer, nv, st["ninf"])
+        st["pcount"] = torch.where(fewer, 3, (st["pcount"] - 1).clamp_min(0))
+        pick = full & ~done
+        if not bool(pick.eq(~done).all()):
+            last = torch.where(infeas, idx, -1).amax(1)
+            pick = pick.unsqueeze(1) | ((idx == last.unsqueeze(1)) & ~done.unsqueeze(1))
+        else:
+            pick = pick.unsqueeze(1)
+        st["F"], st["done"] = F ^ (infeas & pick), done
+    ws.finish(ws.state["x"].clamp_min(0) * ws.state["al"])
+    ws.flagged[ws.cols] = ~ws.state["done"]
+    return ws.out, ws.flagged, it
 
 
-def _lh(G, C, allowed, max_iter):
-    """Lawson–Hanson active set, one passive-set solve per iteration for every column still running."""
+def _lh(sysm, G, C, allowed, max_iter):
+    """Lawson–Hanson active set, one passive-set solve per iteration for every column of the working set."""
     r, n = C.shape
     dev = C.device
-    tol_all = _tolerance(G, C).unsqueeze(1)
-    P = torch.zeros(n, r, dtype=torch.bool, device=dev)
-    X = C.new_zeros(n, r)
-    done = torch.zeros(n, dtype=torch.bool, device=dev)
+    idx = torch.arange(r, device=dev)
+    ws = _WorkingSet(n, r, C, Ct=C.T.contiguous(), al=allowed, tol=_tolerance(G, C).unsqueeze(1),
+                     P=torch.zeros(n, r, dtype=torch.bool, device=dev), x=C.new_zeros(n, r),
+                     done=torch.zeros(n, dtype=torch.bool, device=dev))
     it = 0
     for it in range(1, max_iter + 1):
-        a = (~done).nonzero().squeeze(1)
-        if a.numel() == 0:
-            break
-        Ca, Pa, al, tol, x = C[:, a], P[a], allowed[a], tol_all[a], X[a]
-        z = masked_solve(G, Ca, Pa)
-        neg = Pa & (z <= 0)
+        st = ws.state
+        Ct, P, x, tol, done = st["Ct"], st["P"], st["x"], st["tol"], st["done"]
+        z = sysm.solve(Ct, P)
+        neg = P & (z <= 0)
         feasible = ~neg.any(1)
         # back-track: x + α(z − x) with the largest α keeping x ≥ 0; indices reaching 0 leave P
         ratio = torch.where(neg, x / (x - z).clamp_min(1e-300), torch.full_like(x, float("inf")))
         alpha = ratio.amin(1, keepdim=True).clamp(0, 1)
         xb = x + alpha * (z - x)
         stay = (~feasible).unsqueeze(1)
-        leave = stay & Pa & (xb <= tol)
-        x = torch.where(stay, torch.where(leave, torch.zeros_like(xb), xb), z)
-        Pa = Pa & ~leave
-        w = Ca.T - x @ G
-        w = torch.where(~Pa & al, w, torch.full_like(w, -float("inf")))
+        leave = stay & P & (xb <= tol)
+        xn = torch.where(stay, torch.where(leave, torch.zeros_like(xb), xb), z)
+        Pn = P & ~leave
+        w = torch.addmm(Ct, xn, G, beta=1, alpha=-1)  # c − Gx
+        w = torch.where(~Pn & st["al"], w, torch.full_like(w, -float("inf")))
         wmax, jmax = w.max(1)
         fin = feasible & (wmax <= tol.squeeze(1))
-        add = (feasible & ~fin).nonzero().squeeze(1)
-        Pa[add, jmax[add]] = True
-        P[a], X[a], done[a] = Pa, x, fin
-    return X.clamp_min(0) * allowed, ~done, it
+        Pn = Pn | ((idx == jmax.unsqueeze(1)) & (feasible & ~fin).unsqueeze(1))
+        frozen = done.unsqueeze(1)
+        st["x"], st["P"] = torch.where(frozen, x, xn), torch.where(frozen, P, Pn)
+        st["done"] = done = done | fin
+        if not ws.step(done, lambda: st["x"].clamp_min(0) * st["al"]):
+            break
+    ws.finish(ws.state["x"].clamp_min(0) * ws.state["al"])
+    ws.flagged[ws.cols] = ~ws.state["done"]
+    return ws.out, ws.flagged, it
 
 
 def nnls_matrix(A: torch.Tensor, B: torch.Tensor, **kw) -> NNLSResult:
-    """Dense NNLS of every column of B on dictionary A (both float64 on one device); x is n×r."""
-    return nnls_gram(A.T @ A, A.T @ B, **kw)
+    """Dense NNLS of every column of B on dictionary A (both float64 on one device); x is n×r. The Gram
+    products are small GEMMs too, so they follow the same one-thread rule as the solver loop."""
+    (m, r), n = A.shape, B.shape[1]
+    with _serial_if_small(A.device, m * n + n * r * r):
+        return nnls_gram(A.T @ A, A.T @ B, **kw)
