@@ -72,7 +72,8 @@ def inverse_factors(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _pinv_atol(G: torch.Tensor) -> torch.Tensor:
-    """Eigenvalue cut of the pseudo-inverse fallback: r·ε·max diag(G), relative to the dictionary's scale."""
+    """Singularity cut, r·ε·max diag(G) (relative to the dictionary's scale): a G_SS with a Cholesky pivot² at or
+    below it is treated as singular, and its pseudo-inverse drops eigenvalues below it."""
     return G.shape[0] * torch.finfo(G.dtype).eps * G.diagonal().abs().max()
 
 
@@ -92,26 +93,57 @@ def subset_table(G: torch.Tensor) -> torch.Tensor:
     M = _padded(G, p)
     Linv, ok = inverse_factors(M)
     W = Linv.transpose(1, 2) @ Linv
-    bad = ~ok
+    bad = ~ok | (Linv.diagonal(dim1=1, dim2=2).square() * _pinv_atol(G) >= 1).any(1)  # a pivot² ≤ atol
     if bool(bad.any()):
         W[bad] = torch.linalg.pinv(M[bad], hermitian=True, atol=_pinv_atol(G), rtol=0.0)
     return W * (p.unsqueeze(2) * p.unsqueeze(1))
 
 
-def _compact_solve(G: torch.Tensor, Ct: torch.Tensor, mask: torch.Tensor, atol: torch.Tensor) -> torch.Tensor:
+class _Workspace:
+    """Reused storage for the n×k×k systems: a fresh multi-megabyte tensor per iteration costs the CPU more in
+    page faults than the factorisation itself (we measured 2×), so the buffers grow once and are viewed."""
+
+    def __init__(self):
+        self.bufs: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        numel = 1
+        for d in shape:
+            numel *= d
+        buf = self.bufs.get(name)
+        if buf is None or buf.numel() < numel:
+            buf = self.bufs[name] = torch.empty(numel, dtype=dtype, device=like.device)
+        return buf[:numel].view(shape)
+
+
+def _compact_solve(G, Ct, mask, atol, work: _Workspace) -> torch.Tensor:
     """z (n×r) with z_S = G_SS⁻¹ c_S, S = mask[j], zero off S; Ct is n×r. Systems are k×k, k = max |S|."""
     n, r = mask.shape
     z = Ct.new_zeros(n, r)
     k = int(mask.sum(1).max()) if n else 0
     if k == 0:
         return z
+    if bool((mask == mask[:1]).all()):
+        # one passive set shared by every column (typically BPP's first solve, F = {c > 0}): one factorisation
+        # with the columns as a matrix right-hand side
+        S = mask[0].nonzero().squeeze(1)
+        GS, rhs = G[S.unsqueeze(1), S], Ct[:, S].T
+        L, info = torch.linalg.cholesky_ex(GS)
+        if int(info) == 0 and bool((L.diagonal().square() > atol).all()):
+            z[:, S] = torch.cholesky_solve(rhs, L).T
+        else:
+            z[:, S] = (torch.linalg.pinv(GS, hermitian=True, atol=atol, rtol=0.0) @ rhs).T
+        return z
     order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :k]  # passive atoms first, in order
     p = mask.gather(1, order).to(G.dtype)
-    M = _padded(G.flatten().index_select(0, (order.unsqueeze(2) * r + order.unsqueeze(1)).flatten()).view(n, k, k), p)
+    flat = torch.add((order * r).unsqueeze(2), order.unsqueeze(1), out=work.get("idx", (n, k, k), G, torch.long))
+    M = torch.index_select(G.flatten(), 0, flat.flatten(), out=work.get("M", (n * k * k,), G, G.dtype)).view(n, k, k)
+    M.mul_(p.unsqueeze(2)).mul_(p.unsqueeze(1)).diagonal(dim1=1, dim2=2).add_(1.0 - p)  # G_SS ⊕ I
     rhs = (Ct.gather(1, order) * p).unsqueeze(2)
-    L, info = torch.linalg.cholesky_ex(M)
-    zk = torch.cholesky_solve(rhs, L)
-    bad = info != 0
+    L, info = torch.linalg.cholesky_ex(M, out=(work.get("L", (n, k, k), G, G.dtype).mT,
+                                               work.get("info", (n,), G, torch.int32)))
+    zk = torch.linalg.solve_triangular(L.mT, torch.linalg.solve_triangular(L, rhs, upper=False), upper=True)
+    bad = (info != 0) | (L.diagonal(dim1=1, dim2=2).square() <= atol).any(1)
     if bool(bad.any()):
         zk[bad] = torch.linalg.pinv(M[bad], hermitian=True, atol=atol, rtol=0.0) @ rhs[bad]
     return z.scatter_(1, order, zk.squeeze(2) * p)
@@ -122,7 +154,7 @@ def masked_solve(G: torch.Tensor, C: torch.Tensor, mask: torch.Tensor) -> torch.
 
     Columns whose Cholesky factorisation fails (singular G_SS) get the pseudo-inverse solution instead.
     """
-    return _compact_solve(G, C.T, mask, _pinv_atol(G))
+    return _compact_solve(G, C.T, mask, _pinv_atol(G), _Workspace())
 
 
 class _Systems:
@@ -132,13 +164,13 @@ class _Systems:
         r = G.shape[0]
         if how == "auto":
             how = "table" if r <= TABLE_MAX_R and (1 << r) <= 4 * n else "compact"
-        self.G, self.atol = G, _pinv_atol(G)
+        self.G, self.atol, self.work = G, _pinv_atol(G), _Workspace()
         self.table = subset_table(G) if how == "table" else None
         self.bit = 1 << torch.arange(r, device=G.device)
 
     def solve(self, Ct: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.table is None:
-            return _compact_solve(self.G, Ct, mask, self.atol)
+            return _compact_solve(self.G, Ct, mask, self.atol, self.work)
         W = self.table.index_select(0, (mask * self.bit).sum(1))
         return torch.bmm(W, Ct.unsqueeze(2)).squeeze(2)
 
