@@ -6,24 +6,32 @@ selects the free variables; each step solves G_SS z_S = c_S for every column's S
 
 - ``table`` (small r): the inverses G_SS⁻¹ of all 2^r subsets are computed once per call, zero-padded to r×r and
   indexed by the subset's bitmask, so every iteration is a gather by bitmask plus one batched mat-vec — no
-  factorisation in the loop. Used when r ≤ 12 and 2^r ≤ 4n (the table then costs about one loop iteration).
-  The inverses come from the same batched inverse Cholesky factors as the ``enum`` front (`inverse_factors`).
+  factorisation in the loop. For BPP a second table holds G_SS⁻¹ rows on S and G·G_SS⁻¹ − I rows off S, so the
+  same one mat-vec yields x on F and the gradient Gx − c off F, exactly what the infeasibility test reads. Used when
+  r ≤ 12 and 2^r ≤ 4n (the table then costs about one loop iteration). The inverses come from the same batched
+  inverse Cholesky factors as the ``enum`` front (`inverse_factors`).
 - ``compact`` (otherwise): each passive set is moved to the front of its row (a stable sort of the mask), so the
   fixed-shape masked system (G_SS ⊕ I) z = c ⊙ p (the trick of the vmap-able optax NNLS,
   google-deepmind/optax#1155) is only k×k with k = the largest passive set among the running columns, not r×r;
   one batched `cholesky_ex` per iteration. With sparse solutions (k ≪ r) the cubic cost falls by (k/r)³.
 
-We measured and rejected grouping columns by identical passive set (one factorisation per distinct set, Kim &
-Park's grouping): with continuous data nearly every column has its own set after the first exchange, so the
-`unique` pass cost more than it saved. A factorisation that fails (collinear atoms in the passive set) is replaced
-by the pseudo-inverse of G_SS, with eigenvalues below r·ε·max diag(G) cut (scale-aware; the same in both ways).
+Grouping identical passive sets (Kim & Park; Van Benthem & Keenan), measured on the benchmark data: at 361×49
+(n = 500) BPP's first solve has one distinct set (F = {c > 0}, all 49 atoms) and every later one has as many sets
+as running columns; at 162×6 there are ≤ 64 sets, which the table already exploits. So we keep only the case that
+pays: when all running columns share one set, it is factored once with the columns as a matrix right-hand side.
+A G_SS whose factorisation fails or has a pivot² ≤ r·ε·max diag(G) (collinear atoms) is solved with its
+pseudo-inverse, eigenvalues below that same cut dropped (scale-aware; the same rule in both ways; the explicit
+inverse of a nearly singular G_SS would otherwise be garbage).
 
-Loop overhead: finished columns stay in the working set (frozen, so their answer is the iterate at which they
-finished) until at most half of it still runs, then the set is compacted; so there is one host sync per iteration
-and a handful of gathers per halving instead of a boolean re-index of all state every step. On CPU, when the
-batched problems are small (block·r² < 2²² numbers) the loop runs on one intra-op thread and restores the setting
-after: per-op work is then far below what a fork/join pays for, and on a shared machine each parallel region waits
-for a descheduled worker (we measured 20–50× slowdowns of tiny batched LAPACK calls under load with 2 threads).
+Loop overhead: BPP's first iteration is done in closed form (F = ∅ gives x = 0, gradient −c). Finished columns
+stay in the working set (frozen, so their answer is the iterate at which they finished) until at most half of it
+still runs, then the set is compacted; so there is one host sync per iteration and a handful of gathers per
+halving instead of a boolean re-index of all state every step. The n×k×k systems live in a workspace reused
+across iterations (fresh multi-megabyte tensors cost more in page faults than the factorisation). On CPU, when
+the batched problems are small (block·r² < 2²² numbers) the solve (and `nnls_matrix`'s Gram products) runs on one
+intra-op thread and restores the setting after: per-op work is then far below what a fork/join pays for, and on a
+shared machine each parallel region waits for a descheduled worker (we measured 20–50× slowdowns of tiny batched
+LAPACK calls and GEMMs under load with 2 threads).
 
 Methods:
 - ``bpp`` (default): block principal pivoting, Kim & Park, "Fast nonnegative matrix factorization: an active-set-
@@ -49,7 +57,7 @@ import torch
 
 TABLE_MAX_R = 12
 SERIAL_MAX_NUMBERS = 1 << 22
-COMPACT_MIN_NUMBERS = 1 << 16
+COMPACT_MIN_NUMBERS = 1 << 14
 
 
 @dataclass
@@ -77,20 +85,17 @@ def _pinv_atol(G: torch.Tensor) -> torch.Tensor:
     return G.shape[0] * torch.finfo(G.dtype).eps * G.diagonal().abs().max()
 
 
-def _padded(G: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """The fixed-shape systems G ⊙ ppᵀ + diag(1 − p) (= G_SS ⊕ I) for a batch of float masks p (s×k)."""
-    M = G * (p.unsqueeze(2) * p.unsqueeze(1))
-    M.diagonal(dim1=-2, dim2=-1).add_(1.0 - p)
-    return M
+def _subset_masks(r: int, device: torch.device) -> torch.Tensor:
+    """All 2^r subsets as boolean masks, row id = bitmask (bit i = atom i)."""
+    return (torch.arange(1 << r, device=device).unsqueeze(1) >> torch.arange(r, device=device)) & 1 == 1
 
 
 def subset_table(G: torch.Tensor) -> torch.Tensor:
     """W (2^r×r×r): W[id] = G_SS⁻¹ zero-padded to r×r for the subset S with bitmask id (bit i = atom i), the
     pseudo-inverse where G_SS is singular; W[0] = 0."""
-    r = G.shape[0]
-    ids = torch.arange(1 << r, device=G.device)
-    p = ((ids.unsqueeze(1) >> torch.arange(r, device=G.device)) & 1).to(G.dtype)
-    M = _padded(G, p)
+    p = _subset_masks(G.shape[0], G.device).to(G.dtype)
+    M = G * (p.unsqueeze(2) * p.unsqueeze(1))
+    M.diagonal(dim1=1, dim2=2).add_(1.0 - p)  # G_SS ⊕ I
     Linv, ok = inverse_factors(M)
     W = Linv.transpose(1, 2) @ Linv
     bad = ~ok | (Linv.diagonal(dim1=1, dim2=2).square() * _pinv_atol(G) >= 1).any(1)  # a pivot² ≤ atol
@@ -165,14 +170,28 @@ class _Systems:
         if how == "auto":
             how = "table" if r <= TABLE_MAX_R and (1 << r) <= 4 * n else "compact"
         self.G, self.atol, self.work = G, _pinv_atol(G), _Workspace()
-        self.table = subset_table(G) if how == "table" else None
+        self.table = self.mixed = None
+        if how == "table":
+            self.table = subset_table(G)
+            # rows of G_SS⁻¹ on S and of G·G_SS⁻¹ − I off S: one mat-vec gives BPP's x_S and gradient Gx − c
+            p = _subset_masks(r, G.device).unsqueeze(2)
+            self.mixed = torch.where(p, self.table, G @ self.table - torch.eye(r, dtype=G.dtype, device=G.device))
         self.bit = 1 << torch.arange(r, device=G.device)
 
     def solve(self, Ct: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """z (n×r): z_S = G_SS⁻¹ c_S, zero off S = mask[j]."""
         if self.table is None:
             return _compact_solve(self.G, Ct, mask, self.atol, self.work)
         W = self.table.index_select(0, (mask * self.bit).sum(1))
         return torch.bmm(W, Ct.unsqueeze(2)).squeeze(2)
+
+    def solve_mixed(self, Ct: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """v (n×r): z_S on S = mask[j] and the gradient (Gz − c)_i off S, what BPP tests for infeasibility."""
+        if self.mixed is None:
+            x = _compact_solve(self.G, Ct, mask, self.atol, self.work)
+            return torch.where(mask, x, torch.addmm(Ct, x, self.G, beta=-1))
+        V = self.mixed.index_select(0, (mask * self.bit).sum(1))
+        return torch.bmm(V, Ct.unsqueeze(2)).squeeze(2)
 
 
 @contextlib.contextmanager
@@ -283,24 +302,23 @@ def _bpp(sysm, G, C, allowed, max_iter):
     F = -Ct < ntol
     nv = F.sum(1)
     ws = _WorkingSet(n, r, C, Ct=Ct, al=allowed, ntol=ntol, F=F, ninf=nv,
-                     pcount=torch.full((n,), 3, dtype=torch.long, device=dev), done=nv == 0, x=C.new_zeros(n, r))
+                     pcount=torch.full((n,), 3, dtype=torch.long, device=dev), done=nv == 0, v=C.new_zeros(n, r))
     it = 1
-    while it < max_iter and ws.step(ws.state["done"], lambda: ws.state["x"].clamp_min(0) * ws.state["al"]):
+    while it < max_iter and ws.step(ws.state["done"], lambda: _answer(ws.state)):
         it += 1
         st = ws.state
-        Ct, F, done = st["Ct"], st["F"], st["done"]
-        x = sysm.solve(Ct, F)
-        y = torch.addmm(Ct, x, G, beta=-1)  # gradient Gx − c; zero on F up to round-off
-        infeas = torch.where(F, x, y) < st["ntol"]
+        F, done = st["F"], st["done"]
+        v = sysm.solve_mixed(st["Ct"], F)  # x on F, gradient Gx − c off F (≈ 0 on F, so not needed there)
+        infeas = v < st["ntol"]
         nv = infeas.sum(1)
-        st["x"] = torch.where(done.unsqueeze(1), st["x"], x)  # a finished column keeps its answer
+        st["v"] = torch.where(done.unsqueeze(1), st["v"], v)  # a finished column keeps its answer (F is frozen)
         done = done | (nv == 0)
         # Kim & Park: exchange every infeasible variable while their number falls, or up to three times after
         # it last fell; otherwise Júdice–Pires: only the largest infeasible index
         fewer = nv < st["ninf"]
-        full = fewer | (st["pcount"] >= 1)
-        st["ninf"] = torch.where(fewer, nv, st["ninf"])
-        st["pcount"] = torch.where(fewer, 3, (st["pcount"] - 1).clamp_min(0))
+        full = fewer | (st["pcount"] > 0)
+        st["ninf"] = torch.minimum(nv, st["ninf"])
+        st["pcount"] = torch.where(fewer, 3, st["pcount"] - 1)
         pick = full & ~done
         if not bool(pick.eq(~done).all()):
             last = torch.where(infeas, idx, -1).amax(1)
@@ -308,9 +326,14 @@ def _bpp(sysm, G, C, allowed, max_iter):
         else:
             pick = pick.unsqueeze(1)
         st["F"], st["done"] = F ^ (infeas & pick), done
-    ws.finish(ws.state["x"].clamp_min(0) * ws.state["al"])
+    ws.finish(_answer(ws.state))
     ws.flagged[ws.cols] = ~ws.state["done"]
     return ws.out, ws.flagged, it
+
+
+def _answer(st: dict) -> torch.Tensor:
+    """BPP's x from its state: v on the passive set F, clamped at 0, zero where not allowed."""
+    return (st["v"] * st["F"]).clamp_min(0) * st["al"]
 
 
 def _lh(sysm, G, C, allowed, max_iter):
