@@ -90,18 +90,21 @@ def _subset_masks(r: int, device: torch.device) -> torch.Tensor:
     return (torch.arange(1 << r, device=device).unsqueeze(1) >> torch.arange(r, device=device)) & 1 == 1
 
 
-def subset_table(G: torch.Tensor) -> torch.Tensor:
+def subset_table(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """W (2^r×r×r): W[id] = G_SS⁻¹ zero-padded to r×r for the subset S with bitmask id (bit i = atom i), the
-    pseudo-inverse where G_SS is singular; W[0] = 0."""
-    p = _subset_masks(G.shape[0], G.device).to(G.dtype)
-    M = G * (p.unsqueeze(2) * p.unsqueeze(1))
+    pseudo-inverse where G_SS is singular; W[0] = 0. Also returns the subsets as masks (2^r×r bool)."""
+    P = _subset_masks(G.shape[0], G.device)
+    p = P.to(G.dtype)
+    pp = p.unsqueeze(2) * p.unsqueeze(1)
+    M = G * pp
     M.diagonal(dim1=1, dim2=2).add_(1.0 - p)  # G_SS ⊕ I
     Linv, ok = inverse_factors(M)
     W = Linv.transpose(1, 2) @ Linv
-    bad = ~ok | (Linv.diagonal(dim1=1, dim2=2).square() * _pinv_atol(G) >= 1).any(1)  # a pivot² ≤ atol
+    atol = _pinv_atol(G)
+    bad = ~ok | (Linv.diagonal(dim1=1, dim2=2).square() * atol >= 1).any(1)  # a pivot² ≤ atol
     if bool(bad.any()):
-        W[bad] = torch.linalg.pinv(M[bad], hermitian=True, atol=_pinv_atol(G), rtol=0.0)
-    return W * (p.unsqueeze(2) * p.unsqueeze(1))
+        W[bad] = torch.linalg.pinv(M[bad], hermitian=True, atol=atol, rtol=0.0)
+    return W.mul_(pp), P
 
 
 class _Workspace:
@@ -172,10 +175,10 @@ class _Systems:
         self.G, self.atol, self.work = G, _pinv_atol(G), _Workspace()
         self.table = self.mixed = None
         if how == "table":
-            self.table = subset_table(G)
+            self.table, P = subset_table(G)
             # rows of G_SS⁻¹ on S and of G·G_SS⁻¹ − I off S: one mat-vec gives BPP's x_S and gradient Gx − c
-            p = _subset_masks(r, G.device).unsqueeze(2)
-            self.mixed = torch.where(p, self.table, G @ self.table - torch.eye(r, dtype=G.dtype, device=G.device))
+            self.mixed = torch.where(P.unsqueeze(2), self.table,
+                                     G @ self.table - torch.eye(r, dtype=G.dtype, device=G.device))
         self.bit = 1 << torch.arange(r, device=G.device)
 
     def solve(self, Ct: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -315,17 +318,17 @@ def _bpp(sysm, G, C, allowed, max_iter):
         done = done | (nv == 0)
         # Kim & Park: exchange every infeasible variable while their number falls, or up to three times after
         # it last fell; otherwise Júdice–Pires: only the largest infeasible index
+        # (pcount: 3 when the count fell, else one less; a full exchange while it is ≥ 0)
         fewer = nv < st["ninf"]
-        full = fewer | (st["pcount"] > 0)
         st["ninf"] = torch.minimum(nv, st["ninf"])
-        st["pcount"] = torch.where(fewer, 3, st["pcount"] - 1)
-        pick = full & ~done
-        if not bool(pick.eq(~done).all()):
-            last = torch.where(infeas, idx, -1).amax(1)
-            pick = pick.unsqueeze(1) | ((idx == last.unsqueeze(1)) & ~done.unsqueeze(1))
+        st["pcount"] = pcount = torch.where(fewer, 3, st["pcount"] - 1)
+        full = pcount >= 0
+        if bool((full | done).all()):
+            flip = infeas & ~done.unsqueeze(1)
         else:
-            pick = pick.unsqueeze(1)
-        st["F"], st["done"] = F ^ (infeas & pick), done
+            last = torch.where(infeas, idx, -1).amax(1)
+            flip = infeas & (full.unsqueeze(1) | (idx == last.unsqueeze(1))) & ~done.unsqueeze(1)
+        st["F"], st["done"] = F ^ flip, done
     ws.finish(_answer(ws.state))
     ws.flagged[ws.cols] = ~ws.state["done"]
     return ws.out, ws.flagged, it
@@ -379,4 +382,5 @@ def nnls_matrix(A: torch.Tensor, B: torch.Tensor, **kw) -> NNLSResult:
     products are small GEMMs too, so they follow the same one-thread rule as the solver loop."""
     (m, r), n = A.shape, B.shape[1]
     with _serial_if_small(A.device, m * n + n * r * r):
-        return nnls_gram(A.T @ A, A.T @ B, **kw)
+        At = A.T.contiguous()
+        return nnls_gram(At @ A, At @ B, **kw)
