@@ -83,20 +83,22 @@ def _reference_solve(G, C, mask):
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_fast_passive_set_solves_equal_the_plain_solve(shared):
-    """Subset table and compact k×k Cholesky (and the one-shared-set shortcut) against a per-column pinv."""
-    from wisecli.engines.nnls.solver import _compact_solve, _pinv_atol, _Systems, _Workspace
+    """Subset table and compact k×k Cholesky (size buckets: n ≥ 256; the one-shared-set shortcut) against a
+    per-column pinv."""
+    from wisecli.engines.nnls.solver import BUCKET_MIN_ROWS, _compact_solve, _pinv_atol, _Systems, _Workspace
 
-    A, B = _problem(7, n=120, seed=6)
+    n = BUCKET_MIN_ROWS + 44
+    A, B = _problem(7, n=n, seed=6)
     A[:, 3] = 0.0  # an all-zero atom: G_SS singular whenever S holds it
     G, C = A.T @ A, A.T @ B
     rng = np.random.default_rng(1)
-    mask = rng.random((120, 7)) < 0.5
+    mask = rng.random((n, 7)) < rng.random((n, 1))  # passive-set sizes from 0 to 7
     mask[0] = False  # an empty passive set
     if shared:
         mask[:] = mask[5]
     ref = _reference_solve(G, C, mask)
     Gt, Ct, mt = torch.tensor(G), torch.tensor(C), torch.tensor(mask)
-    table = _Systems(Gt, 120, "table")
+    table = _Systems(Gt, n, "table")
     assert table.table is not None
     z_table = table.solve(Ct.T.contiguous(), mt).numpy()
     z_compact = _compact_solve(Gt, Ct.T, mt, _pinv_atol(Gt), _Workspace()).numpy()

@@ -13,7 +13,9 @@ selects the free variables; each step solves G_SS z_S = c_S for every column's S
 - ``compact`` (otherwise): each passive set is moved to the front of its row (a stable sort of the mask), so the
   fixed-shape masked system (G_SS ⊕ I) z = c ⊙ p (the trick of the vmap-able optax NNLS,
   google-deepmind/optax#1155) is only k×k with k = the largest passive set among the running columns, not r×r;
-  one batched `cholesky_ex` per iteration. With sparse solutions (k ≪ r) the cubic cost falls by (k/r)³.
+  one batched `cholesky_ex` per iteration. With sparse solutions (k ≪ r) the cubic cost falls by (k/r)³. From
+  256 running columns up, they are sorted by |S| and split into 4 equal buckets, each padded only to its own
+  largest set (at 361×49, n = 500: 4 buckets 43 ms, 2: 55 ms, 1: 73 ms, 8: 46 ms of CPU).
 
 Grouping identical passive sets (Kim & Park; Van Benthem & Keenan), measured on the benchmark data: at 361×49
 (n = 500) BPP's first solve has one distinct set (F = {c > 0}, all 49 atoms) and every later one has as many sets
@@ -58,6 +60,8 @@ import torch
 TABLE_MAX_R = 12
 SERIAL_MAX_NUMBERS = 1 << 22
 COMPACT_MIN_NUMBERS = 1 << 14
+BUCKET_MIN_ROWS = 256
+SIZE_BUCKETS = 4
 
 
 @dataclass
@@ -142,6 +146,24 @@ def _compact_solve(G, Ct, mask, atol, work: _Workspace) -> torch.Tensor:
         else:
             z[:, S] = (torch.linalg.pinv(GS, hermitian=True, atol=atol, rtol=0.0) @ rhs).T
         return z
+    if n >= BUCKET_MIN_ROWS:
+        # sizes vary (at 361×49 from ~15 to ~40): factor in size buckets, largest first (so the workspace is
+        # sized once), each padded only to its own largest set
+        size, perm = mask.sum(1).sort(descending=True)
+        cuts = [n * i // SIZE_BUCKETS for i in range(SIZE_BUCKETS + 1)]
+        ks = size[torch.tensor(cuts[:-1], device=mask.device)].tolist()
+        for a, b, kb in zip(cuts, cuts[1:], ks):
+            if kb:
+                rows = perm[a:b]
+                z[rows] = _padded_solve(G, Ct[rows], mask[rows], kb, atol, work)
+        return z
+    return _padded_solve(G, Ct, mask, k, atol, work, z)
+
+
+def _padded_solve(G, Ct, mask, k, atol, work: _Workspace, z=None) -> torch.Tensor:
+    """The k×k systems (G_SS ⊕ I) of `_compact_solve`, one batched Cholesky; k ≥ every |S|."""
+    n, r = mask.shape
+    z = Ct.new_zeros(n, r) if z is None else z
     order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :k]  # passive atoms first, in order
     p = mask.gather(1, order).to(G.dtype)
     flat = torch.add((order * r).unsqueeze(2), order.unsqueeze(1), out=work.get("idx", (n, k, k), G, torch.long))
