@@ -69,3 +69,60 @@ def test_collinear_atoms_survive():
     for j in range(40):
         _, rn = nnls(A, B[:, j])
         assert abs(np.sum((A @ x[j] - B[:, j]) ** 2) - rn**2) <= 1e-8 * rn**2
+
+
+def _reference_solve(G, C, mask):
+    """Plain per-column reference: z_S = pinv(G_SS) c_S, zero off S."""
+    z = np.zeros(mask.shape)
+    for j, row in enumerate(mask):
+        S = np.flatnonzero(row)
+        if S.size:
+            z[j, S] = np.linalg.pinv(G[np.ix_(S, S)], hermitian=True) @ C[S, j]
+    return z
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_fast_passive_set_solves_equal_the_plain_solve(shared):
+    """Subset table and compact k×k Cholesky (size buckets: n ≥ 256; the one-shared-set shortcut) against a
+    per-column pinv."""
+    from wisecli.engines.nnls.solver import BUCKET_MIN_ROWS, _compact_solve, _pinv_atol, _Systems, _Workspace
+
+    n = BUCKET_MIN_ROWS + 44
+    A, B = _problem(7, n=n, seed=6)
+    A[:, 3] = 0.0  # an all-zero atom: G_SS singular whenever S holds it
+    G, C = A.T @ A, A.T @ B
+    rng = np.random.default_rng(1)
+    mask = rng.random((n, 7)) < rng.random((n, 1))  # passive-set sizes from 0 to 7
+    mask[0] = False  # an empty passive set
+    if shared:
+        mask[:] = mask[5]
+    ref = _reference_solve(G, C, mask)
+    Gt, Ct, mt = torch.tensor(G), torch.tensor(C), torch.tensor(mask)
+    table = _Systems(Gt, n, "table")
+    assert table.table is not None
+    z_table = table.solve(Ct.T.contiguous(), mt).numpy()
+    z_compact = _compact_solve(Gt, Ct.T, mt, _pinv_atol(Gt), _Workspace()).numpy()
+    scale = np.abs(ref).max()
+    assert np.abs(z_table - ref).max() <= 1e-10 * scale
+    assert np.abs(z_compact - ref).max() <= 1e-10 * scale
+    assert (z_table[~mask] == 0).all() and (z_compact[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("method", ["bpp", "lh"])
+def test_table_and_compact_paths_agree_with_collinear_atoms_and_allowed(method):
+    A, B = _problem(8, n=150, seed=7)
+    A = np.hstack([A, A[:, :1], np.zeros((A.shape[0], 1))])  # r = 10: a duplicate atom and an all-zero atom
+    G, C = torch.tensor(A.T @ A), torch.tensor(A.T @ B)
+    allowed = torch.tensor(np.random.default_rng(2).random((150, 10)) < 0.7)
+    for al in (None, allowed):
+        t = nnls_gram(G, C, allowed=al, method=method, systems="table")
+        c = nnls_gram(G, C, allowed=al, method=method, systems="compact")
+        assert not t.flagged.any() and not c.flagged.any()
+        xt, xc = t.x.numpy(), c.x.numpy()
+        if al is not None:
+            assert (xt[~al.numpy()] == 0).all() and (xc[~al.numpy()] == 0).all()
+        ot = ((A @ xt.T - B) ** 2).sum(0)
+        oc = ((A @ xc.T - B) ** 2).sum(0)
+        assert np.abs(ot - oc).max() <= 1e-10 * oc.max()
+        # away from the duplicated pair the solutions are unique, so the coefficients agree too
+        assert np.abs(xt[:, 1:8] - xc[:, 1:8]).max() <= 1e-8 * np.abs(xc).max()

@@ -31,7 +31,7 @@ from math import comb
 
 import torch
 
-from .solver import masked_solve, nnls_gram
+from .solver import inverse_factors, masked_solve, nnls_gram
 
 REL_DROP = 1e-12
 
@@ -114,14 +114,11 @@ def enum_levels(G, C, beta, kmax, *, col_block: int = 32768, chunk_numbers: int 
     cols = torch.arange(n, device=dev)
     for k in range(1, kmax + 1):
         subsets = torch.tensor(list(itertools.combinations(range(r), k)), dtype=torch.long, device=dev)
-        L, info = torch.linalg.cholesky_ex(Gp[subsets.unsqueeze(2), subsets.unsqueeze(1)])
-        ok = info == 0
-        eye = torch.eye(k, dtype=L.dtype, device=dev)
-        Linv = torch.linalg.solve_triangular(torch.where(ok[:, None, None], L, eye), eye.expand_as(L), upper=False)
+        Linv, ok = inverse_factors(Gp[subsets.unsqueeze(2), subsets.unsqueeze(1)])
         Ginv = Linv.transpose(1, 2) @ Linv
         # scatter the k×k blocks into k×r rows so one GEMM against C gives every subset's z and L⁻¹c_S
         where = subsets.unsqueeze(1).expand(-1, k, -1)
-        Wz = torch.zeros(subsets.shape[0], k, r, dtype=L.dtype, device=dev).scatter_(2, where, Ginv)
+        Wz = torch.zeros(subsets.shape[0], k, r, dtype=Linv.dtype, device=dev).scatter_(2, where, Ginv)
         Wl = torch.zeros_like(Wz).scatter_(2, where, Linv)
         best_val = torch.full((n,), -float("inf"), dtype=precision, device=dev)
         best_id = torch.zeros(n, dtype=torch.long, device=dev)
