@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+
+from wisecli.cli.errors import InputError
+from wisecli.runtime.checkpoints import load_checkpoint, save_checkpoint
+from wisecli.runtime.device import autocast, init_distributed, resolve_device
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    path = save_checkpoint(tmp_path / "ck" / "best.pt", method="nnls", arch="linear",
+                           config={"width": np.int64(3), "spacing": np.array([0.5, 0.5])},
+                           state_dict=model.state_dict(), metrics={"dsc": np.float32(0.5)}, epoch=4)
+    raw = torch.load(path, weights_only=True)  # plain types only, so the safe loader accepts it
+    assert raw["format"] == "wisecli/1" and raw["epoch"] == 4 and raw["config"]["width"] == 3
+    doc = load_checkpoint(path, method="nnls")
+    other = torch.nn.Linear(3, 2)
+    other.load_state_dict(doc["state_dict"])
+    assert torch.equal(other.weight, model.weight)
+    assert doc["metrics"]["dsc"] == pytest.approx(0.5) and doc["versions"]["torch"]
+    assert load_checkpoint(tmp_path / "ck", method="nnls")["arch"] == "linear"  # a folder holding best.pt
+
+
+def test_foreign_corrupt_and_missing_checkpoints_are_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "a.pt", method="fas", arch="cdcn", config={}, state_dict={})
+    with pytest.raises(InputError, match="'fas' checkpoint, not 'reid'"):
+        load_checkpoint(path, method="reid")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(InputError, match="cannot load"):
+        load_checkpoint(tmp_path / "junk.pt", method="fas")
+    torch.save({"state_dict": {}}, tmp_path / "plain.pt")
+    with pytest.raises(InputError, match="not a wisecli checkpoint"):
+        load_checkpoint(tmp_path / "plain.pt", method="fas")
+    with pytest.raises(InputError, match="not found"):
+        load_checkpoint(tmp_path / "none.pt", method="fas")
+    import argparse
+
+    torch.save({"format": "wisecli/1", "method": "fas", "x": argparse.Namespace(a=1)}, tmp_path / "evil.pt")
+    with pytest.raises(InputError, match="cannot load"):  # arbitrary objects never unpickle
+        load_checkpoint(tmp_path / "evil.pt", method="fas")
+
+
+def test_devices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(InputError, match="unknown --device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        for spec in ("cuda", "cuda:0"):
+            with pytest.raises(InputError) as exc:
+                resolve_device(spec)
+            assert exc.value.exit_code == 2 and "--device cpu" in exc.value.hint
+    x = torch.ones(2, 2)
+    with autocast(torch.device("cpu")):
+        assert (x @ x).dtype == torch.float32  # no autocast on CPU
+    info, dev = init_distributed("cpu")
+    assert (info.world_size, info.is_main, info.enabled, dev.type) == (1, True, False, "cpu")
+
+
+@pytest.mark.gpu
+def test_autocast_uses_bf16_on_cuda():
+    dev = resolve_device("cuda")
+    x = torch.ones(4, 4, device=dev)
+    with autocast(dev):
+        assert (x @ x).dtype in (torch.bfloat16, torch.float16)

@@ -1,0 +1,109 @@
+"""The one output sink: data on stdout (a table, `--json` one document, `--jsonl` one record per item),
+everything else (info, warnings, progress) on stderr, so pipelines only ever read data."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def to_plain(obj: Any) -> Any:
+    """JSON-ready copy: numpy and torch scalars/arrays, Paths, sets and tuples become plain values."""
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays/scalars, torch tensors
+        return to_plain(obj.tolist())
+    if hasattr(obj, "item") and callable(obj.item):
+        return to_plain(obj.item())
+    return obj
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    return json.dumps(to_plain(obj), indent=indent, allow_nan=False)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return dumps(value)
+    return "" if value is None else str(value)
+
+
+class Sink:
+    """Where a command's words go; one per command invocation."""
+
+    def __init__(self, *, json: bool = False, jsonl: bool = False, quiet: bool = False, verbose: bool = False):
+        self.json = json
+        self.jsonl = jsonl
+        self.quiet = quiet
+        self.verbose = verbose
+        self._err = None
+
+    @property
+    def err(self):
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(stderr=True, highlight=False, soft_wrap=True)
+        return self._err
+
+    # data --------------------------------------------------------------------------------------------
+    def record(self, rec: dict) -> None:
+        """One record per finished item, printed at once with `--jsonl`."""
+        if self.jsonl:
+            sys.stdout.write(dumps(rec) + "\n")
+            sys.stdout.flush()
+
+    def result(self, doc: Any, *, rows: list[dict] | None = None, title: str | None = None,
+               columns: list[str] | None = None) -> None:
+        """The command's result: `--json` prints `doc`; otherwise a table of `rows` (or of `doc`)."""
+        if self.json:
+            sys.stdout.write(dumps(doc, indent=2) + "\n")
+            sys.stdout.flush()
+            return
+        if self.jsonl:
+            return
+        if rows is None:
+            rows = doc if isinstance(doc, list) else [doc] if isinstance(doc, dict) else None
+        if rows is None:
+            sys.stdout.write(f"{doc}\n")
+            return
+        self.table(rows, title=title, columns=columns)
+
+    def table(self, rows: list[dict], *, title: str | None = None, columns: list[str] | None = None) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        if columns is None:
+            columns = []
+            for r in rows:
+                columns.extend(k for k in r if k not in columns)
+        table = Table(title=title, show_lines=False)
+        for c in columns:
+            table.add_column(str(c))
+        for r in rows:
+            table.add_row(*(_cell(r.get(c)) for c in columns))
+        Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)
+
+    # messages ----------------------------------------------------------------------------------------
+    def info(self, msg: str) -> None:
+        if not self.quiet:
+            self.err.print(msg, markup=False)
+
+    def warn(self, msg: str) -> None:
+        if not self.quiet:
+            self.err.print(f"Warning: {msg}", markup=False, style="yellow")
+
+    def debug(self, msg: str) -> None:
+        if self.verbose:
+            self.err.print(msg, markup=False, style="dim")

@@ -1,0 +1,110 @@
+"""The model-once batch loop shared by every `predict`/`run`: per-item records, refusal of existing
+outputs (checked for all items before any work), `--skip-existing` resume, `--fail-fast`, exit 3 when some
+items failed, and `run.json` at the end.
+
+The caller loads its model once and passes `process(item) -> dict`, which writes its outputs atomically
+(`wisecli.runtime.io.atomic`) and returns the item's metrics and output paths.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from wisecli.cli.errors import InputError, PartialFailure, WiseError
+
+_MULTI_SUFFIXES = (".nii.gz", ".tar.gz", ".fronts.npz", ".sig.csv", ".sig.npy")
+
+
+def stem_of(path: Path | str) -> str:
+    """`case1.nii.gz` -> `case1`; a folder (a DICOM series) -> its name."""
+    path = Path(path)
+    if path.is_dir():
+        return path.name
+    name = path.name
+    for suffix in _MULTI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+@dataclass
+class BatchOptions:
+    out_dir: Path
+    skip_existing: bool = False
+    overwrite: bool = False
+    fail_fast: bool = False
+    debug: bool = False
+
+
+def run_batch(items: list[Path], process: Callable[[Path], dict], *, outputs_for: Callable[[Path], list[Path]],
+              options: BatchOptions, sink, run_record=None, progress=None) -> list[dict]:
+    if options.skip_existing and options.overwrite:
+        raise InputError("--skip-existing and --overwrite exclude each other", hint="pick one")
+    todo: list[Path] = []
+    records: list[dict] = []
+    clashes: list[Path] = []
+    for item in items:
+        outs = [Path(p) for p in outputs_for(item)]
+        existing = [p for p in outs if p.exists()]
+        if existing and options.skip_existing and len(existing) == len(outs):
+            rec = {"input": str(item), "status": "skipped", "outputs": [str(p) for p in outs]}
+            records.append(rec)
+            sink.record(rec)
+            continue
+        if existing and not options.overwrite and not options.skip_existing:
+            clashes.extend(existing)
+        todo.append(item)
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise InputError(f"output exists: {clashes[0]}{more}",
+                         hint="pass --skip-existing to resume or --overwrite to replace")
+
+    Path(options.out_dir).mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for n, item in enumerate(todo):
+        t0 = time.perf_counter()
+        try:
+            result = process(item) or {}
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # an item error: recorded, the batch goes on
+            if len(items) == 1 and isinstance(exc, WiseError):
+                raise
+            failed += 1
+            message = exc.message if isinstance(exc, WiseError) else f"{type(exc).__name__}: {exc}"
+            rec = {"input": str(item), "status": "error", "error": message,
+                   "seconds": round(time.perf_counter() - t0, 4)}
+            if options.debug:
+                rec["traceback"] = traceback.format_exc()
+            records.append(rec)
+            sink.record(rec)
+            sink.warn(f"{item}: {message}")
+            if options.fail_fast:
+                break
+            continue
+        rec = {"input": str(item), "status": result.pop("status", "ok"), **result,
+               "seconds": round(time.perf_counter() - t0, 4)}
+        if rec["status"] not in ("ok", "skipped"):
+            failed += 1
+        records.append(rec)
+        sink.record(rec)
+        if run_record is not None:
+            for key in ("output", "outputs"):
+                val = rec.get(key)
+                for p in ([val] if isinstance(val, (str, Path)) else val or []):
+                    run_record.add_output(p)
+        if progress is not None:
+            progress(n + 1, len(todo))
+
+    if run_record is not None:
+        run_record.set("items", {"total": len(items), "failed": failed,
+                                 "skipped": sum(r["status"] == "skipped" for r in records)})
+        run_record.write(options.out_dir)
+    if failed:
+        raise PartialFailure(f"{failed} of {len(items)} inputs failed",
+                             hint="see the records with status 'error' (--jsonl) or the warnings above")
+    return records

@@ -1,0 +1,80 @@
+"""Self-describing checkpoints (DESIGN.md): a dict of tensors and plain Python values only, saved
+atomically and loaded with `torch.load(weights_only=True)`, refusing another method's checkpoint."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wisecli.cli.errors import InputError
+from wisecli.runtime.io.atomic import atomic_path
+from wisecli.runtime.runrecord import now_iso, versions
+
+FORMAT = "wisecli/1"
+
+
+def plain(obj: Any) -> Any:
+    """Tensors stay; numpy arrays become tensors, numpy scalars Python numbers, Paths strings."""
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain(v) for v in obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    module = type(obj).__module__
+    if module == "numpy":
+        import numpy as np
+
+        if isinstance(obj, np.ndarray):
+            return torch.from_numpy(np.ascontiguousarray(obj))
+        return obj.item()
+    return obj
+
+
+def save_checkpoint(path: Path | str, *, method: str, arch: str, config: dict, state_dict: dict,
+                    metrics: dict | None = None, **extra: Any) -> Path:
+    doc = {
+        "format": FORMAT,
+        "method": method,
+        "arch": arch,
+        "config": plain(config),
+        "state_dict": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else plain(v)
+                       for k, v in state_dict.items()},
+        "metrics": plain(metrics or {}),
+        "versions": versions(),
+        "created": now_iso(),
+    }
+    doc.update(plain(extra))
+    with atomic_path(path) as tmp:
+        torch.save(doc, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: Path | str, *, method: str, map_location: Any = "cpu") -> dict:
+    path = Path(path)
+    if path.is_dir():
+        for cand in (path / "checkpoints" / "best.pt", path / "best.pt"):
+            if cand.is_file():
+                path = cand
+                break
+    if not path.is_file():
+        raise InputError(f"weights not found: {path}", hint="give a checkpoint written by 'train' (run/checkpoints/best.pt)")
+    try:
+        doc = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot load checkpoint {path}: {first[:200]}",
+                         hint="the file is corrupt or not a wisecli checkpoint; nothing is downloaded, give a file 'train' wrote") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InputError(f"{path} is not a wisecli checkpoint",
+                         hint="weights from other projects must be converted; 'train' writes checkpoints/best.pt")
+    if doc.get("method") != method:
+        raise InputError(f"{path} is a '{doc.get('method')}' checkpoint, not '{method}'",
+                         hint=f"use a checkpoint written by 'wise {method} train'")
+    return doc

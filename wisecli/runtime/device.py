@@ -1,0 +1,127 @@
+"""Devices for every engine: `--device auto|cpu|cuda|cuda:N`, the AMP policy, CPU threads, seeding and
+distributed initialisation when launched by `torchrun`.
+
+An explicit CUDA device that is not there is an input error (exit 2), never a silent fallback to CPU.
+AMP uses bf16 where the GPU supports it (Ampere and newer), else fp16; on CPU autocast is off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from dataclasses import dataclass
+
+import torch
+
+from wisecli.cli.errors import InputError, WorkFailed
+
+
+def resolve_device(spec: str = "auto", *, sink=None) -> torch.device:
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        if sink is not None:
+            sink.info(f"device: {device_name(dev)} (auto)")
+        return dev
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA" if torch.version.cuda is None
+                   else "no CUDA device is visible (driver, CUDA_VISIBLE_DEVICES?)")
+            raise InputError(f"--device {spec}: {why}", hint="use --device cpu or --device auto")
+        index = 0
+        if ":" in spec:
+            try:
+                index = int(spec.split(":", 1)[1])
+            except ValueError:
+                raise InputError(f"--device {spec}: bad device index", hint="for example --device cuda:0") from None
+        count = torch.cuda.device_count()
+        if not 0 <= index < count:
+            raise InputError(f"--device {spec}: only {count} CUDA device(s) visible",
+                             hint=f"use cuda:0 .. cuda:{count - 1}")
+        return torch.device("cuda", index)
+    raise InputError(f"unknown --device {spec!r}", hint="use auto, cpu, cuda or cuda:N")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """Autocast context for inference and training; a no-op on CPU or when disabled."""
+    dtype = amp_dtype(device)
+    if not enabled or dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def set_threads(n: int | None = None) -> None:
+    if n:
+        torch.set_num_threads(int(n))
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover
+        pass
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    is_main: bool = True
+    enabled: bool = False
+
+
+def init_distributed(device_spec: str = "auto") -> tuple[DistInfo, torch.device]:
+    """Join the process group torchrun set up (gloo on CPU, nccl on CUDA); single process otherwise."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo(), resolve_device(device_spec)
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    spec = (device_spec or "auto").lower()
+    use_cuda = torch.cuda.is_available() and spec != "cpu"
+    if use_cuda:
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return DistInfo(rank, world, local, rank == 0, True), device
+
+
+def oom_guard(fn, *, option_hint: str):
+    """Run `fn()`; turn a CUDA out-of-memory into a one-line error naming the option to lower."""
+    try:
+        return fn()
+    except torch.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise WorkFailed("out of GPU memory", hint=f"lower {option_hint}") from None

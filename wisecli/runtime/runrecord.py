@@ -1,0 +1,66 @@
+"""`run.json`: what a `train`, `predict` or `run` did — effective configuration with where each value came
+from, versions, device, seed, inputs, outputs and timings — written beside its outputs."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from wisecli.runtime.io.atomic import write_json
+
+_STACK = ("torch", "numpy", "scipy", "monai", "SimpleITK", "opencv-python-headless", "scikit-image",
+          "scikit-learn", "typer", "rich")
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version(), "wisecli": _version("wisecli")}
+    for name in _STACK:
+        out[name] = _version(name)
+    return out
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunRecord:
+    def __init__(self, command: str, *, config: Any = None, device: str | None = None, seed: int | None = None,
+                 inputs: list | None = None, argv: list[str] | None = None):
+        self.started = time.time()
+        self.doc: dict[str, Any] = {
+            "command": command,
+            "argv": list(sys.argv if argv is None else argv),
+            "config": config.as_record() if hasattr(config, "as_record") else (config or {}),
+            "device": device,
+            "seed": seed,
+            "inputs": [str(p) for p in (inputs or [])],
+            "outputs": [],
+            "timings": {},
+            "versions": versions(),
+            "created": now_iso(),
+        }
+
+    def add_output(self, path) -> None:
+        self.doc["outputs"].append(str(path))
+
+    def timing(self, name: str, seconds: float) -> None:
+        self.doc["timings"][name] = round(float(seconds), 6)
+
+    def set(self, key: str, value: Any) -> None:
+        self.doc[key] = value
+
+    def write(self, folder: Path | str) -> Path:
+        self.doc["timings"].setdefault("total", round(time.time() - self.started, 6))
+        return write_json(Path(folder) / "run.json", self.doc)
