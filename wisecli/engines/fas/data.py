@@ -89,13 +89,10 @@ def kind_of(path: Path) -> str:
 
 
 def read_rgb(path) -> np.ndarray:
-    """An image file as RGB uint8; unreadable → InputError."""
-    import cv2
+    """An image file as RGB uint8 (`wisecli.runtime.io.images`); unreadable → InputError."""
+    from wisecli.runtime.io.images import read_image
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"cannot read image {path}", "check the file is a readable image (png, jpg, ...)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return read_image(path)
 
 
 # ----------------------------------------------------------------------------------------------- layouts
