@@ -231,3 +231,20 @@ def test_unavailable_cuda(world):
     code, out, err = run_wise("fas", "predict", str(world["astro"]), "--weights", str(world["ckpt"]),
                               "--device", "cuda")
     bad(code, out, err, "cuda")
+
+
+def test_unreadable_frame_is_an_item_error(world, tmp_path):
+    d = tmp_path / "vid7"
+    d.mkdir()
+    img = cv2.imread(str(next((world["root"] / "sim" / "live").glob("*.png"))))
+    for i in range(3):
+        cv2.imwrite(str(d / f"vid7_{i:03d}_scene.jpg"), img)
+    (d / "vid7_001_scene.jpg").write_bytes(b"not a jpeg")
+    code, out, err = run_wise("fas", "predict", str(d), str(world["astro"]), "--weights", str(world["ckpt"]),
+                              "--detector", "none", "--jsonl", "--device", "cpu")
+    assert code == 3, err
+    recs = {Path(r["input"]).name: r for r in map(json.loads, out.splitlines())}
+    v = recs["vid7"]
+    assert v["kind"] == "frames" and v["status"] == "error" and v["frames_used"] == 2
+    assert [f.get("status", "ok") for f in v["frames"]] == ["ok", "error", "ok"]
+    assert recs["astronaut.png"]["status"] == "ok"
