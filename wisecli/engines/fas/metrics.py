@@ -13,8 +13,10 @@ Scores are higher for bona fide; a presentation is called an attack when s < τ.
 
 Defects of the public reference (`ZitongYu/CDCN` utils) avoided here: pooled instead of worst-case APCER, a
 threshold search that never updates BPCER, test-set thresholds for cross-dataset HTER, a soft face-mask
-normaliser (see `losses.map_scores`). When τ falls above every score (all attacks tie at the top), it is placed
-just above the largest score [reconstructed].
+normaliser (see `losses.map_scores`). [reconstructed] Where FAR = FRR holds on a whole stretch of thresholds (separable
+dev scores: between the highest attack and the lowest bona fide score), τ_dev is the centre of that stretch, not its
+edge, so it does not sit on the lowest live dev score; when τ would fall above every score, it is placed just above
+the largest.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
-from scipy.stats import rankdata
 
 from wisecli.cli.errors import InputError
 
@@ -53,19 +54,16 @@ def eer(scores, labels) -> tuple[float, float]:
     t = np.concatenate([[-np.inf], np.unique(s), [np.inf]])
     far, frr = far_frr(s, y, t)
     d = far - frr
-    i = int(np.nonzero((d[:-1] >= 0) & (d[1:] <= 0))[0][0])
-    if d[i] == d[i + 1]:  # both zero: a flat stretch of equal rates
-        alpha = 0.0
-    else:
+    i = int(np.nonzero((d[:-1] > 0) & (d[1:] <= 0))[0][0])  # d(−∞) = 1 > 0 and d(+∞) = −1 < 0
+    if d[i + 1] < 0:  # a strict sign change: linear interpolation
         alpha = d[i] / (d[i] - d[i + 1])
-    rate = far[i] + alpha * (far[i + 1] - far[i])
-    lo, hi = t[i], t[i + 1]
-    if alpha == 0.0:
-        tau = lo
-    elif np.isinf(hi):
-        tau = float(np.nextafter(lo, np.inf))
-    else:
-        tau = lo + alpha * (hi - lo)
+        rate = far[i] + alpha * (far[i + 1] - far[i])
+        tau = t[i] + alpha * (t[i + 1] - t[i]) if np.isfinite(t[i + 1]) else float(np.nextafter(t[i], np.inf))
+    else:  # FAR = FRR on a stretch (t_i, t_c]: τ at its centre
+        c = i + 1
+        while c + 1 < d.size and d[c + 1] == 0:
+            c += 1
+        rate, tau = far[i + 1], (t[i] + t[c]) / 2
     return float(rate), float(tau)
 
 
@@ -95,7 +93,8 @@ def auc(scores, labels) -> float:
     """Mann–Whitney U/(N_BF·N_A) from mid-ranks (ties count ½)."""
     s, y = _arrays(scores, labels)
     _require_two_classes(y, "AUC")
-    r = rankdata(s)
+    _, inv, counts = np.unique(s, return_inverse=True, return_counts=True)
+    r = (np.cumsum(counts) - (counts - 1) / 2)[inv]  # mid-ranks, 1-based
     n1, n0 = int(np.sum(y == 1)), int(np.sum(y == 0))
     u = r[y == 1].sum() - n1 * (n1 + 1) / 2
     return float(u / (n1 * n0))
