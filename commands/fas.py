@@ -176,7 +176,7 @@ def predict(
     detector: Detector = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Override the stored dev threshold.")] = None,
     save_maps: Annotated[Optional[Path], typer.Option("--save-maps", help="Folder for one PNG per pyramid level.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Faces per forward pass.")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Faces per forward pass.")] = 128,
     workers: Annotated[int, typer.Option("--workers", help="Decode/detect threads.")] = 2,
     output: o.OutFile = None, overwrite: o.Overwrite = False, shard: o.Shard = None, pattern: o.Pattern = None,
     device: o.Device = "auto", amp: o.Amp = True, seed: o.Seed = 0,

@@ -226,6 +226,7 @@ def test_haar_finds_astronaut_and_agrees_with_lbp():
     from skimage import data
 
     img = data.astronaut()
+    assert len(make_detector("haar").detect_all(img)) == 1
     h, lb = make_detector("haar").detect(img), make_detector("lbp").detect(img)
     assert h is not None and lb is not None
     assert iou(h, lb) >= 0.5

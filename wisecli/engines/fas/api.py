@@ -383,7 +383,7 @@ def _prepare_one(sample, detector, frames: int, size: int) -> dict:
 
 
 def predict_samples(samples, weights, *, device: str = "auto", frames: int = 8, agg: str | None = None,
-                    detector: str | None = None, threshold: float | None = None, batch_size: int = 64,
+                    detector: str | None = None, threshold: float | None = None, batch_size: int = 128,
                     workers: int = 2, amp: bool = True, save_maps=None, with_labels: bool = False,
                     sink=None) -> Iterator[dict]:
     """Score presentations; yields one record per input, in order, as soon as its chunk is done.
@@ -505,7 +505,7 @@ def evaluate(*, scores=None, dev_scores=None, weights=None, test=None, dev=None,
              dev_layout: str | None = None, protocol: str = "", fold: int = 0, allow_partial: bool = False,
              out_dir=None, overwrite: bool = False, threshold: str = "dev-eer", level: str = "video",
              species: str = "type", cross: bool = False, compat: bool = False, bootstrap: int = 0,
-             device: str = "auto", frames: int = 8, detector: str | None = None, batch_size: int = 64,
+             device: str = "auto", frames: int = 8, detector: str | None = None, batch_size: int = 128,
              seed: int = 0, amp: bool = True, sink=None) -> dict:
     """Metrics of spec §5, from score files or from a checkpoint and data (whose scores are written first)."""
     from wisecli.engines.fas import metrics as M

@@ -68,11 +68,17 @@ class Detector:
     _impl: object = None
 
     def detect(self, rgb: np.ndarray, box=None):
+        """The largest face (x, y, w, h), the given box for `boxes`, the whole image for `none`; None if absent."""
         if self.name == "none":
             h, w = rgb.shape[:2]
             return (0, 0, w, h)
         if self.name == "boxes":
             return tuple(int(v) for v in box) if box is not None else None
+        boxes = self.detect_all(rgb)
+        return max(boxes, key=lambda b: b[2] * b[3]) if boxes else None
+
+    def detect_all(self, rgb: np.ndarray) -> list[tuple]:
+        """Every face the cascade finds (haar, lbp), minimum size 10 % of the short side."""
         h, w = rgb.shape[:2]
         m = max(8, int(round(0.1 * min(h, w))))
         if self.name == "haar":
@@ -80,17 +86,15 @@ class Detector:
 
             grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
             found = self._impl.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(m, m))
-            boxes = [tuple(int(v) for v in b) for b in found] if len(found) else []
-        else:
+            return [tuple(int(v) for v in b) for b in found] if len(found) else []
+        if self.name == "lbp":
             from skimage.color import rgb2gray
 
             grey = rgb2gray(rgb) if rgb.ndim == 3 else rgb.astype(np.float64) / 255
             found = self._impl.detect_multi_scale(grey, scale_factor=1.2, step_ratio=1, min_size=(m, m),
                                                   max_size=(h, w))
-            boxes = [(int(d["c"]), int(d["r"]), int(d["width"]), int(d["height"])) for d in found]
-        if not boxes:
-            return None
-        return max(boxes, key=lambda b: b[2] * b[3])
+            return [(int(d["c"]), int(d["r"]), int(d["width"]), int(d["height"])) for d in found]
+        raise ValueError(f"detector {self.name} does not search images")
 
 
 def make_detector(name: str) -> Detector:
