@@ -102,7 +102,8 @@ def train(
     sink = _sink(json=json, quiet=quiet, verbose=verbose)
     if out_dir is None:
         raise InputError("train needs -o RUN_FOLDER", "e.g. wise fas train data/ --layout oulu -o runs/p1")
-    if out_dir.exists() and any(out_dir.iterdir()) and not (resume or overwrite):
+    rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 judges the folder
+    if rank0 and out_dir.exists() and any(out_dir.iterdir()) and not (resume or overwrite):
         raise InputError(f"run folder {out_dir} exists", "pass --resume to continue it or --overwrite to start over")
     from wisecli.cli.config import resolve
     from wisecli.engines.fas import api
@@ -124,7 +125,7 @@ def train(
     record.set("effective", cfg)
     for name in ("config.json", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt", "dev_scores.jsonl"):
         record.add_output(out_dir / name)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if rank0:
         record.write(out_dir)
     sink.result(summary, rows=[{k: _fmt(v) for k, v in summary.items()}], title="wise fas train")
 
