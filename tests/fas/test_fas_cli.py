@@ -248,3 +248,16 @@ def test_unreadable_frame_is_an_item_error(world, tmp_path):
     assert v["kind"] == "frames" and v["status"] == "error" and v["frames_used"] == 2
     assert [f.get("status", "ok") for f in v["frames"]] == ["ok", "error", "ok"]
     assert recs["astronaut.png"]["status"] == "ok"
+
+
+def test_unreadable_input_alone_is_exit_2_in_a_batch_exit_3(world, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG garbage")
+    code, out, err = run_wise("fas", "predict", str(broken), "--weights", str(world["ckpt"]), "--detector", "none",
+                              "--device", "cpu", "--jsonl")
+    bad(code, out, err, "broken.png")
+    code, out, err = run_wise("fas", "predict", str(broken), str(world["astro"]), "--weights", str(world["ckpt"]),
+                              "--detector", "none", "--device", "cpu", "--jsonl")
+    assert code == 3
+    recs = [json.loads(x) for x in out.splitlines()]
+    assert [r["status"] for r in recs] == ["ok", "error"] or [r["status"] for r in recs] == ["error", "ok"]

@@ -408,6 +408,8 @@ def predict_samples(samples, weights, *, device: str = "auto", frames: int = 8, 
         try:
             return _prepare_one(s, det, frames, size)
         except InputError as exc:
+            if len(samples) == 1:  # the only input: a usage error (exit 2), not an item error
+                raise
             return {"fatal": exc.message}
 
     chunks = [samples[i:i + per_chunk] for i in range(0, len(samples), per_chunk)]
