@@ -193,3 +193,16 @@ def test_face_mask_normaliser_is_binarised():
     assert float(s) == pytest.approx((1.0 + 2.0) / 2)
     weighted = float((pred[0, 0] * soft).sum() / soft.sum())  # the reference's soft normaliser
     assert float(s) != pytest.approx(weighted)
+
+
+def test_folded_cache_under_autocast_matches_fp32():
+    torch.manual_seed(7)
+    conv = CDConv2d(4, 4)
+    x = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        ref = cdc_two_conv(x, conv.weight, 0.7)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(x)
+        assert y.dtype == torch.bfloat16 and conv._cache[1].dtype == torch.bfloat16
+        torch.testing.assert_close(y.float(), ref, atol=0.1, rtol=0.05)
+        torch.testing.assert_close(conv(x), ref, atol=1e-5, rtol=0)  # fp32 again after autocast

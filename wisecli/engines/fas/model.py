@@ -53,10 +53,14 @@ class CDConv2d(nn.Module):
         if torch.is_grad_enabled() and w.requires_grad:
             self._cache = None
             return w - self.theta * F.pad(w.sum(dim=(2, 3), keepdim=True), (1, 1, 1, 1))
-        key = (w._version, w.data_ptr(), w.device, w.dtype, self.theta)
+        dt = w.dtype
+        if torch.is_autocast_enabled(w.device.type):  # cache the kernel in the autocast dtype too: no cast per call
+            dt = torch.get_autocast_dtype(w.device.type)
+        key = (w._version, w.data_ptr(), w.device, dt, self.theta)
         if self._cache is None or self._cache[0] != key:
             with torch.no_grad():
-                self._cache = (key, w - self.theta * F.pad(w.sum(dim=(2, 3), keepdim=True), (1, 1, 1, 1)))
+                folded = w - self.theta * F.pad(w.sum(dim=(2, 3), keepdim=True), (1, 1, 1, 1))
+                self._cache = (key, folded.to(dt))
         return self._cache[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
