@@ -8,15 +8,19 @@ import torch
 from tests.conftest import run_wise
 
 
-def test_demo_quick_smoke():
+def test_demo_quick_smoke(monkeypatch):
     code, out, err = run_wise("fas", "demo", "--quick", "--device", "cpu", "--json")
     assert code == 0, err
     doc = json.loads(out)
     assert doc["title"] == "SIMULATED ATTACKS ON SCIKIT-IMAGE FACES: NOT A BENCHMARK" and doc["simulated"]
-    assert doc["method"] == "fas" and doc["rows"][0]["mode"] == "pyramid"
-    assert 0 <= doc["headline"]["pyramid_test_acer"] <= 1
+    assert doc["method"] == "fas" and doc["rows"][0]["mode"] == "pyramid" and doc["ok"]
+    assert 0 <= doc["headline"]["pyramid_test_acer"] <= 1 and doc["seconds"] > 0
+    # the table path, fed the same result (the engine ran above)
+    from wisecli.engines.fas import api
+
+    monkeypatch.setattr(api, "demo", lambda **kw: doc)
     code, out, err = run_wise("fas", "demo", "--quick", "--device", "cpu")
-    assert code == 0 and "NOT A BENCHMARK" in out
+    assert code == 0 and "NOT A BENCHMARK" in out and "pyramid" in out
 
 
 def test_benchmark_quick_preset():
