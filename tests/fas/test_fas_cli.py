@@ -261,3 +261,16 @@ def test_unreadable_input_alone_is_exit_2_in_a_batch_exit_3(world, tmp_path):
     assert code == 3
     recs = [json.loads(x) for x in out.splitlines()]
     assert [r["status"] for r in recs] == ["ok", "error"] or [r["status"] for r in recs] == ["error", "ok"]
+
+
+def test_resume_continues_bit_for_bit(world, tmp_path):
+    args = [str(world["manifest"]), "--layout", "manifest", *TINY]
+    assert run_wise("fas", "train", *args, "-o", str(tmp_path / "a"), "--epochs", "2")[0] == 0
+    assert run_wise("fas", "train", *args, "-o", str(tmp_path / "b"), "--epochs", "1")[0] == 0
+    code, out, err = run_wise("fas", "train", *args, "-o", str(tmp_path / "b"), "--epochs", "2", "--resume")
+    assert code == 0, err
+    a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["state_dict"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 2

@@ -325,21 +325,29 @@ def train(data, run_dir, cfg: dict, *, device: str = "auto", amp: bool = True, r
                        "".join(json.dumps({**r, "epoch": epoch, "threshold": state["threshold"]}) + "\n"
                                for r in state["records"]))
 
+    last_pt = run_dir / "checkpoints" / "last.pt"
+    if resume and last_pt.is_file():  # our generators continue where they stopped (the trainer restores the rest)
+        from wisecli.runtime.checkpoints import load_checkpoint
+
+        doc = load_checkpoint(last_pt, method=METHOD)
+        if "loader_rng" in doc:
+            cpu_gen.set_state(doc["loader_rng"])
+            gen.set_state(doc["augment_rng"])
     if resume and (run_dir / "dev_scores.jsonl").exists():
         last = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()] \
             if (run_dir / "metrics.jsonl").exists() else []
         if last:
             state["best"] = min(r["val_selection"] for r in last)
     arch = f"{cfg['backbone']}{cfg['resnet_depth'] if cfg['backbone'] == 'resnet' else ''}"
-    plain_cfg = {k: v for k, v in cfg.items()}
-    spec = TrainSpec(epochs=int(cfg["epochs"]), run_dir=run_dir, method=METHOD, arch=arch, config=plain_cfg,
+    spec = TrainSpec(epochs=int(cfg["epochs"]), run_dir=run_dir, method=METHOD, arch=arch, config=cfg,
                      amp=amp, monitor="val_selection", mode="min", resume=resume, progress=progress,
                      log_every=log_every)
     res = fit(model, opt, loader, step, spec, device=dev, scheduler=sched, validate=validate,
               on_epoch_end=on_epoch_end,
               checkpoint_extra=lambda: {"threshold": state["threshold"], "supervision": cfg["supervision"],
                                         "map_size": int(cfg["map_size"]), "pyramid": _pyramid_of(cfg),
-                                        "depth_source": depth_source})
+                                        "depth_source": depth_source, "loader_rng": cpu_gen.get_state(),
+                                        "augment_rng": gen.get_state().cpu()})
     best = next((r for r in res.history if r["epoch"] == res.best_epoch), res.last_metrics)
     return {"run_dir": str(run_dir), "best_epoch": res.best_epoch, "dev_acer": best.get("val_acer"),
             "dev_eer": best.get("val_eer"), "threshold": best.get("val_threshold"),
