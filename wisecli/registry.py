@@ -29,4 +29,6 @@ METHOD_VERBS = {
 METHODS: list[MethodEntry] = [
     MethodEntry("fas", "wisecli.commands.fas", "Vision",
                 "Face anti-spoofing: pixel-wise and pyramid supervision (CDCN, ResNet), PAD metrics."),
+    MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
+                "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
 ]

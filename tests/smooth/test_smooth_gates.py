@@ -1,0 +1,52 @@
+"""Accuracy gates (spec §9), marked slow: BasicMotions (real data, aeon's bundled copy, no download), the
+synthetic HPC-ODA-like fault task, and the /proc demo end to end."""
+
+import json
+import time
+
+import pytest
+from conftest import run_wise
+
+from wisecli.engines.smooth.baselines import have_aeon
+from wisecli.engines.smooth.evaluate import evaluate
+from wisecli.engines.smooth.synthetic import basic_motions, synthetic
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(not have_aeon(), reason="needs the data extra (aeon)")
+def test_basicmotions_gate():
+    train, test = basic_motions()
+    assert len(train) == len(test) == 40 and train[0].values.shape == (100, 6)
+    (cs,) = evaluate(train, methods="cs:20", window=20, step=5, test=test, cv="split", repeats=1, seed=0)
+    assert cs["signature_len"] == 12
+    assert cs["f1_weighted"] >= 0.93, cs
+    assert cs["run_accuracy"] >= 0.95, cs
+
+
+@pytest.mark.skipif(not have_aeon(), reason="needs the rocket extra (aeon)")
+def test_minirocket_baseline_runs_on_training_windows():
+    train, test = basic_motions()
+    (mr,) = evaluate(train[::4], methods="minirocket", window=20, step=20, test=test[::4], cv="split", repeats=1)
+    assert mr["signature_len"] > 1000 and mr["f1_weighted"] >= 0.8
+
+
+def test_synthetic_gate():
+    recs = evaluate([synthetic()], methods="cs:10,tuncer,stats", window=30, step=5, cv="blocked",
+                    folds=5, repeats=1, seed=0)
+    cs, base = recs[0], recs[1:]
+    best = max(base, key=lambda r: r["f1_weighted"])
+    assert cs["f1_weighted"] >= best["f1_weighted"] - 0.05, recs
+    assert best["signature_len"] >= 10 * cs["signature_len"]
+
+
+def test_proc_demo_quick(tmp_path):
+    t0 = time.perf_counter()
+    code, out, err = run_wise("smooth", "demo", "--quick", "-o", str(tmp_path), "--device", "cpu", "--json")
+    assert code == 0, err
+    assert time.perf_counter() - t0 < 90
+    doc = json.loads(out)
+    assert doc["source"] == "proc" and 0.0 <= doc["background_load"] <= 1.0
+    for name in ("telemetry.csv", "model.json", "signature.png", "results.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert {r["method"] for r in doc["results"]} == {"cs:20", "stats", "tuncer"}
