@@ -618,7 +618,7 @@ def demo(quick: bool = False, device: str = "cpu", *, full: bool = False, seeds:
     """Simulated attacks on scikit-image faces → tiny CDCN (pyramid and binary-mask; `full` adds binary and
     template-depth depth-map) → predict on the held-out LFW test faces and the astronaut cross split → evaluate.
 
-    Tiny CDCN [reconstructed]: width ×0.125, 64² input, 16² map, scales 16,8,4,2,1, batch 16, Adam at 3e-3, 15 epochs
+    Tiny CDCN [reconstructed]: width ×0.125, 64² input, 16² map, scales 16,8,4,2,1, batch 16, Adam at 3e-3, 13 epochs
     (2 on a third of the training faces with `quick`), `--detector none` (the LFW faces are tight crops).
 
     Returns the summary dict of the suite (`method`, `ok`, `headline`, `seconds`) with the table rows."""
@@ -628,7 +628,7 @@ def demo(quick: bool = False, device: str = "cpu", *, full: bool = False, seeds:
     t0 = time.perf_counter()
     modes = ["pyramid"] if quick else ["pyramid", "binary-mask"] + (["binary", "depth-map"] if full else [])
     n_seeds = seeds or (1 if quick else 2)
-    n_epochs = epochs or (2 if quick else 15)
+    n_epochs = epochs or (2 if quick else 13)
     rows = []
     with tempfile.TemporaryDirectory(prefix="wise_fas_demo_") as tmp:
         tmp = Path(tmp)
