@@ -29,12 +29,14 @@ METHOD_VERBS = {
 METHODS: list[MethodEntry] = [
     MethodEntry("segment-airway", "wisecli.commands.segment_airway", "Medical imaging",
                 "Airway trees in chest CT: WingsNet + General Union loss (masks, tree, ATM metrics)."),
-    MethodEntry("nnls", "wisecli.commands.nnls", "Solvers",
-                "Matrix-wise l0-constrained sparse NNLS: at most q nonzeros in the whole X."),
-    MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
-                "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
+    MethodEntry("fas", "wisecli.commands.fas", "Vision",
+                "Face anti-spoofing: pixel-wise and pyramid supervision (CDCN, ResNet), PAD metrics."),
     MethodEntry("reid", "wisecli.commands.reid", "Vision",
                 "Vehicle re-ID with viewpoint-aware channel-wise attention (VCAM): train, embed, rank, query."),
     MethodEntry("select-features", "wisecli.commands.select_features", "Learning",
                 "Rank table columns for a classification task with the FM-module; evaluate, cut tables."),
+    MethodEntry("nnls", "wisecli.commands.nnls", "Solvers",
+                "Matrix-wise l0-constrained sparse NNLS: at most q nonzeros in the whole X."),
+    MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
+                "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
 ]
