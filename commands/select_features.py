@@ -252,10 +252,14 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size", help="FM batch size.")] = 128,
     sep: Sep = None, id_col: IdCol = None, drop: Drop = None, drop_non_numeric: DropNonNumeric = False,
     impute: Impute = "none", x_key: XKey = "X", y_key: YKey = "y",
-    skip_existing: o.SkipExisting = False, deterministic: Deterministic = False, device: o.Device = "auto",
-    amp: o.Amp = True, json: o.Json = False, jsonl: o.Jsonl = False, quiet: o.Quiet = False,
+    skip_existing: o.SkipExisting = False, shard: o.Shard = None, deterministic: Deterministic = False,
+    device: o.Device = "auto", amp: o.Amp = True, json: o.Json = False, jsonl: o.Jsonl = False,
+    quiet: o.Quiet = False,
 ) -> None:
-    """Accuracy against k of FM and the baselines under one refit protocol, with stability over seeds."""
+    """Accuracy against k of FM and the baselines under one refit protocol, with stability over seeds.
+
+    `--shard I/N` runs every N-th (method, seed) cell (the "all" refit is one more cell); the union of the
+    shards' records equals an unsharded run."""
     from wisecli.engines.select_features.baselines import BASELINES
     from wisecli.engines.select_features.fit import FMConfig
 
@@ -271,6 +275,9 @@ def evaluate(
     seed_list = _ints("--seeds", seeds) or [0]
     if not 0 < test_fraction < 1:
         raise InputError(f"--test-fraction {test_fraction} must be in (0, 1)", hint="the default is 0.2")
+    from wisecli.cli.inputs import parse_shard
+
+    shard_ij = parse_shard(shard)
     from wisecli.engines.select_features import api
     from wisecli.runtime.device import resolve_device
 
@@ -282,7 +289,7 @@ def evaluate(
                            sep=sep, id_col=id_col, drop=drop or [], drop_non_numeric=drop_non_numeric,
                            impute_how=impute, x_key=x_key, y_key=y_key, out_dir=out_dir,
                            skip_existing=skip_existing, refit=refit, record=sink.record, plot=plot, mask_image=mask_image,
-                           sink=sink)
+                           shard=shard_ij, sink=sink)
     rows = []
     for kk in summary["ks"]:
         row = {"k": kk}

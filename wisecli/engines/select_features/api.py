@@ -6,6 +6,10 @@ Choices where the spec is silent (all kept as options):
 - `predict` takes the id column recorded at training time when `--id-col` is not given and DATA has it.
 - `evaluate --skip-existing` also keeps each (method, seed) ranking in DIR/rankings.jsonl, so the stability
   of skipped cells can still be computed.
+- `evaluate --shard I/N` splits the work units round-robin: one unit is a (method, seed) ranking with all its
+  k refits (a ranking is never computed twice), plus the "all features" refit as one more unit. The union
+  of the shards' records equals an unsharded run; each shard's table, curves and stability cover its own
+  units only. Shards may share one `-o DIR` (each record is one appended line).
 """
 
 from __future__ import annotations
@@ -203,9 +207,11 @@ def _split(ds: Dataset, test: Dataset | None, fraction: float, seed: int):
 def evaluate_arrays(x_train, y_train, x_test, y_test, *, n_classes: int, feature_names: list[str],
                     methods: list[str], ks: list[int] | None, seeds: list[int], cfg: FMConfig, device,
                     selections: list[dict] | None = None, out_dir: Path | None = None, skip_existing=False,
-                    refit: str = "logreg", record: Callable[[dict], None] | None = None, warn=None) -> dict:
+                    refit: str = "logreg", record: Callable[[dict], None] | None = None, warn=None,
+                    shard: tuple[int, int] | None = None) -> dict:
     """The §5 protocol on a fixed split: rankings per (method, seed), a refit per k (`logreg`, or every
-    refit as one stacked `mlp`), curves, stability."""
+    refit as one stacked `mlp`), curves, stability. `shard` (I, N) keeps units I, I+N, ... of the
+    (method, seed) cells followed by the "all" refit."""
     d = x_train.shape[1]
     ks = sorted({min(int(k), d) for k in ks}) if ks else None
     from .metrics import default_k_grid, refit_logreg
@@ -263,6 +269,13 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, n_classes: int, feature
                     r = f(xs_train, y_train, s)
                     return r, time.perf_counter() - t0
                 cells.append((m, s, base_rank))
+    do_all = "all" in methods
+    if shard is not None:
+        from wisecli.cli.inputs import apply_shard
+
+        units = apply_shard(cells + ([("all", None, None)] if do_all else []), shard)
+        cells = [u for u in units if u[0] != "all" or u[2] is not None]
+        do_all = len(units) > len(cells)
 
     ranked = []  # (method, seed, ranking, select_seconds) of the cells that still need refits
     for method, seed, fn in cells:
@@ -301,7 +314,7 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, n_classes: int, feature
               "balanced_accuracy": r["balanced_accuracy"], "select_seconds": secs,
               "refit_seconds": r["refit_seconds"], "status": "ok"})
     all_acc = None
-    if "all" in methods:
+    if do_all:
         if ("all", None, d) in done:
             all_acc = done[("all", None, d)]["accuracy"]
             records.append(done[("all", None, d)])
@@ -363,8 +376,9 @@ def evaluate(data: str, target: str, *, test: str | None = None, test_fraction=0
              ks=None, seeds=(0, 1, 2), cfg: FMConfig | None = None, device=None, sep=None, id_col=None, drop=(),
              drop_non_numeric=False, impute_how="none", x_key="X", y_key="y", out_dir: Path | None = None,
              skip_existing=False, refit="logreg", record=None, plot: Path | None = None,
-             mask_image: str | None = None, sink=None) -> dict:
-    """Load DATA (and --test), split once, run the protocol; the summary, plus a plot when asked."""
+             mask_image: str | None = None, shard: tuple[int, int] | None = None, sink=None) -> dict:
+    """Load DATA (and --test), split once, run the protocol (or shard I/N of it); the summary, plus a plot
+    when asked."""
     warn = sink.warn if sink else None
     opts = dict(sep=sep, id_col=id_col, drop=list(drop), drop_non_numeric=drop_non_numeric, x_key=x_key, y_key=y_key)
     ds = load_dataset(data, target, warn=warn, **opts)
@@ -380,7 +394,7 @@ def evaluate(data: str, target: str, *, test: str | None = None, test_fraction=0
     summary = evaluate_arrays(x_tr, y_tr, x_te, y_te, n_classes=ds.n_classes, feature_names=ds.feature_names,
                               methods=list(methods), ks=ks, seeds=list(seeds), cfg=cfg or FMConfig(), device=device,
                               selections=docs, out_dir=out_dir, skip_existing=skip_existing, refit=refit,
-                              record=record, warn=warn)
+                              record=record, warn=warn, shard=shard)
     if plot is not None:
         plot_curves(summary, plot, title=Path(str(data)).name, refit=refit)
     if shape is not None:
