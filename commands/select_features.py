@@ -58,6 +58,10 @@ Deterministic = Annotated[bool, typer.Option("--deterministic", help="Determinis
                                              "ranking on the GPU; CPU runs are always deterministic).")]
 
 
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the fixed-shape training step (CUDA graphs "
+                                      "on CUDA); eager, with a warning, if compiling fails.")]
+
+
 def _deterministic(on: bool) -> None:
     if on:
         import os
@@ -77,6 +81,7 @@ def _fm_config(*, config, sets, flags: dict, seed: int, amp: bool):
     defaults.pop("k")
     defaults.pop("seed")
     defaults.pop("amp")
+    defaults.pop("compile")
     res = resolve(defaults, flags=flags, config_file=config, sets=sets)
     v = dict(res.values)
     _choice("--mask-net", v["mask_net"], ("mlp", "tanh"))
@@ -117,7 +122,7 @@ def train(
     val_fraction: Annotated[Optional[float], typer.Option("--val-fraction", help="Stratified hold-out for best.pt "
                                                           "(0.125).", rich_help_panel=_FM)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT_DIR from last.pt.")] = False,
-    deterministic: Deterministic = False,
+    compile: Compile = False, deterministic: Deterministic = False,
     sep: Sep = None, id_col: IdCol = None, drop: Drop = None, drop_non_numeric: DropNonNumeric = False,
     impute: Impute = "none", x_key: XKey = "X", y_key: YKey = "y",
     device: o.Device = "auto", amp: o.Amp = True, seed: o.Seed = 0, json: o.Json = False, quiet: o.Quiet = False,
@@ -131,7 +136,7 @@ def train(
     cfg, resolved = _fm_config(config=config, sets=set_, seed=seed, amp=amp, flags={
         "mask_net": mask_net, "mask_hidden": mask_hidden, "mask_scale": mask_scale, "task_net": task_net,
         "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr, "val_fraction": val_fraction})
-    cfg.k = k
+    cfg.k, cfg.compile = k, compile
     if k is not None and k < 1:
         raise InputError(f"--k {k} is out of range", hint="k must be at least 1")
     from wisecli.engines.select_features import api
@@ -252,7 +257,8 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size", help="FM batch size.")] = 128,
     sep: Sep = None, id_col: IdCol = None, drop: Drop = None, drop_non_numeric: DropNonNumeric = False,
     impute: Impute = "none", x_key: XKey = "X", y_key: YKey = "y",
-    skip_existing: o.SkipExisting = False, shard: o.Shard = None, deterministic: Deterministic = False,
+    skip_existing: o.SkipExisting = False, shard: o.Shard = None, compile: Compile = False,
+    deterministic: Deterministic = False,
     device: o.Device = "auto", amp: o.Amp = True, json: o.Json = False, jsonl: o.Jsonl = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -285,7 +291,8 @@ def evaluate(
     _deterministic(deterministic)
     summary = api.evaluate(data, target, test=test, test_fraction=test_fraction, split_seed=split_seed,
                            selections=selection, methods=([] if selection else ["fm"]) + methods, ks=ks,
-                           seeds=seed_list, cfg=FMConfig(epochs=epochs, batch_size=batch_size, amp=amp), device=dev,
+                           seeds=seed_list, cfg=FMConfig(epochs=epochs, batch_size=batch_size, amp=amp,
+                                                                     compile=compile), device=dev,
                            sep=sep, id_col=id_col, drop=drop or [], drop_non_numeric=drop_non_numeric,
                            impute_how=impute, x_key=x_key, y_key=y_key, out_dir=out_dir,
                            skip_existing=skip_existing, refit=refit, record=sink.record, plot=plot, mask_image=mask_image,

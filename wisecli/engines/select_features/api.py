@@ -65,7 +65,7 @@ def train(data: str, target: str, run_dir: Path, cfg: FMConfig, *, device, sep=N
     best_value = math.inf
     if resume:
         last = load_checkpoint(ckpt_dir / "last.pt", method=METHOD)
-        cfg = FMConfig.from_dict(last["config"]["fm"])
+        cfg = FMConfig.from_dict({**last["config"]["fm"], "compile": cfg.compile})  # --compile: this run's choice
         if resume_epochs is not None:
             cfg.epochs = int(resume_epochs)
         best_value = float(last["best"]["value"])
@@ -109,7 +109,8 @@ def train(data: str, target: str, run_dir: Path, cfg: FMConfig, *, device, sep=N
     spec = TrainSpec(epochs=cfg.epochs, run_dir=run_dir, method=METHOD, arch=arch, config=config, amp=cfg.amp,
                      monitor=monitor, resume=resume, progress=progress)
     with one_cpu_thread(device):
-        fit(model, opt, DeviceBatches(xt[fit_idx], yt[fit_idx], cfg.batch_size), make_step(device, cfg.amp), spec,
+        fit(model, opt, DeviceBatches(xt[fit_idx], yt[fit_idx], cfg.batch_size),
+            make_step(device, cfg.amp, cfg.compile, warn), spec,
             device=device, validate=validate, on_epoch_end=on_epoch_end, checkpoint_extra=lambda: extra)
     best = load_checkpoint(ckpt_dir / "best.pt", method=METHOD)
     model.load_state_dict(best["state_dict"])
@@ -257,7 +258,7 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, n_classes: int, feature
         def fm_rank(s):
             from dataclasses import replace
 
-            res = train_selector(xs_train, y_train, n_classes, replace(cfg, seed=s), device)
+            res = train_selector(xs_train, y_train, n_classes, replace(cfg, seed=s), device, warn=warn)
             return res.ranking, res.seconds
         for s in seeds:
             cells.append(("fm", s, fm_rank))
