@@ -343,7 +343,7 @@ def benchmark(
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="digits | mnist5k | synthetic "
                                                    "(default: digits; --quick: a small synthetic set).")] = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Timing repeats (median).")] = 3,
-    quick: o.Quick = False,
+    quick: o.Quick = False, compile: Compile = False,
     device: o.Device = "auto", json: o.Json = False, quiet: o.Quiet = False,
 ) -> None:
     """FM's time to a full ranking and accuracy curve against mi, rfe-lr and l1, in one process."""
@@ -352,7 +352,7 @@ def benchmark(
     from wisecli.engines.select_features import api
 
     sink = Sink(json=json, quiet=quiet)
-    recs = api.benchmark(device=device, quick=quick, dataset=dataset, repeats=repeats, sink=sink)
+    recs = api.benchmark(device=device, quick=quick, dataset=dataset, repeats=repeats, compile=compile, sink=sink)
     report = recs[0]["report"]
     rows = [{"method": m, "rank_s": v["rank_seconds"], "curve_mean": v["curve_mean"],
              "speedup_vs": report["ratios"].get(m)} for m, v in report["methods"].items()]

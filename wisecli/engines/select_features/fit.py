@@ -179,11 +179,15 @@ def make_step(device: torch.device, amp: bool, compile: bool = False, warn: Call
         if state["fn"] is None:  # first step: compile, and prove the forward and backward passes once
             try:
                 fn = torch.compile(loss_of, dynamic=False, mode="reduce-overhead" if device.type == "cuda" else None)
+                if device.type == "cuda":
+                    torch.compiler.cudagraph_mark_step_begin()
                 trial = fn(model, *batch)
                 torch.autograd.grad(trial, [p for p in model.parameters() if p.requires_grad])
                 state["fn"] = fn
             except Exception as exc:  # any compiler failure: the fit goes on eagerly
                 fall_back(exc)
+        if state["fn"] is not loss_of and device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the last step's graph outputs are spent
         return state["fn"](model, *batch), {}
 
     return step
