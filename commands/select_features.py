@@ -58,6 +58,10 @@ Deterministic = Annotated[bool, typer.Option("--deterministic", help="Determinis
                                              "ranking on the GPU; CPU runs are always deterministic).")]
 
 
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the fixed-shape training step (CUDA graphs "
+                                      "on CUDA); eager, with a warning, if compiling fails.")]
+
+
 def _deterministic(on: bool) -> None:
     if on:
         import os
@@ -77,6 +81,7 @@ def _fm_config(*, config, sets, flags: dict, seed: int, amp: bool):
     defaults.pop("k")
     defaults.pop("seed")
     defaults.pop("amp")
+    defaults.pop("compile")
     res = resolve(defaults, flags=flags, config_file=config, sets=sets)
     v = dict(res.values)
     _choice("--mask-net", v["mask_net"], ("mlp", "tanh"))
@@ -117,7 +122,7 @@ def train(
     val_fraction: Annotated[Optional[float], typer.Option("--val-fraction", help="Stratified hold-out for best.pt "
                                                           "(0.125).", rich_help_panel=_FM)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT_DIR from last.pt.")] = False,
-    deterministic: Deterministic = False,
+    compile: Compile = False, deterministic: Deterministic = False,
     sep: Sep = None, id_col: IdCol = None, drop: Drop = None, drop_non_numeric: DropNonNumeric = False,
     impute: Impute = "none", x_key: XKey = "X", y_key: YKey = "y",
     device: o.Device = "auto", amp: o.Amp = True, seed: o.Seed = 0, json: o.Json = False, quiet: o.Quiet = False,
@@ -131,7 +136,7 @@ def train(
     cfg, resolved = _fm_config(config=config, sets=set_, seed=seed, amp=amp, flags={
         "mask_net": mask_net, "mask_hidden": mask_hidden, "mask_scale": mask_scale, "task_net": task_net,
         "hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr, "val_fraction": val_fraction})
-    cfg.k = k
+    cfg.k, cfg.compile = k, compile
     if k is not None and k < 1:
         raise InputError(f"--k {k} is out of range", hint="k must be at least 1")
     from wisecli.engines.select_features import api
@@ -252,10 +257,15 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size", help="FM batch size.")] = 128,
     sep: Sep = None, id_col: IdCol = None, drop: Drop = None, drop_non_numeric: DropNonNumeric = False,
     impute: Impute = "none", x_key: XKey = "X", y_key: YKey = "y",
-    skip_existing: o.SkipExisting = False, deterministic: Deterministic = False, device: o.Device = "auto",
-    amp: o.Amp = True, json: o.Json = False, jsonl: o.Jsonl = False, quiet: o.Quiet = False,
+    skip_existing: o.SkipExisting = False, shard: o.Shard = None, compile: Compile = False,
+    deterministic: Deterministic = False,
+    device: o.Device = "auto", amp: o.Amp = True, json: o.Json = False, jsonl: o.Jsonl = False,
+    quiet: o.Quiet = False,
 ) -> None:
-    """Accuracy against k of FM and the baselines under one refit protocol, with stability over seeds."""
+    """Accuracy against k of FM and the baselines under one refit protocol, with stability over seeds.
+
+    `--shard I/N` runs every N-th (method, seed) cell (the "all" refit is one more cell); the union of the
+    shards' records equals an unsharded run."""
     from wisecli.engines.select_features.baselines import BASELINES
     from wisecli.engines.select_features.fit import FMConfig
 
@@ -271,6 +281,9 @@ def evaluate(
     seed_list = _ints("--seeds", seeds) or [0]
     if not 0 < test_fraction < 1:
         raise InputError(f"--test-fraction {test_fraction} must be in (0, 1)", hint="the default is 0.2")
+    from wisecli.cli.inputs import parse_shard
+
+    shard_ij = parse_shard(shard)
     from wisecli.engines.select_features import api
     from wisecli.runtime.device import resolve_device
 
@@ -278,11 +291,12 @@ def evaluate(
     _deterministic(deterministic)
     summary = api.evaluate(data, target, test=test, test_fraction=test_fraction, split_seed=split_seed,
                            selections=selection, methods=([] if selection else ["fm"]) + methods, ks=ks,
-                           seeds=seed_list, cfg=FMConfig(epochs=epochs, batch_size=batch_size, amp=amp), device=dev,
+                           seeds=seed_list, cfg=FMConfig(epochs=epochs, batch_size=batch_size, amp=amp,
+                                                                     compile=compile), device=dev,
                            sep=sep, id_col=id_col, drop=drop or [], drop_non_numeric=drop_non_numeric,
                            impute_how=impute, x_key=x_key, y_key=y_key, out_dir=out_dir,
                            skip_existing=skip_existing, refit=refit, record=sink.record, plot=plot, mask_image=mask_image,
-                           sink=sink)
+                           shard=shard_ij, sink=sink)
     rows = []
     for kk in summary["ks"]:
         row = {"k": kk}
@@ -329,7 +343,7 @@ def benchmark(
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="digits | mnist5k | synthetic "
                                                    "(default: digits; --quick: a small synthetic set).")] = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Timing repeats (median).")] = 3,
-    quick: o.Quick = False,
+    quick: o.Quick = False, compile: Compile = False,
     device: o.Device = "auto", json: o.Json = False, quiet: o.Quiet = False,
 ) -> None:
     """FM's time to a full ranking and accuracy curve against mi, rfe-lr and l1, in one process."""
@@ -338,7 +352,7 @@ def benchmark(
     from wisecli.engines.select_features import api
 
     sink = Sink(json=json, quiet=quiet)
-    recs = api.benchmark(device=device, quick=quick, dataset=dataset, repeats=repeats, sink=sink)
+    recs = api.benchmark(device=device, quick=quick, dataset=dataset, repeats=repeats, compile=compile, sink=sink)
     report = recs[0]["report"]
     rows = [{"method": m, "rank_s": v["rank_seconds"], "curve_mean": v["curve_mean"],
              "speedup_vs": report["ratios"].get(m)} for m, v in report["methods"].items()]

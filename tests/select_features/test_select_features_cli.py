@@ -314,3 +314,39 @@ def test_evaluate_npz_plot_and_mask_image(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "c.png").size[0] > 100 and Image.open(tmp_path / "c_mask.png").size[0] > 100
+
+
+def test_evaluate_shards_union_equals_unsharded(tmp_path):
+    """`--shard I/N` splits the (method, seed) cells and the "all" refit: the shards are disjoint and their
+    records together are the unsharded run's (timings aside)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 6))
+    y = (x[:, 0] + 0.5 * x[:, 3] > 0).astype(int)
+    path = tmp_path / "tiny.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow([f"f{j}" for j in range(6)] + ["y"])
+        w.writerows([[f"{v:.6f}" for v in row] + [t] for row, t in zip(x, y)])
+    args = ["select-features", "evaluate", path, "--target", "y", "--baselines", "mi,random,all", "--k", "1,3",
+            "--seeds", "0,1", "--jsonl", *FAST]
+
+    def cells(out):
+        timing = ("select_seconds", "refit_seconds")
+        return sorted((json.dumps({k: v for k, v in json.loads(line).items() if k not in timing}, sort_keys=True)
+                       for line in out.splitlines()))
+
+    code, out, err = run_wise(*args)
+    assert code == 0, err
+    whole = cells(out)
+    assert len(whole) == 3 * 2 * 2 + 1
+    parts = []
+    for i in range(3):
+        code, out, err = run_wise(*args, "--shard", f"{i}/3", "-o", tmp_path / "ev")
+        assert code == 0, err
+        parts.append(cells(out))
+        assert 0 < len(parts[-1]) < len(whole)
+    assert sorted(sum(parts, [])) == whole  # disjoint, and together the whole run
+    saved = [json.loads(line) for line in (tmp_path / "ev" / "evaluate.jsonl").read_text().splitlines()]
+    assert len(saved) == len(whole)  # the shards shared one -o folder
+    code, out, err = run_wise(*args, "--shard", "3/3")
+    _assert_input_error(code, out, err, "--shard")

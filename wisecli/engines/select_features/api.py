@@ -6,6 +6,10 @@ Choices where the spec is silent (all kept as options):
 - `predict` takes the id column recorded at training time when `--id-col` is not given and DATA has it.
 - `evaluate --skip-existing` also keeps each (method, seed) ranking in DIR/rankings.jsonl, so the stability
   of skipped cells can still be computed.
+- `evaluate --shard I/N` splits the work units round-robin: one unit is a (method, seed) ranking with all its
+  k refits (a ranking is never computed twice), plus the "all features" refit as one more unit. The union
+  of the shards' records equals an unsharded run; each shard's table, curves and stability cover its own
+  units only. Shards may share one `-o DIR` (each record is one appended line).
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ def train(data: str, target: str, run_dir: Path, cfg: FMConfig, *, device, sep=N
     best_value = math.inf
     if resume:
         last = load_checkpoint(ckpt_dir / "last.pt", method=METHOD)
-        cfg = FMConfig.from_dict(last["config"]["fm"])
+        cfg = FMConfig.from_dict({**last["config"]["fm"], "compile": cfg.compile})  # --compile: this run's choice
         if resume_epochs is not None:
             cfg.epochs = int(resume_epochs)
         best_value = float(last["best"]["value"])
@@ -105,7 +109,8 @@ def train(data: str, target: str, run_dir: Path, cfg: FMConfig, *, device, sep=N
     spec = TrainSpec(epochs=cfg.epochs, run_dir=run_dir, method=METHOD, arch=arch, config=config, amp=cfg.amp,
                      monitor=monitor, resume=resume, progress=progress)
     with one_cpu_thread(device):
-        fit(model, opt, DeviceBatches(xt[fit_idx], yt[fit_idx], cfg.batch_size), make_step(device, cfg.amp), spec,
+        fit(model, opt, DeviceBatches(xt[fit_idx], yt[fit_idx], cfg.batch_size),
+            make_step(device, cfg.amp, cfg.compile, warn), spec,
             device=device, validate=validate, on_epoch_end=on_epoch_end, checkpoint_extra=lambda: extra)
     best = load_checkpoint(ckpt_dir / "best.pt", method=METHOD)
     model.load_state_dict(best["state_dict"])
@@ -203,9 +208,11 @@ def _split(ds: Dataset, test: Dataset | None, fraction: float, seed: int):
 def evaluate_arrays(x_train, y_train, x_test, y_test, *, n_classes: int, feature_names: list[str],
                     methods: list[str], ks: list[int] | None, seeds: list[int], cfg: FMConfig, device,
                     selections: list[dict] | None = None, out_dir: Path | None = None, skip_existing=False,
-                    refit: str = "logreg", record: Callable[[dict], None] | None = None, warn=None) -> dict:
+                    refit: str = "logreg", record: Callable[[dict], None] | None = None, warn=None,
+                    shard: tuple[int, int] | None = None) -> dict:
     """The §5 protocol on a fixed split: rankings per (method, seed), a refit per k (`logreg`, or every
-    refit as one stacked `mlp`), curves, stability."""
+    refit as one stacked `mlp`), curves, stability. `shard` (I, N) keeps units I, I+N, ... of the
+    (method, seed) cells followed by the "all" refit."""
     d = x_train.shape[1]
     ks = sorted({min(int(k), d) for k in ks}) if ks else None
     from .metrics import default_k_grid, refit_logreg
@@ -251,7 +258,7 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, n_classes: int, feature
         def fm_rank(s):
             from dataclasses import replace
 
-            res = train_selector(xs_train, y_train, n_classes, replace(cfg, seed=s), device)
+            res = train_selector(xs_train, y_train, n_classes, replace(cfg, seed=s), device, warn=warn)
             return res.ranking, res.seconds
         for s in seeds:
             cells.append(("fm", s, fm_rank))
@@ -263,6 +270,13 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, n_classes: int, feature
                     r = f(xs_train, y_train, s)
                     return r, time.perf_counter() - t0
                 cells.append((m, s, base_rank))
+    do_all = "all" in methods
+    if shard is not None:
+        from wisecli.cli.inputs import apply_shard
+
+        units = apply_shard(cells + ([("all", None, None)] if do_all else []), shard)
+        cells = [u for u in units if u[0] != "all" or u[2] is not None]
+        do_all = len(units) > len(cells)
 
     ranked = []  # (method, seed, ranking, select_seconds) of the cells that still need refits
     for method, seed, fn in cells:
@@ -301,7 +315,7 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, n_classes: int, feature
               "balanced_accuracy": r["balanced_accuracy"], "select_seconds": secs,
               "refit_seconds": r["refit_seconds"], "status": "ok"})
     all_acc = None
-    if "all" in methods:
+    if do_all:
         if ("all", None, d) in done:
             all_acc = done[("all", None, d)]["accuracy"]
             records.append(done[("all", None, d)])
@@ -363,8 +377,9 @@ def evaluate(data: str, target: str, *, test: str | None = None, test_fraction=0
              ks=None, seeds=(0, 1, 2), cfg: FMConfig | None = None, device=None, sep=None, id_col=None, drop=(),
              drop_non_numeric=False, impute_how="none", x_key="X", y_key="y", out_dir: Path | None = None,
              skip_existing=False, refit="logreg", record=None, plot: Path | None = None,
-             mask_image: str | None = None, sink=None) -> dict:
-    """Load DATA (and --test), split once, run the protocol; the summary, plus a plot when asked."""
+             mask_image: str | None = None, shard: tuple[int, int] | None = None, sink=None) -> dict:
+    """Load DATA (and --test), split once, run the protocol (or shard I/N of it); the summary, plus a plot
+    when asked."""
     warn = sink.warn if sink else None
     opts = dict(sep=sep, id_col=id_col, drop=list(drop), drop_non_numeric=drop_non_numeric, x_key=x_key, y_key=y_key)
     ds = load_dataset(data, target, warn=warn, **opts)
@@ -380,7 +395,7 @@ def evaluate(data: str, target: str, *, test: str | None = None, test_fraction=0
     summary = evaluate_arrays(x_tr, y_tr, x_te, y_te, n_classes=ds.n_classes, feature_names=ds.feature_names,
                               methods=list(methods), ks=ks, seeds=list(seeds), cfg=cfg or FMConfig(), device=device,
                               selections=docs, out_dir=out_dir, skip_existing=skip_existing, refit=refit,
-                              record=record, warn=warn)
+                              record=record, warn=warn, shard=shard)
     if plot is not None:
         plot_curves(summary, plot, title=Path(str(data)).name, refit=refit)
     if shape is not None:
@@ -539,12 +554,13 @@ BENCH_PRESETS = {  # quick: a small synthetic set that runs on CPU in seconds; f
 
 
 def benchmark(device: str = "auto", quick: bool = False, *, dataset: str | None = None, repeats: int = 3,
-              epochs: int | None = None, sink=None) -> list[dict]:
+              epochs: int | None = None, compile: bool = False, sink=None) -> list[dict]:
     """FM's time to a full ranking and its accuracy curve against mi, rfe-lr and l1, in one process (spec §7).
 
     Each method ranks once per repeat (the median time is reported); the curve uses the logreg refit on
     a fixed stratified 80/20 split. Returns one record per peer (`case`, `ours_s`, `peer_s`, `speedup`,
-    `device`) and the full document under the first record's "report"."""
+    `device`) and the full document under the first record's "report". `compile`: FM's step through
+    torch.compile; the warm-up fit (same batch shape) pays the compile, so the timed fits do not."""
     from wisecli.runtime.device import device_name, resolve_device, sync
 
     from .baselines import RANKERS
@@ -566,7 +582,8 @@ def benchmark(device: str = "auto", quick: bool = False, *, dataset: str | None 
         preset["ks"] = [10, 25, 50, 100]
     x_tr, y_tr, x_te, y_te = _split_arrays(x, y)
     xs = Scaler.fit(x_tr).transform(x_tr)
-    cfg = FMConfig(epochs=preset["epochs"])
+    cfg = FMConfig(epochs=preset["epochs"], compile=compile)
+    warn = sink.warn if sink else None
     n_classes = int(y.max()) + 1
     methods: dict = {}
 
@@ -580,8 +597,8 @@ def benchmark(device: str = "auto", quick: bool = False, *, dataset: str | None 
             times.append(time.perf_counter() - t)
         return out, float(np.median(times))
 
-    train_selector(xs[:256], y_tr[:256], n_classes, FMConfig(epochs=1), dev)  # warm-up (kernels, allocator)
-    rank_fm, t_fm = timed(lambda: train_selector(xs, y_tr, n_classes, cfg, dev).ranking)
+    train_selector(xs[:256], y_tr[:256], n_classes, FMConfig(epochs=1, compile=compile), dev, warn)  # warm-up
+    rank_fm, t_fm = timed(lambda: train_selector(xs, y_tr, n_classes, cfg, dev, warn).ranking)
     all_rankings = {"fm": (rank_fm, t_fm)}
     for p in preset["peers"]:
         reps = repeats if p == "mi" else 1  # rfe-lr and l1 are slow and deterministic: one timing
@@ -593,7 +610,7 @@ def benchmark(device: str = "auto", quick: bool = False, *, dataset: str | None 
     best_peer = max(v["curve_mean"] for m, v in methods.items() if m != "fm")
     ratios = {p: methods[p]["rank_seconds"] / max(t_fm, 1e-9) for p in preset["peers"]}
     report = {"dataset": preset["dataset"], "device": device_name(dev), "n": int(x.shape[0]), "d": int(x.shape[1]),
-              "epochs": cfg.epochs, "methods": methods, "ratios": ratios,
+              "epochs": cfg.epochs, "compile": compile, "methods": methods, "ratios": ratios,
               "equal_accuracy": methods["fm"]["curve_mean"] >= best_peer - 0.01}
     recs = [{"case": f"{preset['dataset']} rank vs {p}", "ours_s": t_fm, "peer_s": methods[p]["rank_seconds"],
              "speedup": ratios[p], "device": device_name(dev), "fm_curve_mean": methods["fm"]["curve_mean"],

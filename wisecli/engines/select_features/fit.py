@@ -15,6 +15,12 @@ f(s · m ⊙ x). Choices where the paper is silent, all options:
   epochs: 1.9 s CPU with one thread, 29.8 s with two, 8× the wall time) [measured].
   The matrix is always kept on the device: the tables this tool is for (up to ~10^5 × 10^3) are far below a
   GPU's memory; streaming larger ones from the host is not implemented.
+- `compile` (off by default, spec §7): the fixed-shape training step (g, the batch mean, f and the loss;
+  `drop_last` keeps every batch the same shape) goes through `torch.compile(dynamic=False)`, in
+  "reduce-overhead" mode (CUDA graphs) on CUDA where the step is launch-bound. The first step also runs a
+  trial backward, so a compiler that fails on either pass (no C++ toolchain, an unsupported platform) is
+  caught there: a warning, then eager for the rest of the fit. The optimiser and the read-out stay eager.
+  The first compile costs seconds to a minute on a CPU; it pays off on long GPU fits, not on small CPU ones.
 
 The training is written as a `step(model, batch) -> (loss, metrics)` and a `validate(model, epoch) -> dict`
 (the shared trainer's contract). `train` (api.py) runs them through `wisecli.runtime.trainer.fit`, which
@@ -54,6 +60,7 @@ class FMConfig:
     seed: int = 0
     amp: bool = True
     k: int | None = None
+    compile: bool = False
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -147,17 +154,49 @@ def build_model(cfg: FMConfig, d: int, n_classes: int) -> FMSelector:
                       make_task_net(cfg.task_net, d, n_classes, tuple(cfg.hidden)), d, scale)
 
 
-def make_step(device: torch.device, amp: bool) -> Callable:
-    """step(model, (x, y)) -> (loss, {}): cross-entropy of f(s · m_batch ⊙ x), g and f under autocast."""
+def make_step(device: torch.device, amp: bool, compile: bool = False, warn: Callable[[str], None] | None = None
+              ) -> Callable:
+    """step(model, (x, y)) -> (loss, {}): cross-entropy of f(s · m_batch ⊙ x), g and f under autocast;
+    with `compile`, through torch.compile (eager, with a warning, if compiling fails)."""
     use_amp = amp and device.type == "cuda"
 
-    def step(model: FMSelector, batch):
-        xb, yb = batch
+    def loss_of(model: FMSelector, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(xb)
-        return F.cross_entropy(logits, yb), {}
+        return F.cross_entropy(logits, yb)
+
+    if not compile:
+        return lambda model, batch: (loss_of(model, *batch), {})
+    state: dict = {"fn": None}
+
+    def fall_back(exc: Exception) -> None:
+        text = str(exc).strip().splitlines()
+        (warn or _stderr_warning)(f"--compile: torch.compile failed ({type(exc).__name__}"
+                                  f"{': ' + text[0][:200] if text else ''}); training eagerly")
+        state["fn"] = loss_of
+
+    def step(model: FMSelector, batch):
+        if state["fn"] is None:  # first step: compile, and prove the forward and backward passes once
+            try:
+                fn = torch.compile(loss_of, dynamic=False, mode="reduce-overhead" if device.type == "cuda" else None)
+                if device.type == "cuda":
+                    torch.compiler.cudagraph_mark_step_begin()
+                trial = fn(model, *batch)
+                torch.autograd.grad(trial, [p for p in model.parameters() if p.requires_grad])
+                state["fn"] = fn
+            except Exception as exc:  # any compiler failure: the fit goes on eagerly
+                fall_back(exc)
+        if state["fn"] is not loss_of and device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the last step's graph outputs are spent
+        return state["fn"](model, *batch), {}
 
     return step
+
+
+def _stderr_warning(msg: str) -> None:
+    import sys
+
+    print(f"Warning: {msg}", file=sys.stderr)
 
 
 def make_validate(x_all: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
@@ -202,14 +241,16 @@ class FitResult:
     seconds: float = 0.0
 
 
-def train_selector(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: FMConfig, device: torch.device) -> FitResult:
+def train_selector(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: FMConfig, device: torch.device,
+                   warn: Callable[[str], None] | None = None) -> FitResult:
     """Train g and f jointly, in memory, on standardised `x` (n × d, float32) and labels `y` (0..C−1);
-    returns the selection read out from the epoch with the best monitor (hold-out loss)."""
+    returns the selection read out from the epoch with the best monitor (hold-out loss). `warn` receives
+    the --compile fallback warning."""
     with one_cpu_thread(device):
-        return _train_selector(x, y, n_classes, cfg, device)
+        return _train_selector(x, y, n_classes, cfg, device, warn)
 
 
-def _train_selector(x, y, n_classes, cfg: FMConfig, device: torch.device) -> FitResult:
+def _train_selector(x, y, n_classes, cfg: FMConfig, device: torch.device, warn=None) -> FitResult:
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     d = x.shape[1]
@@ -219,7 +260,7 @@ def _train_selector(x, y, n_classes, cfg: FMConfig, device: torch.device) -> Fit
     model = build_model(cfg, d, n_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
     batches = DeviceBatches(xt[fit_idx], yt[fit_idx], cfg.batch_size)
-    step = make_step(device, cfg.amp)
+    step = make_step(device, cfg.amp, cfg.compile, warn)
     validate, vstate = make_validate(xt, xt[val_idx], yt[val_idx], cfg.k)
     monitor = "val_loss" if len(val_idx) else "train_loss"
 
