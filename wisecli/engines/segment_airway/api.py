@@ -78,7 +78,7 @@ def load_model(weights, device, *, compile_mode: str = "off", n_items: int = 1):
     """WingsNet from a segment-airway checkpoint (weights_only); returns (model, checkpoint doc)."""
     import torch
 
-    from .model import build_model
+    from .model import build_model, cpu_layout
 
     doc = check_weights(weights)
     model = build_model(doc.get("config", {}))
@@ -87,7 +87,7 @@ def load_model(weights, device, *, compile_mode: str = "off", n_items: int = 1):
     except (RuntimeError, KeyError) as e:
         raise InputError(f"{weights}: weights do not fit WingsNet ({str(e).splitlines()[0][:120]})",
                          hint="the checkpoint's config and state_dict disagree; retrain or use another file") from None
-    model = model.to(device).eval()
+    model = cpu_layout(model.to(device), device).eval()
     if compile_mode == "on" or (compile_mode == "auto" and device.type == "cuda" and n_items >= 4):
         model._wise_compiled = torch.compile(model.folded_forward, dynamic=False)
     return model, doc
@@ -405,7 +405,7 @@ def demo(quick: bool = False, device: str = "auto", seed: int = 0, sink=None, *,
 
     from .data import PatchSampler, build_case
     from .metrics import prepare_reference, score
-    from .model import WingsNet
+    from .model import WingsNet, cpu_layout
     from .predict import PredictOptions, segment
     from .synthetic import make_phantom
     from .train import make_step
@@ -434,7 +434,7 @@ def demo(quick: bool = False, device: str = "auto", seed: int = 0, sink=None, *,
         sampler = PatchSampler(cases, patch=patch, patches_per_case=max(2, (n_steps * bs) // max(n_tr, 1) + 2),
                                seed=seed)
         torch.manual_seed(seed)
-        model = WingsNet(width=width).to(dev).train()
+        model = cpu_layout(WingsNet(width=width).to(dev), dev).train()
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=n_steps, pct_start=0.15)
         step = make_step(crop=crop, binarise=0.7, alpha=0.1, loss_name=loss_name, enc_weight=1.0,

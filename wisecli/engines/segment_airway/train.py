@@ -203,7 +203,7 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
     from wisecli.runtime.trainer import TrainSpec, fit
 
     from .data import PatchSampler, build_case, check_pairs, discover_pairs
-    from .model import WingsNet
+    from .model import WingsNet, cpu_layout
 
     run_dir = Path(run_dir)
     stage = str(cfg["schedule.stage"])
@@ -260,7 +260,7 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
             model.load_state_dict(doc["state_dict"])
         except RuntimeError:
             raise InputError(f"--init {init} does not fit this WingsNet", hint="same width and HU windows") from None
-    model.to(dev)
+    model = cpu_layout(model.to(dev), dev)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     opt = make_optimizer(model, cfg)
