@@ -64,3 +64,18 @@ def test_autocast_uses_bf16_on_cuda():
     x = torch.ones(4, 4, device=dev)
     with autocast(dev):
         assert (x @ x).dtype in (torch.bfloat16, torch.float16)
+
+
+def test_one_cpu_thread_restores_the_thread_count():
+    from wisecli.runtime.device import one_cpu_thread
+
+    before = torch.get_num_threads()
+    with one_cpu_thread(torch.device("cpu")):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with one_cpu_thread(torch.device("cpu"), enabled=False):
+        assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError):
+        with one_cpu_thread(torch.device("cpu")):
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == before

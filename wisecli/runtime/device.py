@@ -70,6 +70,23 @@ def set_threads(n: int | None = None) -> None:
         torch.set_num_threads(int(n))
 
 
+@contextlib.contextmanager
+def one_cpu_thread(device: torch.device, enabled: bool = True):
+    """Run the block on one torch intra-op thread, restoring the count afterwards; a no-op on CUDA.
+
+    Tiny batched ops (small MLP steps, r×r solves) lose more to thread hand-offs than they gain, by 5–30×
+    when the cores are shared. Not thread-safe: torch's thread count is process-wide."""
+    if device.type != "cpu" or not enabled:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     try:

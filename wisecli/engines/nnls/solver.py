@@ -52,10 +52,11 @@ column to a subset of atoms (refits on a support, branch-and-bound nodes).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
+
+from wisecli.runtime.device import one_cpu_thread
 
 TABLE_MAX_R = 12
 SERIAL_MAX_NUMBERS = 1 << 22
@@ -219,20 +220,6 @@ class _Systems:
         return torch.bmm(V, Ct.unsqueeze(2)).squeeze(2)
 
 
-@contextlib.contextmanager
-def _serial_if_small(device: torch.device, numbers: int):
-    """One intra-op CPU thread while the batched problems are small (see the module docstring)."""
-    if device.type != "cpu" or numbers >= SERIAL_MAX_NUMBERS:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def nnls_gram(
     G: torch.Tensor,
     C: torch.Tensor,
@@ -263,7 +250,7 @@ def nnls_gram(
     if n == 0:
         return NNLSResult(C.new_zeros(0, r), torch.zeros(0, dtype=torch.bool, device=C.device), 0)
     xs, flags, its = [], [], 0
-    with _serial_if_small(C.device, min(n, block) * r * r):
+    with one_cpu_thread(C.device, min(n, block) * r * r < SERIAL_MAX_NUMBERS):
         sysm = _Systems(G, n, systems)
         for s in range(0, n, block):
             e = min(n, s + block)
@@ -403,6 +390,6 @@ def nnls_matrix(A: torch.Tensor, B: torch.Tensor, **kw) -> NNLSResult:
     """Dense NNLS of every column of B on dictionary A (both float64 on one device); x is n×r. The Gram
     products are small GEMMs too, so they follow the same one-thread rule as the solver loop."""
     (m, r), n = A.shape, B.shape[1]
-    with _serial_if_small(A.device, m * n + n * r * r):
+    with one_cpu_thread(A.device, m * n + n * r * r < SERIAL_MAX_NUMBERS):
         At = A.T.contiguous()
         return nnls_gram(At @ A, At @ B, **kw)

@@ -47,9 +47,10 @@ def train(data: str, target: str, run_dir: Path, cfg: FMConfig, *, device, sep=N
     import torch
 
     from wisecli.runtime.checkpoints import load_checkpoint
+    from wisecli.runtime.device import one_cpu_thread
     from wisecli.runtime.trainer import TrainSpec, fit
 
-    from .fit import DeviceBatches, build_model, make_step, make_validate, one_cpu_thread, stratified_holdout
+    from .fit import DeviceBatches, build_model, make_step, make_validate, stratified_holdout
     from .model import default_k, rank_features, readout_mask
 
     warn = sink.warn if sink else None

@@ -31,7 +31,6 @@ fit would only cost time.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from wisecli.runtime.device import one_cpu_thread
 
 from .model import FMSelector, default_k, make_mask_net, make_task_net, mask_entropy, rank_features, readout_mask
 
@@ -132,20 +133,6 @@ class DeviceBatches:
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield self.x[idx], self.y[idx]
-
-
-@contextlib.contextmanager
-def one_cpu_thread(device: torch.device):
-    """One torch intra-op thread for the small CPU fits (restored afterwards); no-op on CUDA."""
-    if device.type != "cpu":
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def build_model(cfg: FMConfig, d: int, n_classes: int) -> FMSelector:

@@ -41,7 +41,7 @@ def refit_mlp_stacked(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
                       split_seed: int = 0, hidden: int = 67, lr: float = 2e-4, batch_size: int = 256,
                       max_epochs: int = 300, patience: int = 30, val_fraction: float = 0.125) -> list[dict]:
     """Train one MLP per column set (stacked) and score each on the test split."""
-    from .fit import one_cpu_thread
+    from wisecli.runtime.device import one_cpu_thread
 
     with one_cpu_thread(device):
         return _refit(x_train, y_train, x_test, y_test, col_sets, n_classes=n_classes, device=device,
