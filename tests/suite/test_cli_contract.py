@@ -74,3 +74,12 @@ def test_suite_benchmark_times_startup():
     recs = json.loads(out)["records"]
     assert [r["case"] for r in recs] == ["startup: wise --help", "startup: TAB completion"]
     assert all(0 < r["ours_s"] < 5 for r in recs)
+
+
+def test_suite_demo_runs_a_method_and_summarises(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_wise("demo", "--only", "select-features", "--device", "cpu", "--json")
+    assert code == 0, err
+    (doc,) = json.loads(out)["demos"]
+    assert doc["method"] == "select-features" and doc["ok"] is True
+    assert doc["headline"] and all(isinstance(v, (int, float)) for v in doc["headline"].values())
