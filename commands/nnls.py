@@ -385,7 +385,7 @@ def _plot_fronts(path: Path, fr) -> Path:
     import numpy as np
 
     from wisecli.engines.nnls.select import lp_curve
-    from wisecli.runtime.io.atomic import atomic_path
+    from wisecli.runtime.io.atomic import save_figure
 
     n, K1 = fr.err.shape
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -404,9 +404,7 @@ def _plot_fronts(path: Path, fr) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
     return path
 
 
@@ -484,7 +482,7 @@ def _plot_eval(path: Path, recs) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from wisecli.runtime.io.atomic import atomic_path
+    from wisecli.runtime.io.atomic import save_figure
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in dict.fromkeys(r["method"] for r in recs):
@@ -496,9 +494,7 @@ def _plot_eval(path: Path, recs) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
     return path
 
 

@@ -598,7 +598,7 @@ def _reconstruction_png(out_dir: Path, dataset: str, A, B, d, device) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from wisecli.runtime.io.atomic import atomic_path
+    from wisecli.runtime.io.atomic import save_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"nnls-demo-{dataset}.png"
@@ -622,9 +622,7 @@ def _reconstruction_png(out_dir: Path, dataset: str, A, B, d, device) -> Path:
                 axes[i, j].imshow(M[:, c].reshape(side, side), cmap="gray")
                 axes[i, j].axis("off")
             axes[i, 0].set_title(name, fontsize=9, loc="left")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=90, bbox_inches="tight")
     return path
 
 

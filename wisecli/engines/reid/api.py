@@ -395,7 +395,7 @@ def write_explain(folder: Path, gates: dict, probs: torch.Tensor | None) -> dict
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from wisecli.runtime.io.atomic import atomic_path, write_text
+    from wisecli.runtime.io.atomic import save_figure, write_text
 
     from .vcam import VIEWPOINTS_5, VIEWPOINTS_8
 
@@ -424,9 +424,7 @@ def write_explain(folder: Path, gates: dict, probs: torch.Tensor | None) -> dict
     ax.set_yticks(range(len(Mp)), [n for n, p in zip(names, present) if p])
     ax.set_xlabel("channel (all VCAM stages), sorted by variance across viewpoints")
     fig.colorbar(im, ax=ax, label="mean channel weight a_i")
-    with atomic_path(folder / "vcam_gates.png") as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    plt.close(fig)
+    save_figure(fig, folder / "vcam_gates.png", dpi=100, bbox_inches="tight")
     return {"csv": str(folder / "vcam_gates.csv"), "png": str(folder / "vcam_gates.png"),
             "images_per_class": {names[c]: int((cls == c).sum()) for c in range(K)}}
 

@@ -233,7 +233,7 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, n_classes: int, feature
             for line in _read_jsonl(out_dir / "rankings.jsonl"):
                 saved_rankings[(line["method"], line["seed"])] = np.array(line["ranking"])
     scaler = Scaler.fit(x_train)
-    xs_train, xs_test = scaler.transform(x_train), scaler.transform(x_test)
+    xs_train = scaler.transform(x_train)
     records, rankings, errors = [], {}, []
 
     def emit(rec):
@@ -411,7 +411,7 @@ def plot_curves(summary: dict, path: Path, title: str = "", refit: str = "logreg
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from wisecli.runtime.io.atomic import atomic_path
+    from wisecli.runtime.io.atomic import save_figure
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for m, c in summary["curves"].items():
@@ -428,9 +428,7 @@ def plot_curves(summary: dict, path: Path, title: str = "", refit: str = "logreg
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
     return Path(path)
 
 
@@ -453,7 +451,7 @@ def _mask_image(x_tr, y_tr, ds, cfg, device, shape: tuple[int, int], plot, out_d
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from wisecli.runtime.io.atomic import atomic_path
+    from wisecli.runtime.io.atomic import save_figure
 
     res, _ = _fit_scaled(x_tr, y_tr, ds.n_classes, cfg, device)
     path = Path(plot).with_name(Path(plot).stem + "_mask.png") if plot else (out_dir or Path(".")) / "mask.png"
@@ -461,9 +459,7 @@ def _mask_image(x_tr, y_tr, ds, cfg, device, shape: tuple[int, int], plot, out_d
     ax.imshow(res.scores.reshape(h, w), cmap="viridis")
     ax.set_title("FM mask (seed 0)")
     ax.axis("off")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
     return path
 
 

@@ -435,7 +435,7 @@ def write_preview(path: Path, sig: np.ndarray, nb: int, title: str = "") -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from wisecli.runtime.io.atomic import atomic_path
+    from wisecli.runtime.io.atomic import save_figure
 
     if np.iscomplexobj(sig):
         avg, der = sig.real, sig.imag
@@ -465,7 +465,5 @@ def write_preview(path: Path, sig: np.ndarray, nb: int, title: str = "") -> Path
     if title:
         ax[0, 0].set_title(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
     return path

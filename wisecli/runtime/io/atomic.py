@@ -7,7 +7,6 @@ choose the format from the extension.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,6 +81,18 @@ def save_npz(path: Path | str, compressed: bool = True, **arrays) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+    return Path(path)
+
+
+def save_figure(fig, path: Path | str, *, dpi: int = 100, **savefig_kw) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it (every `--plot`/`--preview` picture)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png", **savefig_kw)
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
