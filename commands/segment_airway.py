@@ -38,26 +38,33 @@ def _need_out(out_dir: Optional[Path], what: str = "-o DIR") -> Path:
 def phantom(
     out_dir: o.OutDir = None,
     n: Annotated[int, typer.Option("-n", help="Number of phantoms.")] = 4,
-    preset: Annotated[str, typer.Option("--preset", help="tiny | demo | ct.")] = "tiny",
+    preset: Annotated[Optional[str], typer.Option("--preset", help="tiny | demo | ct (default tiny).")] = None,
     size: Annotated[Optional[tuple[int, int, int]], typer.Option("--size", help="X Y Z voxels.")] = None,
     spacing: Annotated[Optional[tuple[float, float, float]], typer.Option("--spacing", help="X Y Z mm.")] = None,
     max_generation: Annotated[Optional[int], typer.Option("--max-generation")] = None,
     min_diameter_mm: Annotated[Optional[float], typer.Option("--min-diameter-mm")] = None,
     noise_hu: Annotated[float, typer.Option("--noise-hu", help="Noise σ in HU (40-80 for low dose).")] = 20.0,
     no_vessels: Annotated[bool, typer.Option("--no-vessels", help="No arteries beside the bronchi.")] = False,
+    emphysema: Annotated[float, typer.Option("--emphysema", help="Fraction of the lung in -990 HU "
+                                                               "low-attenuation blobs (LAA%-950 ≈ 100·F).")] = 0.0,
+    nodules: Annotated[int, typer.Option("--nodules", help="Solid +30 HU nodules, Ø 4-20 mm, in the lungs.")] = 0,
     layout: Annotated[str, typer.Option("--layout", help="folder | atm | csv.")] = "folder",
     fmt: Annotated[str, typer.Option("--format", help="nii.gz | mha | nrrd | dicom.")] = "nii.gz",
-    from_mask: Annotated[Optional[Path], typer.Option("--from-mask", help="Build around a real airway mask.")] = None,
+    from_mask: Annotated[Optional[Path], typer.Option(
+        "--from-mask", help="Build the CT around this real airway mask (keeps its geometry; "
+                            "not with --preset/--size/--spacing/--max-generation/--min-diameter-mm).")] = None,
     seed: o.Seed = 0,
     overwrite: o.Overwrite = False,
     json: o.Json = False,
     quiet: o.Quiet = False,
 ) -> None:
-    """Write chest-CT phantoms with airway labels and analytic trees (Kitaoka-style branching)."""
+    """Write chest-CT phantoms with airway labels and trees: analytic (Kitaoka-style branching) or around a
+    real airway mask (--from-mask); optional emphysema and nodules."""
     sink = Sink(json=json, quiet=quiet)
     doc = _api().phantom(_need_out(out_dir), n, preset=preset, seed=seed, size=size, spacing=spacing,
                          max_generation=max_generation, min_diameter_mm=min_diameter_mm, noise_hu=noise_hu,
-                         vessels=not no_vessels, layout=layout, fmt=fmt, overwrite=overwrite, from_mask=from_mask)
+                         vessels=not no_vessels, layout=layout, fmt=fmt, overwrite=overwrite, from_mask=from_mask,
+                         emphysema=emphysema, nodules=nodules)
     sink.result(doc, rows=doc["cases"], title=f"{n} phantoms in {doc['out_dir']}")
 
 

@@ -30,13 +30,18 @@ def is_dicom_folder(p: Path) -> bool:
 
 
 # ---------------------------------------------------------------- phantom
-def phantom(out_dir: Path, n: int = 4, *, preset: str = "tiny", seed: int = 0, size=None, spacing=None,
+def phantom(out_dir: Path, n: int = 4, *, preset: str | None = None, seed: int = 0, size=None, spacing=None,
             max_generation=None, min_diameter_mm=None, noise_hu: float = 20.0, vessels: bool = True,
-            layout: str = "folder", fmt: str = "nii.gz", overwrite: bool = False, from_mask=None) -> dict:
-    """Write `n` phantoms (see `synthetic`); refuses a non-empty folder unless `overwrite`."""
-    from .synthetic import FORMATS, LAYOUTS, PRESETS, write_phantoms
+            layout: str = "folder", fmt: str = "nii.gz", overwrite: bool = False, from_mask=None,
+            emphysema: float = 0.0, nodules: int = 0) -> dict:
+    """Write `n` phantoms (see `synthetic`); refuses a non-empty folder unless `overwrite`.
 
-    if preset not in PRESETS:
+    `preset` defaults to tiny. With `from_mask` the phantoms are built around that airway mask (any readable
+    volume or DICOM folder) and keep its geometry, so the options that set geometry or the analytic tree
+    (`preset`, `size`, `spacing`, `max_generation`, `min_diameter_mm`) are refused rather than ignored."""
+    from .synthetic import FORMATS, LAYOUTS, PRESETS, write_mask_phantoms, write_phantoms
+
+    if preset is not None and preset not in PRESETS:
         raise InputError(f"unknown --preset {preset!r}", hint=f"one of {', '.join(PRESETS)}")
     if fmt not in FORMATS:
         raise InputError(f"unknown --format {fmt!r}", hint=f"one of {', '.join(FORMATS)}")
@@ -48,18 +53,59 @@ def phantom(out_dir: Path, n: int = 4, *, preset: str = "tiny", seed: int = 0, s
         raise InputError(f"--size {size} needs three sides of at least 16", hint="X Y Z, e.g. --size 96 80 80")
     if spacing is not None and (len(spacing) != 3 or min(spacing) <= 0):
         raise InputError(f"--spacing {spacing} needs three positive values", hint="X Y Z in mm")
+    if not 0 <= emphysema < 1:
+        raise InputError(f"--emphysema {emphysema} must lie in [0, 1)",
+                         hint="a fraction of the lung volume, e.g. --emphysema 0.1")
+    if nodules < 0:
+        raise InputError(f"--nodules {nodules} must not be negative", hint="a count, e.g. --nodules 3")
+    if noise_hu < 0:
+        raise InputError(f"--noise-hu {noise_hu} must not be negative", hint="20 HU by default, 40-80 for low dose")
+    mask = None
     if from_mask is not None:
-        raise InputError("--from-mask is not available in this version",
-                         hint="generate phantoms from the analytic tree (leave --from-mask out)")
+        given = [flag for flag, v in (("--preset", preset), ("--size", size), ("--spacing", spacing),
+                                      ("--max-generation", max_generation),
+                                      ("--min-diameter-mm", min_diameter_mm)) if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} cannot be used with --from-mask",
+                             hint="the mask fixes the size, spacing and airway tree; leave those options out")
+        mask = read_airway_mask(Path(from_mask))
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"output folder is not empty: {out}", hint="pass --overwrite or pick another folder")
     t = time.perf_counter()
-    rows = write_phantoms(out, n, preset=preset, seed=seed, fmt=fmt, layout=layout, size=size, spacing=spacing,
-                          max_generation=max_generation, min_diameter_mm=min_diameter_mm, noise_hu=noise_hu,
-                          vessels=vessels)
-    return {"out_dir": str(out), "n": n, "preset": preset, "format": fmt, "layout": layout,
-            "cases": rows, "seconds": round(time.perf_counter() - t, 3)}
+    path = {"emphysema": emphysema, "nodules": nodules}
+    try:
+        if mask is not None:
+            from .data import _name
+
+            rows = write_mask_phantoms(out, n, mask, seed=seed, fmt=fmt, layout=layout, name=_name(mask.path),
+                                       noise_hu=noise_hu, vessels=vessels, **path)
+        else:
+            rows = write_phantoms(out, n, preset=preset or "tiny", seed=seed, fmt=fmt, layout=layout, size=size,
+                                  spacing=spacing, max_generation=max_generation, min_diameter_mm=min_diameter_mm,
+                                  noise_hu=noise_hu, vessels=vessels, **path)
+    except ValueError as e:  # no room for the nodules
+        raise InputError(str(e), hint="ask for fewer --nodules") from None
+    doc = {"out_dir": str(out), "n": n, "format": fmt, "layout": layout, "cases": rows,
+           "seconds": round(time.perf_counter() - t, 3), **path}
+    doc.update({"from_mask": str(from_mask)} if mask is not None else {"preset": preset or "tiny"})
+    return doc
+
+
+def read_airway_mask(path: Path):
+    """Read an airway mask for `phantom --from-mask`: a 3D volume (file or DICOM folder) with every axis of at
+    least 16 voxels and some voxel > 0; InputError (exit 2) otherwise."""
+    from wisecli.runtime.io.volumes import read_volume
+
+    vol = read_volume(path)
+    arr = np.asarray(vol.array)
+    if arr.ndim != 3 or len(vol.spacing) != 3 or min(arr.shape) < 16:
+        raise InputError(f"{path}: not a 3D mask with every axis ≥ 16 voxels (shape {arr.shape[::-1]})",
+                         hint="give a 3D airway label volume such as an ATM'22 labelsTr file")
+    if not (arr > 0).any():
+        raise InputError(f"{path}: the mask is empty (no voxel > 0)",
+                         hint="give a mask whose airway voxels are > 0")
+    return vol
 
 
 # ---------------------------------------------------------------- model loading

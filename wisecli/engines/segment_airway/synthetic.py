@@ -16,8 +16,35 @@ Geometry is in mm (LPS: x to the patient's left, y posterior, z superior), scale
   int16. Label: lumen fraction ≥ 0.5 (lumen only, as in ATM'22).
 
 Choices where the spec is silent: the lungs are ellipsoids with semi-axes (60 s, 95 s, 0.55·h) centred at
-x = ±72 s, y = 0, cut flat at the base; arteries sit on the side of the split
-plane's normal; emphysema and nodules are not generated.
+x = ±72 s, y = 0, cut flat at the base; arteries sit on the side of the split plane's normal.
+
+Pathology (spec §4 "optional emphysema and nodule"; parameters are our choice, off by default):
+- Emphysema (`emphysema` = F, a fraction of the parenchyma: lung voxels outside the airway lumen and
+  wall): low-attenuation areas at −990 HU, clustered as blobs: a Gaussian random field correlated over 6 mm
+  is thresholded inside the parenchyma so that the blobs cover F of it. −990 HU lies well below the −950 HU threshold of the usual
+  low-attenuation-area index LAA%−950 (the density mask of Müller et al., Chest 1988, at the threshold of
+  Gevenois et al., AJRCCM 1996), so a noise-free phantom's LAA%−950 is ≈ 100·F. Blobs keep 2 mm clear of
+  the airway wall, so they never touch the label.
+- Nodules (`nodules` = N): solid spheres at +30 HU, Ø uniform in 4–20 mm (from below the 6 mm follow-up
+  threshold of the Fleischner 2017 guideline to well inside the ≤ 30 mm definition of a nodule), 2×
+  supersampled like the bronchi, a voxel inside the lung surface, 2 mm plus a voxel clear of the airway wall
+  and two voxels from each other (so they are N separate components). A diameter that finds no room shrinks
+  by 20 % down to 4 mm; no room at 4 mm is an error.
+Each uses its own random stream (seed, 1) and (seed, 2), so switching them on leaves the tree, label and
+texture of a seed unchanged.
+
+From a mask (`phantom_from_mask`, for real airway geometry such as an ATM'22 label): the label is the
+binarised mask exactly (every component kept: a label the user trusts is not ours to prune; the tree JSON is
+the §5 parse, which takes the largest component). The volume keeps the mask's size, spacing, origin and
+direction; anatomy is laid out in physical LPS mm, so a rotated storage order gives the same patient. Lungs:
+one ellipsoid per side of the trachea (parsed generation 0, split at its mean x) enclosing every airway voxel
+of generation ≥ 2 on that side with a 15 mm margin (all voxels if the parse finds no such branch; a side
+without airways mirrors the other). Body: the same ellipse, fat rim and spine as the analytic phantom,
+sized to hold the lungs with 25 mm to spare. Wall: +30 HU outside the lumen to a depth of 0.15·Ø + 0.2 mm,
+Ø = 2R with R the lumen radius at the nearest skeleton voxel (inside distance transform minus half the
+finest spacing, as in §5), with a one-voxel partial-volume ramp. Arteries (+40 HU) follow the parsed
+branches of generation ≥ 2 at the analytic phantom's offset. Texture, pathology and scanner are the analytic
+phantom's functions; copies from one mask differ in their texture, noise and pathology seeds.
 """
 
 from __future__ import annotations
@@ -34,6 +61,10 @@ PRESETS = {
 }
 N_EXP = 2.8
 N_POINTS = 20_000
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+LUMEN_HU, WALL_HU, ARTERY_HU, PARENCHYMA_HU = -1000.0, 30.0, 40.0, -850.0
+EMPHYSEMA_HU, LAA_THRESHOLD_HU = -990.0, -950.0
+NODULE_HU, NODULE_DIAMETER_MM = 30.0, (4.0, 20.0)
 
 
 @dataclass
@@ -60,8 +91,14 @@ class Phantom:
     origin: tuple              # (x, y, z) mm
     branches: list
     lungs: np.ndarray          # bool (z, y, x)
+    direction: tuple = IDENTITY
+    emphysema: np.ndarray | None = None   # bool (z, y, x), the low-attenuation blobs
+    nodules: np.ndarray | None = None     # bool (z, y, x), nodule fraction ≥ 0.5
+    tree: dict | None = None              # the parsed tree of a mask phantom (no analytic branches)
 
     def tree_json(self) -> dict:
+        if self.tree is not None:
+            return self.tree
         return {
             "spacing": list(self.spacing), "origin": list(self.origin), "units": "mm (LPS)",
             "n_branches": len(self.branches),
@@ -147,8 +184,9 @@ def grow_tree(rng, s, top, lungs, zbase, *, min_diameter, max_generation):
 
 
 def _capsule_fraction(out, origin, spacing, a, b, radius, *, mode="max"):
-    """Max-accumulate into `out` (z, y, x) the fraction of each voxel within `radius` of segment a–b,
-    estimated on 2×2×2 sub-samples per voxel, inside the segment's bounding box only."""
+    """Max-accumulate into `out` (z, y, x) the fraction of each voxel within `radius` of segment a–b (a
+    sphere when a = b), estimated on 2×2×2 sub-samples per voxel, inside the segment's bounding box only.
+    `origin` and `spacing` are X Y Z; the grid's axes are the physical axes (identity direction)."""
     sp = np.asarray(spacing, float)
     lo = np.floor((np.minimum(a, b) - radius - origin) / sp - 1).astype(int)
     hi = np.ceil((np.maximum(a, b) + radius - origin) / sp + 1).astype(int)
@@ -164,7 +202,7 @@ def _capsule_fraction(out, origin, spacing, a, b, radius, *, mode="max"):
     L2 = float(u @ u)
     # t parameter is separable as a sum over axes
     t = ((X - a[0]) * u[0])[None, None, :] + ((Y - a[1]) * u[1])[None, :, None] + ((Z - a[2]) * u[2])[:, None, None]
-    t = np.clip(t / L2, 0, 1)
+    t = np.clip(t / L2, 0, 1) if L2 > 0 else np.zeros_like(t)  # a zero-length segment is a sphere
     dx = X[None, None, :] - a[0] - t * u[0]
     dy = Y[None, :, None] - a[1] - t * u[1]
     dz = Z[:, None, None] - a[2] - t * u[2]
@@ -188,11 +226,119 @@ def _smooth_noise(rng, shape, spacing, corr_mm, sigma):
     return ndimage.zoom(n, zoom, order=1)[: shape[0], : shape[1], : shape[2]]
 
 
-def make_phantom(preset: str = "tiny", *, seed: int = 0, size=None, spacing=None, max_generation=None,
-                 min_diameter_mm=None, noise_hu: float = 20.0, vessels: bool = True) -> Phantom:
-    """One phantom CT with its airway label and analytic tree. `size` and `spacing` are X Y Z."""
+def body_hu(X, Y, ex: float, ey: float, s: float) -> np.ndarray:
+    """HU of the torso cross-section on broadcastable LPS coordinates (mm, relative to the body centre): air
+    outside the ellipse (ex, ey), a 15 s mm fat rim (−100), soft tissue (+40) and a posterior spine at
+    y = 85/115·ey (shell +700, radius 20 s; core +250, radius 15 s)."""
+    X, Y = np.broadcast_arrays(np.asarray(X), np.asarray(Y))
+    out = np.full(X.shape, -1000.0, np.float32)
+    out[(X / ex) ** 2 + (Y / ey) ** 2 <= 1] = -100
+    out[(X / (ex - 15 * s)) ** 2 + (Y / (ey - 15 * s)) ** 2 <= 1] = 40
+    spine = np.hypot(X, Y - ey * 85 / 115)
+    out[spine <= 20 * s] = 700
+    out[spine <= 15 * s] = 250
+    return out
+
+
+def in_ellipsoids(X, Y, Z, ellipsoids) -> np.ndarray:
+    """Union of axis-aligned ellipsoids [(centre, semi-axes)] on broadcastable LPS coordinates."""
+    inside = np.zeros(np.broadcast_shapes(np.shape(X), np.shape(Y), np.shape(Z)), bool)
+    for c, a in ellipsoids:
+        inside |= ((X - c[0]) / a[0]) ** 2 + ((Y - c[1]) / a[1]) ** 2 + ((Z - c[2]) / a[2]) ** 2 <= 1
+    return inside
+
+
+def fill_parenchyma(hu: np.ndarray, lung: np.ndarray, rng, spacing) -> None:
+    """Lung voxels become −850 HU with smooth texture (σ 20 HU, correlated over 8 mm)."""
+    tex = _smooth_noise(rng, hu.shape, spacing, 8.0, 20.0)
+    hu[lung] = PARENCHYMA_HU + tex[lung]
+
+
+def add_emphysema(hu: np.ndarray, lung: np.ndarray, airway: np.ndarray, spacing, fraction: float,
+                  seed: int) -> np.ndarray:
+    """Set clustered low-attenuation blobs (−990 HU) covering `fraction` of the parenchyma (`lung` outside
+    `airway`, the lumen and wall), ≥ 2 mm from `airway`; returns their mask (see the module docstring)."""
     from scipy import ndimage
 
+    if fraction <= 0 or not lung.any():
+        return np.zeros(hu.shape, bool)
+    rng = np.random.default_rng([seed, 1])
+    sp = np.asarray(spacing, float)[::-1]
+    field_ = _smooth_noise(rng, hu.shape, spacing, 6.0, 1.0)
+    clear = ndimage.distance_transform_edt(~airway, sampling=sp) > 2.0 if airway.any() else np.ones(hu.shape, bool)
+    room = lung & clear
+    k = int(round(fraction * np.count_nonzero(lung & ~airway)))
+    vals = field_[room]
+    if k <= 0 or not len(vals):
+        return np.zeros(hu.shape, bool)
+    cut = np.partition(vals, len(vals) - min(k, len(vals)))[len(vals) - min(k, len(vals))]
+    blobs = room & (field_ >= cut)
+    hu[blobs] = EMPHYSEMA_HU
+    return blobs
+
+
+def add_nodules(hu: np.ndarray, lung: np.ndarray, airway: np.ndarray, spacing, n: int, seed: int,
+                diameter_mm=NODULE_DIAMETER_MM) -> np.ndarray:
+    """Place `n` solid spheres (+30 HU, partial volume) inside the lungs, clear of the airway and of each
+    other; returns the nodule mask (fraction ≥ 0.5). ValueError when there is no room."""
+    from scipy import ndimage
+
+    if n <= 0:
+        return np.zeros(hu.shape, bool)
+    rng = np.random.default_rng([seed, 2])
+    sp = np.asarray(spacing, float)            # X Y Z
+    sp_zyx = sp[::-1]
+    d_lung = ndimage.distance_transform_edt(lung, sampling=sp_zyx)
+    d_air = ndimage.distance_transform_edt(~airway, sampling=sp_zyx) if airway.any() else np.full(hu.shape, np.inf)
+    hmax = float(sp.max())
+    room = np.minimum(d_lung - hmax, d_air - (2.0 + hmax))   # radius a sphere centred here may have
+    cand = np.flatnonzero(room >= diameter_mm[0] / 2)
+    if len(cand) > 200_000:  # a random subset of the possible centres is plenty and bounds the memory
+        cand = np.sort(rng.choice(cand, 200_000, replace=False))
+    pos = np.column_stack(np.unravel_index(cand, hu.shape))[:, ::-1] * sp   # X Y Z mm in the array frame
+    free = room.ravel()[cand]          # the largest radius still possible at each candidate centre
+    frac = np.zeros(hu.shape, np.float32)
+    for placed in range(n):
+        d = float(rng.uniform(*diameter_mm))
+        while not (free >= d / 2).any():
+            if d <= diameter_mm[0]:
+                raise ValueError(f"no room for {n} nodules in the lungs (placed {placed})")
+            d = max(diameter_mm[0], 0.8 * d)
+        r = d / 2
+        c = pos[rng.choice(np.flatnonzero(free >= r))]
+        np.minimum(free, np.linalg.norm(pos - c, axis=1) - r - 2 * hmax, out=free)
+        _capsule_fraction(frac, np.zeros(3), sp, c, c, r)
+    hu += (NODULE_HU - hu) * frac
+    return frac >= 0.5
+
+
+def composite(hu: np.ndarray, lumen, wall, artery=None) -> None:
+    """Lay the fractional tissue maps over `hu` in place: artery, then wall, then lumen on top."""
+    if artery is not None:
+        hu += (ARTERY_HU - hu) * artery
+    hu += (WALL_HU - hu) * wall
+    hu += (LUMEN_HU - hu) * lumen
+
+
+def scanner(hu: np.ndarray, spacing, noise_hu: float, rng) -> np.ndarray:
+    """Gaussian PSF (0.8 mm FWHM in-plane, the slice spacing along the third axis), then correlated noise
+    (white noise smoothed over 0.7 voxel, scaled to σ `noise_hu`), rounded to int16 in [−1024, 3071]."""
+    from scipy import ndimage
+
+    sp = np.asarray(spacing, float)
+    fwhm = np.array([0.8, 0.8, sp[2]])
+    sigma_vox = (fwhm / 2.3548 / sp)[::-1]
+    hu = ndimage.gaussian_filter(hu, sigma_vox, truncate=3.0)
+    if noise_hu > 0:
+        nz = ndimage.gaussian_filter(rng.standard_normal(hu.shape, dtype=np.float32), 0.7, truncate=3.0)
+        hu += nz * (noise_hu / max(float(nz.std()), 1e-6))
+    return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+
+
+def make_phantom(preset: str = "tiny", *, seed: int = 0, size=None, spacing=None, max_generation=None,
+                 min_diameter_mm=None, noise_hu: float = 20.0, vessels: bool = True, emphysema: float = 0.0,
+                 nodules: int = 0) -> Phantom:
+    """One phantom CT with its airway label and analytic tree. `size` and `spacing` are X Y Z."""
     cfg = dict(PRESETS[preset])
     size = tuple(int(v) for v in (size or cfg["size"]))
     sp = tuple(float(v) for v in (spacing or cfg["spacing"]))
@@ -212,26 +358,10 @@ def make_phantom(preset: str = "tiny", *, seed: int = 0, size=None, spacing=None
     X = origin[0] + np.arange(size[0]) * sp[0]
     Y = origin[1] + np.arange(size[1]) * sp[1]
     # body, fat rim, spine: one z-independent slice
-    ex, ey = 165 * s, 115 * s
-    rr = (X[None, :] / ex) ** 2 + (Y[:, None] / ey) ** 2
-    inner = (X[None, :] / (ex - 15 * s)) ** 2 + (Y[:, None] / (ey - 15 * s)) ** 2
-    sl = np.full((size[1], size[0]), -1000.0, np.float32)
-    sl[rr <= 1] = -100
-    sl[inner <= 1] = 40
-    spine = np.hypot(X[None, :], Y[:, None] - 85 * s)
-    sl[spine <= 20 * s] = 700
-    sl[spine <= 15 * s] = 250
-    hu = np.broadcast_to(sl, shape).copy()
-
-    # lungs
-    lung = np.zeros(shape, bool)
+    hu = np.broadcast_to(body_hu(X[None, :], Y[:, None], 165 * s, 115 * s, s), shape).copy()
     Z = zs[:, None, None]
-    for c, a in lungs:
-        lung |= ((X[None, None, :] - c[0]) / a[0]) ** 2 + ((Y[None, :, None] - c[1]) / a[1]) ** 2 \
-            + ((Z - c[2]) / a[2]) ** 2 <= 1
-    lung &= (Z >= zbase)
-    tex = _smooth_noise(rng, shape, sp, 8.0, 20.0)
-    hu[lung] = -850 + tex[lung]
+    lung = in_ellipsoids(X[None, None, :], Y[None, :, None], Z, lungs) & (Z >= zbase)
+    fill_parenchyma(hu, lung, rng, sp)
 
     # the trachea's axis sits on voxel centres, so a centred skeleton measures its radius
     top = np.array([X[np.abs(X).argmin()], Y[np.abs(Y + 10 * s).argmin()], ztop])
@@ -249,21 +379,137 @@ def make_phantom(preset: str = "tiny", *, seed: int = 0, size=None, spacing=None
             off = np.cross(_unit(b.end - b.start), b.normal)
             off = _unit(off) * (2 * r + t + 0.5)
             _capsule_fraction(artery, origin, sp, b.start + off, b.end + off, r)
-    if vessels:
-        hu += (40 - hu) * artery
-    hu += (30 - hu) * wall
-    hu += (-1000 - hu) * lumen
+    airway = wall > 0
+    emph = add_emphysema(hu, lung, airway, sp, emphysema, seed)
+    nod = add_nodules(hu, lung, airway, sp, nodules, seed)
+    composite(hu, lumen, wall, artery)
     label = (lumen >= 0.5).astype(np.uint8)
+    image = scanner(hu, sp, noise_hu, rng)
+    return Phantom(image, label, sp, tuple(float(v) for v in origin), branches, lung,
+                   emphysema=emph if emphysema > 0 else None, nodules=nod if nodules > 0 else None)
 
-    # scanner: PSF then correlated noise
-    fwhm = np.array([0.8, 0.8, sp[2]])
-    sigma_vox = (fwhm / 2.3548 / np.array(sp))[::-1]
-    hu = ndimage.gaussian_filter(hu, sigma_vox, truncate=3.0)
-    if noise_hu > 0:
-        nz = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), 0.7, truncate=3.0)
-        hu += nz * (noise_hu / max(float(nz.std()), 1e-6))
-    image = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
-    return Phantom(image, label, sp, tuple(float(v) for v in origin), branches, lung)
+
+def _physical_grid(shape, spacing, origin, direction):
+    """LPS coordinates (X, Y, Z) in mm of every voxel of a (z, y, x) grid, as float32 arrays."""
+    D = np.asarray(direction, float).reshape(3, 3)
+    idx = [np.arange(n, dtype=np.float32) * np.float32(spacing[2 - a]) for a, n in enumerate(shape)]  # k, j, i
+    k, j, i = idx[0][:, None, None], idx[1][None, :, None], idx[2][None, None, :]
+    return tuple(np.float32(origin[r]) + np.float32(D[r, 0]) * i + np.float32(D[r, 1]) * j + np.float32(D[r, 2]) * k
+                 for r in range(3))
+
+
+def _mask_lungs(points: np.ndarray, gen_ok: np.ndarray, x_mid: float, margin: float = 15.0) -> list:
+    """One ellipsoid per side of x_mid that encloses that side's airway points (LPS mm) with `margin`."""
+    pts = points[gen_ok] if gen_ok.any() else points
+    sides = [pts[pts[:, 0] < x_mid], pts[pts[:, 0] >= x_mid]]
+    out = []
+    for q in sides:
+        if len(q) == 0:
+            continue
+        lo, hi = q.min(0), q.max(0)
+        c = (lo + hi) / 2
+        h = np.maximum((hi - lo) / 2, 10.0)
+        k = float(np.sqrt((((q - c) / h) ** 2).sum(1)).max())
+        out.append((c, h * max(k, 1e-6) + margin))
+    if len(out) == 1:  # only one lung's airways: mirror it across the trachea
+        c, a = out[0]
+        out.append((np.array([2 * x_mid - c[0], c[1], c[2]]), a.copy()))
+    return out
+
+
+def phantom_from_mask(mask: np.ndarray, spacing, origin, direction=IDENTITY, *, seed: int = 0,
+                      noise_hu: float = 20.0, vessels: bool = True, emphysema: float = 0.0, nodules: int = 0,
+                      source: str = "") -> Phantom:
+    """A chest CT synthesised around a real airway mask ((z, y, x), any values > 0 are airway) with the
+    mask's exact geometry; see the module docstring for the anatomy."""
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    from .tree import branch_table, mask_box, parse_tree, tree_summary
+
+    label = (np.asarray(mask) > 0).astype(np.uint8)
+    if not label.any():
+        raise ValueError("the mask is empty")
+    sp = tuple(float(v) for v in spacing)
+    org = tuple(float(v) for v in origin)
+    dirn = tuple(float(v) for v in direction)
+    D = np.asarray(dirn).reshape(3, 3)
+    sp_zyx = np.asarray(sp)[::-1]
+    shape = label.shape
+    rng = np.random.default_rng(seed)
+
+    parse = parse_tree(label, sp)
+    rows = branch_table(parse, label, sp, org, dirn) if parse is not None else []
+    tree = {"source": source or "mask", "spacing": list(sp), "origin": list(org), "direction": list(dirn),
+            "units": "mm (LPS)", "summary": tree_summary(rows, label, sp) if rows else None, "branches": rows}
+
+    # lungs and body in physical coordinates
+    vox = np.argwhere(label)
+    pts = org + (vox[:, ::-1] * np.asarray(sp)) @ D.T
+    if parse is not None:
+        gen_of = np.concatenate([[-1], parse.generation[1:]])
+        lab = parse.full_labels(np.int32)[tuple(vox.T)]
+        gen = gen_of[lab]
+        x_mid = float(pts[lab == 1, 0].mean()) if (lab == 1).any() else float(pts[:, 0].mean())
+        gen_ok = gen >= 2
+    else:
+        x_mid, gen_ok = float(pts[:, 0].mean()), np.zeros(len(pts), bool)
+    lungs = _mask_lungs(pts, gen_ok, x_mid)
+    cy = float(np.mean([c[1] for c, _ in lungs]))
+    ex = max(abs(c[0] + sg * a[0] - x_mid) for c, a in lungs for sg in (-1, 1)) + 25.0
+    ey = max(abs(c[1] + sg * a[1] - cy) for c, a in lungs for sg in (-1, 1)) + 25.0
+    X, Y, Z = _physical_grid(shape, sp, org, dirn)
+    hu = body_hu(X - np.float32(x_mid), Y - np.float32(cy), ex, ey, ey / 115.0)
+    lung = in_ellipsoids(X, Y, Z, lungs)
+    del X, Y, Z
+    fill_parenchyma(hu, lung, rng, sp)
+
+    # wall from the local lumen radius, inside the mask's box (padded by the thickest wall)
+    box = mask_box(label, pad=1)
+    din_max = float(ndimage.distance_transform_edt(label[box], sampling=sp_zyx).max())
+    h = float(sp_zyx.min())
+    pad = int(np.ceil((0.3 * din_max + 0.2 + 2 * h) / h)) + 1
+    box = mask_box(label, pad=pad)
+    sub = label[box].astype(bool)
+    din = ndimage.distance_transform_edt(sub, sampling=sp_zyx)
+    skel = skeletonize(sub).astype(bool)
+    if not skel.any():
+        skel = din == din.max()
+    radius_at = np.maximum(din - h / 2, h / 2)
+    _, near = ndimage.distance_transform_edt(~skel, sampling=sp_zyx, return_indices=True)
+    R = radius_at[tuple(near)]
+    dout = ndimage.distance_transform_edt(~sub, sampling=sp_zyx)
+    t = 0.15 * (2 * R) + 0.2
+    wall = np.zeros(shape, np.float32)
+    wall[box] = np.where(sub, 0.0, np.clip((t - (dout - h / 2)) / h + 0.5, 0.0, 1.0))
+    del din, near, R, dout, t
+
+    artery = None
+    if vessels and rows:
+        artery = np.zeros(shape, np.float32)
+        to_array = lambda p: (np.asarray(p, float) - org) @ D  # LPS mm → array-frame mm (X Y Z)
+        by_id = {r["id"]: r for r in rows}
+        for r in rows:
+            if r["generation"] < 2 or r["start_mm"] is None or r["end_mm"] is None:
+                continue
+            a, b = to_array(r["start_mm"]), to_array(r["end_mm"])
+            if np.linalg.norm(b - a) < 1e-6:
+                continue
+            rad = max(float(r["mean_radius_mm"]), h / 2)
+            axis = _unit(b - a)
+            par = by_id.get(r["parent"])
+            pax = _unit(to_array(par["end_mm"]) - to_array(par["start_mm"])) if par and par["end_mm"] else axis
+            nrm = np.cross(axis, pax)
+            nrm = _unit(nrm) if np.linalg.norm(nrm) > 1e-6 else _perp(axis)
+            off = nrm * (2 * rad + 0.3 * rad + 0.2 + 0.5)
+            _capsule_fraction(artery, np.zeros(3), sp, a + off, b + off, rad)
+    airway = label.astype(bool) | (wall > 0)
+    emph = add_emphysema(hu, lung, airway, sp, emphysema, seed)
+    nod = add_nodules(hu, lung, airway, sp, nodules, seed)
+    composite(hu, label.astype(np.float32), wall, artery)
+    image = scanner(hu, sp, noise_hu, rng)
+    return Phantom(image, label, sp, org, [], lung, direction=dirn, emphysema=emph if emphysema > 0 else None,
+                   nodules=nod if nodules > 0 else None, tree=tree)
 
 
 FORMATS = ("nii.gz", "mha", "nrrd", "dicom")
@@ -276,6 +522,25 @@ def write_phantoms(out_dir, n: int, *, preset: str = "tiny", seed: int = 0, fmt:
     labelsTr/; `csv`: both in images/ and labels/ with the manifest as the pairing), trees/*.json (the
     analytic tree) and manifest.csv (image,label,tree,seed). DICOM writes each image as a series folder and
     its label as NIfTI. Returns the manifest rows."""
+    return write_cases(out_dir, [(f"case_{i:03d}", seed + i) for i in range(n)],
+                       lambda sd: make_phantom(preset, seed=sd, **kw), fmt=fmt, layout=layout)
+
+
+def write_mask_phantoms(out_dir, n: int, mask_volume, *, seed: int = 0, fmt: str = "nii.gz",
+                        layout: str = "folder", name: str = "mask", **kw) -> list[dict]:
+    """Write `n` phantoms around one airway mask (`runtime.io.volumes.Volume`), named `{name}_{i:03d}`, in
+    the layouts of `write_phantoms`; trees/*.json hold the mask's parsed tree. The parse and the wall are
+    the same for every copy, so they are computed once only when n = 1 (otherwise per copy, which is
+    simple and costs a few seconds on a 512² CT)."""
+    v = mask_volume
+    return write_cases(out_dir, [(f"{name}_{i:03d}", seed + i) for i in range(n)],
+                       lambda sd: phantom_from_mask(v.array, v.spacing, v.origin, v.direction, seed=sd,
+                                                    source=str(v.path or ""), **kw), fmt=fmt, layout=layout)
+
+
+def write_cases(out_dir, cases, make, *, fmt: str = "nii.gz", layout: str = "folder") -> list[dict]:
+    """Write `make(seed)` for every (name, seed) in `cases` with its own geometry: image, label, tree JSON,
+    and manifest.csv (image,label,tree,seed) at the end; returns the manifest rows."""
     from pathlib import Path
 
     from wisecli.runtime.io.atomic import write_json, write_text
@@ -286,14 +551,13 @@ def write_phantoms(out_dir, n: int, *, preset: str = "tiny", seed: int = 0, fmt:
     for d in (img_dir, lab_dir, out / "trees"):
         d.mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in range(n):
-        ph = make_phantom(preset, seed=seed + i, **kw)
-        name = f"case_{i:03d}"
-        geo = dict(spacing=ph.spacing, origin=ph.origin, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1))
+    for name, sd in cases:
+        ph = make(sd)
+        geo = dict(spacing=ph.spacing, origin=ph.origin, direction=ph.direction)
         img_name = f"{name}_0000" if layout == "atm" else name
         if fmt == "dicom":
             img_path = img_dir / img_name
-            write_dicom_series(img_path, Volume(ph.image, ph.spacing, ph.origin, geo["direction"], img_path))
+            write_dicom_series(img_path, Volume(ph.image, ph.spacing, ph.origin, ph.direction, img_path))
             lab_path = lab_dir / f"{name}.nii.gz"
         else:
             img_path = img_dir / f"{img_name}.{fmt}"
@@ -303,7 +567,7 @@ def write_phantoms(out_dir, n: int, *, preset: str = "tiny", seed: int = 0, fmt:
         tree_path = out / "trees" / f"{name}.json"
         write_json(tree_path, ph.tree_json())
         rows.append({"image": str(img_path.relative_to(out)), "label": str(lab_path.relative_to(out)),
-                     "tree": str(tree_path.relative_to(out)), "seed": seed + i})
+                     "tree": str(tree_path.relative_to(out)), "seed": sd})
     write_text(out / "manifest.csv", "image,label,tree,seed\n"
                + "".join(f"{r['image']},{r['label']},{r['tree']},{r['seed']}\n" for r in rows))
     return rows
