@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from wisecli.engines.segment_airway.loss import (general_union_loss, group_loss, skeleton_q, tversky_loss,
-                                                 union_weight, distance_weight)
+from wisecli.engines.segment_airway.loss import (distance_weight, general_union_loss, group_loss, nearest_e,
+                                                 patch_q, skeleton_q, tversky_loss, union_weight)
 from wisecli.engines.segment_airway.model import DropLayer, WingsNet, count_parameters
 
 
@@ -138,3 +138,61 @@ def test_distance_weight_centreline_and_wall():
     wall = (r2 == r2[label > 0].max()) & (label > 0)
     assert np.allclose(d[wall], alpha / (1 - alpha), atol=2e-3)
     assert np.all(q[label == 0] == 0)
+
+
+def _line_case():
+    """A 1-voxel-thick line (shape 1×1×9): background at x = 0 and 8, airway x = 1..7, skeleton at x = 4.
+    With nothing beside the line, distances run along x only, so they can be counted by hand."""
+    label = np.zeros((1, 1, 9), np.uint8)
+    label[..., 1:8] = 1
+    skel = np.zeros_like(label)
+    skel[..., 4] = 1
+    return label, skel
+
+
+@pytest.mark.parametrize("mode", ["skeleton", "nearest"])
+def test_dist_mode_maps_and_loss_hand_computed(mode):
+    label, skel = _line_case()
+    if mode == "skeleton":
+        e = [3, 2, 1, 0, 1, 2, 3]            # |x - 4|: distance to the skeleton
+        q_map = torch.from_numpy(skeleton_q(label, skel, (1.0, 1.0, 1.0)).astype(np.float32))[None]
+    else:
+        e = [1, 2, 1, 0, 1, 2, 1]            # min(distance to the skeleton, distance to the background)
+        got_e = nearest_e(label, skel, (1.0, 1.0, 1.0)).astype(np.float32)
+        assert got_e[0, 0].tolist() == [0] + e + [0]
+        g_t = torch.from_numpy(label.astype(np.float32))[None]
+        q_map = patch_q(torch.from_numpy(got_e)[None], g_t)
+    e_max = max(e)
+    q_hand = [math.sqrt((ei + 1) / (e_max + 1)) for ei in e]
+    assert q_map[0, 0, 0].tolist() == pytest.approx([0.0] + q_hand + [0.0], abs=1e-3)
+    # the loss with these weights, against the formula evaluated by hand
+    alpha = 0.1
+    m = (1 - 2 * alpha) / (1 - alpha)
+    p = [0.3, 0.8, 0.6, 0.9, 0.4, 0.7, 0.2, 0.5, 0.1]
+    g = label.ravel().tolist()
+    w = [1.0] + [1 - m * qi for qi in q_hand] + [1.0]
+    logit = torch.logit(torch.tensor(p, dtype=torch.float64)).view(1, 1, 1, 1, 9)
+    got = general_union_loss(logit, torch.tensor(g, dtype=torch.float32).view(1, 1, 1, 1, 9),
+                             q_map.view(1, 1, 1, 1, 9), alpha=alpha).item()
+    assert got == pytest.approx(_hand_gul(p, g, w, alpha), abs=2e-4)
+
+
+def test_nearest_mode_spacing_units_and_per_patch_max():
+    label, skel = _line_case()
+    # finest-spacing units: spacing 0.5 mm along x gives the same e as unit spacing
+    assert np.array_equal(nearest_e(label, skel, (1.0, 1.0, 0.5)), nearest_e(label, skel, (1.0, 1.0, 1.0)))
+    # e_max is taken per patch: a patch whose distances are doubled gets the same q where e scales with it
+    e = torch.tensor([[0.0, 1, 2, 3, 0], [0.0, 2, 4, 6, 0]]).view(2, 1, 1, 1, 5)
+    g = torch.tensor([[0.0, 1, 1, 1, 0], [0.0, 1, 1, 1, 0]]).view(2, 1, 1, 1, 5)
+    q = patch_q(e, g)
+    assert q[0].flatten().tolist() == pytest.approx([0, math.sqrt(2 / 4), math.sqrt(3 / 4), 1, 0], abs=1e-6)
+    assert q[1].flatten().tolist() == pytest.approx([0, math.sqrt(3 / 7), math.sqrt(5 / 7), 1, 0], abs=1e-6)
+    # highest weight on the centreline and next to the wall, lowest halfway (the nearest variant's shape)
+    z, y, x = np.mgrid[:5, :21, :21]
+    r2 = (y - 10) ** 2 + (x - 10) ** 2
+    tube = (r2 <= 36).astype(np.uint8)
+    axis = np.zeros_like(tube)
+    axis[:, 10, 10] = 1
+    et = torch.from_numpy(nearest_e(tube, axis, (1.0, 1.0, 1.0)).astype(np.float32))[None, None]
+    d = distance_weight(patch_q(et, torch.from_numpy(tube.astype(np.float32))[None, None]), 0.1)[0, 0, 2, 10]
+    assert d[10] > d[13] and d[16] > d[13]  # centre, halfway (r = 3), inside the wall (r = 6)

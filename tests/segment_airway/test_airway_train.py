@@ -129,3 +129,55 @@ def test_augment_rotation_keeps_centre_and_binarises(case):
     assert x.shape == (1, 1, 32, 32, 32) and 0 <= float(x.min()) and float(x.max()) <= 1
     assert set(torch.unique(g).tolist()) <= {0.0, 1.0}
     assert torch.all(qq[g == 0] == 0)
+
+
+def test_nearest_dist_mode_case_and_step(tmp_path):
+    """`loss.dist_mode=nearest`: the case cache holds e (not q) and the step normalises it per patch."""
+    from wisecli.engines.segment_airway.loss import nearest_e
+    from wisecli.engines.segment_airway.train import make_step
+
+    ph = make_phantom("tiny", seed=1)
+    v = _ArrayVolume(ph.image, ph.spacing, ph.origin, None)
+    lv = _ArrayVolume(ph.label, ph.spacing, ph.origin, None)
+    c_sk = build_case("c", v, lv, tmp_path)
+    c_ne = build_case("c", v, lv, tmp_path, "nearest")  # same folder: adds the second map
+    assert c_ne.weight_file == "e_nearest.npy" and (tmp_path / "c" / "q.npy").is_file()
+    _, lab, e = c_ne.arrays()
+    sk = np.zeros(lab.shape, bool)
+    sk[tuple(c_ne.skeleton.T)] = True
+    assert np.array_equal(np.asarray(e), nearest_e(np.asarray(lab), sk, c_ne.spacing_zyx))
+    assert float(np.asarray(c_sk.arrays()[2]).max()) <= 1.0 < float(np.asarray(e).max())
+    seen = {}
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros_like(x[:, :1], requires_grad=True)
+
+    import wisecli.engines.segment_airway.loss as L
+
+    real = L.group_loss
+
+    def spy(enc, dec, g, q, **kw):
+        seen["q"], seen["g"] = q, g
+        return real(enc, dec, g, q, **kw)
+
+    L.group_loss = spy
+    try:
+        s = PatchSampler([c_ne], patch=32, patches_per_case=2, seed=0)
+        batch = tuple(torch.stack([x[k] for x in list(s)[:2]]) for k in range(3))
+        step = make_step(crop=24, binarise=0.5, alpha=0.1, loss_name="gul", enc_weight=0.0, reduce="batch",
+                         windows=((-1000.0, 400.0),), dist_mode="nearest")
+        step(Probe(), batch)
+    finally:
+        L.group_loss = real
+    q, g = seen["q"], seen["g"]
+    for i in range(q.shape[0]):
+        if g[i].any():  # each patch's largest q is exactly 1 (its own e_max)
+            assert float(q[i][g[i] > 0].max()) == pytest.approx(1.0, abs=1e-6)
+        assert torch.all(q[i][g[i] == 0] == 0)
+
+
+def test_unknown_dist_mode_is_exit_2(tmp_path, data):
+    code, out, err = run_wise("segment-airway", "train", str(data), "-o", str(tmp_path / "run"),
+                              "--set", "loss.dist_mode=wall")
+    assert code == 2 and out == "" and "loss.dist_mode" in err

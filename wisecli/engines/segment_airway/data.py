@@ -6,7 +6,8 @@ must match (size exactly, spacing/origin/direction within 1e-4); every pair is c
 invalid ones are listed in one error.
 
 Per-case cache (`<run>/cache/<name>/`): the canonical-order, lung-cropped int16 HU (`image.npy`), label
-(`label.npy`), q (`q.npy`, float16, see `loss.skeleton_q`) as memory-mappable arrays, and `meta.npz` with the
+(`label.npy`), the distance map of `loss.dist_mode` (`q.npy` = `loss.skeleton_q` or `e_nearest.npy` =
+`loss.nearest_e`, float16) as memory-mappable arrays, and `meta.npz` with the
 skeleton voxels and the small-branch voxels. Small branches: mean Ø < 2 mm, or the thinnest quarter of the
 branches when that set is larger [reconstructed].
 
@@ -129,28 +130,34 @@ class Case:
     skeleton: np.ndarray      # (K, 3) voxel indices
     small: np.ndarray         # (M, 3) small-branch voxel indices
     shape: tuple
+    weight_file: str = "q.npy"
 
     def arrays(self):
         return (np.load(self.folder / "image.npy", mmap_mode="r"), np.load(self.folder / "label.npy", mmap_mode="r"),
-                np.load(self.folder / "q.npy", mmap_mode="r"))
+                np.load(self.folder / self.weight_file, mmap_mode="r"))
 
 
-def build_case(name: str, vol, lab, cache_root: Path) -> Case:
-    """Canonical order, lung crop, int16 HU, label, q, skeleton, parse and small branches, cached on disk.
-    `vol` and `lab` are Volumes or paths (read only when the case is not cached yet)."""
+WEIGHT_FILES = {"skeleton": "q.npy", "nearest": "e_nearest.npy"}
+
+
+def build_case(name: str, vol, lab, cache_root: Path, dist_mode: str = "skeleton") -> Case:
+    """Canonical order, lung crop, int16 HU, label, the distance map of `dist_mode` (q for `skeleton`, e for
+    `nearest`, see `loss`), skeleton, parse and small branches, cached on disk. `vol` and `lab` are Volumes
+    or paths (read only when the case is not cached yet with that map)."""
     import torch
 
     from wisecli.runtime.io.atomic import save_npy, save_npz, write_json
 
-    from .loss import skeleton_q
+    from .loss import nearest_e, skeleton_q
     from .predict import canonical_transform, lung_crop, to_canonical
     from .tree import branch_table, parse_tree
 
     folder = cache_root / name
     meta = folder / "meta.npz"
-    if meta.exists():
+    weight_file = WEIGHT_FILES[dist_mode]
+    if meta.exists() and (folder / weight_file).exists():
         z = np.load(meta)
-        return Case(name, folder, tuple(z["spacing_zyx"]), z["skeleton"], z["small"], tuple(z["shape"]))
+        return Case(name, folder, tuple(z["spacing_zyx"]), z["skeleton"], z["small"], tuple(z["shape"]), weight_file)
     if isinstance(vol, (str, Path)):
         from wisecli.runtime.io.volumes import read_volume
 
@@ -180,15 +187,15 @@ def build_case(name: str, vol, lab, cache_root: Path) -> Case:
             small_ids = quarter
         labels = p.full_labels(np.int32)
         small = np.argwhere(np.isin(labels, small_ids[small_ids > 1]))
-    q = skeleton_q(g, sk_mask, sp_zyx)
+    q = skeleton_q(g, sk_mask, sp_zyx) if dist_mode == "skeleton" else nearest_e(g, sk_mask, sp_zyx)
     folder.mkdir(parents=True, exist_ok=True)
     save_npy(folder / "image.npy", img)
     save_npy(folder / "label.npy", g)
-    save_npy(folder / "q.npy", q)
+    save_npy(folder / weight_file, q)
     write_json(folder / "source.json", {"image": str(vol.path), "label": str(lab.path)})
     save_npz(meta, spacing_zyx=np.array(sp_zyx), skeleton=skel.astype(np.int32), small=small.astype(np.int32),
              shape=np.array(g.shape))
-    return Case(name, folder, sp_zyx, skel.astype(np.int32), small.astype(np.int32), g.shape)
+    return Case(name, folder, sp_zyx, skel.astype(np.int32), small.astype(np.int32), g.shape, weight_file)
 
 
 def _crop_start(rng, shape, patch, centre=None):
@@ -210,7 +217,7 @@ def _slice(arr, start, patch, fill):
 
 
 class PatchSampler(torch.utils.data.IterableDataset):
-    """Iterable over (image int16, label uint8, q float16) patches; see the module docstring."""
+    """Iterable over (image int16, label uint8, distance map float16) patches; see the module docstring."""
 
     def __init__(self, cases: list[Case], *, patch: int, patches_per_case: int = 16, seed: int = 0,
                  rank: int = 0, world: int = 1, max_draws: int = 50, max_other: int = 200):
@@ -269,10 +276,12 @@ class PatchSampler(torch.utils.data.IterableDataset):
                    torch.from_numpy(_slice(q, st, self.patch, 0).astype(np.float32)))
 
 
-def augment(img, lab, q, *, crop: int, binarise: float, window=(-1000.0, 400.0), windows=None, rng=None):
+def augment(img, lab, q, *, crop: int, binarise: float, window=(-1000.0, 400.0), windows=None, rng=None,
+            q_max: float | None = 1.0):
     """GPU augmentation [reconstructed]: rotate by an integer angle in (−15°, 15°) about one random axis
-    pair (grid_sample, bilinear), centre-crop `crop`³, binarise the label at `binarise`, clamp q, window HU
-    to [0, 1]. Inputs: (B, P, P, P) tensors on the device."""
+    pair (grid_sample, bilinear), centre-crop `crop`³, binarise the label at `binarise`, clamp the distance
+    map to [0, q_max] (no upper bound for None: a raw distance e) and zero it off the label, window HU to
+    [0, 1]. Inputs: (B, P, P, P) tensors on the device."""
     import math
 
     import torch
@@ -300,4 +309,4 @@ def augment(img, lab, q, *, crop: int, binarise: float, window=(-1000.0, 400.0),
     wins = windows or (window,)
     x = torch.cat([((hu - lo) / (hi - lo)).clamp(0, 1) for lo, hi in wins], 1)
     g = (lb >= binarise).float()
-    return x, g, qq.clamp(0, 1) * g
+    return x, g, qq.clamp(0, q_max) * g

@@ -35,6 +35,7 @@ TRAIN_DEFAULTS = {
     "loss.name": "gul",
     "loss.enc_weight": 1.0,
     "loss.reduce": "batch",
+    "loss.dist_mode": "skeleton",
     "model.width": 1.0,
     "model.hu_windows": "-1000:400",
     "val.roi": 128,
@@ -76,14 +77,20 @@ def milestones(stage: int, epochs: int) -> list[int]:
 
 
 def make_step(*, crop: int, binarise: float, alpha: float, loss_name: str, enc_weight: float, reduce: str,
-              windows, generator=None):
-    """step(model, batch) → (loss, metrics) for the shared trainer; augmentation runs on the batch's device."""
+              windows, generator=None, dist_mode: str = "skeleton"):
+    """step(model, batch) → (loss, metrics) for the shared trainer; augmentation runs on the batch's device.
+    With `dist_mode="nearest"` the batch carries the raw distance e and q is normalised per patch here."""
     from .data import augment
-    from .loss import group_loss
+    from .loss import group_loss, patch_q
+
+    nearest = dist_mode == "nearest"
 
     def step(model, batch):
         img, lab, q = batch
-        x, g, qq = augment(img, lab, q, crop=crop, binarise=binarise, windows=windows, rng=generator)
+        x, g, qq = augment(img, lab, q, crop=crop, binarise=binarise, windows=windows, rng=generator,
+                           q_max=None if nearest else 1.0)
+        if nearest:
+            qq = patch_q(qq, g)
         out = model(x)
         enc, dec = out if isinstance(out, tuple) else (None, out)
         loss = group_loss(enc, dec, g, qq if loss_name == "gul" else None, name=loss_name, alpha=alpha,
@@ -203,6 +210,7 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
     from wisecli.runtime.trainer import TrainSpec, fit
 
     from .data import PatchSampler, build_case, check_pairs, discover_pairs
+    from .loss import DIST_MODES
     from .model import WingsNet, cpu_layout
 
     run_dir = Path(run_dir)
@@ -221,6 +229,9 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
     windows = parse_windows(cfg["model.hu_windows"])
     if cfg["loss.name"] not in ("gul", "root-tversky", "dice", "tversky"):
         raise InputError(f"loss.name {cfg['loss.name']!r} is unknown", hint="gul, root-tversky, dice or tversky")
+    if cfg["loss.dist_mode"] not in DIST_MODES:
+        raise InputError(f"loss.dist_mode {cfg['loss.dist_mode']!r} is unknown",
+                         hint="skeleton (distance to the GT skeleton) or nearest (nearest of centreline or wall)")
     if cfg["optim.name"] not in ("sgd", "adamw"):
         raise InputError(f"--optimizer {cfg['optim.name']!r} is unknown", hint="sgd or adamw")
     if run_dir.exists() and any(run_dir.iterdir()) and not (resume or overwrite):
@@ -235,7 +246,8 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
     seed_everything(seed + dist.rank)
 
     cache = run_dir / "cache"
-    cases = [build_case(f"{i:04d}_{Path(im).name.split('.')[0]}", im, lb, cache) for i, (im, lb) in enumerate(checked)]
+    cases = [build_case(f"{i:04d}_{Path(im).name.split('.')[0]}", im, lb, cache, cfg["loss.dist_mode"])
+             for i, (im, lb) in enumerate(checked)]
     n_val = len(val_pairs)
     train_cases, val_cases = (cases[:-n_val], cases[-n_val:]) if n_val else (cases, [])
     if not n_val and cfg["data.val_fraction"] > 0:
@@ -282,7 +294,7 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
         sampler.set_epoch(epoch)
         step_state["step"] = make_step(crop=crop, binarise=st.binarise, alpha=st.alpha, loss_name=cfg["loss.name"],
                                        enc_weight=float(cfg["loss.enc_weight"]), reduce=cfg["loss.reduce"],
-                                       windows=windows)
+                                       windows=windows, dist_mode=cfg["loss.dist_mode"])
         if st.refresh_due(epoch):
             refresh_hard(model, sampler, roi=roi, sw_batch=swb, windows=windows, device=dev, rank=dist.rank,
                          world=dist.world_size)
