@@ -36,15 +36,18 @@ texture of a seed unchanged.
 From a mask (`phantom_from_mask`, for real airway geometry such as an ATM'22 label): the label is the
 binarised mask exactly (every component kept: a label the user trusts is not ours to prune; the tree JSON is
 the §5 parse, which takes the largest component). The volume keeps the mask's size, spacing, origin and
-direction; anatomy is laid out in physical LPS mm, so a rotated storage order gives the same patient. Lungs:
-one ellipsoid per side of the trachea (parsed generation 0, split at its mean x) enclosing every airway voxel
-of generation ≥ 2 on that side with a 15 mm margin (all voxels if the parse finds no such branch; a side
-without airways mirrors the other). Body: the same ellipse, fat rim and spine as the analytic phantom,
-sized to hold the lungs with 25 mm to spare. Wall: +30 HU outside the lumen to a depth of 0.15·Ø + 0.2 mm,
-Ø = 2R with R the lumen radius at the nearest skeleton voxel (inside distance transform minus half the
-finest spacing, as in §5), with a one-voxel partial-volume ramp. Arteries (+40 HU) follow the parsed
-branches of generation ≥ 2 at the analytic phantom's offset. Texture, pathology and scanner are the analytic
-phantom's functions; copies from one mask differ in their texture, noise and pathology seeds.
+direction; anatomy is laid out in physical LPS mm, so a rotated storage order gives the same patient.
+- Lungs: every voxel within 20 mm of an airway voxel of parsed generation ≥ 2 (of any mask voxel if the
+  parse finds none), so they follow the tree's own extent and leave the trachea and main bronchi in the
+  mediastinum.
+- Body: the analytic phantom's ellipse, fat rim and spine, centred on the trachea's x and the lungs' y,
+  holding the lungs with 25 mm to spare.
+- Wall: +30 HU outside the lumen to a depth of 0.15·Ø + 0.2 mm, Ø = 2R with R the lumen radius at the
+  nearest skeleton voxel (inside distance minus half the finest spacing, as in §5), with a one-voxel
+  partial-volume ramp.
+- Arteries (+40 HU) follow the parsed branches of generation ≥ 2 at the analytic phantom's offset.
+Texture, pathology and scanner are the analytic phantom's functions; copies from one mask differ in their
+texture, noise and pathology seeds.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 LUMEN_HU, WALL_HU, ARTERY_HU, PARENCHYMA_HU = -1000.0, 30.0, 40.0, -850.0
 EMPHYSEMA_HU, LAA_THRESHOLD_HU = -990.0, -950.0
 NODULE_HU, NODULE_DIAMETER_MM = 30.0, (4.0, 20.0)
+LUNG_REACH_MM = 20.0   # how far the lungs of a mask phantom reach beyond its bronchial tree
 
 
 @dataclass
@@ -254,19 +258,49 @@ def fill_parenchyma(hu: np.ndarray, lung: np.ndarray, rng, spacing) -> None:
     hu[lung] = PARENCHYMA_HU + tex[lung]
 
 
+def _box(mask: np.ndarray, pad_vox) -> tuple:
+    """Slices of `mask`'s bounding box grown by `pad_vox` voxels per axis (z, y, x), clipped to the array."""
+    idx = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+    return tuple(slice(max(int(i[0]) - int(p), 0), min(int(i[-1]) + int(p) + 1, n))
+                 for i, p, n in zip(idx, pad_vox, mask.shape))
+
+
+def distance_to(mask: np.ndarray, spacing, reach_mm: float) -> np.ndarray:
+    """Distance in mm from every voxel to the nearest voxel of `mask` (0 on it), exact up to `reach_mm` and
+    +inf beyond (the EDT runs only on the mask's box grown by `reach_mm`, so it stays cheap on a 512² CT)."""
+    from scipy import ndimage
+
+    out = np.full(mask.shape, np.inf, np.float32)
+    if not mask.any():
+        return out
+    sp_zyx = np.asarray(spacing, float)[::-1]
+    box = _box(mask, np.ceil(reach_mm / sp_zyx) + 1)
+    d = ndimage.distance_transform_edt(~mask[box], sampling=sp_zyx)
+    out[box] = np.where(d <= reach_mm, d, np.inf)
+    return out
+
+
+def depth_in(mask: np.ndarray, spacing) -> np.ndarray:
+    """Distance in mm from every voxel of `mask` to the nearest voxel outside it (0 outside), computed on
+    the mask's box grown by one voxel."""
+    from scipy import ndimage
+
+    out = np.zeros(mask.shape, np.float32)
+    if mask.any():
+        box = _box(mask, (1, 1, 1))
+        out[box] = ndimage.distance_transform_edt(mask[box], sampling=np.asarray(spacing, float)[::-1])
+    return out
+
+
 def add_emphysema(hu: np.ndarray, lung: np.ndarray, airway: np.ndarray, spacing, fraction: float,
                   seed: int) -> np.ndarray:
     """Set clustered low-attenuation blobs (−990 HU) covering `fraction` of the parenchyma (`lung` outside
     `airway`, the lumen and wall), ≥ 2 mm from `airway`; returns their mask (see the module docstring)."""
-    from scipy import ndimage
-
     if fraction <= 0 or not lung.any():
         return np.zeros(hu.shape, bool)
     rng = np.random.default_rng([seed, 1])
-    sp = np.asarray(spacing, float)[::-1]
     field_ = _smooth_noise(rng, hu.shape, spacing, 6.0, 1.0)
-    clear = ndimage.distance_transform_edt(~airway, sampling=sp) > 2.0 if airway.any() else np.ones(hu.shape, bool)
-    room = lung & clear
+    room = lung & (distance_to(airway, spacing, 2.0) > 2.0)
     k = int(round(fraction * np.count_nonzero(lung & ~airway)))
     vals = field_[room]
     if k <= 0 or not len(vals):
@@ -281,16 +315,13 @@ def add_nodules(hu: np.ndarray, lung: np.ndarray, airway: np.ndarray, spacing, n
                 diameter_mm=NODULE_DIAMETER_MM) -> np.ndarray:
     """Place `n` solid spheres (+30 HU, partial volume) inside the lungs, clear of the airway and of each
     other; returns the nodule mask (fraction ≥ 0.5). ValueError when there is no room."""
-    from scipy import ndimage
-
     if n <= 0:
         return np.zeros(hu.shape, bool)
     rng = np.random.default_rng([seed, 2])
     sp = np.asarray(spacing, float)            # X Y Z
-    sp_zyx = sp[::-1]
-    d_lung = ndimage.distance_transform_edt(lung, sampling=sp_zyx)
-    d_air = ndimage.distance_transform_edt(~airway, sampling=sp_zyx) if airway.any() else np.full(hu.shape, np.inf)
     hmax = float(sp.max())
+    d_lung = depth_in(lung, spacing)
+    d_air = distance_to(airway, spacing, diameter_mm[1] / 2 + 2.0 + hmax)
     room = np.minimum(d_lung - hmax, d_air - (2.0 + hmax))   # radius a sphere centred here may have
     cand = np.flatnonzero(room >= diameter_mm[0] / 2)
     if len(cand) > 200_000:  # a random subset of the possible centres is plenty and bounds the memory
@@ -390,31 +421,20 @@ def make_phantom(preset: str = "tiny", *, seed: int = 0, size=None, spacing=None
 
 
 def _physical_grid(shape, spacing, origin, direction):
-    """LPS coordinates (X, Y, Z) in mm of every voxel of a (z, y, x) grid, as float32 arrays."""
+    """LPS coordinates (X, Y, Z) in mm of the voxels of a (z, y, x) grid as float32 arrays that broadcast to
+    `shape`: a term whose direction cosine is 0 is left out, so an axial volume gets (1, ny, nx) X and Y and
+    an (nz, 1, 1) Z instead of three full volumes."""
     D = np.asarray(direction, float).reshape(3, 3)
-    idx = [np.arange(n, dtype=np.float32) * np.float32(spacing[2 - a]) for a, n in enumerate(shape)]  # k, j, i
-    k, j, i = idx[0][:, None, None], idx[1][None, :, None], idx[2][None, None, :]
-    return tuple(np.float32(origin[r]) + np.float32(D[r, 0]) * i + np.float32(D[r, 1]) * j + np.float32(D[r, 2]) * k
-                 for r in range(3))
-
-
-def _mask_lungs(points: np.ndarray, gen_ok: np.ndarray, x_mid: float, margin: float = 15.0) -> list:
-    """One ellipsoid per side of x_mid that encloses that side's airway points (LPS mm) with `margin`."""
-    pts = points[gen_ok] if gen_ok.any() else points
-    sides = [pts[pts[:, 0] < x_mid], pts[pts[:, 0] >= x_mid]]
+    axes = [np.arange(n, dtype=np.float32).reshape([-1 if a == ax else 1 for a in range(3)]) * np.float32(spacing[2 - ax])
+            for ax, n in enumerate(shape)]          # k (z index), j (y index), i (x index), in mm
     out = []
-    for q in sides:
-        if len(q) == 0:
-            continue
-        lo, hi = q.min(0), q.max(0)
-        c = (lo + hi) / 2
-        h = np.maximum((hi - lo) / 2, 10.0)
-        k = float(np.sqrt((((q - c) / h) ** 2).sum(1)).max())
-        out.append((c, h * max(k, 1e-6) + margin))
-    if len(out) == 1:  # only one lung's airways: mirror it across the trachea
-        c, a = out[0]
-        out.append((np.array([2 * x_mid - c[0], c[1], c[2]]), a.copy()))
-    return out
+    for r in range(3):
+        c = np.full((1, 1, 1), origin[r], np.float32)
+        for col, ax in ((0, 2), (1, 1), (2, 0)):   # direction column of index x, y, z
+            if D[r, col] != 0:
+                c = c + np.float32(D[r, col]) * axes[ax]
+        out.append(c)
+    return tuple(out)
 
 
 def phantom_from_mask(mask: np.ndarray, spacing, origin, direction=IDENTITY, *, seed: int = 0,
@@ -443,25 +463,27 @@ def phantom_from_mask(mask: np.ndarray, spacing, origin, direction=IDENTITY, *, 
     tree = {"source": source or "mask", "spacing": list(sp), "origin": list(org), "direction": list(dirn),
             "units": "mm (LPS)", "summary": tree_summary(rows, label, sp) if rows else None, "branches": rows}
 
-    # lungs and body in physical coordinates
-    vox = np.argwhere(label)
-    pts = org + (vox[:, ::-1] * np.asarray(sp)) @ D.T
+    # lungs: the bronchial tree (generation >= 2) grown by LUNG_REACH_MM; body around them, in LPS mm
+    seeds = np.zeros(shape, bool)
+    trachea = None
     if parse is not None:
-        gen_of = np.concatenate([[-1], parse.generation[1:]])
-        lab = parse.full_labels(np.int32)[tuple(vox.T)]
-        gen = gen_of[lab]
-        x_mid = float(pts[lab == 1, 0].mean()) if (lab == 1).any() else float(pts[:, 0].mean())
-        gen_ok = gen >= 2
-    else:
-        x_mid, gen_ok = float(pts[:, 0].mean()), np.zeros(len(pts), bool)
-    lungs = _mask_lungs(pts, gen_ok, x_mid)
-    cy = float(np.mean([c[1] for c, _ in lungs]))
-    ex = max(abs(c[0] + sg * a[0] - x_mid) for c, a in lungs for sg in (-1, 1)) + 25.0
-    ey = max(abs(c[1] + sg * a[1] - cy) for c, a in lungs for sg in (-1, 1)) + 25.0
-    X, Y, Z = _physical_grid(shape, sp, org, dirn)
-    hu = body_hu(X - np.float32(x_mid), Y - np.float32(cy), ex, ey, ey / 115.0)
-    lung = in_ellipsoids(X, Y, Z, lungs)
-    del X, Y, Z
+        branch = parse.full_labels(np.int32)
+        seeds = np.concatenate([[-1], parse.generation[1:]])[branch] >= 2
+        trachea = np.argwhere(branch == 1)
+        del branch
+    if not seeds.any():
+        seeds = label.astype(bool)
+    to_lps = lambda v: org + (v[:, ::-1] * np.asarray(sp)) @ D.T  # (z, y, x) indices → LPS mm
+    pts = to_lps(np.argwhere(seeds))
+    x_mid = float(to_lps(trachea)[:, 0].mean()) if trachea is not None and len(trachea) else float(pts[:, 0].mean())
+    lung = distance_to(seeds, sp, LUNG_REACH_MM) <= LUNG_REACH_MM
+    del seeds
+    cy = float(pts[:, 1].min() + pts[:, 1].max()) / 2
+    ex = float(np.abs(pts[:, 0] - x_mid).max()) + LUNG_REACH_MM + 25.0
+    ey = float(pts[:, 1].max() - pts[:, 1].min()) / 2 + LUNG_REACH_MM + 25.0
+    X, Y, _ = _physical_grid(shape, sp, org, dirn)
+    hu = np.broadcast_to(body_hu(X - np.float32(x_mid), Y - np.float32(cy), ex, ey, ey / 115.0), shape).copy()
+    del X, Y
     fill_parenchyma(hu, lung, rng, sp)
 
     # wall from the local lumen radius, inside the mask's box (padded by the thickest wall)
