@@ -85,6 +85,12 @@ def test_from_mask_hu_and_label(label):
     assert ph.image[shell].mean() > ph.image[far].mean() + 150
     # the tree JSON is the §5 parse of the mask
     assert ph.tree["summary"]["n_branches"] == p.n_branches == len(ph.tree["branches"])
+    # with scanner noise it still passes predict's HU check
+    from wisecli.engines.segment_airway.predict import hu_problem
+
+    noisy = phantom_from_mask(label, SPACING, ORIGIN, seed=1)
+    assert hu_problem(noisy.image.astype(np.float32)) is None
+    assert 15 < float(np.std(noisy.image[far].astype(float) - ph.image[far])) < 25
 
 
 def test_from_mask_anatomy_is_physical(label):
@@ -128,6 +134,14 @@ def test_from_mask_cli_keeps_geometry_and_writes_layout(tmp_path, masks, label):
     assert not np.array_equal(images[0], images[1])  # different texture seeds
     rows = list(csv.DictReader(open(out / "manifest.csv")))
     assert [r["seed"] for r in rows] == ["0", "1"] and rows[0]["label"] == "labelsTr/rotated_000.mha"
+    # a DICOM series keeps the rotated geometry too
+    code, stdout, err = run_wise("segment-airway", "phantom", "--from-mask", str(masks[1]), "-o",
+                                 str(tmp_path / "dcm"), "-n", "1", "--format", "dicom", "--json")
+    assert code == 0, err
+    case = json.loads(stdout)["cases"][0]
+    img = read_volume(tmp_path / "dcm" / case["image"])
+    assert img.array.shape == src.array.shape and np.allclose(img.direction, ROT_DIRECTION, atol=1e-4)
+    assert np.allclose(img.spacing, src.spacing, atol=1e-4) and np.allclose(img.origin, src.origin, atol=1e-3)
     # the folder layout and NIfTI, with pathology
     code, stdout, err = run_wise("segment-airway", "phantom", "--from-mask", str(masks[0]), "-o",
                                  str(tmp_path / "f"), "-n", "1", "--emphysema", "0.1", "--nodules", "2", "--json")
