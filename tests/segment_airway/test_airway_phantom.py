@@ -11,7 +11,8 @@ import pytest
 from conftest import run_wise
 from scipy import ndimage
 
-from wisecli.engines.segment_airway.synthetic import LAA_THRESHOLD_HU, make_phantom, phantom_from_mask
+from wisecli.engines.segment_airway.synthetic import (LAA_THRESHOLD_HU, make_phantom, mask_wall,
+                                                      phantom_from_mask)
 from wisecli.runtime.io.volumes import read_volume, write_volume
 
 SPACING, ORIGIN = (2.0, 2.0, 2.0), (-95.0, -79.0, 12.5)
@@ -50,6 +51,24 @@ def _exit2(code, out, err, word):
     assert code == 2, err
     assert out == ""
     assert err.startswith("Error: ") and word in err and "Traceback" not in err
+
+
+def test_mask_wall_thickness_follows_local_radius():
+    """Two straight tubes (radius 2 and 6 mm, 0.25 mm voxels): each wall is 0.15·Ø + 0.2 mm thick."""
+    sp = 0.25
+    z, y, x = np.mgrid[:64, :100, :140]
+    tubes = [(30, 2.0), (95, 6.0)]             # (x centre in voxels, radius in mm)
+    label = np.zeros(z.shape, np.uint8)
+    for cx, r in tubes:
+        label[((x - cx) * sp) ** 2 + ((y - 50) * sp) ** 2 <= r * r] = 1
+    wall = mask_wall(label, (sp, sp, sp))
+    assert not (wall[label > 0] > 0).any()
+    for cx, r in tubes:
+        line = wall[32, 50, cx:cx + int((r + 3) / sp)]  # along +x from the axis, short of the other tube
+        lumen_edge = r                           # the lumen surface sits at the radius
+        outer = (np.flatnonzero(line >= 0.5).max() + 0.5) * sp   # outer face of the last wall voxel ≥ 0.5
+        thick = outer - lumen_edge
+        assert thick == pytest.approx(0.15 * 2 * r + 0.2, abs=2 * sp), (r, thick)
 
 
 def test_rotated_storage_is_the_same_physical_mask(masks):

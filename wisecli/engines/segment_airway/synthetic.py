@@ -437,15 +437,44 @@ def _physical_grid(shape, spacing, origin, direction):
     return tuple(out)
 
 
+def mask_wall(label: np.ndarray, spacing) -> np.ndarray:
+    """Fractional airway wall around a lumen mask (z, y, x): outside the lumen to a depth t = 0.15·2R + 0.2 mm
+    (the analytic phantom's 0.15·Ø + 0.2), R the lumen radius at the nearest skeleton voxel (inside distance
+    minus half the finest spacing); a voxel whose centre lies at depth t from the lumen surface (its distance
+    to the nearest lumen voxel minus half the finest spacing) gets 0.5, with a one-voxel linear ramp."""
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    from .tree import mask_box
+
+    sp_zyx = np.asarray(spacing, float)[::-1]
+    h = float(sp_zyx.min())
+    wall = np.zeros(label.shape, np.float32)
+    box = mask_box(label, pad=1)
+    if box is None:
+        return wall
+    din_max = float(ndimage.distance_transform_edt(label[box], sampling=sp_zyx).max())
+    box = mask_box(label, pad=int(np.ceil((0.3 * din_max + 0.2 + 2 * h) / h)) + 1)  # room for the thickest wall
+    sub = label[box].astype(bool)
+    din = ndimage.distance_transform_edt(sub, sampling=sp_zyx)
+    skel = skeletonize(sub).astype(bool)
+    if not skel.any():
+        skel = din == din.max()
+    radius_at = np.maximum(din - h / 2, h / 2)
+    _, near = ndimage.distance_transform_edt(~skel, sampling=sp_zyx, return_indices=True)
+    t = 0.15 * (2 * radius_at[tuple(near)]) + 0.2
+    del near, din
+    dout = ndimage.distance_transform_edt(~sub, sampling=sp_zyx)
+    wall[box] = np.where(sub, 0.0, np.clip((t - (dout - h / 2)) / h + 0.5, 0.0, 1.0))
+    return wall
+
+
 def phantom_from_mask(mask: np.ndarray, spacing, origin, direction=IDENTITY, *, seed: int = 0,
                       noise_hu: float = 20.0, vessels: bool = True, emphysema: float = 0.0, nodules: int = 0,
                       source: str = "") -> Phantom:
     """A chest CT synthesised around a real airway mask ((z, y, x), any values > 0 are airway) with the
     mask's exact geometry; see the module docstring for the anatomy."""
-    from scipy import ndimage
-    from skimage.morphology import skeletonize
-
-    from .tree import branch_table, mask_box, parse_tree, tree_summary
+    from .tree import branch_table, parse_tree, tree_summary
 
     label = (np.asarray(mask) > 0).astype(np.uint8)
     if not label.any():
@@ -473,7 +502,10 @@ def phantom_from_mask(mask: np.ndarray, spacing, origin, direction=IDENTITY, *, 
         del branch
     if not seeds.any():
         seeds = label.astype(bool)
-    to_lps = lambda v: org + (v[:, ::-1] * np.asarray(sp)) @ D.T  # (z, y, x) indices → LPS mm
+
+    def to_lps(v):  # (z, y, x) indices → LPS mm
+        return org + (v[:, ::-1] * np.asarray(sp)) @ D.T
+
     pts = to_lps(np.argwhere(seeds))
     x_mid = float(to_lps(trachea)[:, 0].mean()) if trachea is not None and len(trachea) else float(pts[:, 0].mean())
     lung = distance_to(seeds, sp, LUNG_REACH_MM) <= LUNG_REACH_MM
@@ -486,30 +518,16 @@ def phantom_from_mask(mask: np.ndarray, spacing, origin, direction=IDENTITY, *, 
     del X, Y
     fill_parenchyma(hu, lung, rng, sp)
 
-    # wall from the local lumen radius, inside the mask's box (padded by the thickest wall)
-    box = mask_box(label, pad=1)
-    din_max = float(ndimage.distance_transform_edt(label[box], sampling=sp_zyx).max())
+    wall = mask_wall(label, sp)
     h = float(sp_zyx.min())
-    pad = int(np.ceil((0.3 * din_max + 0.2 + 2 * h) / h)) + 1
-    box = mask_box(label, pad=pad)
-    sub = label[box].astype(bool)
-    din = ndimage.distance_transform_edt(sub, sampling=sp_zyx)
-    skel = skeletonize(sub).astype(bool)
-    if not skel.any():
-        skel = din == din.max()
-    radius_at = np.maximum(din - h / 2, h / 2)
-    _, near = ndimage.distance_transform_edt(~skel, sampling=sp_zyx, return_indices=True)
-    R = radius_at[tuple(near)]
-    dout = ndimage.distance_transform_edt(~sub, sampling=sp_zyx)
-    t = 0.15 * (2 * R) + 0.2
-    wall = np.zeros(shape, np.float32)
-    wall[box] = np.where(sub, 0.0, np.clip((t - (dout - h / 2)) / h + 0.5, 0.0, 1.0))
-    del din, near, R, dout, t
 
     artery = None
     if vessels and rows:
         artery = np.zeros(shape, np.float32)
-        to_array = lambda p: (np.asarray(p, float) - org) @ D  # LPS mm → array-frame mm (X Y Z)
+
+        def to_array(p):  # LPS mm → array-frame mm (X Y Z)
+            return (np.asarray(p, float) - org) @ D
+
         by_id = {r["id"]: r for r in rows}
         for r in rows:
             if r["generation"] < 2 or r["start_mm"] is None or r["end_mm"] is None:
@@ -520,7 +538,8 @@ def phantom_from_mask(mask: np.ndarray, spacing, origin, direction=IDENTITY, *, 
             rad = max(float(r["mean_radius_mm"]), h / 2)
             axis = _unit(b - a)
             par = by_id.get(r["parent"])
-            pax = _unit(to_array(par["end_mm"]) - to_array(par["start_mm"])) if par and par["end_mm"] else axis
+            pax = _unit(to_array(par["end_mm"]) - to_array(par["start_mm"])) \
+                if par and par["start_mm"] and par["end_mm"] else axis
             nrm = np.cross(axis, pax)
             nrm = _unit(nrm) if np.linalg.norm(nrm) > 1e-6 else _perp(axis)
             off = nrm * (2 * rad + 0.3 * rad + 0.2 + 0.5)
