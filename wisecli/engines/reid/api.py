@@ -743,7 +743,8 @@ def info() -> dict:
             "paper": "Chen et al., Viewpoint-Aware Channel-Wise Attentive Network for Vehicle Re-Identification, "
                      "CVPRW 2020 (arXiv 2010.05810)",
             "layouts": {"veri": "image_{train,query,test}/ + name_{train,query,test}.txt (+ gt_image.txt, jk_image.txt)",
-                        "aic": "AIC20_ReID: image_train/ + train_label.xml; evaluation on a held-out id split (--val-ids)",
+                        "aic": "AIC20_ReID: image_train/ + train_label.xml; evaluation on a held-out id split (--val-ids); "
+                               "evaluate --aic-submit FILE ranks image_test/ for image_query/ (Track 2 file)",
                         "manifest": "CSV path,id,camera,split[,viewpoint]; split in train/query/gallery"},
             "viewpoint_formats": {"span": "CSV filename,viewpoint (0 front,1 rear,2 side,3 front-side,4 rear-side)",
                                   "keypoint": "img_path x1 y1 ... x20 y20 orien (8 orientations)",
