@@ -91,7 +91,7 @@ def _veri_split(root: Path, folder: str, listing: str, allow_partial: bool) -> S
     if bad:
         raise InputError(f"{len(bad)} names in {listing} do not follow the VeRi pattern, e.g. {bad[0]!r}",
                          hint="VeRi names look like 0002_c002_00030600_0.jpg; use --layout manifest otherwise")
-    return Split([d / n for n in names], np.array([p[0] for p in parsed], dtype=np.int64),
+    return Split([root / folder / n for n in names], np.array([p[0] for p in parsed], dtype=np.int64),
                  np.array([p[1] for p in parsed], dtype=np.int64))
 
 
