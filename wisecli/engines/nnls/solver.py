@@ -144,8 +144,9 @@ class _Workspace:
         return buf[:numel].view(shape)
 
 
-def _compact_solve(G, Ct, mask, atol, work: _Workspace) -> torch.Tensor:
-    """z (n×r) with z_S = G_SS⁻¹ c_S, S = mask[j], zero off S; Ct is n×r. Systems are k×k, k = max |S|."""
+def _compact_solve(G, Ct, mask, atol, work: _Workspace, chunks: bool | None = None) -> torch.Tensor:
+    """z (n×r) with z_S = G_SS⁻¹ c_S, S = mask[j], zero off S; Ct is n×r. Systems are k×k, k = max |S|, grouped in
+    cache-sized chunks (``chunks``, the default on CPU) or in 4 buckets (the default on CUDA)."""
     n, r = mask.shape
     z = Ct.new_zeros(n, r)
     k = int(mask.sum(1).max()) if n else 0
@@ -162,7 +163,7 @@ def _compact_solve(G, Ct, mask, atol, work: _Workspace) -> torch.Tensor:
         else:
             z[:, S] = (torch.linalg.pinv(GS, hermitian=True, atol=atol, rtol=0.0) @ rhs).T
         return z
-    if Ct.device.type == "cpu":
+    if Ct.device.type == "cpu" if chunks is None else chunks:
         return _chunked_solve(G, Ct, mask, atol, work, z)
     if n >= BUCKET_MIN_ROWS:
         # sizes vary (at 361×49 from ~15 to ~40): factor in size buckets, largest first (so the workspace is
