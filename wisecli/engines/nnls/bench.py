@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from wisecli.runtime.device import timed
+
 PRESETS = ("small", "urban", "cuprite", "cbcl", "all")
 
 
@@ -43,20 +45,6 @@ def _versions() -> dict:
 
     return {"scipy": scipy.__version__, "sklearn": sklearn.__version__, "torch": torch.__version__,
             "numpy": np.__version__}
-
-
-def _time(fn, dev, repeats):
-    from wisecli.runtime.device import sync
-
-    fn()
-    sync(dev)
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        sync(dev)
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts)), out
 
 
 def _record(case, m, r, n, ours_s, peer_s_per_col, max_rel_diff, dev, extra=None):
@@ -88,7 +76,7 @@ def bench_nnls(dev, m, r, n, peer_columns, repeats):
 
     A, B = synthetic(m, r, n, seed=r)
     At, Bt = torch.tensor(A, device=dev), torch.tensor(B, device=dev)
-    ours_s, res = _time(lambda: nnls_matrix(At, Bt), dev, repeats)
+    res, ours_s = timed(lambda: nnls_matrix(At, Bt), dev, repeats, warmup=1)
     p = min(peer_columns, n)
     runs = []
     for _ in range(min(repeats, 3)):  # the median of up to 3 loops, as ours is a median (shared CPUs are noisy)
@@ -129,7 +117,8 @@ def bench_path(dev, m, r, n, peer_columns, repeats):
     A = A / np.linalg.norm(A, axis=0)
     At, Bt = torch.tensor(A, device=dev), torch.tensor(B, device=dev)
     G = At.T @ At
-    ours_s, path = _time(lambda: homotopy_path(G, At.T @ Bt, max_steps=4 * r, record=False), dev, repeats)
+    path, ours_s = timed(lambda: homotopy_path(G, At.T @ Bt, max_steps=4 * r, record=False), dev, repeats,
+                         warmup=1)
     p = min(peer_columns, n)
     Gn, C = A.T @ A, A.T @ B[:, :p]
     t0 = time.perf_counter()
@@ -190,7 +179,7 @@ def bench_front(dev, m, r, n, peer_columns, repeats, peer=True):
         errn, onn = err.cpu().numpy(), on.cpu().numpy()
         return errn, select_levels(errn, onn, 2 * n, "greedy")
 
-    ours_s, (err, _) = _time(ours, dev, repeats)
+    (err, _), ours_s = timed(ours, dev, repeats, warmup=1)
     per_col, diff = None, None
     if peer:
         p = min(peer_columns, n)
