@@ -10,7 +10,7 @@ from skimage.morphology import skeletonize
 
 from wisecli.engines.segment_airway import metrics as M
 from wisecli.engines.segment_airway.synthetic import make_phantom
-from wisecli.engines.segment_airway.tree import branch_table, largest_component, parse_tree
+from wisecli.engines.segment_airway.tree import branch_table, largest_component, parse_tree, reference_mask
 
 SIX = ndimage.generate_binary_structure(3, 1)
 
@@ -113,6 +113,21 @@ def test_parse_equals_oracle(phantoms):
         assert p.n_branches == len(par) >= 3
         assert all(p.parent[i] == par[i] and p.generation[i] == gens[i] for i in par)
         assert np.array_equal(np.sort(p.skel_idx), np.flatnonzero(sk))
+
+
+def test_reference_mask_equals_scipy_on_holey_blobs():
+    # the sparse G′ = fill_holes(LCC(G, 6)) against scipy on random blobs with cavities, tunnels and border contact
+    rng = np.random.default_rng(0)
+    n_holes = 0
+    for _ in range(40):
+        shape = tuple(int(v) for v in rng.integers(6, 28, 3))
+        x = ndimage.gaussian_filter(rng.standard_normal(shape), rng.uniform(0.6, 2.0))
+        m = x > np.quantile(x, rng.uniform(0.3, 0.8))
+        g = oracle_gprime(m)
+        n_holes += int((g != largest_component(m, 6)).any())
+        assert np.array_equal(reference_mask(m.astype(np.uint8)), g)
+        assert np.array_equal(reference_mask(np.where(m, 2.5, -1.0)), g)
+    assert n_holes >= 5
 
 
 @pytest.mark.parametrize("preset,seed", [("tiny", 0), ("tiny", 1), ("demo", 3)])
