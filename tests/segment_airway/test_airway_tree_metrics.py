@@ -9,6 +9,7 @@ from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
 from wisecli.engines.segment_airway import metrics as M
+from wisecli.engines.segment_airway import tree as T
 from wisecli.engines.segment_airway.synthetic import make_phantom
 from wisecli.engines.segment_airway.tree import branch_table, largest_component, parse_tree, reference_mask
 
@@ -116,7 +117,9 @@ def test_parse_equals_oracle(phantoms):
 
 
 def test_reference_mask_equals_scipy_on_holey_blobs():
-    # the sparse G′ = fill_holes(LCC(G, 6)) against scipy on random blobs with cavities, tunnels and border contact
+    # G′ = fill_holes(LCC(G, 6)) against scipy on random blobs with cavities, tunnels and border contact:
+    # through `reference_mask` (dense: the blobs fill 20–70 % of their box) and the sparse LCC and hole filling
+    # that airway masks (≈ 1 % of their box) take
     rng = np.random.default_rng(0)
     n_holes = 0
     for _ in range(40):
@@ -127,7 +130,13 @@ def test_reference_mask_equals_scipy_on_holey_blobs():
         n_holes += int((g != largest_component(m, 6)).any())
         assert np.array_equal(reference_mask(m.astype(np.uint8)), g)
         assert np.array_equal(reference_mask(np.where(m, 2.5, -1.0)), g)
+        lcc = T._largest_6(np.flatnonzero(m), shape)
+        assert np.array_equal(lcc, np.flatnonzero(largest_component(m, 6)))
+        assert np.array_equal(T._fill_holes(lcc, shape), np.flatnonzero(g))
     assert n_holes >= 5
+    ph = make_phantom("tiny", seed=0, noise_hu=0)
+    box, flat = T.reference_voxels(ph.label)
+    assert len(flat) <= T.DENSE_FILL * ph.label[box].size           # the phantom takes the sparse path
 
 
 @pytest.mark.parametrize("preset,seed", [("tiny", 0), ("tiny", 1), ("demo", 3)])

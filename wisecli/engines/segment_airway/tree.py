@@ -101,6 +101,7 @@ def mask_box(mask: np.ndarray, pad: int = 1):
 # of a pass over the box (the `ct` airway fills 1 % of its 18 M-voxel box).
 FORWARD6 = np.eye(3, dtype=int)
 FORWARD13 = OFFSETS26[13:]           # the 13 offsets that come after (0, 0, 0) in raster order
+DENSE_FILL = 1 / 16
 
 
 def _coords(flat: np.ndarray, shape) -> np.ndarray:
@@ -216,20 +217,36 @@ def _fill_holes(flat: np.ndarray, shape) -> np.ndarray:
 
 def reference_voxels(ref: np.ndarray):
     """G′ = fill_holes(LCC(G, 6)) as (box, sorted flat indices inside the box), or (None, None) if empty.
-    The box is G's bounding box grown by one voxel (clipped at the volume)."""
+    The box is G′'s bounding box grown by one voxel (clipped at the volume). A mask filling more than
+    `DENSE_FILL` of its box (a leaking prediction, a blob) takes dense scipy passes instead of the sparse
+    ones, which would build candidate lists of the box's size; both give the same G′."""
+    from scipy import ndimage
+
     ref = np.asarray(ref)
     g = ref if ref.dtype.kind in "bu" else ref > 0    # nonzero is > 0 for bool and unsigned labels
     box = mask_box(g, pad=1)
     if box is None:
         return None, None
     shape = tuple(s.stop - s.start for s in box)
-    zyx = _coords(_largest_6(np.flatnonzero(g[box]), shape), shape)
+    flat = np.flatnonzero(g[box])
+    dense = len(flat) > DENSE_FILL * np.prod(shape)
+    if dense:
+        lab, _ = ndimage.label(g[box])
+        flat = np.flatnonzero(lab == np.bincount(lab.ravel())[1:].argmax() + 1)
+    else:
+        flat = _largest_6(flat, shape)
+    zyx = _coords(flat, shape)
     lo, hi = zyx.min(0), zyx.max(0)
-    lo_pad = np.maximum(lo - 1, -np.array([s.start for s in box]))
-    hi_pad = np.minimum(hi + 2, np.array(g.shape) - np.array([s.start for s in box]))
+    start = np.array([s.start for s in box])
+    lo_pad = np.maximum(lo - 1, -start)
+    hi_pad = np.minimum(hi + 2, np.array(g.shape) - start)
     box = tuple(slice(s.start + int(a), s.start + int(b)) for s, a, b in zip(box, lo_pad, hi_pad))
     shape = tuple(int(b - a) for a, b in zip(lo_pad, hi_pad))
     flat = np.ravel_multi_index(tuple((zyx - lo_pad).T), shape)
+    if dense:
+        sub = np.zeros(shape, bool)
+        sub.ravel()[flat] = True
+        return box, np.flatnonzero(ndimage.binary_fill_holes(sub))
     return box, _fill_holes(flat, shape)
 
 
