@@ -108,14 +108,12 @@ def _coords(flat: np.ndarray, shape) -> np.ndarray:
     return np.column_stack(np.unravel_index(flat, shape))
 
 
-def _neighbour_pairs(flat: np.ndarray, zyx: np.ndarray, shape, offsets, other: np.ndarray | None = None):
-    """(i, j) with other[j] = flat[i] + offset inside the box, for each offset (other defaults to flat)."""
-    same = other is None
-    other = flat if same else other
+def _neighbour_pairs(flat: np.ndarray, zyx: np.ndarray, shape, offsets):
+    """(i, j) with flat[j] = flat[i] + offset inside the box, for each offset (flat sorted, zyx its coordinates)."""
     strides = np.array([shape[1] * shape[2], shape[2], 1])
     ii, jj = [], []
     for o in offsets:
-        if same and tuple(o) == (0, 0, 1):            # x-neighbours are consecutive in the sorted set
+        if tuple(o) == (0, 0, 1):                      # x-neighbours are consecutive in the sorted set
             i = np.flatnonzero((flat[1:] == flat[:-1] + 1) & (zyx[:-1, 2] < shape[2] - 1))
             ii.append(i)
             jj.append(i + 1)
@@ -123,8 +121,8 @@ def _neighbour_pairs(flat: np.ndarray, zyx: np.ndarray, shape, offsets, other: n
         nb = zyx + o
         ok = np.all((nb >= 0) & (nb < np.asarray(shape)), 1)
         nf = flat + int(o @ strides)
-        pos = np.minimum(np.searchsorted(other, nf), max(len(other) - 1, 0))
-        hit = ok & (other[pos] == nf) if len(other) else np.zeros(len(flat), bool)
+        pos = np.minimum(np.searchsorted(flat, nf), max(len(flat) - 1, 0))
+        hit = ok & (flat[pos] == nf) if len(flat) else np.zeros(0, bool)
         ii.append(np.flatnonzero(hit))
         jj.append(pos[hit])
     return np.concatenate(ii), np.concatenate(jj)
