@@ -464,18 +464,25 @@ def parse_tree(mask: np.ndarray, spacing_xyz=(1.0, 1.0, 1.0), *, timings: dict |
 def branch_table(p: Parse, mask_ref: np.ndarray, spacing_xyz, origin=(0, 0, 0),
                  direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> list[dict]:
     """Per-branch measures (length, radii, endpoints in LPS mm), vectorised over branches."""
-    from scipy import ndimage
     from scipy.spatial import cKDTree
 
     sp_zyx = np.asarray(spacing_xyz, float)[::-1]
-    gb = p.labels > 0
-    bg = ndimage.binary_dilation(gb) & ~gb
+    # the background voxels 6-adjacent to G′ (inside its box), from G′'s sorted voxels
+    shape = p.labels.shape
+    flat = np.flatnonzero(p.labels)
+    zyx = _coords(flat, shape)
+    ring = []
+    for o in np.concatenate([FORWARD6, -FORWARD6]):
+        nb = zyx + o
+        nb = nb[np.all((nb >= 0) & (nb < np.asarray(shape)), 1)]
+        nf = np.ravel_multi_index(tuple(nb.T), shape)
+        ring.append(nf[~_isin_sorted(nf, flat)])
     off = np.array([s.start for s in p.box])
-    bgv = (np.argwhere(bg) + off) * sp_zyx
+    bgv = (_coords(np.unique(np.concatenate(ring)), shape) + off) * sp_zyx
     skz = np.column_stack(np.unravel_index(p.skel_idx, p.shape))
     skm = skz * sp_zyx
     if len(bgv):
-        dist, _ = cKDTree(bgv).query(skm, k=1)
+        dist, _ = cKDTree(bgv).query(skm, k=1, workers=-1)
     else:
         dist = np.zeros(len(skm))
     radius = np.maximum(dist - sp_zyx.min() / 2, 0)
