@@ -157,6 +157,20 @@ def test_parse_against_analytic_tree(preset, seed, phantoms):
         assert rows[r["parent"] - 1]["generation"] == r["generation"] - 1
 
 
+def test_branch_radii_equal_edt_oracle(phantoms):
+    # radius = distance from a skeleton voxel to the nearest background voxel − half the finest spacing:
+    # scipy's exact EDT over the whole volume, here with an anisotropic spacing too
+    for ph, sp in ((phantoms[2], phantoms[2].spacing), (phantoms[3], (0.7, 0.9, 1.6))):
+        p = parse_tree(ph.label, sp)
+        rows = branch_table(p, ph.label, sp)
+        edt = ndimage.distance_transform_edt(oracle_gprime(ph.label), sampling=np.asarray(sp)[::-1])
+        r = np.maximum(edt.ravel()[p.skel_idx] - min(sp) / 2, 0)
+        for row in rows:
+            rb = r[p.skel_branch == row["id"]]
+            assert row["mean_radius_mm"] == pytest.approx(rb.mean(), abs=5e-4 + 1e-12)   # rows round to µm
+            assert row["min_radius_mm"] == pytest.approx(rb.min(), abs=5e-4 + 1e-12)
+
+
 def resolvable_branch_count(ph, min_width_vox=0.0):
     """The analytic branch count the parse can be held to (the choice is in `tree`'s module docstring).
 
