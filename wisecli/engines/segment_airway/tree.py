@@ -25,17 +25,17 @@ full-volume oracle. On the full `ct` label (512 × 512 × 320, 736 branches) `pa
 cores, 1.0 s of it the thinning (benchmark R7, which times label → G′ → skeleton → steps 1–7 → ℓ and prints
 the per-stage profile from `timings`).
 
-Branch count against the analytic tree (§9 on `tiny`, where the spec is not precise). The parse follows the
-public rules, which resolve a branch only if its skeleton leaves a ≥ 5-voxel piece between junctions. At 2 mm,
-`tiny`'s 15 branches ≥ 2 voxels wide (generations 0–3) are, past the trachea, 4.5–13.5 voxels long; generation-4 ones,
-1.5–1.8 voxels wide, are in the label too; so the parse finds 6–12 branches per case, not 15. The analytic count
-the parse is held to is therefore the number of analytic branches, after folding each only child into its
-parent (its sibling was below the minimum Ø, so the label has no junction there; step 7 folds these too),
-whose centreline spans ≥ 6 voxel steps (Chebyshev length in voxels: k steps give k + 1 skeleton voxels, k − 1
-once the two junction voxels are dropped, so ≥ 5, a seed). Summed over 40 `tiny` seeds the parse gives 362
-branches against 358 such analytic branches (+1 %) and 339 of them ≥ 2 voxels wide (the spec's qualifier,
-+7 %); both within ±10 %, which the tests assert. Per case it scatters by up to ±4 on ≈ 9: a branch without a
-seed hands its voxels to its neighbours and step 7 may fold one more, and thinning moves a junction by a voxel.
+Branch count against the analytic tree (§9 on `tiny`, where the spec is not precise). The parse follows the public
+rules, which resolve a branch only if its skeleton leaves a ≥ 5-voxel piece between junctions. At 2 mm, `tiny`'s 15
+branches ≥ 2 voxels wide (generations 0–3) are, past the trachea, 4.5–13.5 voxels long; generation-4 ones, 1.5–1.8
+voxels wide, are in the label too; so the parse finds 6–12 branches per case, not 15. The analytic count the parse
+is held to is therefore the number of analytic branches, after folding each only child into its parent (its sibling
+was below the minimum Ø, so the label has no junction there; step 7 folds these too), whose centreline spans ≥ 6
+voxel steps (Chebyshev length in voxels: k steps give k + 1 skeleton voxels, k − 1 once the two junction voxels are
+dropped, so ≥ 5, a seed). Summed over 40 `tiny` seeds the parse gives 362 branches against 358 such analytic
+branches (+1 %) and 339 of them ≥ 2 voxels wide (the spec's qualifier, +7 %); both within ±10 %, which the tests
+assert. Per case it scatters by up to ±4 on ≈ 9: a branch without a seed hands its voxels to its neighbours and
+step 7 may fold one more, and thinning moves a junction by a voxel.
 
 Branch measures [reconstructed]: length = Σ ℓ over the branch's skeleton voxels with
 ℓ(v) = ½ Σ_{u ∈ N26(v) ∩ S} ‖(u − v) ⊙ spacing‖; radius = distance to the nearest background voxel minus half
