@@ -114,6 +114,11 @@ def test_parse_equals_oracle(phantoms):
         assert p.n_branches == len(par) >= 3
         assert all(p.parent[i] == par[i] and p.generation[i] == gens[i] for i in par)
         assert np.array_equal(np.sort(p.skel_idx), np.flatnonzero(sk))
+    # a stray blob far from the tree is not G′: same parse, in the same box
+    label = phantoms[0].label.copy()
+    label[1:4, 1:4, 1:4] = 1
+    p, q = parse_tree(label, phantoms[0].spacing), parse_tree(phantoms[0].label, phantoms[0].spacing)
+    assert p.box == q.box and np.array_equal(p.labels, q.labels) and np.array_equal(p.skel_idx, q.skel_idx)
 
 
 def test_reference_mask_equals_scipy_on_holey_blobs():
