@@ -165,19 +165,10 @@ def _rec(row, case, dev, seconds, peer=None, target="", **kw):
 
 
 def _time(fn, device, repeats, warm=True):
-    """Best of `repeats` timed calls after one warm-up call (`warm`)."""
-    from wisecli.runtime.device import sync
+    """Median of `repeats` timed calls after one warm-up call (`warm`)."""
+    from wisecli.runtime.device import timed
 
-    if warm:
-        fn()
-        sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t)
-    return best
+    return timed(fn, device, repeats, warmup=int(warm))[1]
 
 
 def _windows(shape, roi, overlap):
