@@ -167,7 +167,7 @@ def run(
         raise InputError("--fronts belongs to one input", hint="run one input at a time with --fronts")
     import numpy as np
 
-    from wisecli.engines.nnls import api
+    from wisecli.engines.nnls import api, plots
     from wisecli.engines.nnls.data import make_dictionary
     from wisecli.runtime.batch import BatchOptions, run_batch, stem_of
     from wisecli.runtime.device import device_name, oom_guard, resolve_device
@@ -229,7 +229,7 @@ def run(
             if mat.spatial is None:
                 sink.warn(f"{p.name}: --maps needs a cube input; no maps written")
             else:
-                outs += _write_maps(out, s, X, mat.spatial)
+                outs += plots.write_maps(out, s, X, mat.spatial)
         sel = res["selection"]
         doc = {
             "command": "nnls run", "input": str(p), "m": int(B.shape[0]), "r": int(fr.A.shape[1]),
@@ -257,23 +257,6 @@ def run(
              "front": d["front"]["method"], "select": d["select"]["method"], "gap": d["select"]["gap"],
              "seconds": round(d["seconds"], 3)} for d in docs]
     sink.result(docs[0] if len(docs) == 1 else {"items": docs}, rows=rows, title="wise nnls run")
-
-
-def _write_maps(out: Path, stem: str, X, spatial) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from wisecli.runtime.io.atomic import atomic_path
-
-    paths = []
-    for i in range(X.shape[0]):
-        path = out / f"{stem}.map{i:02d}.png"
-        with atomic_path(path) as tmp:
-            plt.imsave(tmp, X[i].reshape(spatial), cmap="viridis", format="png")
-        paths.append(path)
-    return paths
 
 
 @app.command()
@@ -310,7 +293,7 @@ def pareto(
         raise InputError("--plot takes one input", hint="run pareto per input to plot")
     import numpy as np
 
-    from wisecli.engines.nnls import api
+    from wisecli.engines.nnls import api, plots
     from wisecli.engines.nnls.data import make_dictionary
     from wisecli.runtime.batch import BatchOptions, run_batch, stem_of
     from wisecli.runtime.device import device_name, oom_guard, resolve_device
@@ -358,7 +341,7 @@ def pareto(
             partial.unlink()
         outs = [str(path)]
         if plot is not None:
-            outs.append(str(_plot_fronts(plot, fr)))
+            outs.append(str(plots.plot_fronts(plot, fr)))
         doc = {"command": "nnls pareto", "input": str(p), "m": int(B.shape[0]), "r": int(A.shape[1]), "n": n,
                "method": fr.method, "kmax": fr.kmax, "exact_level_fraction": fr.exact_level_fraction(),
                "flagged_columns": int(fr.flagged.sum()), "on_front_mean": float(fr.on_front[:, 1:].sum(1).mean()),
@@ -374,38 +357,6 @@ def pareto(
              if k in ("input", "n", "r", "method", "kmax", "exact_level_fraction", "flagged_columns", "seconds")}
             for d in docs]
     sink.result(docs[0] if len(docs) == 1 else {"items": docs}, rows=rows, title="wise nnls pareto")
-
-
-def _plot_fronts(path: Path, fr) -> Path:
-    """20 sampled fronts (relative error vs k) and the total error versus q (the LP bound for every budget)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from wisecli.engines.nnls.select import lp_curve
-    from wisecli.runtime.io.atomic import save_figure
-
-    n, K1 = fr.err.shape
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    for j in np.linspace(0, n - 1, min(20, n)).astype(int):
-        rel = np.sqrt(fr.err[j] / max(fr.beta[j], 1e-300))
-        a1.plot(np.arange(K1), rel, marker=".", lw=0.8, alpha=0.7)
-    a1.set_xlabel("nonzeros k")
-    a1.set_ylabel("relative error of the column")
-    a1.set_title(f"sampled fronts ({fr.method})")
-    qs = np.arange(0, n * (K1 - 1) + 1, max(1, n // 50))
-    tot = lp_curve(fr.err, fr.on_front, qs)
-    a2.plot(qs / n, np.sqrt(np.maximum(tot, 0) / max(fr.beta.sum(), 1e-300)))
-    a2.set_xlabel("q / n")
-    a2.set_ylabel("relative error (LP bound)")
-    a2.set_title("total error vs budget")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, path, dpi=90)
-    return path
 
 
 @app.command()
@@ -437,7 +388,7 @@ def evaluate(
         raise InputError("--avg-nnz is empty", hint="for example --avg-nnz 1,2,3,4")
     cfg = _settings(config, set_, front=front, kmax=kmax, select=select)
     mlist = [t.strip() for t in methods.split(",")] if methods else None
-    from wisecli.engines.nnls import api
+    from wisecli.engines.nnls import api, plots
     from wisecli.engines.nnls.data import load_matrix, make_dictionary
     from wisecli.runtime.device import resolve_device
 
@@ -468,34 +419,12 @@ def evaluate(
     recs = api.evaluate(A, B, budgets, methods=mlist, x_true=truth, dataset=name, device=dev, front=cfg["front"],
                         select_method=sel, progress=sink.record, **kw)
     if plot is not None:
-        _plot_eval(plot, recs)
+        plots.plot_eval(plot, recs)
     cols = ["method", "avg_nnz", "q", "nnz", "rel_error_pct", "seconds"]
     if truth is not None:
         cols += ["support_f1", "abundance_rmse"]
     rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in recs]
     sink.result(recs, rows=rows, columns=cols, title=f"wise nnls evaluate ({name})")
-
-
-def _plot_eval(path: Path, recs) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from wisecli.runtime.io.atomic import save_figure
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for m in dict.fromkeys(r["method"] for r in recs):
-        pts = sorted((r["avg_nnz"], r["rel_error_pct"]) for r in recs if r["method"] == m)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=m)
-    ax.set_xlabel("average nonzeros per column")
-    ax.set_ylabel("relative error (%)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, path, dpi=90)
-    return path
 
 
 @app.command()

@@ -146,12 +146,16 @@ def evaluate(
     check_lists: Annotated[bool, typer.Option("--check-lists", help="Compare our good/junk sets with gt_image.txt/jk_image.txt.")] = False,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Accept list/folder count mismatches.")] = False,
     val_ids: Annotated[float, typer.Option("--val-ids", help="AIC: fraction of ids held out.")] = 0.1,
+    aic_submit: Annotated[Optional[Path], typer.Option(
+        "--aic-submit", help="AIC 2020 Track 2: write the 100 best test image numbers per query (track2.txt).")] = None,
+    overwrite: o.Overwrite = False,
     fast: Annotated[bool, typer.Option("--fast", help="TF32 GEMM on CUDA.")] = False,
     batch_size: Batch = 256,
     device: o.Device = "auto", amp: o.Amp = True, seed: o.Seed = 0, json: o.Json = False, quiet: o.Quiet = False,
     verbose: o.Verbose = False, debug: o.Debug = False,
 ) -> None:
-    """mAP (standard and official AP), CMC and mINP of query against gallery."""
+    """mAP (standard and official AP), CMC and mINP of query against gallery; --aic-submit also writes an AI City
+    Track 2 submission (DATA --layout aic embeds image_query/ and image_test/; or from --query/--gallery features)."""
     from wisecli.engines.reid import api
 
     sink = Sink(json=json, quiet=quiet, verbose=verbose)
@@ -160,10 +164,15 @@ def evaluate(
     doc = api.evaluate(query_files=query, gallery_files=gallery, weights=weights, data=data, layout=layout,
                        ap_mode=ap_mode, rerank=rerank, k1=k1, k2=k2, lam=lam, max_rank=max_rank, per_query=per_query,
                        explain=explain, check_lists=check_lists, allow_partial=allow_partial, val_ids=val_ids,
-                       seed=seed, viewpoints=viewpoints, viewpoint_format=viewpoint_format, device_spec=device,
-                       amp=amp, fast=fast, batch=batch_size, sink=sink)
-    row = {k: doc[k] for k in ("mAP", "ap_mode", "mAP_standard", "mAP_official", "R1", "R5", "mINP", "num_queries",
-                                "num_valid_queries")}
+                       seed=seed, viewpoints=viewpoints, viewpoint_format=viewpoint_format, aic_submit=aic_submit,
+                       overwrite=overwrite, device_spec=device, amp=amp, fast=fast, batch=batch_size, sink=sink)
+    if "mAP" in doc:
+        row = {k: doc[k] for k in ("mAP", "ap_mode", "mAP_standard", "mAP_official", "R1", "R5", "mINP",
+                                    "num_queries", "num_valid_queries")}
+    else:
+        row = {"metrics": "skipped (no ground truth)"}
+    if "aic_submit" in doc:
+        row.update({"submission": doc["aic_submit"]["file"], "lines": doc["aic_submit"]["queries"]})
     sink.result(doc, rows=[row], title="wise reid evaluate")
 
 

@@ -82,10 +82,13 @@ def _reference_solve(G, C, mask):
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_fast_passive_set_solves_equal_the_plain_solve(shared):
-    """Subset table and compact k×k Cholesky (size buckets: n ≥ 256; the one-shared-set shortcut) against a
-    per-column pinv."""
+def test_fast_passive_set_solves_equal_the_plain_solve(shared, monkeypatch):
+    """Subset table and compact k×k Cholesky (cache-sized chunks, made small here so there are five, and size
+    buckets: n ≥ 256; the one-shared-set shortcut) against a per-column pinv."""
+    from wisecli.engines.nnls import solver
     from wisecli.engines.nnls.solver import BUCKET_MIN_ROWS, _compact_solve, _pinv_atol, _Systems, _Workspace
+
+    monkeypatch.setattr(solver, "CHUNK_NUMBERS", 1)  # chunks of CHUNK_MIN_ROWS rows
 
     n = BUCKET_MIN_ROWS + 44
     A, B = _problem(7, n=n, seed=6)
@@ -100,12 +103,14 @@ def test_fast_passive_set_solves_equal_the_plain_solve(shared):
     Gt, Ct, mt = torch.tensor(G), torch.tensor(C), torch.tensor(mask)
     table = _Systems(Gt, n, "table")
     assert table.table is not None
-    z_table = table.solve(Ct.T.contiguous(), mt).numpy()
-    z_compact = _compact_solve(Gt, Ct.T, mt, _pinv_atol(Gt), _Workspace()).numpy()
+    z_table = table.solve(Ct.T.contiguous(), mt, _Workspace()).numpy()
     scale = np.abs(ref).max()
     assert np.abs(z_table - ref).max() <= 1e-10 * scale
-    assert np.abs(z_compact - ref).max() <= 1e-10 * scale
-    assert (z_table[~mask] == 0).all() and (z_compact[~mask] == 0).all()
+    assert (z_table[~mask] == 0).all()
+    for chunks in (True, False):  # CPU's cache-sized chunks and CUDA's size buckets, both run here
+        z_compact = _compact_solve(Gt, Ct.T, mt, _pinv_atol(Gt), _Workspace(), chunks=chunks).numpy()
+        assert np.abs(z_compact - ref).max() <= 1e-10 * scale
+        assert (z_compact[~mask] == 0).all()
 
 
 @pytest.mark.parametrize("method", ["bpp", "lh"])
@@ -126,3 +131,28 @@ def test_table_and_compact_paths_agree_with_collinear_atoms_and_allowed(method):
         assert np.abs(ot - oc).max() <= 1e-10 * oc.max()
         # away from the duplicated pair the solutions are unique, so the coefficients agree too
         assert np.abs(xt[:, 1:8] - xc[:, 1:8]).max() <= 1e-8 * np.abs(xc).max()
+
+
+def test_column_blocks_in_threads_equal_one_thread():
+    """On CPU, large problems are split into column blocks solved in threads; every column's iterations are its
+    own, so the answer equals the one-thread solve up to round-off (a chunk's padding and its batch of right-hand
+    sides change the rounding, not the passive sets), and the thread count is restored."""
+    from wisecli.engines.nnls.solver import THREAD_MIN_NUMBERS
+
+    r = 49
+    n = 2 * THREAD_MIN_NUMBERS // (r * r) + 10
+    A, B = _problem(r, n=n, seed=3)
+    G, C = torch.tensor(A.T @ A), torch.tensor(A.T @ B)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = nnls_gram(G, C)
+        torch.set_num_threads(2)
+        two = nnls_gram(G, C)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(one.x > 0, two.x > 0) and torch.equal(one.flagged, two.flagged)
+    assert (one.x - two.x).abs().max() <= 1e-10 * one.x.abs().max()
+    _, rn = nnls(A, B[:, -1])
+    assert abs(((A @ two.x[-1].numpy() - B[:, -1]) ** 2).sum() - rn**2) <= 1e-9 * rn**2

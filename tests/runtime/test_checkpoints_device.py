@@ -79,3 +79,17 @@ def test_one_cpu_thread_restores_the_thread_count():
         with one_cpu_thread(torch.device("cpu")):
             raise RuntimeError("boom")
     assert torch.get_num_threads() == before
+
+
+def test_timed_is_the_median_after_untimed_warmups(monkeypatch):
+    import time
+
+    from wisecli.runtime import device as devmod
+
+    clock = iter([0.0, 5.0, 10.0, 11.0, 20.0, 22.0])  # three timed calls: 5 s, 1 s, 2 s
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    calls = []
+    out, seconds = devmod.timed(lambda: calls.append(1) or len(calls), torch.device("cpu"), repeats=3, warmup=2)
+    assert seconds == 2.0 and out == 5 and len(calls) == 5  # 2 warm-ups untimed, median of 5, 1, 2
+    clock = iter([0.0, 3.0, 10.0, 11.0])
+    assert devmod.timed(lambda: None, torch.device("cpu"), repeats=2)[1] == 2.0  # even count: mean of the middle two

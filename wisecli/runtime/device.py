@@ -104,6 +104,25 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(fn, device: torch.device, repeats: int = 1, warmup: int = 0):
+    """(last output, median wall seconds of `repeats` synchronised calls after `warmup` untimed ones): the timing
+    of every `benchmark` verb. One call misleads on a shared CPU, and the first pays for CUDA context and kernels."""
+    import time
+
+    for _ in range(warmup):
+        fn()
+    ts, out = [], None
+    for _ in range(max(1, repeats)):
+        sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        sync(device)
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    mid = len(ts) // 2
+    return out, ts[mid] if len(ts) % 2 else 0.5 * (ts[mid - 1] + ts[mid])
+
+
 @dataclass
 class DistInfo:
     rank: int = 0

@@ -72,24 +72,11 @@ def reference_pyramid_depth_loss(pred, target, scales, device):
     return total / len(scales)
 
 
-def _time(fn, device, iters: int, warmup: int) -> float:
-    from wisecli.runtime.device import sync
-
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    sync(device)
-    return (time.perf_counter() - t) / iters
-
-
 def run(device: str = "auto", quick: bool = True, *, iters: int | None = None, compile: bool = False,
         amp: bool = True, e2e: bool = True) -> dict:
     """Race ours against the reference style; returns the spec's JSON document with `records`."""
     from wisecli.engines.fas.losses import FASLoss
-    from wisecli.runtime.device import autocast, device_name, resolve_device
+    from wisecli.runtime.device import autocast, device_name, resolve_device, timed
 
     dev = resolve_device(device)
     if quick:
@@ -121,8 +108,8 @@ def run(device: str = "auto", quick: bool = True, *, iters: int | None = None, c
         with torch.no_grad():
             ref(x)
 
-    t_inf_ours = _time(inf_ours, dev, iters, warm)
-    t_inf_ref = _time(inf_ref, dev, iters, warm)
+    t_inf_ours = timed(inf_ours, dev, iters, warm)[1]
+    t_inf_ref = timed(inf_ref, dev, iters, warm)[1]
 
     xt = torch.randn(b_tr, 3, size, size, device=dev)
     tgt = torch.rand(b_tr, 1, msize, msize, device=dev)
@@ -147,8 +134,8 @@ def run(device: str = "auto", quick: bool = True, *, iters: int | None = None, c
         loss.backward()
         opt_r.step()
 
-    t_tr_ours = _time(step_ours, dev, iters, warm)
-    t_tr_ref = _time(step_ref, dev, iters, warm)
+    t_tr_ours = timed(step_ours, dev, iters, warm)[1]
+    t_tr_ref = timed(step_ref, dev, iters, warm)[1]
     name = device_name(dev)
     amp_on = bool(amp and dev.type == "cuda")
     doc = {"device": name, "preset": "quick" if quick else "full",

@@ -583,47 +583,17 @@ def demo(quick: bool = False, device: str = "auto", dataset: str = "faces", out_
              for m in ("columnwise-exact", "global-topq") if (m, a) in by)
     png = None
     if out_dir is not None:
-        png = _reconstruction_png(Path(out_dir), dataset, A, B, d, device)
+        from .plots import plot_reconstruction
+
+        fr = compute_fronts(A, B, device=device)
+        sols = {a: solve(A, B, avg_nnz=a, fronts=fr, device=device)["X"] for a in (1, 2)}
+        png = plot_reconstruction(Path(out_dir) / f"nnls-demo-{dataset}.png", A, B, sols,
+                                  d["spatial"] if dataset == "hsi" else None)
     a2 = 2.0
     head = {"matrixwise_pct@2": by[("matrixwise-exact", a2)], "columnwise_pct@2": by[("columnwise-exact", a2)],
             "global_topq_pct@2": by[("global-topq", a2)]}
     return {"method": "nnls", "ok": bool(ok), "dataset": dataset, "headline": head, "records": recs,
             "png": str(png) if png else None, "seconds": time.perf_counter() - t0}
-
-
-def _reconstruction_png(out_dir: Path, dataset: str, A, B, d, device) -> Path:
-    """Originals and matrix-wise reconstructions at q/n = 1 and 2 (faces/digits), or abundance maps (hsi)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from wisecli.runtime.io.atomic import save_figure
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"nnls-demo-{dataset}.png"
-    fr = compute_fronts(A, B, device=device)
-    sols = {a: solve(A, B, avg_nnz=a, fronts=fr, device=device)["X"] for a in (1, 2)}
-    if dataset == "hsi":
-        side = d["spatial"]
-        X = sols[2]
-        fig, axes = plt.subplots(1, A.shape[1], figsize=(2 * A.shape[1], 2.2))
-        for i, ax in enumerate(axes):
-            ax.imshow(X[i].reshape(side), cmap="viridis")
-            ax.set_title(f"atom {i}")
-            ax.axis("off")
-    else:
-        side = int(round(np.sqrt(B.shape[0])))
-        cols = np.linspace(0, B.shape[1] - 1, 8).astype(int)
-        fig, axes = plt.subplots(3, 8, figsize=(12, 5))
-        rows = [("original", B), ("q/n = 1", A @ sols[1]), ("q/n = 2", A @ sols[2])]
-        for i, (name, M) in enumerate(rows):
-            for j, c in enumerate(cols):
-                axes[i, j].imshow(M[:, c].reshape(side, side), cmap="gray")
-                axes[i, j].axis("off")
-            axes[i, 0].set_title(name, fontsize=9, loc="left")
-    save_figure(fig, path, dpi=90, bbox_inches="tight")
-    return path
 
 
 def benchmark(device: str = "auto", quick: bool = False, preset: str = "all", n: int | None = None,

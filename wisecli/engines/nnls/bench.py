@@ -4,7 +4,7 @@ Cases: ``nnls`` (batched BPP vs a `scipy.optimize.nnls` loop), ``path`` (lock-st
 `sklearn.linear_model.lars_path(positive=True)` per column), ``front`` (``enum`` + greedy selection vs a numpy
 brute force over subsets; r = 16 has no peer), ``select`` (hull greedy + LP bound vs the exact DP). Peers run on the
 host CPU on ``peer_columns`` columns and are scaled per column; ours are synchronised, warmed up, and the median of
-5 runs on CUDA (1 on CPU, except the quick ``nnls`` case: 5); the scipy loop is the median of up to 3 loops.
+5 runs on CUDA (1 on CPU, except the ``nnls`` case: 5 quick, 3 full); the scipy loop is the median of up to 3 loops.
 Data: a synthetic generator shaped like Urban (162 × r), Cuprite (188 × 12) and CBCL (361 × 49): Gaussian-sum
 spectra plus a floor, sparse nonnegative abundances, 1 % noise (our choice).
 
@@ -20,6 +20,8 @@ import platform
 import time
 
 import numpy as np
+
+from wisecli.runtime.device import timed
 
 PRESETS = ("small", "urban", "cuprite", "cbcl", "all")
 
@@ -43,20 +45,6 @@ def _versions() -> dict:
 
     return {"scipy": scipy.__version__, "sklearn": sklearn.__version__, "torch": torch.__version__,
             "numpy": np.__version__}
-
-
-def _time(fn, dev, repeats):
-    from wisecli.runtime.device import sync
-
-    fn()
-    sync(dev)
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        sync(dev)
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts)), out
 
 
 def _record(case, m, r, n, ours_s, peer_s_per_col, max_rel_diff, dev, extra=None):
@@ -88,7 +76,7 @@ def bench_nnls(dev, m, r, n, peer_columns, repeats):
 
     A, B = synthetic(m, r, n, seed=r)
     At, Bt = torch.tensor(A, device=dev), torch.tensor(B, device=dev)
-    ours_s, res = _time(lambda: nnls_matrix(At, Bt), dev, repeats)
+    res, ours_s = timed(lambda: nnls_matrix(At, Bt), dev, repeats, warmup=1)
     p = min(peer_columns, n)
     runs = []
     for _ in range(min(repeats, 3)):  # the median of up to 3 loops, as ours is a median (shared CPUs are noisy)
@@ -129,7 +117,8 @@ def bench_path(dev, m, r, n, peer_columns, repeats):
     A = A / np.linalg.norm(A, axis=0)
     At, Bt = torch.tensor(A, device=dev), torch.tensor(B, device=dev)
     G = At.T @ At
-    ours_s, path = _time(lambda: homotopy_path(G, At.T @ Bt, max_steps=4 * r, record=False), dev, repeats)
+    path, ours_s = timed(lambda: homotopy_path(G, At.T @ Bt, max_steps=4 * r, record=False), dev, repeats,
+                         warmup=1)
     p = min(peer_columns, n)
     Gn, C = A.T @ A, A.T @ B[:, :p]
     t0 = time.perf_counter()
@@ -190,7 +179,7 @@ def bench_front(dev, m, r, n, peer_columns, repeats, peer=True):
         errn, onn = err.cpu().numpy(), on.cpu().numpy()
         return errn, select_levels(errn, onn, 2 * n, "greedy")
 
-    ours_s, (err, _) = _time(ours, dev, repeats)
+    (err, _), ours_s = timed(ours, dev, repeats, warmup=1)
     per_col, diff = None, None
     if peer:
         p = min(peer_columns, n)
@@ -243,7 +232,7 @@ def run_benchmark(device="auto", quick=False, preset="all", n=None, peer_columns
     if preset == "small":
         nn = n or 2000
         pc = min(peer_columns, 200)
-        plan = [("nnls", 162, 6, nn), ("nnls", 361, 49, nn // 4), ("path", 361, 49, nn // 10),
+        plan = [("nnls", 162, 6, nn), ("nnls", 361, 49, nn), ("path", 361, 49, nn // 10),
                 ("front", 162, 6, nn), ("front", 162, 12, nn), ("select", 162, 12, nn * 5)]
     else:
         pc = peer_columns
@@ -258,8 +247,8 @@ def run_benchmark(device="auto", quick=False, preset="all", n=None, peer_columns
         base = "front" if case == "front16" else case
         if base not in cases:
             continue
-        if case == "nnls":  # milliseconds on the quick preset: a median of 5 even on CPU
-            out.append(bench_nnls(dev, m, r, nn, pc, 5 if preset == "small" else repeats))
+        if case == "nnls":  # under a second on CPU: a median of 5 (quick) or 3 (full) even there
+            out.append(bench_nnls(dev, m, r, nn, pc, 5 if preset == "small" else max(repeats, 3)))
         elif case == "path":
             out.append(bench_path(dev, m, r, nn, min(pc, 500), repeats))
         elif case == "front":

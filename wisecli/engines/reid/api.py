@@ -10,6 +10,9 @@ Choices where the spec is silent (each an option):
 - Training without a viewpoint file learns the head only through the re-ID loss and records
   `viewpoint_supervision: "none"`; the re-ID gradient is then not stopped (nothing else would train the head).
 - `evaluate --explain` groups the channel weights by the head's predicted viewpoint class.
+- `evaluate --aic-submit FILE` (format and choices in `submit.py`) keeps reporting the metrics where there is
+  ground truth (the held-out id split of an AIC folder with train_label.xml; features files with ids) and skips
+  them otherwise (`metrics_skipped`), since the submission itself needs none.
 """
 
 from __future__ import annotations
@@ -270,9 +273,15 @@ def evaluate(*, query_files: list[Path] | None = None, gallery_files: list[Path]
              rerank: bool = False, k1: int = 20, k2: int = 6, lam: float = 0.3, max_rank: int = 50,
              per_query: Path | None = None, explain: Path | None = None, check_lists: bool = False,
              allow_partial: bool = False, val_ids: float = 0.1, seed: int = 0, viewpoints: Path | None = None,
-             viewpoint_format: str = "span", device_spec: str = "auto",
-             amp: bool = True, fast: bool = False, batch: int = 256, sink=None) -> dict:
-    """Ranking metrics of query against gallery, from features files or by embedding a data set."""
+             viewpoint_format: str = "span", aic_submit: Path | None = None, overwrite: bool = False,
+             device_spec: str = "auto", amp: bool = True, fast: bool = False, batch: int = 256, sink=None) -> dict:
+    """Ranking metrics of query against gallery, from features files or by embedding a data set.
+
+    With `aic_submit`, also the AI City 2020 Track 2 submission file (`submit.py`): from `--weights` and an AIC
+    folder, image_query/ and image_test/ are embedded (model loaded once) and ranked; from features files, the
+    query and gallery files are.  The metrics are still computed where there is ground truth (an AIC folder
+    with train_label.xml: the held-out id split, as without `aic_submit`; features files: ids with a valid
+    query); otherwise they are skipped, said on stderr, and the document holds `metrics_skipped`."""
     from wisecli.runtime.device import device_name, resolve_device, sync
 
     from .metrics import evaluate_ranking, summarise
@@ -284,20 +293,44 @@ def evaluate(*, query_files: list[Path] | None = None, gallery_files: list[Path]
         check_rerank(k1, k2, lam)
     if max_rank < 1:
         raise InputError("--max-rank must be >= 1", hint="the default is 50")
+    if aic_submit is not None:
+        from .submit import check_output
+
+        check_output(aic_submit, overwrite)
     device = resolve_device(device_spec, sink=sink)
     seconds = {}
     extra = {}
+    has_gt = True
+    sub = None  # (query features, gallery features, gallery image numbers, query row order or None)
     if weights is not None:
         if data is None:
             raise InputError("evaluate --weights needs DATA", hint="wise reid evaluate --weights best.pt VeRi --layout veri")
         from .data import good_junk_sets, load_layout, read_veri_lists
         from .features import embed_paths, load_model
 
-        if layout == "aic" and not (Path(data) / "train_label.xml").is_file():
+        aic = None
+        if aic_submit is not None:
+            from .data import load_aic_test
+            from .submit import check_gallery_size
+
+            if layout != "aic":
+                raise InputError("--aic-submit needs --layout aic",
+                                 hint="or give --query/--gallery features of image_query/ and image_test/")
+            aic = load_aic_test(data, allow_partial=allow_partial)
+            check_gallery_size(len(aic["gallery"][0]))
+            has_gt = (Path(data) / "train_label.xml").is_file()
+            if not has_gt:
+                for flag, given in (("--per-query", per_query), ("--explain", explain), ("--viewpoints", viewpoints)):
+                    if given is not None:
+                        raise InputError(f"{flag} needs the held-out split, but {data} has no train_label.xml",
+                                         hint=f"drop {flag}, or add train_label.xml and image_train/")
+                _say(sink, f"{data} has no train_label.xml: writing the submission without metrics")
+        elif layout == "aic" and not (Path(data) / "train_label.xml").is_file():
             raise InputError("AIC query/test identities are unpublished: no ground truth to evaluate against",
                              hint="evaluate on a held-out split of the training ids with --val-ids 0.1")
-        splits = load_layout(data, layout, allow_partial=allow_partial, val_ids=val_ids, seed=seed)
-        q, g = splits["query"], splits["gallery"]
+        if has_gt:
+            splits = load_layout(data, layout, allow_partial=allow_partial, val_ids=val_ids, seed=seed)
+            q, g = splits["query"], splits["gallery"]
         if check_lists:
             if layout != "veri":
                 raise InputError("--check-lists needs --layout veri", hint="gt_image.txt/jk_image.txt are VeRi files")
@@ -308,7 +341,6 @@ def evaluate(*, query_files: list[Path] | None = None, gallery_files: list[Path]
             extra["check_lists"] = {"queries": len(q), "good_mismatches": sum(a != b for a, b in zip(good, gt)),
                                     "junk_mismatches": sum(a != b for a, b in zip(junk, jk))}
         model, mc, _ = load_model(weights, device)
-        t0 = time.perf_counter()
         vp_labels = None
         if viewpoints is not None:
             if not mc["use_vcam"]:
@@ -316,20 +348,32 @@ def evaluate(*, query_files: list[Path] | None = None, gallery_files: list[Path]
             from .data import read_viewpoints
 
             vp_labels = read_viewpoints(viewpoints, viewpoint_format, mc["viewpoint_classes"])
-        qf, qp, qg, qok, qerr = embed_paths(model, q.paths, mc["input_size"], device, batch=batch, amp=amp,
-                                            gates=explain is not None)
-        gf, gp, _, gok, gerr = embed_paths(model, g.paths, mc["input_size"], device, batch=batch, amp=amp)
-        seconds["embed"] = time.perf_counter() - t0
-        if qerr or gerr:
-            raise InputError(f"{len(qerr) + len(gerr)} query/gallery images are unreadable",
-                             hint="fix or remove them (predict records such items and goes on)")
-        q_ids, q_cams, g_ids, g_cams = q.ids, q.cams, g.ids, g.cams
-        if vp_labels is not None:
-            extra["viewpoint"] = viewpoint_accuracy(list(q.paths) + list(g.paths), torch.cat([qp, gp]), vp_labels)
-        if explain is not None:
-            if qg is None or not qg:
-                raise InputError("--explain needs a VCAM model", hint="this checkpoint was trained with --no-vcam")
-            extra["explain"] = write_explain(explain, qg, qp)
+        if aic is not None:
+            t0 = time.perf_counter()
+            tq, _, _, _, terr = embed_paths(model, aic["query"][0], mc["input_size"], device, batch=batch, amp=amp)
+            tg, _, _, _, gerr = embed_paths(model, aic["gallery"][0], mc["input_size"], device, batch=batch, amp=amp)
+            seconds["embed_submit"] = time.perf_counter() - t0
+            if terr or gerr:
+                first = (terr or gerr)[0][1]
+                raise InputError(f"{len(terr) + len(gerr)} AIC query/test images are unreadable, e.g. {first}",
+                                 hint="a submission needs every listed image; fix or re-extract them")
+            sub = (tq, tg, aic["gallery"][1], None)
+        if has_gt:
+            t0 = time.perf_counter()
+            qf, qp, qg, qok, qerr = embed_paths(model, q.paths, mc["input_size"], device, batch=batch, amp=amp,
+                                                gates=explain is not None)
+            gf, gp, _, gok, gerr = embed_paths(model, g.paths, mc["input_size"], device, batch=batch, amp=amp)
+            seconds["embed"] = time.perf_counter() - t0
+            if qerr or gerr:
+                raise InputError(f"{len(qerr) + len(gerr)} query/gallery images are unreadable",
+                                 hint="fix or remove them (predict records such items and goes on)")
+            q_ids, q_cams, g_ids, g_cams = q.ids, q.cams, g.ids, g.cams
+            if vp_labels is not None:
+                extra["viewpoint"] = viewpoint_accuracy(list(q.paths) + list(g.paths), torch.cat([qp, gp]), vp_labels)
+            if explain is not None:
+                if qg is None or not qg:
+                    raise InputError("--explain needs a VCAM model", hint="this checkpoint was trained with --no-vcam")
+                extra["explain"] = write_explain(explain, qg, qp)
     else:
         if not query_files or not gallery_files:
             raise InputError("give --query and --gallery features, or --weights with DATA",
@@ -347,33 +391,75 @@ def evaluate(*, query_files: list[Path] | None = None, gallery_files: list[Path]
                              hint="embed both with 'wise reid predict' of one model")
         qf, gf = torch.from_numpy(qd["features"]), torch.from_numpy(gd["features"])
         q_ids, q_cams, g_ids, g_cams = qd["ids"], qd["cameras"], gd["ids"], gd["cameras"]
-    if _valid_query_count(q_ids, q_cams, g_ids, g_cams) == 0:
-        raise InputError("no valid query: no query has a gallery match of its id on another camera",
-                         hint="check ids and cameras (predict --parse-names veri), or the query/gallery pairing")
-    fh = open(per_query, "w") if per_query else None  # streamed as computed (spec §8)
-    try:
-        def on_query(i, r):
-            fh.write(json.dumps({"query": i, **r}) + "\n")
-            fh.flush()
+        if aic_submit is not None:
+            from .data import aic_image_ids
+            from .submit import check_gallery_size
 
+            q_numbers = aic_image_ids([Path(str(x)).name for x in qd["paths"]], "the query features' paths")
+            g_numbers = aic_image_ids([Path(str(x)).name for x in gd["paths"]], "the gallery features' paths")
+            check_gallery_size(len(g_numbers))
+            sub = (qf, gf, g_numbers, torch.from_numpy(np.argsort(q_numbers, kind="stable")))
+    if has_gt and _valid_query_count(q_ids, q_cams, g_ids, g_cams) == 0:
+        if sub is None:
+            raise InputError("no valid query: no query has a gallery match of its id on another camera",
+                             hint="check ids and cameras (predict --parse-names veri), or the query/gallery pairing")
+        if per_query is not None:
+            raise InputError("--per-query needs ground truth, and no query has a match of its id on another camera",
+                             hint="drop --per-query (the test ids of AIC are unpublished)")
+        has_gt = False
+        _say(sink, "no query has a match of its id on another camera: writing the submission without metrics")
+    metric_dist = None
+    if has_gt:
+        fh = open(per_query, "w") if per_query else None  # streamed as computed (spec §8)
+        try:
+            def on_query(i, r):
+                fh.write(json.dumps({"query": i, **r}) + "\n")
+                fh.flush()
+
+            t0 = time.perf_counter()
+            if rerank:
+                metric_dist = re_ranking(torch.nn.functional.normalize(qf.to(device).float(), dim=1),
+                                         torch.nn.functional.normalize(gf.to(device).float(), dim=1), k1, k2, lam,
+                                         fast=fast)
+                raw = evaluate_ranking(q_ids, g_ids, q_cams, g_cams, distmat=metric_dist, max_rank=max_rank,
+                                       device=device, on_query=on_query if fh else None)
+            else:
+                raw = evaluate_ranking(q_ids, g_ids, q_cams, g_cams, qf=qf, gf=gf, max_rank=max_rank, device=device,
+                                       fast=fast, on_query=on_query if fh else None)
+            sync(device)
+            seconds["rank"] = time.perf_counter() - t0
+        finally:
+            if fh:
+                fh.close()
+        doc = summarise(raw, ap_mode=ap_mode)
+    else:
+        doc = {"metrics_skipped": "no ground truth (AIC query/test identities are unpublished)"}
+    if sub is not None:
+        from .submit import TOP, rank_top, write_submission
+
+        sq, sg, numbers, order = sub
         t0 = time.perf_counter()
         if rerank:
-            dist = re_ranking(torch.nn.functional.normalize(qf.to(device).float(), dim=1),
-                              torch.nn.functional.normalize(gf.to(device).float(), dim=1), k1, k2, lam, fast=fast)
-            raw = evaluate_ranking(q_ids, g_ids, q_cams, g_cams, distmat=dist, max_rank=max_rank, device=device,
-                                   on_query=on_query if fh else None)
+            if metric_dist is not None and weights is None:  # features files: the metrics' queries are these
+                dist = metric_dist
+            else:
+                dist = re_ranking(torch.nn.functional.normalize(sq.to(device).float(), dim=1),
+                                  torch.nn.functional.normalize(sg.to(device).float(), dim=1), k1, k2, lam, fast=fast)
+            top = rank_top(None, None, TOP, device, dist=dist if order is None else dist[order.to(dist.device)])
         else:
-            raw = evaluate_ranking(q_ids, g_ids, q_cams, g_cams, qf=qf, gf=gf, max_rank=max_rank, device=device,
-                                   fast=fast, on_query=on_query if fh else None)
+            top = rank_top(sq if order is None else sq[order], sg, TOP, device, fast=fast)
         sync(device)
-        seconds["rank"] = time.perf_counter() - t0
-    finally:
-        if fh:
-            fh.close()
-    doc = summarise(raw, ap_mode=ap_mode)
+        seconds["rank_submit"] = time.perf_counter() - t0
+        doc["aic_submit"] = {**write_submission(aic_submit, top, numbers),
+                             "query_order": "name_query.txt" if order is None else "ascending image number"}
     doc.update({"rerank": {"k1": k1, "k2": k2, "lambda": lam} if rerank else None, "distance": "cosine",
                 "seconds": seconds, "device": device_name(device), **extra})
     return doc
+
+
+def _say(sink, message: str) -> None:
+    if sink is not None:
+        sink.info(message)
 
 
 def viewpoint_accuracy(paths: list[Path], probs: torch.Tensor, labels: dict[str, int]) -> dict:
@@ -659,7 +745,8 @@ def info() -> dict:
             "paper": "Chen et al., Viewpoint-Aware Channel-Wise Attentive Network for Vehicle Re-Identification, "
                      "CVPRW 2020 (arXiv 2010.05810)",
             "layouts": {"veri": "image_{train,query,test}/ + name_{train,query,test}.txt (+ gt_image.txt, jk_image.txt)",
-                        "aic": "AIC20_ReID: image_train/ + train_label.xml; evaluation on a held-out id split (--val-ids)",
+                        "aic": "AIC20_ReID: image_train/ + train_label.xml; evaluation on a held-out id split (--val-ids); "
+                               "evaluate --aic-submit FILE ranks image_test/ for image_query/ (Track 2 file)",
                         "manifest": "CSV path,id,camera,split[,viewpoint]; split in train/query/gallery"},
             "viewpoint_formats": {"span": "CSV filename,viewpoint (0 front,1 rear,2 side,3 front-side,4 rear-side)",
                                   "keypoint": "img_path x1 y1 ... x20 y20 orien (8 orientations)",

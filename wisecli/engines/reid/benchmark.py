@@ -10,15 +10,16 @@ process, on one device (spec §7).
    >= 99 % of queries.
 3. embed (CUDA only): R50+VCAM at 256^2, batch 256: bf16 autocast + channels_last against fp32 (TF32); mean
    cosine between the two, and the viewpoint head's share of the embedding time.
-`quick` shrinks everything to seconds on CPU (Q 200, G 1,500, D 256; re-ranking on Q 60, G 440).
+`quick` shrinks everything to seconds on CPU (Q 200, G 1,500, D 256; re-ranking on Q 60, G 440). Ours is the median
+of 3 runs after a warm-up; the peers are timed 3 times on `quick`, once at the full sizes (minutes of numpy).
 """
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
+
+from wisecli.runtime.device import timed
 
 FULL = {"Q": 1678, "G": 11579, "D": 2048, "ids": 200, "cams": 20, "sigma": 3.6, "rq": 1678, "rg": 11579}
 QUICK = {"Q": 200, "G": 1500, "D": 256, "ids": 60, "cams": 20, "sigma": 2.5, "rq": 60, "rg": 440}
@@ -34,16 +35,6 @@ def make_features(Q, G, D, ids, cams, sigma, seed=0):
     return qf, gf, qi, gi, rng.integers(0, cams, Q), rng.integers(0, cams, G)
 
 
-def _timed(fn, device):
-    from wisecli.runtime.device import sync
-
-    sync(device)
-    t0 = time.perf_counter()
-    out = fn()
-    sync(device)
-    return out, time.perf_counter() - t0
-
-
 def bench_eval(p, device):
     from . import reference_numpy as ref
     from .metrics import evaluate_ranking
@@ -53,9 +44,9 @@ def bench_eval(p, device):
     def ours():
         return evaluate_ranking(qi, gi, qc, gc, qf=torch.from_numpy(qf), gf=torch.from_numpy(gf), device=device)
 
-    ours()  # warm-up (CUDA context, kernels)
-    got, t_ours = _timed(ours, device)
-    want, t_peer = _timed(lambda: ref.evaluate(ref.cosine_distance(qf, gf), qi, gi, qc, gc), torch.device("cpu"))
+    got, t_ours = timed(ours, device, 3, warmup=1)
+    want, t_peer = timed(lambda: ref.evaluate(ref.cosine_distance(qf, gf), qi, gi, qc, gc), torch.device("cpu"),
+                         3 if p is QUICK else 1)
     dist = ref.cosine_distance(qf, gf)
     # agreement of the ranking code on one distance matrix (the two GEMMs may order near-ties differently)
     same = evaluate_ranking(qi, gi, qc, gc, distmat=torch.from_numpy(dist), device=device)
@@ -70,7 +61,7 @@ def bench_eval(p, device):
     try:
         from torchreid.metrics import evaluate_rank  # optional peer
 
-        _, t_tr = _timed(lambda: evaluate_rank(dist, qi, gi, qc, gc, max_rank=50, use_metric_cuhk03=False,
+        _, t_tr = timed(lambda: evaluate_rank(dist, qi, gi, qc, gc, max_rank=50, use_metric_cuhk03=False,
                                                use_cython=False), torch.device("cpu"))
         rec["torchreid_s"] = t_tr
     except ImportError:
@@ -90,10 +81,8 @@ def bench_rerank(p, device):
     def ours():
         return re_ranking(torch.from_numpy(qn).to(device), torch.from_numpy(gn).to(device)).cpu()
 
-    if device.type == "cuda":
-        ours()
-    d_ours, t_ours = _timed(ours, device)
-    d_ref, t_peer = _timed(lambda: ref.re_ranking(qn, gn), torch.device("cpu"))
+    d_ours, t_ours = timed(ours, device, 3, warmup=1)
+    d_ref, t_peer = timed(lambda: ref.re_ranking(qn, gn), torch.device("cpu"), 3 if p is QUICK else 1)
     m_ours = evaluate_ranking(qi, gi, qc, gc, distmat=d_ours, device=device)["mAP_standard"]
     m_ref = evaluate_ranking(qi, gi, qc, gc, distmat=torch.from_numpy(d_ref), device=device)["mAP_standard"]
     top1 = float((d_ours.argmin(1).numpy() == d_ref.argmin(1)).mean())
@@ -129,12 +118,10 @@ def bench_embed(device, quick):
     torch.backends.cudnn.allow_tf32 = True
     try:
         model.to(memory_format=torch.contiguous_format)
-        run(False)
-        ref_f, t_fp32 = _timed(lambda: run(False), device)
+        ref_f, t_fp32 = timed(lambda: run(False), device, warmup=1)
         model.to(memory_format=torch.channels_last)
-        run(True)
-        fast_f, t_bf16 = _timed(lambda: run(True), device)
-        _, t_head = _timed(lambda: run(True, head_only=True), device)
+        fast_f, t_bf16 = timed(lambda: run(True), device, warmup=1)
+        _, t_head = timed(lambda: run(True, head_only=True), device)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = True

@@ -7,6 +7,8 @@ Conventions (spec §4, our choices where it is silent):
 - AIC: identities and cameras come from `train_label.xml` (`imageName`, `vehicleID`, `cameraID`); the test ids
   are unpublished, so evaluation uses a seeded id-disjoint split of the training ids (`val_ids` fraction): in
   the held-out ids, the first image of each (id, camera) pair is a query and the rest the gallery.
+- AIC Track 2 submission (`--aic-submit`): `image_query/` + `name_query.txt` and `image_test/` + `name_test.txt`,
+  in the lists' order; every name must be a decimal image number (`000123.jpg` -> 123), distinct within its list.
 - Manifest CSV: `path,id,camera,split[,viewpoint]`, split in {train, query, gallery}; relative paths are
   relative to the CSV.
 - Viewpoint files: `span` (CSV `filename,viewpoint`, class index 0-4 or name), `keypoint`
@@ -36,6 +38,7 @@ from wisecli.cli.errors import InputError
 from .vcam import TO_5, VIEWPOINTS_5, VIEWPOINTS_8, flip_viewpoint
 
 VERI_RE = re.compile(r"([-\d]+)_c(\d+)")
+AIC_NAME_RE = re.compile(r"[0-9]+")
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
 MEAN = torch.tensor([0.485, 0.456, 0.406]) * 255
 STD = torch.tensor([0.229, 0.224, 0.225]) * 255
@@ -63,26 +66,32 @@ def parse_veri_name(name: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def _veri_split(root: Path, folder: str, listing: str, allow_partial: bool) -> Split:
+def _listed_names(root: Path, folder: str, listing: str, allow_partial: bool, what: str, lists: str) -> list[str]:
+    """The names `listing` gives, checked against the images in `folder` (count mismatch -> error unless
+    `allow_partial`, which keeps the listed names that exist)."""
     d, lst = root / folder, root / listing
     if not d.is_dir():
-        raise InputError(f"VeRi folder missing: {d}", hint="DATA must hold image_train/, image_query/, image_test/")
+        raise InputError(f"{what} folder missing: {d}", hint=f"DATA must hold {folder}/ and {lists}")
     if not lst.is_file():
-        raise InputError(f"VeRi list missing: {lst}", hint="DATA must hold name_train.txt, name_query.txt, "
-                                                          "name_test.txt")
+        raise InputError(f"{what} list missing: {lst}", hint=f"DATA must hold {lists}")
     names = [ln.strip() for ln in lst.read_text().splitlines() if ln.strip()]
     files = {p.name for p in d.iterdir() if p.suffix.lower() in IMAGE_EXT}
     missing = [n for n in names if n not in files]
     if (missing or len(files) != len(names)) and not allow_partial:
         raise InputError(f"{listing} lists {len(names)} images but {folder}/ holds {len(files)} "
                          f"({len(missing)} listed files are missing)", hint="fix the folder, or pass --allow-partial")
-    names = [n for n in names if n in files]
+    return [n for n in names if n in files]
+
+
+def _veri_split(root: Path, folder: str, listing: str, allow_partial: bool) -> Split:
+    names = _listed_names(root, folder, listing, allow_partial, "VeRi",
+                          "image_train/, image_query/, image_test/ and name_{train,query,test}.txt")
     parsed = [parse_veri_name(n) for n in names]
     bad = [n for n, p in zip(names, parsed) if p is None]
     if bad:
         raise InputError(f"{len(bad)} names in {listing} do not follow the VeRi pattern, e.g. {bad[0]!r}",
                          hint="VeRi names look like 0002_c002_00030600_0.jpg; use --layout manifest otherwise")
-    return Split([d / n for n in names], np.array([p[0] for p in parsed], dtype=np.int64),
+    return Split([root / folder / n for n in names], np.array([p[0] for p in parsed], dtype=np.int64),
                  np.array([p[1] for p in parsed], dtype=np.int64))
 
 
@@ -155,6 +164,37 @@ def load_aic(root: Path | str, *, val_ids: float = 0.1, seed: int = 0) -> dict[s
                      np.array([r[2] for r in rs], dtype=np.int64))
 
     return {"train": mk(train), "query": mk(query), "gallery": mk(gallery)}
+
+
+def aic_image_ids(names: list[str], where: str) -> np.ndarray:
+    """The integer of each AIC image name (`000123.jpg` -> 123): the IDs a Track 2 submission lists.  A name
+    whose stem is not a decimal integer, or two names with one integer, is an input error."""
+    bad = [n for n in names if not AIC_NAME_RE.fullmatch(Path(n).stem)]
+    if bad:
+        raise InputError(f"{len(bad)} names in {where} are not AIC image numbers, e.g. {bad[0]!r}",
+                         hint="AIC20_ReID names look like 000123.jpg (the submission lists these integers)")
+    ids = np.array([int(Path(n).stem) for n in names], dtype=np.int64)
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise InputError(f"{where} holds image number {int(uniq[counts > 1][0])} more than once",
+                         hint="each AIC image number must name one image")
+    return ids
+
+
+def load_aic_test(root: Path | str, *, allow_partial: bool = False) -> dict[str, tuple[list[Path], np.ndarray]]:
+    """The AIC Track 2 test protocol: {'query': (paths, image numbers), 'gallery': (paths, image numbers)} from
+    `image_query/` + `name_query.txt` and `image_test/` + `name_test.txt`, in the lists' order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"no such folder: {root}", hint="give the AIC20_ReID folder")
+    lists = "image_query/, image_test/, name_query.txt and name_test.txt"
+    out = {}
+    for role, folder, listing in (("query", "image_query", "name_query.txt"), ("gallery", "image_test", "name_test.txt")):
+        names = _listed_names(root, folder, listing, allow_partial, "AIC", lists)
+        if not names:
+            raise InputError(f"{listing} lists no images", hint="check the AIC20_ReID download")
+        out[role] = ([root / folder / n for n in names], aic_image_ids(names, listing))
+    return out
 
 
 def load_manifest(path: Path | str) -> dict[str, Split]:

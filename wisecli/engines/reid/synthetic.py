@@ -18,6 +18,9 @@ names), a SPAN-format `viewpoints.csv` (`filename,viewpoint`, training images, a
 `viewpoints_test.csv` (query and gallery, for the head's accuracy), `viewpoints8.txt` (keypoint format, zero
 keypoints, 8 orientations) and `SYNTHETIC.txt`.
 Queries are separate renders (not copies of gallery images): one per camera for up to `queries_per_id` cameras.
+`write_aic` lays the same renders out as AIC20_ReID: `image_{train,query,test}/` with numbered names
+(`000001.jpg`, ... in each folder), `train_label.xml` (`Item imageName vehicleID cameraID`), `name_query.txt`,
+`name_test.txt`; as in the challenge, no query/test identities are written.
 """
 
 from __future__ import annotations
@@ -354,3 +357,33 @@ def write_veri(root: Path | str, *, train_ids: int = 80, test_ids: int = 30, ima
                                         f"(seed {seed}); not VeRi-776.\n")
     return {"train": len(names["train"]), "query": len(names["query"]), "test": len(names["test"]),
             "train_ids": train_ids, "test_ids": test_ids, "cameras": CAMERAS, "size": size}
+
+
+def write_aic(root: Path | str, *, train_ids: int = 20, test_ids: int = 10, images_per_id: int = 12,
+              queries_per_id: int = 2, size: int = 64, seed: int = 0) -> dict:
+    """Render a set (as `write_veri`) in the AIC20_ReID layout under `root`; returns counts.  SYNTHETIC."""
+    import shutil
+    import tempfile
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".render-", dir=root) as tmp:
+        counts = write_veri(tmp, train_ids=train_ids, test_ids=test_ids, images_per_id=images_per_id,
+                            queries_per_id=queries_per_id, size=size, seed=seed)
+        for split, folder in (("train", "image_train"), ("query", "image_query"), ("test", "image_test")):
+            (root / folder).mkdir(exist_ok=True)
+            old = (Path(tmp) / f"name_{split}.txt").read_text().split()
+            new = [f"{i:06d}.jpg" for i in range(1, len(old) + 1)]
+            for a, b in zip(old, new):
+                shutil.move(Path(tmp) / folder / a, root / folder / b)
+            if split == "train":
+                items = "".join(f'<Item imageName="{b}" vehicleID="{int(a[:4]):04d}" cameraID="c{a[6:9]}" />\n'
+                                for a, b in zip(old, new))
+                (root / "train_label.xml").write_text(
+                    f'<?xml version="1.0" encoding="utf-8"?>\n<TrainingImages Version="1.0">\n'
+                    f'<Items number="{len(new)}">\n{items}</Items>\n</TrainingImages>\n')
+            else:
+                (root / f"name_{split}.txt").write_text("\n".join(new) + "\n")
+    (root / "SYNTHETIC.txt").write_text("SYNTHETIC VEHICLES: NOT A BENCHMARK. Rendered by wisecli "
+                                        f"(seed {seed}); not AIC20_ReID.\n")
+    return counts

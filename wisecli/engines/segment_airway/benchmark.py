@@ -5,7 +5,8 @@ R2 WingsNet inference as `predict` runs it (lung crop, folded head); R3 WingsNet
 R4 warm end-to-end predict (mask + tree) vs the ATM'22 baseline pipeline on R1's net (read, window, threshold,
 MONAI KeepLargestConnectedComponent, FillHoles, write); R5 cold single case (a fresh `wise` process);
 R6 training patches/s (both heads + GUL, batch 2, loader included) vs BasicUNet with Dice;
-R7 the tree parse vs a per-branch full-volume oracle (same step 3), identical output required.
+R7 the tree parse vs a per-branch full-volume oracle (same step 3), identical output required; both
+start from the label (G′, skeleton and steps 1–7 timed, see `parse_row`).
 Random weights unless `weights`; peers run channels-last-3d, ours NCDHW (InstanceNorm has no channels-last
 kernel). `quick` shrinks everything to seconds on a CPU (coarse `tiny` phantom, roi 32, no overlap).
 """
@@ -25,8 +26,8 @@ import numpy as np
 
 
 def oracle_parse(g: np.ndarray, seeds_labels: np.ndarray) -> np.ndarray:
-    """Peer for R7: steps 4–7 of the parse written per branch over the full volume (dilations for adjacency,
-    voxel relabels for every merge), from the same step-3 labels. Returns the final label volume."""
+    """Steps 4–7 of the parse written per branch over the full volume (dilations for adjacency, voxel relabels
+    for every merge), from step-3 labels. Returns the final label volume."""
     from scipy import ndimage
 
     six = ndimage.generate_binary_structure(3, 1)
@@ -75,6 +76,81 @@ def oracle_parse(g: np.ndarray, seeds_labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def peer_parse(label: np.ndarray) -> np.ndarray:
+    """The R7 peer, from the same label as ours: G′ with dense scipy passes (label, bincount, fill_holes on the
+    full volume), the same scikit-image skeleton, steps 1–2 with a full-volume 3³ convolution and
+    `ndimage.label`, the same step 3 (KD-tree, voxel units), steps 4–7 per branch (`oracle_parse`)."""
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+    from skimage.morphology import skeletonize
+
+    lab, _ = ndimage.label(np.asarray(label) > 0, ndimage.generate_binary_structure(3, 1))
+    g = ndimage.binary_fill_holes(lab == np.bincount(lab.ravel())[1:].argmax() + 1)
+    sk = skeletonize(g).astype(bool)
+    pruned = sk & (ndimage.convolve(sk.astype(np.uint8), np.ones((3, 3, 3), np.uint8), mode="constant") <= 3)
+    pieces, n = ndimage.label(pruned, np.ones((3, 3, 3), bool))
+    big = np.bincount(pieces.ravel(), minlength=n + 1) >= 5
+    big[0] = False
+    ids = np.zeros(n + 1, np.int32)
+    ids[big] = np.arange(1, big.sum() + 1)
+    seeds = ids[pieces]
+    sv, mv = np.argwhere(seeds > 0), np.argwhere(g)
+    _, j = cKDTree(sv).query(mv, k=1, workers=-1)
+    step3 = np.zeros(g.shape, np.int32)
+    step3[tuple(mv.T)] = seeds[tuple(sv.T)][j]
+    return oracle_parse(g, step3)
+
+
+def parse_row(quick: bool = False, repeats: int = 3, ph=None) -> dict:
+    """R7. Both sides start from the same label and do the same work: G′ = fill_holes(LCC(label, 6)),
+    S = skeletonize(G′) (scikit-image, Lee), steps 1–7 (§5); ours also measures ℓ. The peer's steps 4–7 grow as
+    branches × volume, so the race (identical labels required) runs on the `ct` anatomy at 1.4 × 1.4 × 2 mm with
+    a 2 mm minimum Ø (≈ 100 branches; `tiny` when `quick`); ours alone is also timed on the full `ct` label
+    (512 × 512 × 320, ≈ 700 branches), which the ≤ 1.5 s target is about, with its per-stage profile. Ours is
+    the best of `repeats` calls, the peer one call (it takes tens of seconds)."""
+    import os
+
+    from .synthetic import make_phantom
+    from .tree import parse_tree
+
+    if quick:
+        race = ph if ph is not None else make_phantom("tiny", seed=0, size=(64, 48, 48), spacing=(3.0, 3.0, 3.0))
+        full = None
+    else:
+        race = make_phantom("ct", seed=0, size=(256, 256, 160), spacing=(1.4, 1.4, 2.0), min_diameter_mm=2.0,
+                            noise_hu=0)
+        full = ph if ph is not None else make_phantom("ct", seed=0)
+
+    def best(label, spacing):
+        t_best, st_best, p = float("inf"), None, None
+        for _ in range(max(repeats, 1)):
+            st = {}
+            t = time.perf_counter()
+            p = parse_tree(label, spacing, timings=st)
+            t = time.perf_counter() - t
+            if t < t_best:
+                t_best, st_best = t, st
+        return t_best, st_best, p
+
+    t_o, st_o, p_ours = best(race.label, race.spacing)
+    t_p = time.perf_counter()
+    peer = peer_parse(race.label)
+    t_p = time.perf_counter() - t_p
+    same = bool(np.array_equal(p_ours.full_labels(np.int32), peer))
+    rec = dict(identical=same, n_branches=p_ours.n_branches, stages_s={k: round(v, 4) for k, v in st_o.items()},
+               race_phantom="tiny 64x48x48 at 3 mm" if quick else "ct anatomy 256x256x160 at 1.4x1.4x2 mm, min 2 mm",
+               timed="label -> G' (LCC 6, fill holes) -> skeletonize -> steps 1-7 (+ ell for ours)",
+               cpu_threads=os.cpu_count(), load_avg_1m=round(os.getloadavg()[0], 2))
+    target = "identical; >= 20x"
+    if full is not None:
+        t_ct, st_ct, p_ct = best(full.label, full.spacing)
+        rec.update(parse_ct_s=round(t_ct, 4), parse_ct_stages_s={k: round(v, 4) for k, v in st_ct.items()},
+                   parse_ct_branches=p_ct.n_branches, parse_ct_met=t_ct <= 1.5)
+        target += "; parse_ct_s <= 1.5 s on 2 cores"
+    return _rec("R7", "tree parse vs per-branch full-volume oracle", "cpu", t_o, t_p, target=target,
+                speedup_met=t_p / t_o >= 20, **rec)
+
+
 def _rec(row, case, dev, seconds, peer=None, target="", **kw):
     import monai
     import torch
@@ -89,19 +165,10 @@ def _rec(row, case, dev, seconds, peer=None, target="", **kw):
 
 
 def _time(fn, device, repeats, warm=True):
-    """Best of `repeats` timed calls after one warm-up call (`warm`)."""
-    from wisecli.runtime.device import sync
+    """Median of `repeats` timed calls after one warm-up call (`warm`)."""
+    from wisecli.runtime.device import timed
 
-    if warm:
-        fn()
-        sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t)
-    return best
+    return timed(fn, device, repeats, warmup=int(warm))[1]
 
 
 def _windows(shape, roi, overlap):
@@ -138,7 +205,7 @@ def run(device="auto", quick=False, preset="ct", input=None, weights=None, repea
 
     from .predict import PredictOptions, normalise, postprocess, window_pass
     from .synthetic import make_phantom
-    from .tree import branch_table, mask_box, nearest_seed_labels, parse_tree, reference_mask, skeleton_seeds
+    from .tree import branch_table, parse_tree
 
     dev = resolve_device(device, sink=sink)
     dname = device_name(dev)
@@ -294,38 +361,7 @@ def run(device="auto", quick=False, preset="ct", input=None, weights=None, repea
         emit(_train_row(dev, dname, ph, tmp, quick, sink))
 
     info("benchmark: R7 ...")
-    # the per-branch oracle grows as branches × volume: on the full preset it runs on the `ct` anatomy at
-    # 1.4 × 1.4 × 2 mm with a 2 mm minimum Ø (≈ 100 branches), the parse alone also on the full `ct` label
-    ph7 = ph if quick else make_phantom("ct", seed=0, size=(256, 256, 160), spacing=(1.4, 1.4, 2.0),
-                                        min_diameter_mm=2.0, noise_hu=0)
-    g = reference_mask(ph7.label)
-    box = mask_box(g, 1)
-    from skimage.morphology import skeletonize
-
-    def ours_parse():
-        return parse_tree(g, ph7.spacing, is_reference_mask=True)
-
-    def peer_parse():
-        gb = g[box]
-        seeds, _ = skeleton_seeds(skeletonize(gb).astype(bool))
-        return oracle_parse(gb, nearest_seed_labels(gb, seeds))
-
-    t_o = time.perf_counter()
-    p_ours = ours_parse()
-    t_o = time.perf_counter() - t_o
-    t_p = time.perf_counter()
-    p_peer = peer_parse()
-    t_p = time.perf_counter() - t_p
-    same = bool(np.array_equal(p_ours.labels, p_peer))
-    t_ct = None
-    if not quick:
-        t_ct = time.perf_counter()
-        parse_tree(ph.label, ph.spacing)
-        t_ct = round(time.perf_counter() - t_ct, 3)
-    emit(_rec("R7", "tree parse vs per-branch full-volume oracle", "cpu", t_o, t_p, identical=same,
-                     parse_full_preset_s=t_ct,
-                     phantom="tiny" if quick else "ct at 1.4x1.4x2 mm (oracle); full ct (parse_full_preset_s)",
-                     n_branches=p_ours.n_branches, target="identical; >= 20x; <= 1.5 s"))
+    emit(parse_row(quick, repeats, ph))
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)

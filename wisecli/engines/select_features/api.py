@@ -558,7 +558,9 @@ def benchmark(device: str = "auto", quick: bool = False, *, dataset: str | None 
     a fixed stratified 80/20 split. Returns one record per peer (`case`, `ours_s`, `peer_s`, `speedup`,
     `device`) and the full document under the first record's "report". `compile`: FM's step through
     torch.compile; the warm-up fit (same batch shape) pays the compile, so the timed fits do not."""
-    from wisecli.runtime.device import device_name, resolve_device, sync
+    import torch
+
+    from wisecli.runtime.device import device_name, resolve_device, timed
 
     from .baselines import RANKERS
     from .metrics import refit_logreg
@@ -584,23 +586,13 @@ def benchmark(device: str = "auto", quick: bool = False, *, dataset: str | None 
     n_classes = int(y.max()) + 1
     methods: dict = {}
 
-    def timed(fn):
-        times, out = [], None
-        for _ in range(max(1, repeats)):
-            sync(dev)
-            t = time.perf_counter()
-            out = fn()
-            sync(dev)
-            times.append(time.perf_counter() - t)
-        return out, float(np.median(times))
-
     train_selector(xs[:256], y_tr[:256], n_classes, FMConfig(epochs=1, compile=compile), dev, warn)  # warm-up
-    rank_fm, t_fm = timed(lambda: train_selector(xs, y_tr, n_classes, cfg, dev, warn).ranking)
+    rank_fm, t_fm = timed(lambda: train_selector(xs, y_tr, n_classes, cfg, dev, warn).ranking, dev, repeats)
     all_rankings = {"fm": (rank_fm, t_fm)}
+    cpu = torch.device("cpu")
     for p in preset["peers"]:
         reps = repeats if p == "mi" else 1  # rfe-lr and l1 are slow and deterministic: one timing
-        r, t = timed(lambda p=p: RANKERS[p](xs, y_tr, 0)) if reps > 1 else _once(RANKERS[p], xs, y_tr)
-        all_rankings[p] = (r, t)
+        all_rankings[p] = timed(lambda p=p: RANKERS[p](xs, y_tr, 0), cpu, reps)
     for m, (r, t) in all_rankings.items():
         curve = {k: refit_logreg(x_tr, y_tr, x_te, y_te, r[:k])["accuracy"] for k in preset["ks"]}
         methods[m] = {"rank_seconds": t, "curve": curve, "curve_mean": float(np.mean(list(curve.values())))}
@@ -614,12 +606,6 @@ def benchmark(device: str = "auto", quick: bool = False, *, dataset: str | None 
              "peer_curve_mean": methods[p]["curve_mean"]} for p in preset["peers"]]
     recs[0]["report"] = report
     return recs
-
-
-def _once(fn, x, y):
-    t = time.perf_counter()
-    r = fn(x, y, 0)
-    return r, time.perf_counter() - t
 
 
 def info() -> dict:
