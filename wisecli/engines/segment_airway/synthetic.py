@@ -258,23 +258,18 @@ def fill_parenchyma(hu: np.ndarray, lung: np.ndarray, rng, spacing) -> None:
     hu[lung] = PARENCHYMA_HU + tex[lung]
 
 
-def _box(mask: np.ndarray, pad_vox) -> tuple:
-    """Slices of `mask`'s bounding box grown by `pad_vox` voxels per axis (z, y, x), clipped to the array."""
-    idx = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-    return tuple(slice(max(int(i[0]) - int(p), 0), min(int(i[-1]) + int(p) + 1, n))
-                 for i, p, n in zip(idx, pad_vox, mask.shape))
-
-
 def distance_to(mask: np.ndarray, spacing, reach_mm: float) -> np.ndarray:
     """Distance in mm from every voxel to the nearest voxel of `mask` (0 on it), exact up to `reach_mm` and
     +inf beyond (the EDT runs only on the mask's box grown by `reach_mm`, so it stays cheap on a 512² CT)."""
     from scipy import ndimage
 
+    from .tree import mask_box
+
     out = np.full(mask.shape, np.inf, np.float32)
-    if not mask.any():
-        return out
     sp_zyx = np.asarray(spacing, float)[::-1]
-    box = _box(mask, np.ceil(reach_mm / sp_zyx) + 1)
+    box = mask_box(mask, pad=int(np.ceil(reach_mm / sp_zyx.min())) + 1)
+    if box is None:
+        return out
     d = ndimage.distance_transform_edt(~mask[box], sampling=sp_zyx)
     out[box] = np.where(d <= reach_mm, d, np.inf)
     return out
@@ -285,9 +280,11 @@ def depth_in(mask: np.ndarray, spacing) -> np.ndarray:
     the mask's box grown by one voxel."""
     from scipy import ndimage
 
+    from .tree import mask_box
+
     out = np.zeros(mask.shape, np.float32)
-    if mask.any():
-        box = _box(mask, (1, 1, 1))
+    box = mask_box(mask, pad=1)
+    if box is not None:
         out[box] = ndimage.distance_transform_edt(mask[box], sampling=np.asarray(spacing, float)[::-1])
     return out
 
