@@ -45,7 +45,7 @@ def phantom(
     min_diameter_mm: Annotated[Optional[float], typer.Option("--min-diameter-mm")] = None,
     noise_hu: Annotated[float, typer.Option("--noise-hu", help="Noise σ in HU (40-80 for low dose).")] = 20.0,
     no_vessels: Annotated[bool, typer.Option("--no-vessels", help="No arteries beside the bronchi.")] = False,
-    emphysema: Annotated[float, typer.Option("--emphysema", help="Fraction of the lung in -990 HU "
+    emphysema: Annotated[float, typer.Option("--emphysema", help="Fraction of the lung parenchyma in -990 HU "
                                                                "low-attenuation blobs (LAA%-950 ≈ 100·F).")] = 0.0,
     nodules: Annotated[int, typer.Option("--nodules", help="Solid +30 HU nodules, Ø 4-20 mm, in the lungs.")] = 0,
     layout: Annotated[str, typer.Option("--layout", help="folder | atm | csv.")] = "folder",
