@@ -150,3 +150,37 @@ def test_corrupt_file_is_input_error(tmp_path, name, data):
         read_volume(tmp_path / name)
     assert err.value.exit_code == 2 and "cannot read volume" in err.value.message
     assert "\n" not in err.value.message
+
+
+def test_dicom_write_and_read_leave_the_locale_and_text_encoding_alone(tmp_path):
+    """GDCM resets the C locale to "C" while writing a series; left so, Python's default text encoding turns
+    ASCII and the next UTF-8 text read of the process fails (it broke torch.compile in the suite)."""
+    import locale
+
+    original = locale.setlocale(locale.LC_ALL)
+    try:
+        try:
+            locale.setlocale(locale.LC_ALL, "C.UTF-8")  # a known start, whatever earlier code left
+        except locale.Error:
+            pass
+        before, encoding = locale.setlocale(locale.LC_ALL), locale.getencoding()
+        vol = Volume(np.zeros((3, 4, 5), np.int16), SPACING, ORIGIN, OBLIQUE)
+        read_volume(write_dicom_series(tmp_path / "series", vol))
+        assert locale.setlocale(locale.LC_ALL) == before and locale.getencoding() == encoding
+        (tmp_path / "t.txt").write_bytes("Ø ≥ −".encode())
+        if encoding.lower().replace("-", "") == "utf8":
+            assert open(tmp_path / "t.txt").read() == "Ø ≥ −"
+    finally:
+        locale.setlocale(locale.LC_ALL, original)
+
+
+def test_dicom_folder_that_gdcm_cannot_scan_is_input_error(tmp_path):
+    """pydicom's rtdose_1frame.dcm makes GDCM throw while listing series: a one-line error, not a traceback."""
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "dcm"
+    folder.mkdir()
+    shutil.copy(get_testdata_file("rtdose_1frame.dcm"), folder / "dose.dcm")
+    for probe in (read_volume, is_dicom_folder):
+        with pytest.raises(InputError, match="cannot scan DICOM folder"):
+            probe(folder)

@@ -12,14 +12,19 @@ Choices where the formats leave room:
 - MetaImage and NRRD outputs are compressed (lossless), as 3D Slicer and ITK-SNAP write them.
 - `write_dicom_series` stores integers that fit 16 bits exactly; other values are quantised to signed 16 bit
   with a rescale slope and intercept (DICOM PS3.3 C.7.6.16.2.11), so they come back within half a slope.
+- GDCM, under SimpleITK's DICOM series writer, switches the C library's locale to "C" and leaves it there, which
+  makes Python's default text encoding ASCII for the rest of the process (a later `open()` of UTF-8 text then
+  fails; we measured it with SimpleITK 2.5). Every SimpleITK call here restores the locale it found.
 """
 
 from __future__ import annotations
 
+import locale
 import os
 import shutil
 import tempfile
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +53,17 @@ class Volume:
         return self.array.shape
 
 
+@contextmanager
+def _locale_kept():
+    """Restore the process locale after a SimpleITK call (see the module docstring: GDCM resets it to "C")."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        if locale.setlocale(locale.LC_ALL) != saved:
+            locale.setlocale(locale.LC_ALL, saved)
+
+
 def _suffix(path: Path) -> str:
     name = path.name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
@@ -67,10 +83,15 @@ def _to_volume(image: sitk.Image, path: Path) -> Volume:
 def dicom_series_files(folder: Path) -> list[str]:
     """The slice files of the largest DICOM series in `folder`, in slice order (empty when there is none)."""
     best: list[str] = []
-    for sid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ():
-        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid))
-        if len(files) > len(best):
-            best = files
+    try:
+        with _locale_kept():
+            for sid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ():
+                files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid))
+                if len(files) > len(best):
+                    best = files
+    except RuntimeError as exc:  # GDCM throws on some malformed files while scanning the folder
+        raise InputError(f"cannot scan DICOM folder {folder}: {_first_line(exc)}",
+                         hint="a file in the folder is not valid DICOM; move the other files out") from None
     return best
 
 
@@ -91,9 +112,11 @@ def read_volume(path: Path | str) -> Volume:
                 raise InputError(f"no DICOM series in folder {path}", hint=READ_HINT)
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames(files)
-            image = reader.Execute()
+            with _locale_kept():
+                image = reader.Execute()
         else:
-            image = sitk.ReadImage(str(path))
+            with _locale_kept():
+                image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputError(f"cannot read volume {path}: {_first_line(exc)}",
                          hint="the file is corrupt or not a volume; " + READ_HINT) from None
@@ -245,7 +268,8 @@ def write_dicom_series(folder: Path | str, vol: Volume, *, modality: str = "OT")
                 sl.SetMetaData(key, value)
             writer.SetFileName(str(tmp / f"IM{k + 1:0{width}d}.dcm"))
             try:
-                writer.Execute(sl)
+                with _locale_kept():
+                    writer.Execute(sl)
             except RuntimeError as exc:
                 raise InputError(f"cannot write DICOM slice {k + 1} to {folder}: {_first_line(exc)}",
                                  hint="check the folder is writable") from None
