@@ -55,6 +55,20 @@ def test_gpu_fold_and_bf16_agree_with_cpu():
 
 
 @pytest.mark.gpu
+def test_training_overfits_four_demo_phantoms_in_300_steps():
+    """§9 Train: on the GPU, 4 `demo` phantoms are fitted in 300 steps to TD and DSC ≥ 80 % (scored on them)."""
+    doc = api.demo(quick=False, device="cuda", seed=0, steps=300, n_train=4, n_test=0, model_width=1.0,
+                   overfit=True)
+    assert [r["case"] for r in doc["rows"]] == ["train 0", "train 1", "train 2", "train 3"]
+    assert doc["headline"]["td"] >= 80 and doc["headline"]["dsc"] >= 80, doc["rows"]
+
+
+def test_overfit_scores_the_training_phantoms():
+    doc = api.demo(quick=True, device="cpu", n_train=2, n_test=1, overfit=True)
+    assert [r["case"] for r in doc["rows"]] == ["train 0", "train 1"]
+
+
+@pytest.mark.gpu
 def test_paper_claim_gul_beats_dice_on_td_and_bd():
     """Zheng et al. 2021: with the same wings and schedule, GUL detects more of the tree than Dice (higher TD
     and BD) at some precision cost. 24 `demo` phantoms at 1 mm, 8 held out."""
