@@ -292,3 +292,24 @@ def test_dicom_series_checks(tmp_path, weights, ph):
     files[len(files) // 2].unlink()
     with pytest.raises(InputError, match="irregular"):
         api.read_ct(a)
+
+
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+@pytest.mark.parametrize("fill", [True, False])
+def test_postprocess_equals_scipy_on_sparse_and_dense_masks(connectivity, fill):
+    """The sparse 6-connected path (airway-like masks, a few % of their box) and the dense one both equal scipy's
+    label + largest + binary_fill_holes over the whole volume."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(connectivity + fill)
+    st = ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
+    for q in (0.5, 0.97, 0.995):  # dense blobs, then sparse specks and tubes
+        for _ in range(6):
+            shape = tuple(int(v) for v in rng.integers(12, 30, 3))
+            x = ndimage.gaussian_filter(rng.standard_normal(shape), rng.uniform(0.6, 1.5))
+            m = x > np.quantile(x, q)
+            lab, n = ndimage.label(m, st)
+            want = lab == (np.bincount(lab.ravel())[1:].argmax() + 1) if n else np.zeros_like(m)
+            if fill:
+                want = ndimage.binary_fill_holes(want)
+            assert np.array_equal(postprocess(m.copy(), connectivity, fill), want)
