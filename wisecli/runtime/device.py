@@ -107,6 +107,7 @@ def sync(device: torch.device) -> None:
 def timed(fn, device: torch.device, repeats: int = 1, warmup: int = 0):
     """(last output, median wall seconds of `repeats` synchronised calls after `warmup` untimed ones): the timing
     of every `benchmark` verb. One call misleads on a shared CPU, and the first pays for CUDA context and kernels."""
+    import statistics
     import time
 
     for _ in range(warmup):
@@ -118,9 +119,7 @@ def timed(fn, device: torch.device, repeats: int = 1, warmup: int = 0):
         out = fn()
         sync(device)
         ts.append(time.perf_counter() - t0)
-    ts.sort()
-    mid = len(ts) // 2
-    return out, ts[mid] if len(ts) % 2 else 0.5 * (ts[mid - 1] + ts[mid])
+    return out, statistics.median(ts)
 
 
 @dataclass

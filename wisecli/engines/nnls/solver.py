@@ -176,7 +176,7 @@ def _compact_solve(G, Ct, mask, atol, work: _Workspace, chunks: bool | None = No
                 rows = perm[a:b]
                 z[rows] = _padded_solve(G, Ct[rows], mask[rows], kb, atol, work)
         return z
-    return _padded_solve(G, Ct, mask, k, atol, work, z)
+    return _padded_solve(G, Ct, mask, k, atol, work)
 
 
 def _chunked_solve(G, Ct, mask, atol, work: _Workspace, z) -> torch.Tensor:
@@ -196,14 +196,13 @@ def _chunked_solve(G, Ct, mask, atol, work: _Workspace, z) -> torch.Tensor:
     return z
 
 
-def _padded_solve(G, Ct, mask, k, atol, work: _Workspace, z=None) -> torch.Tensor:
+def _padded_solve(G, Ct, mask, k, atol, work: _Workspace) -> torch.Tensor:
     """The k×k systems (G_SS ⊕ I) of `_compact_solve`, one batched Cholesky; k ≥ every |S|.
 
     Each row lists its passive atoms first, in order, then the dummy atoms r, r+1, …: indices into G ⊕ I_k, so one
     gather builds G_SS ⊕ I and the padded right-hand side, with no masking passes."""
     n, r = mask.shape
     R = r + k
-    z = Ct.new_zeros(n, r) if z is None else z
     slot = torch.where(mask, mask.cumsum(1) - 1, k)  # a passive atom's place in its row; k: dropped
     order = (torch.arange(r, R + 1, device=G.device).expand(n, k + 1).clone()
              .scatter_(1, slot, torch.arange(r, device=G.device).expand(n, r))[:, :k])
@@ -217,7 +216,7 @@ def _padded_solve(G, Ct, mask, k, atol, work: _Workspace, z=None) -> torch.Tenso
     bad = (info != 0) | (L.diagonal(dim1=1, dim2=2).square() <= atol).any(1)
     if bool(bad.any()):
         zk[bad] = torch.linalg.pinv(M[bad], hermitian=True, atol=atol, rtol=0.0) @ rhs[bad]
-    return z.copy_(Ct.new_zeros(n, R).scatter_(1, order, zk.squeeze(2))[:, :r])
+    return Ct.new_zeros(n, R).scatter_(1, order, zk.squeeze(2))[:, :r]
 
 
 def masked_solve(G: torch.Tensor, C: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,28 @@ def _block_size(num_gallery: int, device: torch.device) -> int:
     return int(max(1, min(4096, budget // per_row)))
 
 
+def distance_blocks(qf=None, gf=None, *, distmat=None, device: torch.device | str = "cpu", fast: bool = False,
+                    block: int | None = None):
+    """Yield (start, B x G distance block) over the queries: d = 1 - cos of the L2-normalised features, computed
+    block by block on `device` (TF32 GEMM only with `fast`), or the rows of a given Q x G `distmat`."""
+    device = torch.device(device)
+    if distmat is None:
+        qn = torch.nn.functional.normalize(torch.as_tensor(qf, device=device).float(), dim=1)
+        gn = torch.nn.functional.normalize(torch.as_tensor(gf, device=device).float(), dim=1)
+        Q, G = qn.shape[0], gn.shape[0]
+    else:
+        distmat = torch.as_tensor(distmat, device=device)
+        Q, G = distmat.shape
+    bs = block or _block_size(G, device)
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = bool(fast)
+    try:
+        for s in range(0, Q, bs):
+            yield s, (1.0 - qn[s:s + bs] @ gn.T) if distmat is None else distmat[s:s + bs]
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
+
+
 def rank_block(dist: torch.Tensor, q_ids: torch.Tensor, g_ids: torch.Tensor, q_cams: torch.Tensor,
                g_cams: torch.Tensor, max_rank: int) -> dict[str, torch.Tensor]:
     """Per-query metrics for one block of queries: dist is B x G; returns tensors of length B.
@@ -77,30 +99,17 @@ def evaluate_ranking(q_ids, g_ids, q_cams, g_cams, *, qf: torch.Tensor | None = 
     device = torch.device(device)
     as_t = lambda x: torch.as_tensor(x, dtype=torch.long, device=device)  # noqa: E731
     q_ids, g_ids, q_cams, g_cams = as_t(q_ids), as_t(g_ids), as_t(q_cams), as_t(g_cams)
-    if distmat is None:
-        qn = torch.nn.functional.normalize(torch.as_tensor(qf, device=device).float(), dim=1)
-        gn = torch.nn.functional.normalize(torch.as_tensor(gf, device=device).float(), dim=1)
-    else:
-        distmat = torch.as_tensor(distmat, device=device)
-    Q, G = len(q_ids), len(g_ids)
-    bs = block or _block_size(G, device)
+    Q = len(q_ids)
     hits_sum = torch.zeros(max_rank, dtype=torch.float64, device=device)
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # ap_std, ap_off, inp, valid
-    prev = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = bool(fast)
-    try:
-        for s in range(0, Q, bs):
-            e = min(Q, s + bs)
-            dist = (1.0 - qn[s:e] @ gn.T) if distmat is None else distmat[s:e]
-            r = rank_block(dist, q_ids[s:e], g_ids, q_cams[s:e], g_cams, max_rank)
-            v = r["valid"]
-            hits_sum += (r["hits"] & v[:, None]).sum(0)
-            sums += torch.stack([(r["ap_standard"] * v).sum(), (r["ap_official"] * v).sum(),
-                                 (r["inp"] * v).sum(), v.sum().double()])
-            if on_query is not None:
-                _emit(on_query, s, r)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = prev
+    for s, dist in distance_blocks(qf, gf, distmat=distmat, device=device, fast=fast, block=block):
+        r = rank_block(dist, q_ids[s:s + len(dist)], g_ids, q_cams[s:s + len(dist)], g_cams, max_rank)
+        v = r["valid"]
+        hits_sum += (r["hits"] & v[:, None]).sum(0)
+        sums += torch.stack([(r["ap_standard"] * v).sum(), (r["ap_official"] * v).sum(),
+                             (r["inp"] * v).sum(), v.sum().double()])
+        if on_query is not None:
+            _emit(on_query, s, r)
     ap_s, ap_o, inp, nv = sums.tolist()
     nv = int(nv)
     denom = max(nv, 1)

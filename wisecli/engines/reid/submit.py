@@ -51,26 +51,11 @@ def rank_top(qf: torch.Tensor | None, gf: torch.Tensor | None, top: int, device:
     """Indices (Q x top, int64, CPU) of the `top` nearest gallery items of every query, best first, ties by
     gallery index.  Give features (cosine distance, computed block by block on `device`) or a Q x G distance
     matrix `dist` (e.g. after re-ranking)."""
-    from .metrics import _block_size
+    from .metrics import distance_blocks
 
-    if dist is None:
-        qn = torch.nn.functional.normalize(torch.as_tensor(qf, device=device).float(), dim=1)
-        gn = torch.nn.functional.normalize(torch.as_tensor(gf, device=device).float(), dim=1)
-        Q, G = qn.shape[0], gn.shape[0]
-    else:
-        dist = torch.as_tensor(dist, device=device)
-        Q, G = dist.shape
-    check_gallery_size(G, top)
-    bs = _block_size(G, device)
-    out = []
-    prev = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = bool(fast)
-    try:
-        for s in range(0, Q, bs):
-            d = (1.0 - qn[s:s + bs] @ gn.T) if dist is None else dist[s:s + bs].float()
-            out.append(torch.sort(d, dim=1, stable=True).indices[:, :top].cpu())
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = prev
+    check_gallery_size(len(gf) if dist is None else dist.shape[1], top)
+    out = [torch.sort(d.float(), dim=1, stable=True).indices[:, :top].cpu()
+           for _, d in distance_blocks(qf, gf, distmat=dist, device=device, fast=fast)]
     return torch.cat(out) if out else torch.zeros(0, top, dtype=torch.long)
 
 

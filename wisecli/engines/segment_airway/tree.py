@@ -86,17 +86,13 @@ def largest_component(mask: np.ndarray, connectivity: int = 6) -> np.ndarray:
     out = np.zeros_like(mask)
     sub = mask[box]
     if connectivity == 6:
-        flat = np.flatnonzero(sub)
-        if len(flat) <= DENSE_FILL * sub.size:
-            keep = np.zeros(sub.shape, bool)
-            keep.ravel()[_largest_6(flat, sub.shape)] = True
-            out[box] = keep
-            return out
-    structure = ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
-    lab, n = ndimage.label(sub, structure)
+        keep = np.zeros(sub.shape, bool)
+        keep.ravel()[_largest_6_of(sub)] = True
+        out[box] = keep
+        return out
+    lab, n = ndimage.label(sub, ndimage.generate_binary_structure(3, {18: 2, 26: 3}[connectivity]))
     if n:
-        keep = np.bincount(lab.ravel())[1:].argmax() + 1
-        out[box] = lab == keep
+        out[box] = lab == np.bincount(lab.ravel())[1:].argmax() + 1
     return out
 
 
@@ -170,6 +166,18 @@ def _largest_6(flat: np.ndarray, shape) -> np.ndarray:
     return flat[comp == np.bincount(comp).argmax()]
 
 
+def _largest_6_of(sub: np.ndarray) -> np.ndarray:
+    """Sorted flat indices of the largest 6-connected component of a boolean box: on its voxels when it fills at
+    most DENSE_FILL of the box (airway masks), else with `ndimage.label`; the same component either way."""
+    from scipy import ndimage
+
+    flat = np.flatnonzero(sub)
+    if len(flat) <= DENSE_FILL * sub.size:
+        return _largest_6(flat, sub.shape)
+    lab, _ = ndimage.label(sub)
+    return np.flatnonzero(lab == np.bincount(lab.ravel())[1:].argmax() + 1)
+
+
 def _fill_holes(flat: np.ndarray, shape) -> np.ndarray:
     """`scipy.ndimage.binary_fill_holes` of a sparse voxel set in its box: add the background components
     (6-connected) that do not reach the box faces.
@@ -241,13 +249,8 @@ def reference_voxels(ref: np.ndarray):
     if box is None:
         return None, None
     shape = tuple(s.stop - s.start for s in box)
-    flat = np.flatnonzero(g[box])
-    dense = len(flat) > DENSE_FILL * np.prod(shape)
-    if dense:
-        lab, _ = ndimage.label(g[box])
-        flat = np.flatnonzero(lab == np.bincount(lab.ravel())[1:].argmax() + 1)
-    else:
-        flat = _largest_6(flat, shape)
+    dense = np.count_nonzero(g[box]) > DENSE_FILL * np.prod(shape)
+    flat = _largest_6_of(g[box])
     zyx = _coords(flat, shape)
     lo, hi = zyx.min(0), zyx.max(0)
     start = np.array([s.start for s in box])
