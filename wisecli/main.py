@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 import time
+import warnings
 from typing import Annotated, Optional
 
 import typer
@@ -67,7 +68,7 @@ def doctor(json: o.Json = False) -> None:
 
     import torch
 
-    from wisecli.runtime.runrecord import versions
+    from wisecli.runtime.bench import versions
 
     cuda = torch.cuda.is_available()
     devices = [{"index": i, "name": torch.cuda.get_device_name(i),
@@ -104,8 +105,8 @@ def demo_all(
         sink.info(f"[{name}] demo{' (quick)' if not full else ''} ...")
         t0 = time.perf_counter()
         try:
-            doc = engine_api(name).demo(quick=not full, device=device)
-            ok = bool(doc.get("ok", True))
+            doc = engine_api(name).demo(quick=not full, device=device).as_dict()
+            ok = doc["ok"]
         except WiseError:
             raise
         except Exception as exc:  # one method's failure must not hide the others' results
@@ -144,7 +145,7 @@ def benchmark_all(
 
                 records.extend({"method": "suite", **r} for r in measure())
                 continue
-            recs = engine_api(name).benchmark(device=device, quick=quick)
+            recs = [r.as_dict() for r in engine_api(name).benchmark(device=device, quick=quick)]
         except WiseError:
             raise
         except Exception as exc:
@@ -166,10 +167,35 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Console entry point: run the app and turn errors into one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("WISE_DEBUG", "") not in ("", "0", "false")
+    chatty = debug or "-v" in args or "--verbose" in args
+    for var, level in _NATIVE_LOGS.items():  # OpenCV/ffmpeg write to fd 2 themselves, before any Error: line
+        os.environ.setdefault(var, level)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        code = _invoke(args, debug)
+    if caught and (chatty or (code in (0, 3) and "-q" not in args and "--quiet" not in args)):
+        for text in dict.fromkeys(f"Warning: {str(w.message).strip().splitlines()[0][:300]}" for w in caught
+                                  if str(w.message).strip()):
+            sys.stderr.write(text + "\n")
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # a closed pipe (| head) is not an error
+        pass
+    return code
+
+
+_NATIVE_LOGS = {"OPENCV_LOG_LEVEL": "ERROR", "OPENCV_FFMPEG_LOGLEVEL": "-8", "OPENCV_VIDEOIO_DEBUG": "0"}
+
+
+def _invoke(args: list[str], debug: bool) -> int:
+    """Run the click tree; map errors to one `Error:`/`Hint:` pair and an exit code. Library warnings are held
+    back by `main` and printed after a success only (or with -v/--debug), so an error is the only line."""
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=args, prog_name="wise", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
+        if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) without a word
+            sys.stderr.write("Interrupted.\n")
     except typer.Exit as exc:
         code = exc.exit_code
     except WiseError as exc:
@@ -191,10 +217,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("Interrupted.\n")
         code = EXIT_INTERRUPTED
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:  # a closed pipe (| head) is not an error
-        pass
     return code
 
 

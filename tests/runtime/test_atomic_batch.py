@@ -64,9 +64,10 @@ def _setup(tmp_path, names):
 def test_batch_records_item_errors_goes_on_and_exits_3(tmp_path, capsys):
     items, out, outputs_for, process, calls = _setup(tmp_path, ["a", "bad1", "c"])
     rec = RunRecord("test run", config={"k": 1}, device="cpu", seed=0, inputs=items, argv=["wise"])
-    with pytest.raises(PartialFailure) as exc:
-        run_batch(items, process, outputs_for=outputs_for, options=BatchOptions(out), sink=Sink(jsonl=True),
-                  run_record=rec)
+    sink = Sink(jsonl=True)
+    with pytest.raises(PartialFailure) as exc:  # the records come back; the sink turns an error into exit 3
+        sink.finish(run_batch(items, process, outputs_for=outputs_for, options=BatchOptions(out), sink=sink,
+                              run_record=rec))
     assert exc.value.exit_code == 3
     assert calls == ["a.txt", "bad1.txt", "c.txt"]
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
@@ -97,8 +98,10 @@ def test_existing_outputs_refused_before_any_work_then_skip_or_overwrite(tmp_pat
 
 def test_fail_fast_and_single_input_errors(tmp_path):
     items, out, outputs_for, process, calls = _setup(tmp_path, ["bad0", "b"])
+    sink = Sink()
     with pytest.raises(PartialFailure):
-        run_batch(items, process, outputs_for=outputs_for, options=BatchOptions(out, fail_fast=True), sink=Sink())
+        sink.finish(run_batch(items, process, outputs_for=outputs_for, options=BatchOptions(out, fail_fast=True),
+                              sink=sink))
     assert calls == ["bad0.txt"]
 
     def bad_input(item):

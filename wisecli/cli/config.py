@@ -126,7 +126,13 @@ def resolve(
     env_prefix: str = "WISE_",
     environ: dict[str, str] | None = None,
 ) -> Resolved:
-    """Merge the layers; `flags` holds only options the user gave (None means not given)."""
+    """Merge the layers; `flags` holds only options the user gave (None means not given).
+
+    `config_file` and `sets` left at None come from the verb's shared `--config`/`--set` (`cli.common`)."""
+    from wisecli.cli.common import shared
+
+    config_file = shared("config") if config_file is None else config_file
+    sets = shared("set_") if sets is None else sets
     environ = os.environ if environ is None else environ
     known = list(defaults)
     res = Resolved(dict(defaults), {k: "default" for k in defaults})

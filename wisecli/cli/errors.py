@@ -30,6 +30,10 @@ class WorkFailed(WiseError):
     exit_code = 1
 
 
+class OutputError(WorkFailed):
+    """An output could not be written (disk full, read-only folder): exit 1, and a batch stops there."""
+
+
 class PartialFailure(WiseError):
     """A batch finished but some items failed (exit 3); the records say which."""
 

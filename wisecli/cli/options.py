@@ -7,6 +7,7 @@ except the explicit `--set key=value`.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -69,3 +70,39 @@ Pattern = Annotated[
     Optional[str], typer.Option("--pattern", help="Glob for files inside input folders.", rich_help_panel=_SHARED)
 ]
 Quick = Annotated[bool, typer.Option("--quick", help="Seconds-long smoke version.")]
+
+# Options that three or more methods declare. Typed ones are whole aliases; those whose choices differ per
+# method are the option alone, used as `Annotated[Optional[Literal["csv", "npz"]], o.FORMAT] = None`, so the
+# choices show in help and completions. Leave the value at None: the engine's DEFAULTS fill it in.
+def _check(test, words: str):
+    def callback(value):
+        if value is not None and not test(value):
+            raise typer.BadParameter(f"{value} is not {words}")
+        return value
+
+    return callback
+
+
+positive = _check(lambda v: math.isfinite(v) and v > 0, "a positive finite number")
+"""Callback for options that must be > 0 and finite (rates, sizes in mm, thresholds): NaN and inf are refused."""
+at_least_one = _check(lambda v: v >= 1, "at least 1")
+"""Callback for counts that must be ≥ 1 (batch sizes, steps, repeats)."""
+not_negative = _check(lambda v: math.isfinite(v) and v >= 0, "zero or more")
+"""Callback for counts or amounts that may be 0 but not negative (epochs, workers)."""
+
+Weights = Annotated[
+    Optional[Path],
+    typer.Option("--weights", help="Checkpoint written by this method's train (a .pt file or its run folder)."),
+]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in the output folder from its last.pt.")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", callback=at_least_one, help="Samples per batch.")]
+Epochs = Annotated[Optional[int], typer.Option("--epochs", callback=not_negative, help="Training epochs.")]
+Lr = Annotated[Optional[float], typer.Option("--lr", callback=positive, help="Learning rate.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", callback=not_negative, help="Data-loading worker processes.")]
+Plot = Annotated[Optional[Path], typer.Option("--plot", help="Write a picture of the result to this PNG.")]
+Series = Annotated[
+    Optional[str],
+    typer.Option("--series", help="DICOM SeriesInstanceUID to read when a folder holds several series."),
+]
+FORMAT = typer.Option("--format", help="Output format.")
+DATASET = typer.Option("--dataset", help="Embedded or installed data set to use instead of files.")

@@ -28,6 +28,7 @@ def to_plain(obj: Any) -> Any:
 
 
 def dumps(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON of `to_plain(obj)`: NaN and infinities are null, never `NaN`/`Infinity`."""
     return json.dumps(to_plain(obj), indent=indent, allow_nan=False)
 
 
@@ -42,11 +43,20 @@ def _cell(value: Any) -> str:
 class Sink:
     """Where a command's words go; one per command invocation."""
 
-    def __init__(self, *, json: bool = False, jsonl: bool = False, quiet: bool = False, verbose: bool = False):
+    def __init__(self, *, json: bool = False, jsonl: bool = False, quiet: bool | None = None,
+                 verbose: bool | None = None):
+        """`quiet`/`verbose` left at None come from the verb's shared `-q`/`-v` (`cli.common`)."""
+        if json and jsonl:
+            from wisecli.cli.errors import InputError
+
+            raise InputError("--json and --jsonl exclude each other",
+                             hint="--json prints one document at the end, --jsonl one line per input: pick one")
+        from wisecli.cli.common import shared
+
         self.json = json
         self.jsonl = jsonl
-        self.quiet = quiet
-        self.verbose = verbose
+        self.quiet = bool(shared("quiet") if quiet is None else quiet)
+        self.verbose = bool(shared("verbose") if verbose is None else verbose)
         self._err = None
 
     @property
@@ -81,6 +91,7 @@ class Sink:
         self.table(rows, title=title, columns=columns)
 
     def table(self, rows: list[dict], *, title: str | None = None, columns: list[str] | None = None) -> None:
+        """Rows as a rich table on stdout (200 columns wide when stdout is not a terminal)."""
         from rich.console import Console
         from rich.table import Table
 
@@ -95,15 +106,46 @@ class Sink:
             table.add_row(*(_cell(r.get(c)) for c in columns))
         Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)
 
+    def finish(self, records: list[dict], what: str = "inputs") -> None:
+        """After the result is printed: exit 3 (PartialFailure) when some records have status `error`."""
+        failed = sum(1 for r in records if r.get("status") == "error")
+        if failed:
+            from wisecli.cli.errors import PartialFailure
+
+            raise PartialFailure(f"{failed} of {len(records)} {what} failed",
+                                 hint="see the records with status 'error' (--jsonl) or the warnings above")
+
+    def demo(self, result: Any, *, title: str) -> None:
+        """Print a demo's gates (a `DemoResult`); exit 1 (WorkFailed) when a gate failed."""
+        doc = result.as_dict()
+        rows = [{"gate": g["gate"], "value": g["value"], "needs": f"{g['op']} {g['threshold']}",
+                 "ok": "yes" if g["ok"] else "NO"} for g in doc["gates"]]
+        self.result(doc, rows=rows, title=title)
+        if not result.ok:
+            from wisecli.cli.errors import WorkFailed
+
+            bad = [g["gate"] for g in doc["gates"] if not g["ok"]]
+            raise WorkFailed(f"demo gate failed: {', '.join(bad)}", hint="the table shows the value and the threshold")
+
+    def benchmark(self, records: list[Any], *, title: str) -> None:
+        """Print benchmark records (`BenchRecord`s or dicts) as one table or `--json` document."""
+        recs = [r.as_dict() if hasattr(r, "as_dict") else r for r in records]
+        cols = ["case", "ours_s", "peer", "peer_s", "speedup", "device"]
+        self.result({"records": recs}, rows=recs, columns=[c for c in cols if any(c in r for r in recs)] or None,
+                    title=title)
+
     # messages ----------------------------------------------------------------------------------------
     def info(self, msg: str) -> None:
+        """A message on stderr (hidden by -q)."""
         if not self.quiet:
             self.err.print(msg, markup=False)
 
     def warn(self, msg: str) -> None:
+        """`Warning: msg` on stderr (hidden by -q)."""
         if not self.quiet:
             self.err.print(f"Warning: {msg}", markup=False, style="yellow")
 
     def debug(self, msg: str) -> None:
+        """Detail on stderr, shown with -v only."""
         if self.verbose:
             self.err.print(msg, markup=False, style="dim")

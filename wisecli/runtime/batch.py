@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from wisecli.cli.errors import InputError, PartialFailure, WiseError
+from wisecli.cli.errors import InputError, OutputError, WiseError
+from wisecli.runtime.rundir import made_dir
 
 _MULTI_SUFFIXES = (".nii.gz", ".tar.gz", ".fronts.npz", ".sig.csv", ".sig.npy")
 
 
 def stem_of(path: Path | str) -> str:
-    """`case1.nii.gz` -> `case1`; a folder (a DICOM series) -> its name."""
+    """The output stem of an input: `case1.nii.gz` -> `case1`; a folder (a DICOM series) -> its name."""
     path = Path(path)
     if path.is_dir():
         return path.name
@@ -33,6 +34,8 @@ def stem_of(path: Path | str) -> str:
 
 @dataclass
 class BatchOptions:
+    """The shared batch flags: `-o`, `--skip-existing`, `--overwrite`, `--fail-fast`, `--debug`."""
+
     out_dir: Path
     skip_existing: bool = False
     overwrite: bool = False
@@ -42,6 +45,9 @@ class BatchOptions:
 
 def run_batch(items: list[Path], process: Callable[[Path], dict], *, outputs_for: Callable[[Path], list[Path]],
               options: BatchOptions, sink, run_record=None, progress=None) -> list[dict]:
+    """Run `process` over `items` and return one record per input (`ok`, `skipped` or `error`), in input order
+    of completion. Item errors do not raise: the command prints the records and then `sink.finish(records)`
+    exits 3. A lone input that fails raises its error (exit 2 or 1); a write failure stops the batch."""
     if options.skip_existing and options.overwrite:
         raise InputError("--skip-existing and --overwrite exclude each other", hint="pick one")
     todo: list[Path] = []
@@ -63,13 +69,18 @@ def run_batch(items: list[Path], process: Callable[[Path], dict], *, outputs_for
         raise InputError(f"output exists: {clashes[0]}{more}",
                          hint="pass --skip-existing to resume or --overwrite to replace")
 
-    Path(options.out_dir).mkdir(parents=True, exist_ok=True)
+    with made_dir(options.out_dir):
+        records, _ = _loop(items, todo, records, process, options, sink, run_record, progress)
+    return records
+
+
+def _loop(items, todo, records, process, options, sink, run_record, progress) -> tuple[list[dict], int]:
     failed = 0
     for n, item in enumerate(todo):
         t0 = time.perf_counter()
         try:
             result = process(item) or {}
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, OutputError):  # a full disk or read-only folder stops the whole batch
             raise
         except Exception as exc:  # an item error: recorded, the batch goes on
             if len(items) == 1 and isinstance(exc, WiseError):
@@ -82,7 +93,7 @@ def run_batch(items: list[Path], process: Callable[[Path], dict], *, outputs_for
                 rec["traceback"] = traceback.format_exc()
             records.append(rec)
             sink.record(rec)
-            sink.warn(f"{item}: {message}")
+            sink.warn(message if str(item) in message or Path(item).name in message else f"{item}: {message}")
             if options.fail_fast:
                 break
             continue
@@ -104,7 +115,4 @@ def run_batch(items: list[Path], process: Callable[[Path], dict], *, outputs_for
         run_record.set("items", {"total": len(items), "failed": failed,
                                  "skipped": sum(r["status"] == "skipped" for r in records)})
         run_record.write(options.out_dir)
-    if failed:
-        raise PartialFailure(f"{failed} of {len(items)} inputs failed",
-                             hint="see the records with status 'error' (--jsonl) or the warnings above")
-    return records
+    return records, failed

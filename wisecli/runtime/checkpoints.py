@@ -12,7 +12,8 @@ import torch
 
 from wisecli.cli.errors import InputError
 from wisecli.runtime.io.atomic import atomic_path
-from wisecli.runtime.runrecord import now_iso, versions
+from wisecli.runtime.bench import versions
+from wisecli.runtime.runrecord import now_iso
 
 FORMAT = "wisecli/1"
 

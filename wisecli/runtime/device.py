@@ -18,6 +18,7 @@ from wisecli.cli.errors import InputError, WorkFailed
 
 
 def resolve_device(spec: str = "auto", *, sink=None) -> torch.device:
+    """The torch device for `--device` (auto|cpu|cuda|cuda:N); `auto` says which it picked via `sink`."""
     spec = (spec or "auto").strip().lower()
     if spec == "auto":
         dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
@@ -45,13 +46,32 @@ def resolve_device(spec: str = "auto", *, sink=None) -> torch.device:
     raise InputError(f"unknown --device {spec!r}", hint="use auto, cpu, cuda or cuda:N")
 
 
+def as_device(device: str | torch.device | None, *, sink=None) -> torch.device:
+    """A torch.device from what an API caller passes: a device as it is, a spec string (or None for auto)
+    through `resolve_device`. Every engine entry point takes either."""
+    if isinstance(device, torch.device):
+        return device
+    return resolve_device(device or "auto", sink=sink)
+
+
+def deterministic(seed: int, *, kernels: bool = False) -> torch.Generator:
+    """Seed Python, numpy and torch (returns a torch generator seeded alike); with `kernels`, also ask torch
+    for deterministic CUDA kernels (cuBLAS needs its workspace variable set before the first call)."""
+    if kernels:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    return seed_everything(seed)
+
+
 def device_name(device: torch.device) -> str:
+    """A readable name: the GPU's model, or `cpu (N threads)`."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype on `device`: bf16 where the GPU supports it, else fp16; None on CPU."""
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -66,6 +86,7 @@ def autocast(device: torch.device, enabled: bool = True):
 
 
 def set_threads(n: int | None = None) -> None:
+    """Set torch's intra-op CPU threads when `n` is given."""
     if n:
         torch.set_num_threads(int(n))
 
@@ -88,6 +109,7 @@ def one_cpu_thread(device: torch.device, enabled: bool = True):
 
 
 def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, numpy and torch; return a CPU torch generator with the same seed."""
     random.seed(seed)
     try:
         import numpy as np
@@ -100,6 +122,7 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on CPU): timings must include it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -124,6 +147,8 @@ def timed(fn, device: torch.device, repeats: int = 1, warmup: int = 0):
 
 @dataclass
 class DistInfo:
+    """This process's place in a torchrun job (rank 0 of 1 when not distributed)."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0

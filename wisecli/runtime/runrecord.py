@@ -3,39 +3,24 @@ from, versions, device, seed, inputs, outputs and timings — written beside its
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from wisecli.runtime.bench import versions
 from wisecli.runtime.io.atomic import write_json
-
-_STACK = ("torch", "numpy", "scipy", "monai", "SimpleITK", "opencv-python-headless", "scikit-image",
-          "scikit-learn", "typer", "rich")
-
-
-def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version(), "wisecli": _version("wisecli")}
-    for name in _STACK:
-        out[name] = _version(name)
-    return out
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def now_iso() -> str:
+    """The current UTC time, ISO 8601 to the second (checkpoints, run records)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class RunRecord:
+    """The `run.json` of one `train`, `predict` or `run`: fill it as the work goes, `write()` it at the end."""
+
     def __init__(self, command: str, *, config: Any = None, device: str | None = None, seed: int | None = None,
                  inputs: list | None = None, argv: list[str] | None = None):
         self.started = time.time()

@@ -52,8 +52,10 @@ from wisecli.runtime.progress import progress
 
 @dataclass
 class TrainSpec:
+    """How to train: epochs, where the run folder is (None: in memory, nothing written), AMP, monitor, resume."""
+
     epochs: int
-    run_dir: Path
+    run_dir: Path | None
     method: str
     arch: str
     config: dict
@@ -69,6 +71,8 @@ class TrainSpec:
 
 @dataclass
 class TrainResult:
+    """What `fit` returns: the best monitored value and epoch, the last epoch's record, the history, the model."""
+
     best_metric: float | None
     best_epoch: int | None
     last_metrics: dict
@@ -160,9 +164,12 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
         _, device = init_distributed(str(device))
     rank, world = _dist()
     is_main = rank == 0
-    run_dir = Path(spec.run_dir)
+    writes = is_main and spec.run_dir is not None  # in memory (run_dir None): no folder, no checkpoints
+    run_dir = Path(spec.run_dir or ".")
     ckpt_dir = run_dir / "checkpoints"
     metrics_path = run_dir / "metrics.jsonl"
+    if spec.resume and spec.run_dir is None:
+        raise ValueError("resume needs a run folder")
 
     model.to(device)
     dtype = amp_dtype(device) if spec.amp else None
@@ -189,7 +196,7 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
     elif spec.resume and is_main:
         _log(f"no checkpoint to resume in {ckpt_dir}; starting at epoch 1")
 
-    if is_main:
+    if writes:
         write_json(run_dir / "config.json", {
             "method": spec.method, "arch": spec.arch, "config": spec.config,
             "train": {"epochs": spec.epochs, "grad_clip": spec.grad_clip, "amp": spec.amp,
@@ -289,7 +296,7 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
         improved = _improved(record[monitor], best, spec.mode)
         if improved:
             best, best_epoch = float(record[monitor]), epoch
-        if is_main:
+        if writes:
             extra = checkpoint_extra() if checkpoint_extra is not None else {}
             best_doc = {"metric": monitor, "mode": spec.mode, "value": best, "epoch": best_epoch}
             common = dict(method=spec.method, arch=spec.arch, config=spec.config, state_dict=model.state_dict(),
@@ -302,6 +309,7 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
                 save_checkpoint(ckpt_dir / "best.pt", **common)
             with open(metrics_path, "a", encoding="utf-8") as fh:
                 fh.write(dumps(record) + "\n")
+        if is_main:
             if spec.log_every:
                 _log(" ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
             if on_epoch_end is not None:
@@ -313,6 +321,20 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
         dist.barrier()
     return TrainResult(best_metric=best, best_epoch=best_epoch, last_metrics=history[-1] if history else {},
                        history=history, model=model)
+
+
+def fit_in_memory(model: nn.Module, optimizer, train_loader: Iterable,
+                  step: Callable[[nn.Module, Any], tuple[Tensor, dict]], *, epochs: int, device: torch.device,
+                  amp: bool = True, grad_clip: float | None = None, scheduler=None,
+                  steps_per_epoch: int | None = None, validate: Callable[[nn.Module, int], dict] | None = None,
+                  monitor: str = "val_loss", mode: str = "min", show_progress: bool = False,
+                  on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """`fit` without a run folder: the same loop (AMP, clipping, schedules, per-epoch records, divergence
+    check), nothing written. For demos, benchmarks, refits and inner loops that keep the model in memory."""
+    spec = TrainSpec(epochs=epochs, run_dir=None, method="", arch="", config={}, grad_clip=grad_clip, amp=amp,
+                     monitor=monitor, mode=mode, progress=show_progress, steps_per_epoch=steps_per_epoch)
+    return fit(model, optimizer, train_loader, step, spec, device=device, scheduler=scheduler, validate=validate,
+               on_epoch_end=on_epoch_end)
 
 
 def _batches(loader: Iterable, steps: int | None):

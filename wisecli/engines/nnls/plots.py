@@ -18,7 +18,7 @@ def _pyplot():
 
 
 def _save(fig, path, **kw) -> Path:
-    from wisecli.runtime.io.atomic import save_figure
+    from wisecli.runtime.plots import save_figure
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -481,7 +481,8 @@ def write_explain(folder: Path, gates: dict, probs: torch.Tensor | None) -> dict
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from wisecli.runtime.io.atomic import save_figure, write_text
+    from wisecli.runtime.io.atomic import write_text
+    from wisecli.runtime.plots import save_figure
 
     from .vcam import VIEWPOINTS_5, VIEWPOINTS_8
 

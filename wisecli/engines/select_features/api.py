@@ -411,7 +411,7 @@ def plot_curves(summary: dict, path: Path, title: str = "", refit: str = "logreg
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from wisecli.runtime.io.atomic import save_figure
+    from wisecli.runtime.plots import save_figure
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for m, c in summary["curves"].items():
@@ -451,7 +451,7 @@ def _mask_image(x_tr, y_tr, ds, cfg, device, shape: tuple[int, int], plot, out_d
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from wisecli.runtime.io.atomic import save_figure
+    from wisecli.runtime.plots import save_figure
 
     res, _ = _fit_scaled(x_tr, y_tr, ds.n_classes, cfg, device)
     path = Path(plot).with_name(Path(plot).stem + "_mask.png") if plot else (out_dir or Path(".")) / "mask.png"

@@ -438,7 +438,7 @@ def benchmark(device: str = "auto", quick: bool = False, sensors=None, windows=N
     import torch
 
     from wisecli.runtime.device import device_name, sync
-    from wisecli.runtime.runrecord import versions
+    from wisecli.runtime.bench import versions
 
     dev = _device(device)
     if sensors is None:

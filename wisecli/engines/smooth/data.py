@@ -435,7 +435,7 @@ def write_preview(path: Path, sig: np.ndarray, nb: int, title: str = "") -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from wisecli.runtime.io.atomic import save_figure
+    from wisecli.runtime.plots import save_figure
 
     if np.iscomplexobj(sig):
         avg, der = sig.real, sig.imag

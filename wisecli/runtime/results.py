@@ -1,0 +1,76 @@
+"""The result types of the `demo` and `benchmark` verbs, the same in every method (standard library only, so
+the commands and `wise demo`/`wise benchmark` can read them without loading the engine's stack).
+
+A demo's `ok` is the conjunction of its gates: each gate compares a measured value with the threshold the
+method's spec states, so `ok` means the method's claim held, never just that the code ran. A failed gate
+makes `wise <method> demo` exit 1 after printing the table.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
+@dataclass
+class Gate:
+    """One claim a demo checks: `value op threshold` (NaN never passes)."""
+
+    name: str
+    value: float
+    op: str
+    threshold: float
+
+    @property
+    def ok(self) -> bool:
+        v = float(self.value)
+        return math.isfinite(v) and _OPS[self.op](v, float(self.threshold))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"gate": self.name, "value": self.value, "op": self.op, "threshold": self.threshold,
+                "ok": self.ok}
+
+
+@dataclass
+class DemoResult:
+    """What a demo returns: its gates, a few headline numbers, and any details (records, written files)."""
+
+    method: str
+    gates: list[Gate]
+    headline: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(g.ok for g in self.gates)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "ok": self.ok, "headline": dict(self.headline),
+                "gates": [g.as_dict() for g in self.gates], **self.details}
+
+
+@dataclass
+class BenchRecord:
+    """One race of ours against a peer on one case: median seconds each and the ratio peer/ours."""
+
+    case: str
+    ours_s: float
+    peer_s: float | None
+    peer: str
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def speedup(self) -> float | None:
+        if self.peer_s is None or not self.ours_s:
+            return None
+        return self.peer_s / self.ours_s
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        extra = doc.pop("extra")
+        return {**doc, "speedup": self.speedup, **extra}
