@@ -40,6 +40,7 @@ def plain(obj: Any) -> Any:
 
 def save_checkpoint(path: Path | str, *, method: str, arch: str, config: dict, state_dict: dict,
                     metrics: dict | None = None, **extra: Any) -> Path:
+    """Write the self-describing checkpoint dict atomically (tensors moved to CPU, numpy made plain)."""
     doc = {
         "format": FORMAT,
         "method": method,
@@ -58,6 +59,8 @@ def save_checkpoint(path: Path | str, *, method: str, arch: str, config: dict, s
 
 
 def load_checkpoint(path: Path | str, *, method: str, map_location: Any = "cpu") -> dict:
+    """Load a checkpoint of `method` (a file, or a run folder's best.pt) with weights_only=True; a missing,
+    corrupt, foreign or other-method file is an InputError (exit 2)."""
     path = Path(path)
     if path.is_dir():
         for cand in (path / "checkpoints" / "best.pt", path / "best.pt"):
@@ -68,10 +71,12 @@ def load_checkpoint(path: Path | str, *, method: str, map_location: Any = "cpu")
         raise InputError(f"weights not found: {path}", hint="give a checkpoint written by 'train' (run/checkpoints/best.pt)")
     try:
         doc = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot load checkpoint {path}: {first[:200]}",
-                         hint="the file is corrupt or not a wisecli checkpoint; nothing is downloaded, give a file 'train' wrote") from None
+    except pickle.UnpicklingError:  # torch's own text ends by suggesting weights_only=False: never here
+        raise InputError(f"cannot load checkpoint {path}: it holds objects other than tensors and plain values",
+                         hint="wisecli loads checkpoints with weights_only=True only; give a file 'train' wrote") from None
+    except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise InputError(f"cannot load checkpoint {path}: the file is corrupt or truncated ({type(exc).__name__})",
+                         hint="give a checkpoint written by 'train' (run/checkpoints/best.pt); nothing is downloaded") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InputError(f"{path} is not a wisecli checkpoint",
                          hint="weights from other projects must be converted; 'train' writes checkpoints/best.pt")
