@@ -91,6 +91,7 @@ class MethodApp(typer.Typer):
         return dict(getattr(api, "DEFAULTS", {}).get(verb, {}))
 
     def command(self, name: str | None = None, **kwargs: Any):
+        """Register a verb like `typer.Typer.command`, with the shared flags and the engine's defaults."""
         register = super().command(name, **kwargs)
 
         def decorator(fn):
