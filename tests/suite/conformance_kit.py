@@ -12,6 +12,7 @@ cases never see one another's outputs.
 
 from __future__ import annotations
 
+import enum
 import importlib.util
 import json
 import os
@@ -19,11 +20,14 @@ import random
 import re
 import shutil
 import sys
+import types
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 import pytest
+from typer.core import TyperArgument, TyperOption
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "tests") not in sys.path:
@@ -234,10 +238,40 @@ class Examples:
         now = snapshot(self.tmp)
         return {k: v for k, v in now.items() if k not in self.pristine}
 
-    def run(self, argv: list[str], *, input: str | None = None) -> tuple[int, str, str]:
-        """`wise <method> ARGV` in-process with cwd = tmp (restored before the run)."""
+    def run(self, argv: list[str], *, input: str | None = None, timeout: float = 30.0) -> tuple[int, str, str]:
+        """`wise <method> ARGV` (ARGV starts with the verb) in-process with cwd = tmp (restored before the run)."""
         self.restore()
-        return run_in(self.tmp, self.method, argv, input=input)
+        return run_in(self.tmp, self.method, argv, input=input, timeout=timeout)
+
+    def clean_run(self, verb: str) -> dict[str, int]:
+        """Run the verb's example once (cached): the files it writes (relative path -> size); fails the test when
+        the example does not exit 0 or writes outside tmp/out."""
+        if verb not in self.clean_outputs:
+            import tempfile
+
+            tdir = self.tmp.parent / f"{self.tmp.name}-tmpdir-{verb}"
+            tdir.mkdir(exist_ok=True)
+            old_env, old_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+            os.environ["TMPDIR"], tempfile.tempdir = str(tdir), str(tdir)
+            try:
+                code, out, err = self.run([verb, *self.example(verb)], timeout=120)
+            finally:
+                tempfile.tempdir = old_tempdir
+                if old_env is None:
+                    os.environ.pop("TMPDIR", None)
+                else:
+                    os.environ["TMPDIR"] = old_env
+            written = self.new_files()
+            self.restore()
+            left = sorted(p.name for p in tdir.iterdir())
+            shutil.rmtree(tdir, ignore_errors=True)
+            assert code == 0, (f"the example of '{self.method} {verb}' ({' '.join(self.example(verb))}) exits {code}: "
+                               f"{stderr_summary(err)}")
+            outside = sorted(k for k in written if not (k == "out" or k.startswith(("out/", "out."))))
+            assert not outside, f"the example of '{self.method} {verb}' writes outside tmp/out: {outside[:5]}"
+            assert not left, f"'{self.method} {verb}' leaves files in $TMPDIR: {left[:5]}"
+            self.clean_outputs[verb] = written
+        return self.clean_outputs[verb]
 
     def example(self, verb: str) -> list[str]:
         if verb not in self.argv:
@@ -246,13 +280,39 @@ class Examples:
         return [str(a) for a in self.argv[verb]]
 
 
-def run_in(cwd: Path, method: str, argv: list[str], *, input: str | None = None) -> tuple[int, str, str]:
-    old = os.getcwd()
+class RunTimeout(BaseException):
+    """Raised by the suite's alarm in a run that went on too long (BaseException: no `except Exception` eats it)."""
+
+
+TIMEOUT_CODE = -1
+
+
+def run_in(cwd: Path, method: str, argv: list[str], *, input: str | None = None,
+           timeout: float = 30.0) -> tuple[int, str, str]:
+    """`wise METHOD ARGV` in-process with cwd = `cwd`; a run still going after `timeout` seconds is stopped and
+    gives exit TIMEOUT_CODE (a value the suite never accepts where it expects a failure before work)."""
+    import signal
+
+    def _alarm(signum, frame):
+        raise RunTimeout()
+
+    old_dir = os.getcwd()
+    old_handler = signal.signal(signal.SIGALRM, _alarm)
     os.chdir(cwd)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         return run_wise(method, *map(str, argv), input=input)
+    except RunTimeout:
+        return TIMEOUT_CODE, "", f"(the suite stopped the run after {timeout:g} s)"
+    except Exception as exc:  # main() let it through: the installed script would print a traceback, exit 1
+        import traceback
+
+        tb = traceback.format_exception(exc)
+        return 1, "", "".join(tb[:1] + tb[-3:])
     finally:
-        os.chdir(old)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        os.chdir(old_dir)
 
 
 _EXAMPLES: dict[str, Examples] = {}
