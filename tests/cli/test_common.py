@@ -136,3 +136,11 @@ def test_sink_finish_and_demo_exit_codes(capsys):
         sink.demo(DemoResult("m", [Gate("acc", 0.5, ">=", 0.9)]), title="t")
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] is False and doc["gates"][0]["threshold"] == 0.9
+
+
+def test_a_bad_config_is_refused_by_a_verb_that_reads_no_setting(toy, tmp_path, wise):
+    binary = tmp_path / "c.toml"
+    binary.write_bytes(bytes(range(256)))
+    for bad in (tmp_path / "missing.toml", binary):
+        code, out, err = wise("toy", "eof", "--config", bad)
+        assert code == 2 and out == "" and err.startswith(f"Error: config file {bad}")

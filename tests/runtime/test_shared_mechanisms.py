@@ -143,3 +143,10 @@ def test_progress_without_a_terminal_prints_a_line_every_interval(monkeypatch, c
     with progress_mod.progress("slow", 3) as advance:
         advance()
     assert capsys.readouterr().err == ""
+
+
+def test_made_dir_under_a_file_is_an_output_error(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="cannot create folder"):
+        with made_dir(tmp_path / "f" / "out"):
+            pass
