@@ -143,4 +143,4 @@ def test_a_bad_config_is_refused_by_a_verb_that_reads_no_setting(toy, tmp_path, 
     binary.write_bytes(bytes(range(256)))
     for bad in (tmp_path / "missing.toml", binary):
         code, out, err = wise("toy", "eof", "--config", bad)
-        assert code == 2 and out == "" and err.startswith(f"Error: config file {bad}")
+        assert code == 2 and out == "" and err.startswith("Error: config file") and str(bad) in err.splitlines()[0]
