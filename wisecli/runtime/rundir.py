@@ -57,7 +57,13 @@ def made_dir(path: Path | str) -> Iterator[Path]:
     while not p.exists():
         created.append(p)
         p = p.parent
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only parent, a full disk, a file in the way: exit 1, no traceback
+        from wisecli.cli.errors import OutputError
+
+        raise OutputError(f"cannot create the output folder {path}: {exc.strerror or exc}",
+                          hint="check that the folder can be written (permissions, free space)") from None
     try:
         yield path
     except BaseException:
