@@ -1,12 +1,12 @@
-"""Python API of `wise nnls`: matrix-wise ℓ0-constrained sparse NNLS (Nadisic, Cohen, Vandaele, Gillis, Machine
-Learning; arXiv 2011.11066). Everything the command does goes through these functions, with the same defaults.
+"""The method itself: matrix-wise ℓ0-constrained sparse NNLS (Nadisic, Cohen, Vandaele, Gillis, Machine Learning;
+arXiv 2011.11066), on arrays.
 
 - `compute_fronts(A, B, ...)`: step 1, per-column error-vs-sparsity fronts (exact or approximate, `fronts.py`).
 - `select(fronts, q, ...)`: step 2, one level per column under Σk ≤ q (MCKP, `select.py`).
 - `solve(A, B, q=... | avg_nnz=...)`: both steps and the final X (r × n).
 - `nnls_batched(A, B)`: dense NNLS of every column (`solver.py`).
-- `evaluate(...)`: matrix-wise against column-wise and global heuristics at several budgets (spec §3).
-- `demo(...)`, `benchmark(...)`: the suite-level entry points.
+- `global_topq`, `global_lambda`: the global heuristics `evaluate` compares against.
+- fronts files: `save_fronts`, `load_fronts` (what `pareto` writes and `run --fronts` reads).
 
 Choices where the spec is silent (ours): all-zero atoms are dropped before solving (their rows of X are 0) and
 reported; with `kmax` < r the fronts hold levels 0..kmax only; `--front auto` also picks `enum` when the
@@ -18,6 +18,7 @@ after an NNLS refit on their support, so all errors are computed the same way; `
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,37 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from wisecli.cli.errors import InputError
+from wisecli.runtime.device import as_device
 
-DEFAULTS = {  # 0 means "automatic" for kmax (r), max_steps (4r) and enum_max_subsets (by device)
-    "front": "auto",
-    "kmax": 0,
-    "select": "auto",
-    "enum_max_subsets": 0,
-    "bnb_time_limit": 1.0,
-    "max_steps": 0,
-    "normalize_atoms": True,
-    "precision": "fp64",
-    "ridge": 0.0,
-    "nnls_solver": "bpp",
-    "dp_max_cells": 2 * 10**9,
-    "chunk_columns": 32768,
-}
 ENUM_MAX_SUBSETS = {"cuda": 65536, "cpu": 4096}
 FRONT_METHODS = ("auto", "enum", "hybrid", "bnb", "union", "greedy", "backward", "homotopy")
 SELECT_METHODS = ("auto", "dp", "greedy")
 EVAL_METHODS = ("matrixwise-exact", "matrixwise-union", "columnwise-exact", "columnwise-nnomp",
                 "columnwise-homotopy", "global-topq", "global-lambda", "nnls-dense")
 ENUM_MAX_R = 20
+DP_MAX_CELLS = 2 * 10**9
 
-
-def _device(device):
-    import torch
-
-    if isinstance(device, torch.device):
-        return device
-    from wisecli.runtime.device import resolve_device
-
-    return resolve_device(device)
 
 
 @dataclass
@@ -149,7 +129,7 @@ def compute_fronts(A, B, *, front: str = "auto", kmax: int | None = None, device
     from .solver import nnls_gram
 
     t0 = time.perf_counter()
-    dev = _device(device)
+    dev = as_device(device)
     A = np.asarray(A, dtype=np.float64)
     B = np.asarray(B, dtype=np.float64)
     if A.shape[0] != B.shape[0]:
@@ -272,12 +252,14 @@ def mask_to_bits(mask: np.ndarray) -> np.ndarray:
 
 
 def bits_to_mask(bits: np.ndarray, r: int) -> np.ndarray:
+    """The inverse of `mask_to_bits`: bitmasks (or packed bits) → bool support masks (..., r)."""
     if bits.dtype == np.uint64:
         return ((bits[..., None] >> np.arange(r, dtype=np.uint64)) & np.uint64(1)).astype(bool)
     return np.unpackbits(bits, axis=-1, count=r, bitorder="little").astype(bool)
 
 
 def fronts_arrays(fr: Fronts) -> dict:
+    """The arrays of a fronts file (`{stem}.fronts.npz`), as `save_npz` takes them."""
     import json
 
     arrays = dict(err=fr.err, on_front=fr.on_front, exact=fr.exact, support=mask_to_bits(fr.mask), beta=fr.beta,
@@ -289,12 +271,14 @@ def fronts_arrays(fr: Fronts) -> dict:
 
 
 def save_fronts(path, fr: Fronts) -> Path:
+    """Write `fr` as a fronts file, atomically; returns its path."""
     from wisecli.runtime.io.atomic import save_npz
 
     return save_npz(path, **fronts_arrays(fr))
 
 
 def load_fronts(path) -> Fronts:
+    """Read a fronts file written by `pareto`; anything else is an input error naming the file."""
     import json
 
     path = Path(path)
@@ -314,14 +298,17 @@ def budget(n: int, r: int, *, nnz: int | None = None, avg_nnz: float | None = No
     """Total budget q from --nnz or --avg-nnz (exactly one), checked against 0 ≤ q ≤ n·r."""
     if (nnz is None) == (avg_nnz is None):
         raise InputError("give exactly one of --nnz and --avg-nnz", hint="for example --avg-nnz 2")
-    q = int(nnz) if nnz is not None else int(round(float(avg_nnz) * n))
+    value = float(nnz if nnz is not None else avg_nnz)
+    if not math.isfinite(value):
+        raise InputError(f"budget {value} is not a finite number", hint="give --nnz Q or --avg-nnz R as numbers")
+    q = int(nnz) if nnz is not None else int(round(value * n))
     if not 0 <= q <= n * r:
         raise InputError(f"budget q = {q} out of range 0..{n * r} (n = {n} columns, r = {r} atoms)",
                          hint="lower --nnz / --avg-nnz")
     return q
 
 
-def select(fronts: Fronts, q: int, method: str = "auto", dp_max_cells: int = DEFAULTS["dp_max_cells"]):
+def select(fronts: Fronts, q: int, method: str = "auto", dp_max_cells: int = DP_MAX_CELLS):
     """Step 2: choose a level per column (`select.Selection`); seconds are added as `.seconds`."""
     from .select import select_levels
 
@@ -339,7 +326,7 @@ def coefficients(fronts: Fronts, B, k: np.ndarray, *, device="auto", nnls_solver
 
     from .solver import nnls_gram
 
-    dev = _device(device)
+    dev = as_device(device)
     A = np.asarray(fronts.A, dtype=np.float64)
     n = B.shape[1]
     supp = fronts.mask[np.arange(n), k]  # n×r
@@ -355,11 +342,12 @@ def coefficients(fronts: Fronts, B, k: np.ndarray, *, device="auto", nnls_solver
 
 
 def rel_error(A, X, B) -> float:
+    """‖AX − B‖_F / ‖B‖_F (the paper's metric, a fraction)."""
     return float(np.linalg.norm(A @ X - B) / max(np.linalg.norm(B), 1e-300))
 
 
 def solve(A, B, *, q: int | None = None, avg_nnz: float | None = None, fronts: Fronts | None = None,
-          select_method: str = "auto", dp_max_cells: int = DEFAULTS["dp_max_cells"], device="auto", **front_kw) -> dict:
+          select_method: str = "auto", dp_max_cells: int = DP_MAX_CELLS, device="auto", **front_kw) -> dict:
     """Both steps: X (r × n) with at most q nonzeros in the whole matrix minimising ‖AX − B‖_F²."""
     t0 = time.perf_counter()
     B = np.asarray(B, dtype=np.float64)
@@ -391,15 +379,16 @@ def nnls_batched(A, B, *, device="auto", method: str = "bpp", max_iter: int | No
 
     from .solver import nnls_gram
 
-    dev = _device(device)
+    dev = as_device(device)
     At = torch.tensor(np.asarray(A, dtype=np.float64), device=dev)
     Bt = torch.tensor(np.asarray(B, dtype=np.float64), device=dev)
     res = nnls_gram(At.T @ At, At.T @ Bt, method=method, max_iter=max_iter)
     return res.x.cpu().numpy().T, res.flagged.cpu().numpy()
 
 
-# --------------------------------------------------------------------------------------------- evaluate
-def _global_topq(A, B, q, device):
+# ------------------------------------------------------------------------------------ global heuristics
+def global_topq(A, B, q, device="auto"):
+    """Dense NNLS, keep the q largest entries (normalised atoms), refit on that support."""
     X, _ = nnls_batched(A, B, device=device)
     norms = np.linalg.norm(A, axis=0)
     score = (X * norms[:, None]).ravel()
@@ -416,25 +405,25 @@ def _refit_on(A, B, support, device):
 
     from .solver import nnls_gram
 
-    dev = _device(device)
+    dev = as_device(device)
     At = torch.tensor(np.asarray(A, dtype=np.float64), device=dev)
     Bt = torch.tensor(np.asarray(B, dtype=np.float64), device=dev)
     x = nnls_gram(At.T @ At, At.T @ Bt, allowed=torch.tensor(support.T, device=dev)).x
     return x.cpu().numpy().T
 
 
-def _global_lambda(A, B, q, device, max_steps):
+def global_lambda(A, B, q, device="auto", max_steps=None):
     """One λ for all columns (bisected on the positive-lasso paths so total nnz ≤ q), then an NNLS refit."""
     import torch
 
     from .fronts import homotopy_path
 
-    dev = _device(device)
+    dev = as_device(device)
     norms = np.linalg.norm(A, axis=0)
     An = A / np.where(norms > 0, norms, 1)
     At = torch.tensor(An, device=dev)
     Bt = torch.tensor(np.asarray(B, dtype=np.float64), device=dev)
-    path = homotopy_path(At.T @ At, At.T @ Bt, max_steps=max_steps)
+    path = homotopy_path(At.T @ At, At.T @ Bt, max_steps=max_steps or 4 * A.shape[1])
     lams = torch.nan_to_num(path.lambdas, nan=-1.0).cpu().numpy()  # n×(T+1)
     act = path.active.cpu().numpy()  # (T+1)×n×r
     n = B.shape[1]
@@ -463,142 +452,3 @@ def _global_lambda(A, B, q, device, max_steps):
             else:
                 lo = mid
     return _refit_on(A, B, best.T, device)
-
-
-def _f1_rmse(X, X_true):
-    est, tru = X > 0, X_true > 0
-    tp = int((est & tru).sum())
-    f1 = 2 * tp / max(int(est.sum()) + int(tru.sum()), 1)
-    rmse = float(np.sqrt(np.mean((X[tru] - X_true[tru]) ** 2))) if tru.any() else 0.0
-    return f1, rmse
-
-
-def evaluate(A, B, avg_nnz, *, methods=None, x_true=None, dataset: str | None = None, device="auto",
-             front: str = "auto", select_method: str = "dp", kmax: int | None = None, progress=None,
-             **front_kw) -> list[dict]:
-    """Matrix-wise against column-wise and global heuristics (spec §3 `evaluate`): one record per
-    (method, budget). Fronts are computed once per method; column-wise methods run only at integral q/n."""
-    from scipy.optimize import nnls as scipy_nnls
-
-    A = np.asarray(A, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
-    n, r = B.shape[1], A.shape[1]
-    methods = list(methods or EVAL_METHODS)
-    for m in methods:
-        if m not in EVAL_METHODS:
-            raise InputError(f"unknown method '{m}'", hint=f"choose from {', '.join(EVAL_METHODS)}")
-    budgets = [(float(a), budget(n, r, avg_nnz=a)) for a in avg_nnz]
-    cache: dict = {}
-
-    def fr(kind):
-        if kind not in cache:
-            cache[kind] = compute_fronts(A, B, front=kind, kmax=kmax, device=device, **front_kw)
-        return cache[kind]
-
-    records = []
-
-    def emit(method, a, q, X, seconds):
-        nnz = int((X != 0).sum())
-        assert nnz <= q, f"{method} broke the budget: {nnz} > {q}"
-        rec = {"dataset": dataset, "method": method, "avg_nnz": a, "q": q, "nnz": nnz,
-               "rel_error_pct": 100 * rel_error(A, X, B), "seconds": round(seconds, 4)}
-        if x_true is not None:
-            rec["support_f1"], rec["abundance_rmse"] = _f1_rmse(X, x_true)
-        records.append(rec)
-        if progress is not None:
-            progress(rec)
-
-    front_of = {"matrixwise-exact": front, "matrixwise-union": "union", "columnwise-exact": front,
-                "columnwise-nnomp": "greedy", "columnwise-homotopy": "homotopy"}
-    for method in methods:
-        for a, q in budgets:
-            t0 = time.perf_counter()
-            if method in front_of:
-                integral = abs(a - round(a)) < 1e-12
-                if method.startswith("columnwise") and not integral:
-                    continue
-                f = fr(front_of[method])
-                if method.startswith("matrixwise"):
-                    k = select(f, q, select_method).k
-                else:
-                    k = np.full(n, min(int(round(a)), f.kmax))
-                X = coefficients(f, B, k, device=device)
-                secs = f.seconds + time.perf_counter() - t0
-            elif method == "global-topq":
-                X = _global_topq(A, B, q, device)
-                secs = time.perf_counter() - t0
-            elif method == "global-lambda":
-                X = _global_lambda(A, B, q, device, 4 * r)
-                secs = time.perf_counter() - t0
-            else:
-                X = np.stack([scipy_nnls(A, B[:, j])[0] for j in range(n)], 1)
-                secs = time.perf_counter() - t0
-                if int((X != 0).sum()) > q:  # the error floor, reported once and outside the budget
-                    if a == budgets[0][0]:
-                        rec = {"dataset": dataset, "method": method, "avg_nnz": float((X != 0).sum() / n),
-                               "q": int((X != 0).sum()), "nnz": int((X != 0).sum()),
-                               "rel_error_pct": 100 * rel_error(A, X, B), "seconds": round(secs, 4)}
-                        if x_true is not None:
-                            rec["support_f1"], rec["abundance_rmse"] = _f1_rmse(X, x_true)
-                        records.append(rec)
-                    continue
-            emit(method, a, q, X, secs)
-    return records
-
-
-def load_dataset(name: str, *, seed: int = 0, quick: bool = False) -> dict:
-    """`faces` (lfw, nmf:12), `digits` (nmf:12) or `hsi` (the semi-synthetic cube, its true endmembers)."""
-    from . import data
-
-    if name == "faces":
-        B = data.faces()
-        return {"B": B, "A": data.make_dictionary("nmf:12", B, seed=seed), "dictionary": "nmf:12"}
-    if name == "digits":
-        B = data.digits()
-        if quick:
-            B = B[:, :300]
-        return {"B": B, "A": data.make_dictionary("nmf:12", B, seed=seed), "dictionary": "nmf:12"}
-    if name == "hsi":
-        d = data.hsi(n_side=30 if quick else 100, seed=seed)
-        return {"B": d["B"], "A": d["A"], "X_true": d["X_true"], "dictionary": "true endmembers",
-                "note": d["note"], "spatial": d["spatial"]}
-    raise InputError(f"unknown --dataset '{name}'", hint="faces, digits or hsi")
-
-
-# ------------------------------------------------------------------------------------------ demo, bench
-def demo(quick: bool = False, device: str = "auto", dataset: str = "faces", out_dir=None, seed: int = 0) -> dict:
-    """Matrix-wise vs column-wise exact and global top-q on real data; writes a reconstruction PNG."""
-    t0 = time.perf_counter()
-    d = load_dataset(dataset, seed=seed, quick=quick)
-    A, B = d["A"], d["B"]
-    ints = [2] if quick else [1, 2, 3, 4]
-    levels = [1, 1.5, 2, 2.5, 3] if dataset == "hsi" and not quick else ints
-    methods = ["matrixwise-exact", "columnwise-exact", "global-topq"]
-    if not quick:
-        methods += ["matrixwise-union", "columnwise-nnomp", "columnwise-homotopy", "global-lambda", "nnls-dense"]
-    recs = evaluate(A, B, levels, methods=methods, x_true=d.get("X_true"), dataset=dataset, device=device,
-                    select_method="dp")
-    by = {(r_["method"], r_["avg_nnz"]): r_["rel_error_pct"] for r_ in recs}
-    ok = all(by[("matrixwise-exact", a)] <= by[(m, a)] + 1e-9 for a in ints
-             for m in ("columnwise-exact", "global-topq") if (m, a) in by)
-    png = None
-    if out_dir is not None:
-        from .plots import plot_reconstruction
-
-        fr = compute_fronts(A, B, device=device)
-        sols = {a: solve(A, B, avg_nnz=a, fronts=fr, device=device)["X"] for a in (1, 2)}
-        png = plot_reconstruction(Path(out_dir) / f"nnls-demo-{dataset}.png", A, B, sols,
-                                  d["spatial"] if dataset == "hsi" else None)
-    a2 = 2.0
-    head = {"matrixwise_pct@2": by[("matrixwise-exact", a2)], "columnwise_pct@2": by[("columnwise-exact", a2)],
-            "global_topq_pct@2": by[("global-topq", a2)]}
-    return {"method": "nnls", "ok": bool(ok), "dataset": dataset, "headline": head, "records": recs,
-            "png": str(png) if png else None, "seconds": time.perf_counter() - t0}
-
-
-def benchmark(device: str = "auto", quick: bool = False, preset: str = "all", n: int | None = None,
-              peer_columns: int = 2000, cases=("nnls", "path", "front", "select")) -> list[dict]:
-    """Race the spec §7 peers; see `bench.py`."""
-    from .bench import run_benchmark
-
-    return run_benchmark(device=device, quick=quick, preset=preset, n=n, peer_columns=peer_columns, cases=cases)
