@@ -44,7 +44,10 @@ def _settings(verb: str, given: dict[str, Any]):
     """The verb's effective settings: DEFAULTS < --config < WISE_* < --set < the arguments given (not None)."""
     from wisecli.cli.config import resolve
 
-    return resolve(DEFAULTS[verb], flags={k: v for k, v in given.items() if k in DEFAULTS[verb]})
+    cfg = resolve(DEFAULTS[verb], flags={k: v for k, v in given.items() if k in DEFAULTS[verb]})
+    if cfg.values.get("seed", 0) < 0:
+        raise InputError(f"--seed {cfg['seed']} is negative", hint="seeds are 0 or more")
+    return cfg
 
 
 def _sink(sink):
