@@ -32,7 +32,7 @@ import numpy as np
 
 from wisecli.cli.errors import InputError
 
-from . import baselines as BL
+from . import peers as BL
 from .algorithm import Quirks, fit, signatures, window_ends
 from .data import Series, concat
 
