@@ -74,5 +74,5 @@ VALID_EDGES: dict[str, set[str]] = {
     "demo --seed": {"0"},
     "benchmark --seed": {"0"},
 }
-# `run INPUTS` is a list of str because a lone "-" streams a wide CSV from stdin (both spellings of the name).
-STDIN: set[str] = {"run inputs", "run INPUTS"}
+# `run INPUTS` is a list of str because a lone "-" streams a wide CSV from stdin.
+STDIN: set[str] = {"run inputs"}
