@@ -43,7 +43,7 @@ def examples(tmp: Path) -> dict[str, list[str]]:
     return {
         "fit": [str(data), "--label-col", "label", "-o", str(out / "model.json"), "--window", "10", "--step", "2",
                 "--blocks", "3"],
-        "run": [str(model), str(data), "-o", str(out), "--device", "cpu"],
+        "run": [str(model), str(data), "--label-col", "label", "-o", str(out), "--device", "cpu"],
         "evaluate": [str(data), "--label-col", "label", "--methods", "cs:2,stats", "--window", "10", "--step", "5",
                      "--folds", "2", "--repeats", "1"],
         "record": ["-o", str(out / "telemetry.csv"), "--duration", "0.3", "--interval", "0.1"],
@@ -61,7 +61,7 @@ def batch(tmp: Path, corrupt: int | None = None) -> list[str] | None:
     files = [_csv(tmp / "in" / f"node{i}.csv", seed=i) for i in range(3)]
     if corrupt is not None:
         files[corrupt].write_bytes(os.urandom(512))
-    return ["run", str(model), *map(str, files), "-o", str(tmp / "out"), "--device", "cpu"]
+    return ["run", str(model), *map(str, files), "--label-col", "label", "-o", str(tmp / "out"), "--device", "cpu"]
 
 
 # "verb --option": the edge values that are valid for it (all others must be exit 2 before any work).
