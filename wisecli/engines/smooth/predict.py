@@ -110,9 +110,12 @@ def run_files(model: A.Model, items: list[Path], out_dir: Path, *, opts: D.ReadO
         return run_one(model, item, out_dir, opts=opts, window=window, step=step, blocks=blocks, mode=mode,
                        scale=scale, precision=prec, device=str(device), fmt=fmt, preview=preview, warn=sink.warn)
 
-    return run_batch(items, process, outputs_for=lambda p: outputs_for(p, out_dir, fmt, preview),
-                     options=BatchOptions(out_dir, skip_existing, overwrite, fail_fast, debug), sink=sink,
-                     run_record=rr)
+    from wisecli.runtime.progress import progress
+
+    with progress("smooth run", len(items)) as advance:
+        return run_batch(items, process, outputs_for=lambda p: outputs_for(p, out_dir, fmt, preview),
+                         options=BatchOptions(out_dir, skip_existing, overwrite, fail_fast, debug), sink=sink,
+                         run_record=rr, progress=lambda done, total: advance())
 
 
 def stream(model: A.Model, lines, write, *, opts: D.ReadOptions, window: int, step: int, blocks: int,

@@ -424,8 +424,9 @@ def record(output: Path, *, interval: float = 1.0, duration: float | None = None
     last_sync = time.monotonic()
     interrupted = False
     from wisecli.runtime.io.atomic import open_atomic
+    from wisecli.runtime.progress import progress
 
-    with open_atomic(output, "w", buffering=1) as fh:
+    with progress("smooth record", n_total) as advance, open_atomic(output, "w", buffering=1) as fh:
         if mode == "a":
             import shutil
 
@@ -470,6 +471,7 @@ def record(output: Path, *, interval: float = 1.0, duration: float | None = None
                     os.fsync(fh.fileno())
                     last_sync = t
                 written += 1
+                advance()
                 i = max(i + 1, int((time.monotonic() - start) / interval) + 1)
         except KeyboardInterrupt:  # keep the samples taken: the file is renamed into place, then exit 130
             interrupted = True
