@@ -129,7 +129,9 @@ def demo_all(
         sink.info(f"[{name}] demo{' (quick)' if not full else ''} ...")
         t0 = time.perf_counter()
         try:
-            doc = engine_api(name).demo(quick=not full, device=device).as_dict()
+            api = engine_api(name)
+            suite = {} if full else getattr(api, "SUITE_DEMO", {})  # a method's embedded-data choice for wise demo
+            doc = api.demo(quick=not full, device=device, **suite).as_dict()
             ok = doc["ok"]
         except WiseError:
             raise

@@ -44,6 +44,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "benchmark": {"sensors": [128, 1024, 4096], "windows": [200000, 100000, 20000], "blocks": [20, 40, 40],
                   "window": 60, "step": 1, "device": "auto", "seed": 0},
 }
+SUITE_DEMO = {"source": "synthetic"}
+"""What `wise demo` (every method's quick demo on embedded data, seconds each) passes to `demo`: the embedded
+synthetic task rather than a 50-second recording of this machine, which stays `wise smooth demo`'s default."""
 _DATASET_WINDOWS = {"basicmotions": (20, 5), "synthetic": (30, 5)}
 
 
