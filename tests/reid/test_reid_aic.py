@@ -11,14 +11,14 @@ import torch
 from tests.conftest import run_wise
 from wisecli.cli.errors import InputError
 from wisecli.engines.reid import data as D
-from wisecli.engines.reid.reference_numpy import re_ranking as re_ranking_numpy
+from wisecli.engines.reid.peers import re_ranking as re_ranking_numpy
 from wisecli.engines.reid.submit import rank_top, write_submission
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     from wisecli.engines.reid.api import TRAIN_DEFAULTS, model_config
-    from wisecli.engines.reid.features import build_model
+    from wisecli.engines.reid.predict import build_model
     from wisecli.engines.reid.synthetic import write_aic
     from wisecli.runtime.checkpoints import save_checkpoint
 

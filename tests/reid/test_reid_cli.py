@@ -15,7 +15,7 @@ VERBS = ["train", "predict", "evaluate", "query", "demo", "info", "benchmark"]
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     from wisecli.engines.reid.api import TRAIN_DEFAULTS, model_config
-    from wisecli.engines.reid.features import build_model
+    from wisecli.engines.reid.predict import build_model
     from wisecli.engines.reid.synthetic import write_veri
     from wisecli.runtime.checkpoints import save_checkpoint
 

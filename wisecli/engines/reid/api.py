@@ -79,7 +79,7 @@ def check_train_config(cfg: dict) -> None:
 def _prepare_training(data, cfg: dict, device: torch.device, sink, seed: int, rank: int = 0, world: int = 1):
     """Splits, labels, the cached loader pieces and the model (with --pretrained); shared by train and demo."""
     from .data import attach_viewpoints, decode_images, load_layout, read_viewpoints
-    from .features import build_model
+    from .predict import build_model
     from .model import load_pretrained
 
     check_train_config(cfg)
@@ -139,7 +139,7 @@ def _validator(splits, mc, device, amp, batch, every: int, epochs: int):
     `every` epochs and at the last; between evaluations it repeats the latest values, marked by
     `evaluated_epoch`, so the trainer's monitor always exists and best.pt only moves on a real evaluation."""
     from .data import decode_images
-    from .features import embed_uint8
+    from .predict import embed_uint8
     from .metrics import evaluate_ranking
 
     q, g = splits["query"], splits["gallery"]
@@ -168,7 +168,7 @@ def train(data: Path, run_dir: Path, *, cfg: dict, config_record: dict, device_s
     from wisecli.runtime.device import device_name, init_distributed, seed_everything
     from wisecli.runtime.runrecord import RunRecord
 
-    from .training import CachedPKLoader, lr_at, make_step
+    from .train import CachedPKLoader, lr_at, make_step
 
     dist, device = init_distributed(device_spec)
     seed_everything(seed + dist.rank)
@@ -217,7 +217,7 @@ def predict(paths: list[Path], weights: Path, output: Path, *, half: bool = Fals
     from wisecli.runtime.io.atomic import write_text
     from wisecli.runtime.runrecord import RunRecord
 
-    from .features import embed_paths, labels_from_names, load_model, save_features
+    from .predict import embed_paths, labels_from_names, load_model, save_features
 
     device = resolve_device(device_spec, sink=sink)
     ids, cams = labels_from_names(paths, parse_names)
@@ -306,7 +306,7 @@ def evaluate(*, query_files: list[Path] | None = None, gallery_files: list[Path]
         if data is None:
             raise InputError("evaluate --weights needs DATA", hint="wise reid evaluate --weights best.pt VeRi --layout veri")
         from .data import good_junk_sets, load_layout, read_veri_lists
-        from .features import embed_paths, load_model
+        from .predict import embed_paths, load_model
 
         aic = None
         if aic_submit is not None:
@@ -380,7 +380,7 @@ def evaluate(*, query_files: list[Path] | None = None, gallery_files: list[Path]
                              hint="wise reid evaluate --query q.npz --gallery g.npz")
         if explain is not None:
             raise InputError("--explain needs --weights and DATA", hint="the channel weights come from the model")
-        from .features import load_features
+        from .predict import load_features
 
         qd, gd = load_features(query_files, "query"), load_features(gallery_files, "gallery")
         if qd["features"].shape[1] != gd["features"].shape[1]:
@@ -526,7 +526,7 @@ def query(queries: list[Path], *, gallery: list[Path], weights: Path, top: int =
     from wisecli.runtime.device import resolve_device
 
     from .data import parse_veri_name
-    from .features import embed_paths, load_features, load_model, save_features
+    from .predict import embed_paths, load_features, load_model, save_features
     from .rerank import re_ranking
 
     if top < 1:
@@ -645,10 +645,10 @@ def _demo_runs(p: dict, dev: torch.device, sink, arch: str, work_dir: Path | Non
     from wisecli.runtime.device import seed_everything
 
     from .data import decode_images, load_veri, read_viewpoints
-    from .features import embed_uint8
+    from .predict import embed_uint8
     from .metrics import evaluate_ranking
     from .synthetic import write_veri
-    from .training import CachedPKLoader, make_step, train_in_memory
+    from .train import CachedPKLoader, make_step, train_in_memory
 
     with tempfile.TemporaryDirectory(prefix="wise-reid-demo-", dir=work_dir) as tmp:
         root = Path(tmp) / "synthetic_veri"
@@ -763,6 +763,6 @@ def info() -> dict:
 
 def benchmark(device: str = "auto", quick: bool = False) -> list[dict]:
     """Records {case, ours_s, peer_s, speedup, device, ...}: evaluation, re-ranking and (CUDA) embedding."""
-    from .benchmark import run
+    from .bench import run
 
     return run(device, quick)

@@ -3,7 +3,7 @@ process, on one device (spec §7).
 
 1. eval: VeRi-sized synthetic features (Q 1,678, G 11,579, D 2,048, 200 ids, 20 cameras; clustered Gaussians with
    N(0, 1) centres and sigma = 3.6 per dimension) - ours from host features (transfer included) against the
-   per-query numpy loop of `reference_numpy` (and torchreid's `evaluate_rank` when importable); on one distance
+   per-query numpy loop of `peers` (and torchreid's `evaluate_rank` when importable); on one distance
    matrix the metrics must agree to 1e-6 (from features, the two GEMMs may order near-ties differently: that
    difference is reported as `feature_path_max_diff`).
 2. rerank: ours against the dense numpy reference on the same features: mAP within 1e-3, top-1 identical for
@@ -36,7 +36,7 @@ def make_features(Q, G, D, ids, cams, sigma, seed=0):
 
 
 def bench_eval(p, device):
-    from . import reference_numpy as ref
+    from . import peers as ref
     from .metrics import evaluate_ranking
 
     qf, gf, qi, gi, qc, gc = make_features(p["Q"], p["G"], p["D"], p["ids"], p["cams"], p["sigma"])
@@ -53,7 +53,7 @@ def bench_eval(p, device):
     keys = ("mAP_standard", "mAP_official", "mINP")
     diff = max(abs(same[k] - want[k]) for k in keys)
     cmc_diff = float(np.max(np.abs(np.array(same["cmc"]) - np.array(want["cmc"]))))
-    rec = {"case": f"eval Q{p['Q']} G{p['G']} D{p['D']}", "ours_s": t_ours, "peer": "reference_numpy loop",
+    rec = {"case": f"eval Q{p['Q']} G{p['G']} D{p['D']}", "ours_s": t_ours, "peer": "numpy per-query loop (peers.py)",
            "peer_s": t_peer, "speedup": t_peer / t_ours, "mAP": got["mAP_standard"],
            "max_metric_diff": diff, "max_cmc_diff": cmc_diff,
            "feature_path_max_diff": max(abs(got[k] - want[k]) for k in keys),
@@ -70,7 +70,7 @@ def bench_eval(p, device):
 
 
 def bench_rerank(p, device):
-    from . import reference_numpy as ref
+    from . import peers as ref
     from .metrics import evaluate_ranking
     from .rerank import re_ranking
 
@@ -86,7 +86,7 @@ def bench_rerank(p, device):
     m_ours = evaluate_ranking(qi, gi, qc, gc, distmat=d_ours, device=device)["mAP_standard"]
     m_ref = evaluate_ranking(qi, gi, qc, gc, distmat=torch.from_numpy(d_ref), device=device)["mAP_standard"]
     top1 = float((d_ours.argmin(1).numpy() == d_ref.argmin(1)).mean())
-    return {"case": f"rerank N{p['rq'] + p['rg']}", "ours_s": t_ours, "peer": "reference_numpy dense",
+    return {"case": f"rerank N{p['rq'] + p['rg']}", "ours_s": t_ours, "peer": "numpy dense (peers.py)",
             "peer_s": t_peer, "speedup": t_peer / t_ours, "mAP_ours": m_ours, "mAP_peer": m_ref,
             "max_abs_dist_diff": float(np.abs(d_ours.numpy() - d_ref).max()), "top1_identical": top1,
             "agree": abs(m_ours - m_ref) <= 1e-3 and top1 >= 0.99}

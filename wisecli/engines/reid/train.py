@@ -14,7 +14,7 @@ import torch
 from wisecli.runtime.device import autocast
 
 from .data import augment
-from .losses import reid_losses
+from .loss import reid_losses
 from .sampler import PKSampler
 
 
