@@ -17,7 +17,8 @@ from wisecli.engines.reid.submit import rank_top, write_submission
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from wisecli.engines.reid.api import TRAIN_DEFAULTS, model_config
+    from wisecli.engines.reid.api import DEFAULTS
+    from wisecli.engines.reid.train import model_config
     from wisecli.engines.reid.predict import build_model
     from wisecli.engines.reid.synthetic import write_aic
     from wisecli.runtime.checkpoints import save_checkpoint
@@ -25,7 +26,7 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("reidaic")
     aic = root / "AIC20_ReID"
     counts = write_aic(aic, train_ids=6, test_ids=10, images_per_id=12, size=32, seed=4)
-    mc = model_config({**TRAIN_DEFAULTS, "arch": "resnet18", "input_size": 32}, 6, True)
+    mc = model_config({**DEFAULTS["train"], "arch": "resnet18", "input_size": 32}, 6, True)
     torch.manual_seed(0)
     model = build_model(mc)
     with torch.no_grad():  # non-trivial gates, as after training

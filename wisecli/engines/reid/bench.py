@@ -12,6 +12,7 @@ process, on one device (spec §7).
    cosine between the two, and the viewpoint head's share of the embedding time.
 `quick` shrinks everything to seconds on CPU (Q 200, G 1,500, D 256; re-ranking on Q 60, G 440). Ours is the median
 of 3 runs after a warm-up; the peers are timed 3 times on `quick`, once at the full sizes (minutes of numpy).
+Each case is one `runtime.bench.race()`; its agreement figures come from the race's `check`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from wisecli.runtime.bench import race
 from wisecli.runtime.device import timed
+from wisecli.runtime.results import BenchRecord
 
 FULL = {"Q": 1678, "G": 11579, "D": 2048, "ids": 200, "cams": 20, "sigma": 3.6, "rq": 1678, "rg": 11579}
 QUICK = {"Q": 200, "G": 1500, "D": 256, "ids": 60, "cams": 20, "sigma": 2.5, "rq": 60, "rg": 440}
@@ -35,7 +38,8 @@ def make_features(Q, G, D, ids, cams, sigma, seed=0):
     return qf, gf, qi, gi, rng.integers(0, cams, Q), rng.integers(0, cams, G)
 
 
-def bench_eval(p, device):
+def bench_eval(p, device) -> BenchRecord:
+    """Our vectorised evaluation from host features against the per-query numpy loop of `peers`."""
     from . import peers as ref
     from .metrics import evaluate_ranking
 
@@ -44,32 +48,35 @@ def bench_eval(p, device):
     def ours():
         return evaluate_ranking(qi, gi, qc, gc, qf=torch.from_numpy(qf), gf=torch.from_numpy(gf), device=device)
 
-    got, t_ours = timed(ours, device, 3, warmup=1)
-    want, t_peer = timed(lambda: ref.evaluate(ref.cosine_distance(qf, gf), qi, gi, qc, gc), torch.device("cpu"),
-                         3 if p is QUICK else 1)
-    dist = ref.cosine_distance(qf, gf)
-    # agreement of the ranking code on one distance matrix (the two GEMMs may order near-ties differently)
-    same = evaluate_ranking(qi, gi, qc, gc, distmat=torch.from_numpy(dist), device=device)
-    keys = ("mAP_standard", "mAP_official", "mINP")
-    diff = max(abs(same[k] - want[k]) for k in keys)
-    cmc_diff = float(np.max(np.abs(np.array(same["cmc"]) - np.array(want["cmc"]))))
-    rec = {"case": f"eval Q{p['Q']} G{p['G']} D{p['D']}", "ours_s": t_ours, "peer": "numpy per-query loop (peers.py)",
-           "peer_s": t_peer, "speedup": t_peer / t_ours, "mAP": got["mAP_standard"],
-           "max_metric_diff": diff, "max_cmc_diff": cmc_diff,
-           "feature_path_max_diff": max(abs(got[k] - want[k]) for k in keys),
-           "agree": diff <= 1e-6 and cmc_diff <= 1e-9}
-    try:
-        from torchreid.metrics import evaluate_rank  # optional peer
+    def check(got, want):
+        dist = ref.cosine_distance(qf, gf)
+        # agreement of the ranking code on one distance matrix (the two GEMMs may order near-ties differently)
+        same = evaluate_ranking(qi, gi, qc, gc, distmat=torch.from_numpy(dist), device=device)
+        keys = ("mAP_standard", "mAP_official", "mINP")
+        diff = max(abs(same[k] - want[k]) for k in keys)
+        cmc_diff = float(np.max(np.abs(np.array(same["cmc"]) - np.array(want["cmc"]))))
+        out = {"mAP": got["mAP_standard"], "max_metric_diff": diff, "max_cmc_diff": cmc_diff,
+               "feature_path_max_diff": max(abs(got[k] - want[k]) for k in keys),
+               "agree": diff <= 1e-6 and cmc_diff <= 1e-9}
+        try:
+            from torchreid.metrics import evaluate_rank  # optional peer
 
-        _, t_tr = timed(lambda: evaluate_rank(dist, qi, gi, qc, gc, max_rank=50, use_metric_cuhk03=False,
-                                               use_cython=False), torch.device("cpu"))
-        rec["torchreid_s"] = t_tr
-    except ImportError:
-        rec["torchreid_s"] = None
-    return rec
+            _, out["torchreid_s"] = timed(lambda: evaluate_rank(dist, qi, gi, qc, gc, max_rank=50,
+                                                                use_metric_cuhk03=False, use_cython=False),
+                                          torch.device("cpu"))
+        except ImportError:
+            out["torchreid_s"] = None
+        return out
+
+    quick = p is QUICK
+    return race(f"eval Q{p['Q']} G{p['G']} D{p['D']}", ours,
+                lambda: ref.evaluate(ref.cosine_distance(qf, gf), qi, gi, qc, gc), device=device,
+                peer_name="numpy per-query loop (peers.py)", peer_repeats=3 if quick else 1,
+                peer_warmup=0, check=check)
 
 
-def bench_rerank(p, device):
+def bench_rerank(p, device) -> BenchRecord:
+    """Our sparse k-reciprocal re-ranking against the dense numpy reference of `peers`."""
     from . import peers as ref
     from .metrics import evaluate_ranking
     from .rerank import re_ranking
@@ -81,20 +88,23 @@ def bench_rerank(p, device):
     def ours():
         return re_ranking(torch.from_numpy(qn).to(device), torch.from_numpy(gn).to(device)).cpu()
 
-    d_ours, t_ours = timed(ours, device, 3, warmup=1)
-    d_ref, t_peer = timed(lambda: ref.re_ranking(qn, gn), torch.device("cpu"), 3 if p is QUICK else 1)
-    m_ours = evaluate_ranking(qi, gi, qc, gc, distmat=d_ours, device=device)["mAP_standard"]
-    m_ref = evaluate_ranking(qi, gi, qc, gc, distmat=torch.from_numpy(d_ref), device=device)["mAP_standard"]
-    top1 = float((d_ours.argmin(1).numpy() == d_ref.argmin(1)).mean())
-    return {"case": f"rerank N{p['rq'] + p['rg']}", "ours_s": t_ours, "peer": "numpy dense (peers.py)",
-            "peer_s": t_peer, "speedup": t_peer / t_ours, "mAP_ours": m_ours, "mAP_peer": m_ref,
-            "max_abs_dist_diff": float(np.abs(d_ours.numpy() - d_ref).max()), "top1_identical": top1,
-            "agree": abs(m_ours - m_ref) <= 1e-3 and top1 >= 0.99}
+    def check(d_ours, d_ref):
+        m_ours = evaluate_ranking(qi, gi, qc, gc, distmat=d_ours, device=device)["mAP_standard"]
+        m_ref = evaluate_ranking(qi, gi, qc, gc, distmat=torch.from_numpy(d_ref), device=device)["mAP_standard"]
+        top1 = float((d_ours.argmin(1).numpy() == d_ref.argmin(1)).mean())
+        return {"mAP_ours": m_ours, "mAP_peer": m_ref, "max_abs_dist_diff": float(np.abs(d_ours.numpy() - d_ref).max()),
+                "top1_identical": top1, "agree": abs(m_ours - m_ref) <= 1e-3 and top1 >= 0.99}
+
+    quick = p is QUICK
+    return race(f"rerank N{p['rq'] + p['rg']}", ours, lambda: ref.re_ranking(qn, gn), device=device,
+                peer_name="numpy dense (peers.py)", peer_repeats=3 if quick else 1, peer_warmup=0, check=check)
 
 
-def bench_embed(device, quick):
+def bench_embed(device, quick) -> BenchRecord:
+    """bf16 autocast + channels_last against fp32 (TF32) embedding of R50+VCAM (CUDA only)."""
     from wisecli.runtime.device import autocast
 
+    from .data import normalise
     from .model import ReIDNet
 
     n, size, arch, bs = (64, 128, "resnet50", 32) if quick else (1024, 256, "resnet50", 256)
@@ -103,8 +113,6 @@ def bench_embed(device, quick):
 
     @torch.no_grad()
     def run(fast: bool, head_only: bool = False):
-        from .data import normalise
-
         outs = []
         for s in range(0, n, bs):
             xb = normalise(x[s:s + bs])
@@ -114,33 +122,39 @@ def bench_embed(device, quick):
                 outs.append(model.viewpoint(xb) if head_only else model.embed(xb)[0].float())
         return torch.cat(outs)
 
+    def fast():
+        model.to(memory_format=torch.channels_last)
+        return run(True)
+
+    def fp32():
+        model.to(memory_format=torch.contiguous_format)
+        return run(False)
+
+    def check(fast_f, ref_f):
+        model.to(memory_format=torch.channels_last)
+        _, t_head = timed(lambda: run(True, head_only=True), device)
+        _, t_fast = timed(lambda: run(True), device)
+        cos = float(torch.nn.functional.cosine_similarity(ref_f, fast_f, dim=1).mean())
+        return {"images_per_s": n / t_fast, "mean_cosine": cos, "viewpoint_head_share": t_head / t_fast,
+                "agree": cos >= 0.999}
+
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     try:
-        model.to(memory_format=torch.contiguous_format)
-        ref_f, t_fp32 = timed(lambda: run(False), device, warmup=1)
-        model.to(memory_format=torch.channels_last)
-        fast_f, t_bf16 = timed(lambda: run(True), device, warmup=1)
-        _, t_head = timed(lambda: run(True, head_only=True), device)
+        return race(f"embed {arch}+VCAM {size}^2 x{n}", fast, fp32, device=device, peer_name="fp32 (TF32)",
+                    repeats=1, warmup=1, check=check)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = True
-    cos = float(torch.nn.functional.cosine_similarity(ref_f, fast_f, dim=1).mean())
-    return {"case": f"embed {arch}+VCAM {size}^2 x{n}", "ours_s": t_bf16, "peer": "fp32 (TF32)", "peer_s": t_fp32,
-            "speedup": t_fp32 / t_bf16, "images_per_s": n / t_bf16, "mean_cosine": cos,
-            "viewpoint_head_share": t_head / t_bf16, "agree": cos >= 0.999}
 
 
-def run(device_spec: str = "auto", quick: bool = False) -> list[dict]:
-    from wisecli.runtime.device import device_name, resolve_device
+def run(device="auto", quick: bool = False) -> list[BenchRecord]:
+    """The race on one device: eval and rerank always, embed on CUDA (spec §7)."""
+    from wisecli.runtime.device import as_device
 
-    device = resolve_device(device_spec)
+    device = as_device(device)
     p = QUICK if quick else FULL
     recs = [bench_eval(p, device), bench_rerank(p, device)]
     if device.type == "cuda":
         recs.append(bench_embed(device, quick))
-    name = device_name(device)
-    for r in recs:
-        r["device"] = name
-        r["method"] = "reid"
     return recs
