@@ -200,7 +200,7 @@ def evaluate_run(*, query_files: list[Path] | None = None, gallery_files: list[P
         from .submit import check_output
 
         check_output(aic_submit, overwrite)
-    device = as_device(device, sink=sink)
+    spec, device = device, as_device(device)
     seconds = {}
     extra = {}
     has_gt = True
@@ -209,7 +209,7 @@ def evaluate_run(*, query_files: list[Path] | None = None, gallery_files: list[P
         if data is None:
             raise InputError("evaluate --weights needs DATA", hint="wise reid evaluate --weights best.pt VeRi --layout veri")
         from .data import good_junk_sets, load_layout, read_veri_lists
-        from .predict import embed_paths, load_model
+        from .predict import announce_device, embed_paths, load_model
 
         aic = None
         if aic_submit is not None:
@@ -244,6 +244,7 @@ def evaluate_run(*, query_files: list[Path] | None = None, gallery_files: list[P
             extra["check_lists"] = {"queries": len(q), "good_mismatches": sum(a != b for a, b in zip(good, gt)),
                                     "junk_mismatches": sum(a != b for a, b in zip(junk, jk))}
         model, mc, _ = load_model(weights, device)
+        announce_device(sink, spec, device)
         vp_labels = None
         if viewpoints is not None:
             if not mc["use_vcam"]:
@@ -285,9 +286,10 @@ def evaluate_run(*, query_files: list[Path] | None = None, gallery_files: list[P
                              hint="wise reid evaluate --query q.npz --gallery g.npz")
         if explain is not None:
             raise InputError("--explain needs --weights and DATA", hint="the channel weights come from the model")
-        from .predict import load_features
+        from .predict import announce_device, load_features
 
         qd, gd = load_features(query_files, "query"), load_features(gallery_files, "gallery")
+        announce_device(sink, spec, device)
         if qd["features"].shape[1] != gd["features"].shape[1]:
             raise InputError(f"query features have {qd['features'].shape[1]} dimensions, gallery "
                              f"{gd['features'].shape[1]}", hint="embed both with the same model")

@@ -193,6 +193,14 @@ def write_guard(where: Path):
                           if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "check the folder is writable") from None
 
 
+def announce_device(sink, spec, device: torch.device) -> None:
+    """Say which device `auto` picked, once the inputs have been read (so an input error is the only line)."""
+    from wisecli.runtime.device import device_name
+
+    if sink is not None and (spec is None or (isinstance(spec, str) and spec.strip().lower() == "auto")):
+        sink.info(f"device: {device_name(device)} (auto)")
+
+
 def is_complete_features(path: Path) -> bool:
     """Whether `path` is a whole features file (a readable zip holding `features.npy`): what --skip-existing
     may skip. Writes are atomic, so a file under the final name is whole unless something else wrote it."""
@@ -238,8 +246,9 @@ def predict_features(inputs: list, weights: Path | None, output: Path | None, *,
     if not skip_existing:
         refuse_existing(output, overwrite)
     ids, cams = labels_from_names(paths, parse_names)
-    device = as_device(device, sink=sink)
+    spec, device = device, as_device(device)
     model, mc, sha = load_model(weights, device)
+    announce_device(sink, spec, device)
     t0 = time.perf_counter()
     feats, probs, _, ok, errors = embed_paths(model, paths, mc["input_size"], device, batch=batch_size, amp=amp)
     seconds = time.perf_counter() - t0

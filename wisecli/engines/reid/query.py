@@ -22,7 +22,7 @@ def query_gallery(queries: list, *, gallery: list[Path], weights: Path, top: int
     from .data import parse_veri_name
     from .metrics import check_rerank
     from .plots import plot_ranks
-    from .predict import IMAGE_EXT, embed_paths, load_features, load_model, save_features
+    from .predict import IMAGE_EXT, announce_device, embed_paths, load_features, load_model, save_features
     from .rerank import re_ranking
 
     queries = expand_inputs([str(x) for x in queries], extensions=IMAGE_EXT)
@@ -45,8 +45,9 @@ def query_gallery(queries: list, *, gallery: list[Path], weights: Path, top: int
         raise InputError("--top must be >= 1", hint="e.g. --top 10")
     if rerank:
         check_rerank(k1, k2, lam)
-    device = as_device(device, sink=sink)
+    spec, device = device, as_device(device)
     model, mc, sha = load_model(weights, device)
+    announce_device(sink, spec, device)
     if len(gallery) == 1 and gallery[0].is_dir():
         cache = None if gallery_cache is None else Path(gallery_cache)
         gd = None
