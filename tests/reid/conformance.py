@@ -70,20 +70,19 @@ def _images(tmp: Path) -> list[Path]:
 
 def examples(tmp: Path) -> dict[str, list[str]]:
     """verb -> argv after `wise reid <verb>`: a valid run (exit 0) taking at most ~2 s on 1 CPU core,
-    reading inputs it creates under `tmp` and writing only under `tmp / "out"`."""
+    reading inputs it creates under `tmp` and writing only into `tmp/out` (a folder) or `tmp/out.EXT`."""
     tmp = Path(tmp)
     data = _data(tmp)
     ckpt, dim = _checkpoint(tmp)
-    q = _features(tmp / "feats" / "q.npz", 4, dim, cam=1, seed=1)
     g = _features(tmp / "feats" / "g.npz", 9, dim, cam=2, seed=2)
     image = _images(tmp)[0]
     out = tmp / "out"
     cpu = ["--device", "cpu"]
     return {
-        "train": [str(data), "-o", str(out / "run"), "--arch", "resnet18", "--width", "0.25", "--input-size",
+        "train": [str(data), "-o", str(out), "--arch", "resnet18", "--width", "0.25", "--input-size",
                   str(_SIZE), "--p", "2", "--k", "2", "--epochs", "1", "--no-progress", *cpu],
         "predict": [str(image), "--weights", str(ckpt), "-o", str(out / "feats.npz"), *cpu],
-        "evaluate": ["--query", str(q), "--gallery", str(g), "--per-query", str(out / "pq.jsonl"), *cpu],
+        "evaluate": [str(data), "--weights", str(ckpt), "--per-query", str(tmp / "out.jsonl"), *cpu],
         "query": [str(image), "--gallery", str(g), "--weights", str(ckpt), "--top", "3", *cpu],
         "demo": ["--quick", *cpu],
         "info": [],

@@ -198,10 +198,11 @@ def demo(quick: bool = False, device=None, *, sink=None, work_dir: str | Path | 
 
 def info() -> dict:
     """Layouts, viewpoint formats, the train defaults, the device and importable extras (torchreid)."""
-    import torch
-
     from importlib.util import find_spec
 
+    import torch
+
+    _resolve("info", {})  # reads --config/--set like every verb (an unreadable file is exit 2)
     cuda = torch.cuda.is_available()
     return {"method": METHOD,
             "paper": "Chen et al., Viewpoint-Aware Channel-Wise Attentive Network for Vehicle Re-Identification, "

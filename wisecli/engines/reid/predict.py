@@ -240,7 +240,13 @@ def predict_features(inputs: list, weights: Path | None, output: Path | None, *,
     paths = apply_shard(paths, sh)
     if not paths:
         raise InputError("this shard has no images", hint="use fewer shards")
+    config = {"weights": str(weights), "half": half, "parse_names": parse_names, "batch_size": batch_size, "amp": amp}
     if skip_existing and output.exists() and is_complete_features(output):
+        rec = RunRecord("reid predict", config=config, device=None, seed=None, inputs=[str(p) for p in paths], argv=argv)
+        rec.add_output(output)
+        rec.set("items", {"total": len(paths), "failed": 0, "skipped": len(paths)})
+        with write_guard(output.parent):
+            rec.write(output.parent)
         return {"output": str(output), "status": "skipped", "images": len(paths), "errors": 0,
                 "records": [{"input": str(p), "status": "skipped", "output": str(output)} for p in paths]}
     if not skip_existing:
@@ -265,9 +271,8 @@ def predict_features(inputs: list, weights: Path | None, output: Path | None, *,
                                          for i, msg in errors))
         elif err_file.exists():  # a stale record of an earlier run into the same (overwritten) file
             err_file.unlink()
-        rec = RunRecord("reid predict", config={"weights": str(weights), "half": half, "parse_names": parse_names,
-                                                "batch_size": batch_size, "amp": amp}, device=device_name(device),
-                        seed=None, inputs=[str(p) for p in paths], argv=argv)
+        rec = RunRecord("reid predict", config=config, device=device_name(device), seed=None,
+                        inputs=[str(p) for p in paths], argv=argv)
         rec.add_output(output)
         rec.timing("embed", seconds)
         rec.write(output.parent)
