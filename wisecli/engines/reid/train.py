@@ -171,7 +171,7 @@ def prepare_training(data, cfg: dict, device: torch.device, sink, seed: int, ran
     if cfg["pretrained"]:
         pre = load_pretrained_file(model, Path(cfg["pretrained"]), cfg["arch"], sink)
     elif sink is not None:
-        sink.info("no --pretrained weights: training starts from random initialisation")
+        sink.debug("no --pretrained weights: training starts from random initialisation")
     size = int(cfg["input_size"])
     t0 = time.perf_counter()
     images, errors = decode_images(train.paths, size)
@@ -179,7 +179,7 @@ def prepare_training(data, cfg: dict, device: torch.device, sink, seed: int, ran
         raise InputError(f"{len(errors)} training images are unreadable, e.g. {train.paths[errors[0][0]]}",
                          hint="remove them from the lists or the manifest")
     if sink is not None:
-        sink.info(f"decoded {len(train)} training images at {size}^2 in {time.perf_counter() - t0:.1f}s")
+        sink.debug(f"decoded {len(train)} training images at {size}^2 in {time.perf_counter() - t0:.1f}s")
     if device.type == "cuda" and images.numel() < 0.4 * torch.cuda.mem_get_info(device)[0]:
         images = images.to(device)  # the whole set on the GPU as uint8 (spec §7)
     return splits, sampler, images, labels, vps, model, mc, vp_report, pre
@@ -230,6 +230,10 @@ def run_training(data: Path, run_dir: Path | None, *, cfg: dict, config_record: 
         raise InputError("train needs a run folder", hint="wise reid train DATA -o RUN")
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, is_main=False)  # refuse before any work
+    if resume and (run_dir / "checkpoints" / "last.pt").is_file():  # a bad last.pt is named before any work
+        from wisecli.runtime.checkpoints import load_checkpoint
+
+        load_checkpoint(run_dir / "checkpoints" / "last.pt", method=METHOD)
     check_train_config(cfg)
     dist, device = init_distributed(device if isinstance(device, str) else str(device))
     seed_everything(seed + dist.rank)
