@@ -150,3 +150,21 @@ def test_made_dir_under_a_file_is_an_output_error(tmp_path):
     with pytest.raises(OutputError, match="cannot create folder"):
         with made_dir(tmp_path / "f" / "out"):
             pass
+
+
+def test_checkpoint_errors_say_what_is_wrong_in_our_words(tmp_path):
+    import collections
+    import random
+
+    from wisecli.runtime.checkpoints import load_checkpoint
+
+    rng = random.Random(0)
+    bad = tmp_path / "r.pt"
+    for _ in range(20):  # random bytes fail in many ways inside torch.load (zip, pickle, IndexError, ...)
+        bad.write_bytes(bytes(rng.randrange(256) for _ in range(500)))
+        with pytest.raises(InputError, match="corrupt or not a checkpoint"):
+            load_checkpoint(bad, method="m")
+    torch.save({"counts": collections.Counter("ab")}, tmp_path / "o.pt")
+    with pytest.raises(InputError, match="objects other than tensors") as exc:
+        load_checkpoint(tmp_path / "o.pt", method="m")
+    assert "weights_only=False" not in exc.value.message + (exc.value.hint or "")
