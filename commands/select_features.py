@@ -74,7 +74,7 @@ def _deterministic(on: bool) -> None:
 
 def _fm_config(*, config, sets, flags: dict, seed: int, amp: bool):
     from wisecli.cli.config import resolve
-    from wisecli.engines.select_features.fit import FMConfig
+    from wisecli.engines.select_features.train import FMConfig
 
     defaults = FMConfig().to_dict()
     defaults["hidden"] = ",".join(str(h) for h in defaults["hidden"])
@@ -266,8 +266,8 @@ def evaluate(
 
     `--shard I/N` runs every N-th (method, seed) cell (the "all" refit is one more cell); the union of the
     shards' records equals an unsharded run."""
-    from wisecli.engines.select_features.baselines import BASELINES
-    from wisecli.engines.select_features.fit import FMConfig
+    from wisecli.engines.select_features.peers import BASELINES
+    from wisecli.engines.select_features.train import FMConfig
 
     sink = Sink(json=json, jsonl=jsonl, quiet=quiet)
     _choice("--impute", impute, ("none", "mean", "median"))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from wisecli.cli.errors import InputError
-from wisecli.engines.select_features.baselines import rank_l1, rank_mi, rank_random, rank_rfe_lr
-from wisecli.engines.select_features.io import encode_labels, impute
+from wisecli.engines.select_features.peers import rank_l1, rank_mi, rank_random, rank_rfe_lr
+from wisecli.engines.select_features.data import encode_labels, impute
 from wisecli.engines.select_features.metrics import default_k_grid, jaccard, kuncheva, stability
 from wisecli.engines.select_features.synthetic import informative_classification, noise_append_breast_cancer
 

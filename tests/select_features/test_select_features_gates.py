@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from wisecli.engines.select_features.baselines import rank_mi
-from wisecli.engines.select_features.fit import FMConfig, Scaler, train_selector
+from wisecli.engines.select_features.peers import rank_mi
+from wisecli.engines.select_features.train import FMConfig, Scaler, train_selector
 from wisecli.engines.select_features.metrics import recall_at_k
 
 CPU = torch.device("cpu")

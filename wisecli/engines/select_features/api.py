@@ -25,8 +25,8 @@ import numpy as np
 from wisecli.cli.errors import InputError
 
 from . import selection as sel
-from .fit import FMConfig, FitResult, Scaler, train_selector
-from .io import Dataset, check_finite, check_stratifiable, impute, load_dataset
+from .train import FMConfig, FitResult, Scaler, train_selector
+from .data import Dataset, check_finite, check_stratifiable, impute, load_dataset
 
 METHOD = "select-features"
 
@@ -50,7 +50,7 @@ def train(data: str, target: str, run_dir: Path, cfg: FMConfig, *, device, sep=N
     from wisecli.runtime.device import one_cpu_thread
     from wisecli.runtime.trainer import TrainSpec, fit
 
-    from .fit import DeviceBatches, build_model, make_step, make_validate, stratified_holdout
+    from .train import DeviceBatches, build_model, make_step, make_validate, stratified_holdout
     from .model import default_k, rank_features, readout_mask
 
     warn = sink.warn if sink else None
@@ -137,7 +137,7 @@ def reduce_table(doc: dict, table, *, k: int | None, order: str, id_col: str | N
                          hint="predict needs a table with the columns the selection was trained on")
     id_col = id_col if id_col is not None else (doc.get("id_col") if doc.get("id_col") in table.columns else None)
     if id_col is not None and id_col not in table.columns:
-        from .io import _suggest
+        from .data import _suggest
 
         raise InputError(f"{table.source}: --id-col '{id_col}' is not in the header", hint=_suggest(id_col, table.columns))
     cols = ([id_col] if id_col else []) + names
@@ -166,7 +166,7 @@ def predict_one(doc: dict, table, *, k, order, fmt, id_col, keep_target) -> byte
         return write_table(cols, rows, sep="," if fmt == "csv" else "\t")
     import io as _io
 
-    from .io import non_numeric, to_float
+    from .data import non_numeric, to_float
 
     bad = non_numeric(table, names)
     if bad:
@@ -217,7 +217,7 @@ def evaluate_arrays(x_train, y_train, x_test, y_test, *, n_classes: int, feature
     d = x_train.shape[1]
     ks = sorted({min(int(k), d) for k in ks}) if ks else None
     from .metrics import default_k_grid, refit_logreg
-    from .baselines import RANKERS
+    from .peers import RANKERS
 
     ks = ks or default_k_grid(d)
     for k in ks:
@@ -562,7 +562,7 @@ def benchmark(device: str = "auto", quick: bool = False, *, dataset: str | None 
 
     from wisecli.runtime.device import device_name, resolve_device, timed
 
-    from .baselines import RANKERS
+    from .peers import RANKERS
     from .metrics import refit_logreg
     from .synthetic import informative_classification
 
