@@ -120,7 +120,7 @@ def test_stacked_mlp_refit_is_independent_of_its_stack_mates():
     import torch
     from sklearn.datasets import load_breast_cancer
 
-    from wisecli.engines.select_features.api import _split_arrays
+    from wisecli.engines.select_features.data import split_arrays as _split_arrays
     from wisecli.engines.select_features.refit import refit_mlp_stacked
 
     b = load_breast_cancer()

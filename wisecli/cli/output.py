@@ -127,11 +127,12 @@ class Sink:
             bad = [g["gate"] for g in doc["gates"] if not g["ok"]]
             raise WorkFailed(f"demo gate failed: {', '.join(bad)}", hint="the table shows the value and the threshold")
 
-    def benchmark(self, records: list[Any], *, title: str) -> None:
-        """Print benchmark records (`BenchRecord`s or dicts) as one table or `--json` document."""
+    def benchmark(self, records: list[Any], *, title: str, summary: dict | None = None) -> None:
+        """Print benchmark records (`BenchRecord`s or dicts) as one table or `--json` document; `summary` (a
+        method's own report of the race, e.g. accuracy curves) goes into the document beside the records."""
         recs = [r.as_dict() if hasattr(r, "as_dict") else r for r in records]
         cols = ["case", "ours_s", "peer", "peer_s", "speedup", "device"]
-        self.result({"records": recs}, rows=recs, columns=[c for c in cols if any(c in r for r in recs)] or None,
+        self.result({**(summary or {}), "records": recs}, rows=recs, columns=[c for c in cols if any(c in r for r in recs)] or None,
                     title=title)
 
     # messages ----------------------------------------------------------------------------------------

@@ -32,13 +32,24 @@ def prepare_run_dir(path: Path | str, *, resume: bool = False, overwrite: bool =
     if path.exists() and not path.is_dir():
         raise InputError(f"run folder is a file: {path}", hint="give a folder for -o")
     if _has_files(path) and not (resume or overwrite):
-        raise InputError(f"run folder is not empty: {path}",
+        held = " (it already holds a run)" if last_checkpoint(path) is not None else ""
+        raise InputError(f"run folder is not empty: {path}{held}",
                          hint="pass --resume to continue it, --overwrite to start again, or choose another -o")
     if is_main:
-        if overwrite and path.is_dir():
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            if overwrite and path.is_dir():
+                shutil.rmtree(path)
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _cannot_create(path, exc) from None
     return path
+
+
+def _cannot_create(path: Path, exc: OSError):
+    """A folder that cannot be made (read-only parent, full disk) is an OutputError (exit 1), not a traceback."""
+    from wisecli.runtime.io.atomic import _write_failed
+
+    return _write_failed(path, exc)
 
 
 def last_checkpoint(run_dir: Path | str) -> Path | None:
@@ -57,7 +68,10 @@ def made_dir(path: Path | str) -> Iterator[Path]:
     while not p.exists():
         created.append(p)
         p = p.parent
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_create(path, exc) from None
     try:
         yield path
     except BaseException:

@@ -46,6 +46,8 @@ from wisecli.runtime.device import one_cpu_thread
 from .config import FMConfig
 from .model import FMSelector, default_k, make_mask_net, make_task_net, mask_entropy, rank_features, readout_mask
 
+METHOD = "select-features"
+
 
 @dataclass
 class Scaler:
@@ -256,3 +258,91 @@ def fit_scaled(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: FMConfig, devi
     """Standardise `x` on itself, then `train_selector`; returns the fit and the scaler."""
     scaler = Scaler.fit(x)
     return train_selector(scaler.transform(x), y, n_classes, cfg, device, **kw), scaler
+
+
+def train_run(ds, run_dir, cfg: FMConfig, *, data_path, target: str, device: torch.device, id_col=None,
+              impute_how: str = "none", resume: bool = False, overwrite: bool = False, epochs_given: bool = False,
+              progress: bool = True, resolved=None, sink=None) -> dict:
+    """Fit FM on the loaded `ds` (a `data.Dataset`) and write the run folder: config.json, metrics.jsonl,
+    checkpoints/last.pt|best.pt, selection.json/.csv (after every improving epoch) and run.json. Returns the
+    selection document of the best epoch.
+
+    The folder follows `runtime.rundir.prepare_run_dir` (refused when not empty unless `resume`/`overwrite`).
+    `resume` continues from checkpoints/last.pt with its stored configuration; `epochs_given` (the user set
+    --epochs) lets this call's `cfg.epochs` extend or shorten the run; --compile is always this run's choice."""
+    from wisecli.runtime.checkpoints import load_checkpoint
+    from wisecli.runtime.io.atomic import sha256_file
+    from wisecli.runtime.rundir import last_checkpoint, prepare_run_dir
+    from wisecli.runtime.runrecord import RunRecord
+    from wisecli.runtime.trainer import TrainSpec, fit
+
+    from . import selection as sel
+    from .data import check_stratifiable, impute
+
+    t0 = time.perf_counter()
+    warn = sink.warn if sink else None
+    (x,) = impute(ds.x, how=impute_how)
+    d = x.shape[1]
+    if cfg.k is not None:
+        sel.check_k(cfg.k, d)
+    if cfg.val_fraction > 0:
+        check_stratifiable(ds.y, ds.classes, "validation hold-out")
+    run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    ckpt_dir = run_dir / "checkpoints"
+    best_value = math.inf
+    last = last_checkpoint(run_dir) if resume else None
+    if last is not None:
+        doc = load_checkpoint(last, method=METHOD)
+        cfg = FMConfig.from_dict({**doc["config"]["fm"], "compile": cfg.compile,
+                                  **({"epochs": cfg.epochs} if epochs_given else {})})
+        best_value = float(doc["best"]["value"])
+    sha = None if str(data_path) == "-" else sha256_file(data_path)
+    scaler = Scaler.fit(x)
+    config = {"fm": cfg.to_dict(), "data": str(data_path), "target": target, "id_col": id_col, "impute": impute_how,
+              "n": int(x.shape[0]), "d": d, "classes": ds.classes}
+    arch = f"fm-{cfg.mask_net}+{cfg.task_net}"
+    # "scaler" is the trainer's AMP GradScaler key in last.pt, so the standardisation goes under "feature_scaler"
+    extra = {"feature_names": ds.feature_names, "feature_scaler": scaler.to_dict(), "classes": ds.classes,
+             "target": target}
+
+    torch.manual_seed(cfg.seed)
+    fit_idx, val_idx = stratified_holdout(ds.y, cfg.val_fraction, cfg.seed)
+    xt = torch.as_tensor(scaler.transform(x), device=device)
+    yt = torch.as_tensor(ds.y, device=device)
+    model = build_model(cfg, d, ds.n_classes).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
+    validate, vstate = make_validate(xt, xt[val_idx], yt[val_idx], cfg.k)
+    monitor = "val_loss" if len(val_idx) else "train_loss"
+
+    def selection_doc(mask, epoch):
+        k = cfg.k if cfg.k is not None else default_k(mask)
+        return sel.build(mask.double().cpu().numpy(), rank_features(mask).numpy(), ds.feature_names,
+                         scaler.constant, k=k, k_rule="--k" if cfg.k is not None else "m>=1/d", target=target,
+                         batch_size=cfg.batch_size, seed=cfg.seed, scaler=scaler.to_dict(), run_dir=str(run_dir),
+                         data_sha256=sha, id_col=id_col, classes=ds.classes, epoch=epoch)
+
+    def on_epoch_end(epoch, record):
+        """selection.json follows best.pt: rewritten (atomically) after every improving epoch."""
+        nonlocal best_value
+        value = record[monitor]
+        if math.isfinite(value) and value < best_value:
+            best_value = value
+            sel.write(selection_doc(vstate["mask"], epoch), run_dir)
+
+    spec = TrainSpec(epochs=cfg.epochs, run_dir=run_dir, method=METHOD, arch=arch, config=config, amp=cfg.amp,
+                     monitor=monitor, resume=resume, progress=progress)
+    with one_cpu_thread(device):
+        fit(model, opt, DeviceBatches(xt[fit_idx], yt[fit_idx], cfg.batch_size),
+            make_step(device, cfg.amp, cfg.compile, warn), spec,
+            device=device, validate=validate, on_epoch_end=on_epoch_end, checkpoint_extra=lambda: extra)
+    best = load_checkpoint(ckpt_dir / "best.pt", method=METHOD)
+    model.load_state_dict(best["state_dict"])
+    doc = selection_doc(readout_mask(model.mask_net, xt), int(best["epoch"]))
+    sel.write(doc, run_dir)
+    rec = RunRecord("select-features train", config=resolved, device=str(device), seed=cfg.seed,
+                    inputs=[str(data_path)])
+    rec.timing("train", time.perf_counter() - t0)
+    for name in ("selection.json", "selection.csv", "checkpoints/best.pt", "checkpoints/last.pt"):
+        rec.add_output(run_dir / name)
+    rec.write(run_dir)
+    return doc

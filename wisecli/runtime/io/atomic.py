@@ -131,3 +131,17 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def append_line(path: Path | str, line: str) -> Path:
+    """Append one line to a journal (`evaluate.jsonl`-style files that grow record by record, so an interrupted
+    run keeps every finished record); the folder is created; a file-system error is an OutputError (exit 1)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line.rstrip("\n") + "\n")
+            fh.flush()
+    except OSError as exc:
+        raise _write_failed(path, exc) from None
+    return path
