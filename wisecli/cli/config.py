@@ -101,7 +101,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
             return _flatten(tomllib.load(fh))
     except FileNotFoundError:
         raise InputError(f"config file not found: {path}", hint="check the --config path") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # binary bytes are not TOML either
         raise InputError(f"config file {path} is not valid TOML: {exc}", hint="see https://toml.io") from None
     except OSError as exc:
         raise InputError(f"cannot read config file {path}: {exc.strerror}", hint="check permissions") from None

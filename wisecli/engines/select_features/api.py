@@ -277,9 +277,10 @@ def demo(quick: bool = False, device=None, *, dataset: str | None = None, epochs
 
 def info() -> dict:
     """What select-features reads and writes, its defaults (FMConfig's), baselines, refits, importable extras
-    (mlxtend) and devices. No settings."""
+    (mlxtend) and devices. No settings of its own (a --config file is still read and checked)."""
     import importlib.util
 
+    _resolve("info", {})
     import torch
 
     return {"method": METHOD, "paper": "Liao, Latty, Yang, IJCNN 2021 (arXiv 2010.13631)",
