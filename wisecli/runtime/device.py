@@ -17,6 +17,19 @@ import torch
 from wisecli.cli.errors import InputError, WorkFailed
 
 
+def _compile_cache_outside_tmpdir() -> None:
+    """torch creates its compile cache, `$TMPDIR/torchinductor_<user>`, when `torch._dynamo` is first imported,
+    which creating any optimizer does: point it at the user's cache folder instead (unless the user chose one),
+    so no run leaves a folder in $TMPDIR, and `--compile` reuses its kernels across runs."""
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(base, "wisecli", "torchinductor")
+
+
+_compile_cache_outside_tmpdir()  # torch reads the variable when it first makes the folder, not at import
+
+
 def resolve_device(spec: str = "auto", *, sink=None) -> torch.device:
     """The torch device for `--device` (auto|cpu|cuda|cuda:N); `auto` says which it picked via `sink`."""
     spec = (spec or "auto").strip().lower()
