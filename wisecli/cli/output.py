@@ -61,6 +61,7 @@ class Sink:
 
     @property
     def err(self):
+        """The rich console on stderr (made on first use)."""
         if self._err is None:
             from rich.console import Console
 

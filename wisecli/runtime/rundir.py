@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from wisecli.cli.errors import InputError
+from wisecli.cli.errors import InputError, OutputError
 
 
 def _has_files(folder: Path) -> bool:
@@ -41,15 +41,9 @@ def prepare_run_dir(path: Path | str, *, resume: bool = False, overwrite: bool =
                 shutil.rmtree(path)
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _cannot_create(path, exc) from None
+            raise OutputError(f"cannot prepare run folder {path}: {exc.strerror or exc}",
+                              hint="check that it is writable, or choose another -o") from None
     return path
-
-
-def _cannot_create(path: Path, exc: OSError):
-    """A folder that cannot be made (read-only parent, full disk) is an OutputError (exit 1), not a traceback."""
-    from wisecli.runtime.io.atomic import _write_failed
-
-    return _write_failed(path, exc)
 
 
 def last_checkpoint(run_dir: Path | str) -> Path | None:
@@ -71,7 +65,8 @@ def made_dir(path: Path | str) -> Iterator[Path]:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _cannot_create(path, exc) from None
+        raise OutputError(f"cannot create folder {path}: {exc.strerror or exc}",
+                          hint="check that the parent folder exists and is writable, or choose another -o") from None
     try:
         yield path
     except BaseException:
