@@ -133,8 +133,8 @@ class Sink:
         method's own report of the race, e.g. accuracy curves) goes into the document beside the records."""
         recs = [r.as_dict() if hasattr(r, "as_dict") else r for r in records]
         cols = ["case", "ours_s", "peer", "peer_s", "speedup", "device"]
-        self.result({**(summary or {}), "records": recs}, rows=recs, columns=[c for c in cols if any(c in r for r in recs)] or None,
-                    title=title)
+        self.result({**(summary or {}), "records": recs}, rows=recs,
+                    columns=[c for c in cols if any(c in r for r in recs)] or None, title=title)
 
     # messages ----------------------------------------------------------------------------------------
     def info(self, msg: str) -> None:
