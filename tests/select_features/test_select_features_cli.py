@@ -228,7 +228,7 @@ def test_evaluate_jsonl_schema_and_summary(bc_csv, tmp_path):
 
 
 def test_crashing_baseline_is_exit_3(bc_csv, monkeypatch):
-    from wisecli.engines.select_features import baselines
+    from wisecli.engines.select_features import peers as baselines
 
     def broken(x, y, seed):
         raise RuntimeError("solver did not converge")

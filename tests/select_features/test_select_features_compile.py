@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from wisecli.engines.select_features.fit import FMConfig, Scaler, train_selector
+from wisecli.engines.select_features.train import FMConfig, Scaler, train_selector
 from wisecli.engines.select_features.synthetic import informative_classification
 
 CPU = torch.device("cpu")

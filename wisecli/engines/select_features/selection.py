@@ -4,7 +4,6 @@ plus the k that was chosen and how. Written atomically as selection.json and sel
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from pathlib import Path
 
@@ -14,17 +13,6 @@ from wisecli.cli.errors import InputError
 from wisecli.runtime.io.atomic import write_json, write_text
 
 FORMAT = "wise-selection/1"
-
-
-def sha256_of(path: str | Path | None) -> str | None:
-    """SHA-256 of the data file (None for stdin)."""
-    if path is None or str(path) == "-":
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build(scores: np.ndarray, ranking: np.ndarray, names: list[str], constant: np.ndarray, *, k: int, k_rule: str,

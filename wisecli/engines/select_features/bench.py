@@ -1,0 +1,76 @@
+"""Our side of the `benchmark` race (spec §7): FM's time to a full ranking and its accuracy curve, raced against
+each peer of `peers.py` (mi, rfe-lr, l1) with `runtime.bench.race` in one process, on one split and k grid.
+
+Each race times FM afresh beside its peer (the median of `repeats` fits after one cheap warm-up fit of the same
+batch shape, which also pays a `--compile`); rfe-lr and l1 are slow and deterministic, so they are timed once.
+The curve is the logreg refit of `metrics.refit_logreg` on a fixed stratified 80/20 split."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import FMConfig
+from .data import bundled, split_arrays
+from .metrics import refit_logreg
+from .peers import RANKERS
+from .train import Scaler, train_selector
+
+PRESETS = {  # quick: a small synthetic set that runs on CPU in seconds; full: the GPU check
+    True: {"dataset": "synthetic-small", "epochs": 20, "ks": [2, 4, 8, 16], "peers": ["mi", "rfe-lr", "l1"]},
+    False: {"dataset": "digits", "epochs": 100, "ks": [4, 8, 16, 32], "peers": ["mi", "rfe-lr", "l1"]},
+}
+
+
+def run_benchmark(device, *, quick: bool, dataset: str | None, repeats: int, epochs: int | None = None,
+                  compile: bool = False, warn=None) -> list:
+    """One `BenchRecord` per peer (`case`, `ours_s`, `peer_s`, `speedup`, `device`, both curve means); the
+    first record's extra holds the whole §7 document under "report" (dataset, device, n, d, methods with
+    rank_seconds, curve and curve_mean each, ratios, equal_accuracy)."""
+    from wisecli.runtime.bench import race
+    from wisecli.runtime.device import device_name
+
+    preset = dict(PRESETS[bool(quick)])
+    if dataset:
+        preset["dataset"] = dataset
+    if epochs:
+        preset["epochs"] = epochs
+    if preset["dataset"] == "mnist5k":
+        preset["ks"] = [10, 25, 50, 100]
+    x, y, *_ = bundled(preset["dataset"])
+    x_tr, y_tr, x_te, y_te = split_arrays(x, y)
+    xs = Scaler.fit(x_tr).transform(x_tr)
+    cfg = FMConfig(epochs=preset["epochs"], compile=compile)
+    n_classes = int(y.max()) + 1
+    curves: dict = {}
+
+    def curve(ranking) -> dict:
+        return {k: refit_logreg(x_tr, y_tr, x_te, y_te, ranking[:k])["accuracy"] for k in preset["ks"]}
+
+    def fm_rank():
+        return train_selector(xs, y_tr, n_classes, cfg, device, warn).ranking
+
+    train_selector(xs[:256], y_tr[:256], n_classes, FMConfig(epochs=1, compile=compile), device, warn)  # warm-up
+    records = []
+    for p in preset["peers"]:
+        def check(fm_r, peer_r, p=p) -> dict:
+            if "fm" not in curves:  # FM is seeded: every race's ranking is the same on one device
+                curves["fm"] = curve(fm_r)
+            curves[p] = curve(peer_r)
+            return {"fm_curve_mean": float(np.mean(list(curves["fm"].values()))),
+                    "peer_curve_mean": float(np.mean(list(curves[p].values())))}
+
+        records.append(race(f"{preset['dataset']} rank vs {p}", fm_rank, lambda p=p: RANKERS[p](xs, y_tr, 0),
+                            device=device, peer_name=p, repeats=repeats, warmup=0,
+                            peer_repeats=repeats if p == "mi" else 1, peer_warmup=0, check=check))
+    t_fm = float(np.median([r.ours_s for r in records]))
+    methods = {"fm": {"rank_seconds": t_fm}, **{r.peer: {"rank_seconds": r.peer_s} for r in records}}
+    for m, v in methods.items():
+        v["curve"] = curves[m]
+        v["curve_mean"] = float(np.mean(list(curves[m].values())))
+    best_peer = max(v["curve_mean"] for m, v in methods.items() if m != "fm")
+    report = {"dataset": preset["dataset"], "device": device_name(device), "n": int(x.shape[0]),
+              "d": int(x.shape[1]), "epochs": cfg.epochs, "compile": compile, "methods": methods,
+              "ratios": {r.peer: r.speedup for r in records},
+              "equal_accuracy": methods["fm"]["curve_mean"] >= best_peer - 0.01}
+    records[0].extra["report"] = report
+    return records

@@ -1,0 +1,39 @@
+"""`FMConfig`: every knob of one FM fit with the spec's defaults, written once (standard library only).
+
+`api.DEFAULTS["train"]` and the FM settings of `evaluate` are read from this dataclass, so `api` can build its
+tables at import without loading torch, and a default is never written twice."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class FMConfig:
+    """Every knob of one FM fit, with the spec's defaults; saved in config.json and every checkpoint."""
+
+    mask_net: str = "mlp"        # "mlp" or "tanh"
+    mask_hidden: int = 64
+    mask_scale: str = "1"        # "1" or "d"
+    task_net: str = "mlp"        # "mlp" or "linear"
+    hidden: tuple[int, ...] = (256, 128)
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3
+    val_fraction: float = 0.125
+    seed: int = 0
+    amp: bool = True
+    k: int | None = None
+    compile: bool = False
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FMConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "hidden" in known:
+            known["hidden"] = tuple(int(h) for h in known["hidden"])
+        return cls(**known)
