@@ -1,6 +1,6 @@
 """Valid, fast examples of every verb of segment-airway, for the conformance suite (tests/suite).
 
-Every example shares one tiny phantom set per `tmp` (coarse 4 mm `tiny` phantoms, 48 × 40 × 40 voxels) and one
+Every example shares one tiny phantom set per `tmp` (coarse 6 mm `tiny` phantoms, 32³ voxels) and one
 quarter-width WingsNet checkpoint saved the way `train` saves them (`runtime.checkpoints.save_checkpoint`).
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SMALL = dict(size=(48, 40, 40), spacing=(4.0, 4.0, 4.0))
-FAST = ["--roi", "32", "--overlap", "0", "--sw-batch", "2", "--device", "cpu", "--no-crop"]
+SMALL = dict(size=(32, 32, 32), spacing=(6.0, 6.0, 6.0))  # one 32³ window
+FAST = ["--roi", "32", "--overlap", "0", "--sw-batch", "1", "--device", "cpu", "--no-crop", "--no-hu-check"]
 
 
 def _phantoms(tmp: Path) -> Path:
@@ -38,7 +38,7 @@ def _weights(tmp: Path) -> Path:
         torch.manual_seed(0)
         model = WingsNet(width=0.25)
         save_checkpoint(path, method="segment-airway", arch="wingsnet", config={"in_channels": 1, "width": 0.25},
-                        state_dict=model.state_dict(), train_spacing_median=[4.0, 4.0, 4.0])
+                        state_dict=model.state_dict(), train_spacing_median=[6.0, 6.0, 6.0])
     return path
 
 
