@@ -35,10 +35,6 @@ def _off(flag: bool) -> Optional[bool]:
     return False if flag else None
 
 
-def _on(flag: bool) -> Optional[bool]:
-    return True if flag else None
-
-
 def _int(choice: Optional[str]) -> Optional[int]:
     return None if choice is None else int(choice)
 
@@ -93,15 +89,15 @@ def predict(
     blend: Annotated[Optional[Literal["gaussian", "constant"]], typer.Option("--blend", help="Window blending.")] = None,
     sw_batch: Annotated[Optional[int], typer.Option("--sw-batch", callback=o.at_least_one,
                                                     help="Windows per forward pass.")] = None,
-    tta: Annotated[bool, typer.Option("--tta", help="Average over axis flips.")] = False,
+    tta: Annotated[Optional[bool], typer.Option("--tta", help="Average over axis flips.")] = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", callback=o.positive,
                                                        help="Probability threshold in (0, 1).")] = None,
     connectivity: Connectivity = None,
     no_fill_holes: Annotated[bool, typer.Option("--no-fill-holes")] = False,
     no_tree: Annotated[bool, typer.Option("--no-tree", help="No _airway_tree.json.")] = False,
-    probabilities: Annotated[bool, typer.Option("--probabilities", help="Also write _prob.")] = False,
-    branches: Annotated[bool, typer.Option("--branches", help="Also write _branches (uint16 ids).")] = False,
-    preview: Annotated[bool, typer.Option("--preview", help="Also write _preview.png.")] = False,
+    probabilities: Annotated[Optional[bool], typer.Option("--probabilities", help="Also write _prob.")] = None,
+    branches: Annotated[Optional[bool], typer.Option("--branches", help="Also write _branches (uint16 ids).")] = None,
+    preview: Annotated[Optional[bool], typer.Option("--preview", help="Also write _preview.png.")] = None,
     fmt: Annotated[Optional[VolumeFormat], o.FORMAT] = None,
     hu_offset: Annotated[Optional[float], typer.Option("--hu-offset", help="Added to the voxels (e.g. -1024).")] = None,
     no_hu_check: Annotated[bool, typer.Option("--no-hu-check")] = False,
@@ -121,9 +117,9 @@ def predict(
     recs = _api().predict(
         inputs, out_dir, weights, series=series, pattern=pattern, shard=shard, device=device, sink=sink,
         skip_existing=skip_existing, overwrite=overwrite, fail_fast=fail_fast, roi=roi, overlap=overlap,
-        blend=blend, sw_batch=sw_batch, tta=_on(tta), threshold=threshold, connectivity=_int(connectivity),
-        fill_holes=_off(no_fill_holes), crop=_off(no_crop), tree=_off(no_tree), probabilities=_on(probabilities),
-        branches=_on(branches), preview=_on(preview), fmt=fmt, hu_offset=hu_offset, hu_check=_off(no_hu_check),
+        blend=blend, sw_batch=sw_batch, tta=tta, threshold=threshold, connectivity=_int(connectivity),
+        fill_holes=_off(no_fill_holes), crop=_off(no_crop), tree=_off(no_tree), probabilities=probabilities,
+        branches=branches, preview=preview, fmt=fmt, hu_offset=hu_offset, hu_check=_off(no_hu_check),
         compile=compile, amp=amp)
     rows = [{"input": Path(r["input"]).name, "status": r["status"], "seconds": r.get("seconds"),
              "branches": (r.get("tree") or {}).get("n_branches"), "volume_ml": (r.get("tree") or {}).get("volume_ml"),
@@ -141,7 +137,7 @@ def evaluate(
     connectivity: Connectivity = None,
     bd_threshold: Annotated[Optional[float], typer.Option("--bd-threshold", callback=o.positive,
                                                           help="Detected-branch fraction, in (0, 1].")] = None,
-    length_mm: Annotated[bool, typer.Option("--length-mm", help="Weight skeleton voxels by their length in mm.")] = False,
+    length_mm: Annotated[Optional[bool], typer.Option("--length-mm", help="Weight skeleton voxels by their length in mm.")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Where reference parses are cached.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache reference parses.")] = False,
     pattern: o.Pattern = None,
@@ -152,7 +148,7 @@ def evaluate(
     sink = Sink(json=json, jsonl=jsonl)
     recs, summary = _api().evaluate(preds, ref, pairs=pairs, pattern=pattern, cache_dir=cache_dir, no_cache=no_cache,
                                     lcc=_off(no_lcc), connectivity=_int(connectivity), bd_threshold=bd_threshold,
-                                    length_mm=_on(length_mm), sink=sink)
+                                    length_mm=length_mm, sink=sink)
     rows = []
     for r in recs:
         m = r.get("metrics") or {}

@@ -21,7 +21,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "predict": {"roi": 128, "overlap": 0.5, "blend": "gaussian", "sw_batch": 4, "tta": False, "threshold": 0.5,
                 "connectivity": 6, "fill_holes": True, "crop": True, "tree": True, "probabilities": False,
                 "branches": False, "preview": False, "fmt": "nii.gz", "hu_offset": 0.0, "hu_check": True,
-                "compile": "auto", "amp": True},
+                "compile": "auto"},
     "evaluate": {"lcc": True, "connectivity": 6, "bd_threshold": 0.8, "length_mm": False},
     "train": {
         "schedule.stage": "both",
@@ -53,7 +53,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "val.roi": 128,
         "val.sw_batch": 4,
         "seed": 0,
-        "amp": True,
     },
     "demo": {"seed": 0},
     "info": {},
@@ -107,8 +106,8 @@ def phantom(out_dir: Path | str | None = None, n: int | None = None, *, preset: 
 
 def predict(inputs: list, out_dir: Path | str | None = None, weights: Path | str | None = None, *,
             series: str | None = None, pattern: str | None = None, shard: str | None = None, device="auto",
-            skip_existing: bool = False, overwrite: bool = False, fail_fast: bool = False, opts=None,
-            sink=None, debug: bool | None = None, **options: Any) -> list[dict]:
+            skip_existing: bool = False, overwrite: bool = False, fail_fast: bool = False, amp: bool = True,
+            opts=None, sink=None, debug: bool | None = None, **options: Any) -> list[dict]:
     """Segment the airways of every input (CT files, DICOM series folders, globs, @list.txt, @-) with the
     WingsNet checkpoint `weights`, writing `{stem}_airway.<fmt>` (the input's exact geometry), the tree JSON and
     the optional `_prob`, `_branches`, `_preview.png` into `out_dir`, plus `run.json`. Returns one record per
@@ -116,7 +115,7 @@ def predict(inputs: list, out_dir: Path | str | None = None, weights: Path | str
 
     `options` are the settings of DEFAULTS["predict"]: roi 128, overlap 0.5, blend gaussian, sw_batch 4, tta
     False, threshold 0.5, connectivity 6, fill_holes/crop/tree True, probabilities/branches/preview False, fmt
-    nii.gz, hu_offset 0, hu_check True, compile auto, amp True; `opts` (a `predict.PredictOptions`) replaces
+    nii.gz, hu_offset 0, hu_check True, compile auto; amp True (bf16 on CUDA); `opts` (a `predict.PredictOptions`) replaces
     them all. `series` picks one DICOM series (SeriesInstanceUID) where a folder holds several; `shard` I/N."""
     from wisecli.cli.common import shared
     from wisecli.cli.inputs import apply_shard, expand_inputs, parse_shard
@@ -138,7 +137,7 @@ def predict(inputs: list, out_dir: Path | str | None = None, weights: Path | str
         raise TypeError(f"predict() got unexpected keyword arguments {sorted(unknown)}")
     if opts is None:
         cfg = resolve(DEFAULTS["predict"], flags=options)
-        opts = PredictOptions(**cfg.values)
+        opts = PredictOptions(**cfg.values, amp=amp)
     opts.validate()
     items = apply_shard(items, parse_shard(shard))
     checkpoint = check_weights(weights)  # loaded once, before the device is chosen
@@ -205,9 +204,9 @@ def train(data: list, out_dir: Path | str | None = None, *, val: list | None = N
         if key not in TRAIN_FLAGS:
             raise TypeError(f"train() got an unexpected keyword argument {key!r}")
         flags[TRAIN_FLAGS[key]] = value
-    flags.update(seed=seed, amp=amp)
+    flags.update(seed=seed)
     cfg = dict(resolve(DEFAULTS["train"], flags=flags).values)
-    seed_, amp_ = cfg.pop("seed"), cfg.pop("amp")
+    seed_, amp_ = cfg.pop("seed"), True if amp is None else amp
     return run_training([str(d) for d in data], out_dir, cfg, val=[str(v) for v in val] if val else None,
                         device=device, amp=amp_, seed=seed_, init=init, resume=resume, overwrite=overwrite,
                         sink=sink, progress=progress)
