@@ -212,6 +212,8 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
     val_pairs = discover_pairs(list(val)) if val else []
     checked = check_pairs(pairs + val_pairs)  # every invalid pair listed at once, before any work
     init_doc = load_checkpoint(Path(init), method="segment-airway") if init is not None else None
+    last = run_dir / "checkpoints" / "last.pt"
+    prev = load_checkpoint(last, method="segment-airway") if resume and last.is_file() else None  # before any write
     dist, dev = init_distributed(device)
     prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, is_main=dist.rank == 0)
     seed_everything(seed + dist.rank)
@@ -250,9 +252,7 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
 
     sampler = PatchSampler(train_cases, patch=patch, patches_per_case=int(cfg["data.patches_per_case"]), seed=seed,
                            rank=dist.rank, world=dist.world_size)
-    last = run_dir / "checkpoints" / "last.pt"
-    if resume and last.is_file():
-        prev = load_checkpoint(last, method="segment-airway")
+    if prev is not None:
         for name, pts in (prev.get("hard") or {}).items():
             sampler.hard[name] = pts.numpy() if hasattr(pts, "numpy") else np.asarray(pts)
     roi = int(cfg["val.roi"])
