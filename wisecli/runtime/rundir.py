@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from wisecli.cli.errors import InputError
+from wisecli.cli.errors import InputError, OutputError
 
 
 def _has_files(folder: Path) -> bool:
@@ -35,10 +35,19 @@ def prepare_run_dir(path: Path | str, *, resume: bool = False, overwrite: bool =
         raise InputError(f"run folder is not empty: {path}",
                          hint="pass --resume to continue it, --overwrite to start again, or choose another -o")
     if is_main:
-        if overwrite and path.is_dir():
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            if overwrite and path.is_dir():
+                shutil.rmtree(path)
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _cannot_create(path, exc) from None
     return path
+
+
+def _cannot_create(path: Path, exc: OSError) -> OutputError:
+    """A folder that cannot be made (read-only parent, full disk): exit 1 with one line."""
+    return OutputError(f"cannot create folder {path}: {exc.strerror or exc}",
+                       hint="check the parent folder is writable and has free space, or choose another -o")
 
 
 def last_checkpoint(run_dir: Path | str) -> Path | None:
@@ -57,7 +66,10 @@ def made_dir(path: Path | str) -> Iterator[Path]:
     while not p.exists():
         created.append(p)
         p = p.parent
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_create(path, exc) from None
     try:
         yield path
     except BaseException:

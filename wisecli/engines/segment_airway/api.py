@@ -219,6 +219,7 @@ def info(weights: Path | str | None = None) -> dict:
     from .predict import check_weights
     from .synthetic import PRESETS
 
+    resolve(DEFAULTS["info"])  # reads --config/--set: a bad one is refused like in every verb
     doc = {
         "method": METHOD, "arch": ARCH, "paper": "Zheng et al., IEEE TMI 2021 (arXiv 2011.11952)",
         "reads": ["NIfTI (.nii/.nii.gz)", "MetaImage (.mha/.mhd)", "NRRD (.nrrd/.nhdr)",
