@@ -184,3 +184,86 @@ def test_dicom_folder_that_gdcm_cannot_scan_is_input_error(tmp_path):
     for probe in (read_volume, is_dicom_folder):
         with pytest.raises(InputError, match="cannot scan DICOM folder"):
             probe(folder)
+
+
+def _two_series_folder(tmp_path):
+    a = Volume(np.arange(60, dtype=np.int16).reshape(3, 4, 5), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0),
+               tuple(np.eye(3).ravel()))
+    b = Volume(np.arange(60, 180, dtype=np.int16).reshape(6, 4, 5), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0),
+               tuple(np.eye(3).ravel()))
+    both = tmp_path / "both"
+    for name, vol in (("a", a), ("b", b)):
+        for f in write_dicom_series(tmp_path / name, vol).iterdir():
+            both.mkdir(exist_ok=True)
+            shutil.copy(f, both / f"{name}_{f.name}")
+    return both, a, b
+
+
+def test_folder_with_several_series_is_refused_with_their_uids_and_series_picks_one(tmp_path):
+    """One policy for the suite: never a silent choice between series (the larger one used to be read)."""
+    both, a, b = _two_series_folder(tmp_path)
+    uid_a = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(tmp_path / "a"))[0]
+    uid_b = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(tmp_path / "b"))[0]
+    assert is_dicom_folder(both)
+    with pytest.raises(InputError) as err:
+        read_volume(both)
+    assert err.value.exit_code == 2 and "2 DICOM series" in err.value.message
+    assert uid_a in err.value.message and uid_b in err.value.message and "--series" in err.value.hint
+    # reading: the chosen series comes back whole, with its geometry
+    for uid, vol in ((uid_a, a), (uid_b, b)):
+        back = read_volume(both, series=uid)
+        np.testing.assert_array_equal(back.array, vol.array)
+        assert back.spacing == (1.0, 1.0, 2.0)
+    with pytest.raises(InputError, match="no DICOM series 1.2.3"):
+        read_volume(both, series="1.2.3")
+
+
+def test_irregular_slice_spacing_is_refused(tmp_path):
+    vol = Volume(np.zeros((5, 4, 4), np.int16), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tuple(np.eye(3).ravel()))
+    folder = write_dicom_series(tmp_path / "s", vol)
+    sorted(folder.iterdir())[2].unlink()  # a missing middle slice
+    with pytest.raises(InputError, match="irregular slice spacing") as err:
+        read_volume(folder)
+    assert err.value.exit_code == 2
+
+
+@pytest.mark.parametrize("ext", [".nii.gz", ".nii", ".mha", ".nrrd"])
+@pytest.mark.parametrize("keep", [0.5, 0.999])
+def test_truncated_file_is_input_error_naming_it(tmp_path, vol, ext, keep):
+    """ITK reads a cut NIfTI as a zero-padded volume: the size the header implies is checked first."""
+    data = write_volume(tmp_path / f"a{ext}", vol.array, like=vol).read_bytes()
+    cut = tmp_path / f"cut{ext}"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(InputError) as err:
+        read_volume(cut)
+    assert err.value.exit_code == 2 and str(cut) in err.value.message and "\n" not in err.value.message
+
+
+def test_gzip_of_several_members_is_complete(tmp_path, vol):
+    import gzip
+
+    raw = gzip.decompress(write_volume(tmp_path / "a.nii.gz", vol.array, like=vol).read_bytes())
+    (tmp_path / "m.nii.gz").write_bytes(gzip.compress(raw[:500]) + gzip.compress(raw[500:]))
+    np.testing.assert_array_equal(read_volume(tmp_path / "m.nii.gz").array, vol.array)
+
+
+@pytest.mark.parametrize("ext", [".nii.gz", ".mha", ".nrrd"])
+def test_full_disk_is_output_error_and_leaves_no_file(tmp_path, ext):
+    """SimpleITK's NIfTI writer does not raise on a full disk (it left a 0-byte mask that --skip-existing then
+    skipped): write_volume checks what it wrote before the rename."""
+    import subprocess
+
+    from wisecli.cli.errors import OutputError
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs (not root?)")
+    try:
+        noise = np.random.default_rng(0).normal(size=(32, 32, 32)).astype(np.float32)  # incompressible, 128 kB
+        with pytest.raises(OutputError) as err:
+            write_volume(disk / f"mask{ext}", noise, spacing=(1.0, 1.0, 1.0))
+        assert err.value.exit_code == 1 and "mask" in err.value.message
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)

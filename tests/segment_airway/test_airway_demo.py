@@ -21,7 +21,7 @@ def test_demo_quick_cli_json():
 
 @pytest.mark.slow
 def test_demo_gate_held_out_dsc():
-    doc = api.demo(quick=False, device="cpu", seed=0)
+    doc = api.demo(quick=False, device="cpu", seed=0).as_dict()
     assert doc["headline"]["dsc"] >= 50.0, doc["headline"]
     assert doc["train"]["last_loss"] < doc["train"]["first_loss"]
     assert doc["ok"]
@@ -29,7 +29,7 @@ def test_demo_gate_held_out_dsc():
 
 @pytest.mark.slow
 def test_benchmark_quick_rows():
-    recs = api.benchmark(device="cpu", quick=True, repeats=1)
+    recs = [r.as_dict() for r in api.benchmark(device="cpu", quick=True, repeats=1)]
     rows = {r["row"]: r for r in recs}
     assert {"R1", "R2", "R3", "R4", "R6", "R7"} <= set(rows)
     assert rows["R7"]["identical"] is True
@@ -58,13 +58,13 @@ def test_gpu_fold_and_bf16_agree_with_cpu():
 def test_training_overfits_four_demo_phantoms_in_300_steps():
     """§9 Train: on the GPU, 4 `demo` phantoms are fitted in 300 steps to TD and DSC ≥ 80 % (scored on them)."""
     doc = api.demo(quick=False, device="cuda", seed=0, steps=300, n_train=4, n_test=0, model_width=1.0,
-                   overfit=True)
+                   overfit=True).as_dict()
     assert [r["case"] for r in doc["rows"]] == ["train 0", "train 1", "train 2", "train 3"]
     assert doc["headline"]["td"] >= 80 and doc["headline"]["dsc"] >= 80, doc["rows"]
 
 
 def test_overfit_scores_the_training_phantoms():
-    doc = api.demo(quick=True, device="cpu", n_train=2, n_test=1, overfit=True)
+    doc = api.demo(quick=True, device="cpu", n_train=2, n_test=1, overfit=True).as_dict()
     assert [r["case"] for r in doc["rows"]] == ["train 0", "train 1"]
 
 
@@ -74,7 +74,7 @@ def test_paper_claim_gul_beats_dice_on_td_and_bd():
     and BD) at some precision cost. 24 `demo` phantoms at 1 mm, 8 held out."""
     kw = dict(device="cuda", seed=0, steps=600, n_train=16, n_test=8, size=(192, 168, 168),
               spacing=(1.0, 1.0, 1.0), model_width=1.0)
-    gul = api.demo(quick=False, loss_name="gul", **kw)["headline"]
-    dice = api.demo(quick=False, loss_name="dice", **kw)["headline"]
+    gul = api.demo(quick=False, loss_name="gul", **kw).headline
+    dice = api.demo(quick=False, loss_name="dice", **kw).headline
     print("GUL", gul, "Dice", dice, "precision cost", dice["precision"] - gul["precision"])
     assert gul["td"] > dice["td"] and gul["bd"] > dice["bd"]

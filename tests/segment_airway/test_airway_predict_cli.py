@@ -10,7 +10,7 @@ from conftest import run_wise
 
 from wisecli.engines.segment_airway import api
 from wisecli.engines.segment_airway.model import WingsNet
-from wisecli.engines.segment_airway.predict import PredictOptions, hu_problem, postprocess, segment
+from wisecli.engines.segment_airway.predict import PredictOptions, hu_problem, postprocess, read_ct, segment
 from wisecli.engines.segment_airway.synthetic import make_phantom
 from wisecli.runtime.checkpoints import save_checkpoint
 from wisecli.runtime.io.volumes import read_volume, write_volume
@@ -275,7 +275,7 @@ def test_dicom_series_checks(tmp_path, weights, ph):
     a, b = tmp_path / "a", tmp_path / "b"
     write_dicom_series(a, vol)
     write_dicom_series(b, vol)
-    v, hu = api.read_ct(a)
+    v, hu = read_ct(a)
     assert np.array_equal(v.array, ph.image) and np.allclose(v.origin, ph.origin, atol=1e-3)
     # two series in one folder: exit 2 alone, --series-uid picks one
     both = tmp_path / "both"
@@ -285,13 +285,13 @@ def test_dicom_series_checks(tmp_path, weights, ph):
     _exit2(*run_wise("segment-airway", "predict", str(both), "-o", str(tmp_path / "o"), "--weights", str(weights),
                      *FAST), "2 DICOM series")
     uid = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(b))[0]
-    v2, _ = api.read_ct(both, series_uid=uid)
+    v2, _ = read_ct(both, series=uid)
     assert np.array_equal(v2.array, ph.image)
     # a missing middle slice makes the spacing irregular
     files = sorted(a.iterdir())
     files[len(files) // 2].unlink()
     with pytest.raises(InputError, match="irregular"):
-        api.read_ct(a)
+        read_ct(a)
 
 
 @pytest.mark.parametrize("connectivity", [6, 18, 26])

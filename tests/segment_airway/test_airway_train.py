@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import run_wise
 
-from wisecli.engines.segment_airway.api import _ArrayVolume
+from wisecli.engines.segment_airway.data import ArrayVolume as _ArrayVolume
 from wisecli.engines.segment_airway.data import PatchSampler, augment, build_case
 from wisecli.engines.segment_airway.synthetic import make_phantom
 from wisecli.runtime.io.volumes import write_volume

@@ -1,552 +1,277 @@
-"""The Python API of `wise segment-airway` (the command makes one call here per verb).
-
-Everything the command does, these functions do with the same defaults: `phantom`, `predict`, `evaluate`,
-`train`, `info`, `demo`, `benchmark`.
+"""The Python API of `wise segment-airway`: one function per verb (`phantom`, `train`, `predict`, `evaluate`,
+`demo`, `info`, `benchmark`) with the command's defaults, and the `DEFAULTS` table they resolve through
+`cli.config.resolve` (command line > `WISE_*` > `--set` > `--config` > these). Standard library and `wisecli.cli`
+only at the top: the heavy modules load inside the functions.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
+from wisecli.cli.config import resolve
 from wisecli.cli.errors import InputError
-
-from .train import TRAIN_DEFAULTS  # noqa: E402  (re-exported for the command)
 
 METHOD = "segment-airway"
 ARCH = "wingsnet"
-VOLUME_EXT = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "phantom": {"n": 4, "preset": "tiny", "noise_hu": 20.0, "layout": "folder", "fmt": "nii.gz", "emphysema": 0.0,
+                "nodules": 0, "seed": 0},
+    "predict": {"roi": 128, "overlap": 0.5, "blend": "gaussian", "sw_batch": 4, "tta": False, "threshold": 0.5,
+                "connectivity": 6, "fill_holes": True, "crop": True, "tree": True, "probabilities": False,
+                "branches": False, "preview": False, "fmt": "nii.gz", "hu_offset": 0.0, "hu_check": True,
+                "compile": "auto"},
+    "evaluate": {"lcc": True, "connectivity": 6, "bd_threshold": 0.8, "length_mm": False},
+    "train": {
+        "schedule.stage": "both",
+        "schedule.epochs1": 100,
+        "schedule.epochs2": 30,
+        "schedule.alpha1": 0.1,
+        "schedule.alpha2": 0.2,
+        "schedule.refresh1": 20,
+        "schedule.refresh2": 10,
+        "schedule.val_every": 5,
+        "optim.name": "sgd",
+        "optim.lr": 0.0,          # 0 = the optimizer's default (SGD 0.01, AdamW 1e-3)
+        "optim.momentum": 0.9,
+        "optim.weight_decay": 1e-4,
+        "data.batch_size": 4,
+        "data.patches_per_case": 16,
+        "data.patch": 160,
+        "data.crop": 128,
+        "data.workers": 2,
+        "data.val_fraction": 0.0,
+        "data.binarise1": 0.7,
+        "data.binarise2": 0.9,
+        "loss.name": "gul",
+        "loss.enc_weight": 1.0,
+        "loss.reduce": "batch",
+        "loss.dist_mode": "skeleton",
+        "model.width": 1.0,
+        "model.hu_windows": "-1000:400",
+        "val.roi": 128,
+        "val.sw_batch": 4,
+        "seed": 0,
+    },
+    "demo": {"seed": 0},
+    "info": {},
+    "benchmark": {"preset": "ct", "repeats": 3},
+}
+TRAIN_FLAGS = {"stage": "schedule.stage", "epochs1": "schedule.epochs1", "epochs2": "schedule.epochs2",
+               "batch_size": "data.batch_size", "patches_per_case": "data.patches_per_case",
+               "optimizer": "optim.name", "lr": "optim.lr", "workers": "data.workers",
+               "val_fraction": "data.val_fraction"}
+"""`train` keyword (and CLI option) -> its dotted setting in DEFAULTS["train"]."""
 
 
-def is_dicom_folder(p: Path) -> bool:
-    """A folder is one input (a DICOM series) when it holds files and no sub-folders of volumes."""
-    try:
-        files = [f for f in p.iterdir() if not f.name.startswith(".")]
-    except OSError:
-        return False
-    return bool(files) and all(f.is_file() and not f.name.lower().endswith(VOLUME_EXT) for f in files)
-
-
-# ---------------------------------------------------------------- phantom
-def phantom(out_dir: Path, n: int = 4, *, preset: str | None = None, seed: int = 0, size=None, spacing=None,
-            max_generation=None, min_diameter_mm=None, noise_hu: float = 20.0, vessels: bool = True,
-            layout: str = "folder", fmt: str = "nii.gz", overwrite: bool = False, from_mask=None,
-            emphysema: float = 0.0, nodules: int = 0) -> dict:
-    """Write `n` phantoms (see `synthetic`); refuses a non-empty folder unless `overwrite`.
-
-    `preset` defaults to tiny. With `from_mask` the phantoms are built around that airway mask (any readable
-    volume or DICOM folder) and keep its geometry, so the options that set geometry or the analytic tree
-    (`preset`, `size`, `spacing`, `max_generation`, `min_diameter_mm`) are refused rather than ignored."""
-    from .synthetic import FORMATS, LAYOUTS, PRESETS, write_mask_phantoms, write_phantoms
-
-    if preset is not None and preset not in PRESETS:
-        raise InputError(f"unknown --preset {preset!r}", hint=f"one of {', '.join(PRESETS)}")
-    if fmt not in FORMATS:
-        raise InputError(f"unknown --format {fmt!r}", hint=f"one of {', '.join(FORMATS)}")
-    if layout not in LAYOUTS:
-        raise InputError(f"unknown --layout {layout!r}", hint=f"one of {', '.join(LAYOUTS)}")
-    if n < 1:
-        raise InputError("-n must be at least 1", hint="for example -n 4")
-    if size is not None and (len(size) != 3 or min(size) < 16):
-        raise InputError(f"--size {size} needs three sides of at least 16", hint="X Y Z, e.g. --size 96 80 80")
-    if spacing is not None and (len(spacing) != 3 or min(spacing) <= 0):
-        raise InputError(f"--spacing {spacing} needs three positive values", hint="X Y Z in mm")
-    if not 0 <= emphysema < 1:
-        raise InputError(f"--emphysema {emphysema} must lie in [0, 1)",
-                         hint="a fraction of the lung volume, e.g. --emphysema 0.1")
-    if nodules < 0:
-        raise InputError(f"--nodules {nodules} must not be negative", hint="a count, e.g. --nodules 3")
-    if noise_hu < 0:
-        raise InputError(f"--noise-hu {noise_hu} must not be negative", hint="20 HU by default, 40-80 for low dose")
-    mask = None
-    if from_mask is not None:
-        given = [flag for flag, v in (("--preset", preset), ("--size", size), ("--spacing", spacing),
-                                      ("--max-generation", max_generation),
-                                      ("--min-diameter-mm", min_diameter_mm)) if v is not None]
-        if given:
-            raise InputError(f"{', '.join(given)} cannot be used with --from-mask",
-                             hint="the mask fixes the size, spacing and airway tree; leave those options out")
-        mask = read_airway_mask(Path(from_mask))
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"output folder is not empty: {out}", hint="pass --overwrite or pick another folder")
-    t = time.perf_counter()
-    path = {"emphysema": emphysema, "nodules": nodules}
-    try:
-        if mask is not None:
-            from .data import _name
-
-            rows = write_mask_phantoms(out, n, mask, seed=seed, fmt=fmt, layout=layout, name=_name(mask.path),
-                                       noise_hu=noise_hu, vessels=vessels, **path)
-        else:
-            rows = write_phantoms(out, n, preset=preset or "tiny", seed=seed, fmt=fmt, layout=layout, size=size,
-                                  spacing=spacing, max_generation=max_generation, min_diameter_mm=min_diameter_mm,
-                                  noise_hu=noise_hu, vessels=vessels, **path)
-    except ValueError as e:  # no room for the nodules
-        raise InputError(str(e), hint="ask for fewer --nodules") from None
-    doc = {"out_dir": str(out), "n": n, "format": fmt, "layout": layout, "cases": rows,
-           "seconds": round(time.perf_counter() - t, 3), **path}
-    doc.update({"from_mask": str(from_mask)} if mask is not None else {"preset": preset or "tiny"})
-    return doc
-
-
-def read_airway_mask(path: Path):
-    """Read an airway mask for `phantom --from-mask`: a 3D volume (file or DICOM folder) with every axis of at
-    least 16 voxels and some voxel > 0; InputError (exit 2) otherwise."""
-    from wisecli.runtime.io.volumes import read_volume
-
-    vol = read_volume(path)
-    arr = np.asarray(vol.array)
-    if arr.ndim != 3 or len(vol.spacing) != 3 or min(arr.shape) < 16:
-        raise InputError(f"{path}: not a 3D mask with every axis ≥ 16 voxels (shape {arr.shape[::-1]})",
-                         hint="give a 3D airway label volume such as an ATM'22 labelsTr file")
-    if not (arr > 0).any():
-        raise InputError(f"{path}: the mask is empty (no voxel > 0)",
-                         hint="give a mask whose airway voxels are > 0")
-    return vol
-
-
-# ---------------------------------------------------------------- model loading
-def check_weights(weights) -> dict:
-    """Load a checkpoint on the CPU (weights_only) and check method and arch; InputError otherwise."""
-    from wisecli.runtime.checkpoints import load_checkpoint
-
-    doc = load_checkpoint(Path(weights), method=METHOD)
-    if doc.get("arch") != ARCH:
-        raise InputError(f"{weights} holds a '{doc.get('arch')}' model, not '{ARCH}'",
-                         hint="use a checkpoint written by 'wise segment-airway train'")
-    return doc
-
-
-def load_model(weights, device, *, compile_mode: str = "off", n_items: int = 1):
-    """WingsNet from a segment-airway checkpoint (weights_only); returns (model, checkpoint doc)."""
-    import torch
-
-    from .model import build_model, cpu_layout
-
-    doc = check_weights(weights)
-    model = build_model(doc.get("config", {}))
-    try:
-        model.load_state_dict(doc["state_dict"])
-    except (RuntimeError, KeyError) as e:
-        raise InputError(f"{weights}: weights do not fit WingsNet ({str(e).splitlines()[0][:120]})",
-                         hint="the checkpoint's config and state_dict disagree; retrain or use another file") from None
-    model = cpu_layout(model.to(device), device).eval()
-    if compile_mode == "on" or (compile_mode == "auto" and device.type == "cuda" and n_items >= 4):
-        model._wise_compiled = torch.compile(model.folded_forward, dynamic=False)
-    return model, doc
-
-
-def hu_windows(config: dict):
-    w = config.get("hu_windows") or [[-1000.0, 400.0]]
-    return tuple((float(a), float(b)) for a, b in w)
-
-
-# ---------------------------------------------------------------- predict
-def predict_outputs(item: Path, out_dir: Path, opts) -> list[Path]:
-    from wisecli.runtime.batch import stem_of
-
-    stem = stem_of(item)
-    outs = [out_dir / f"{stem}_airway.{opts.fmt}"]
-    if opts.tree:
-        outs.append(out_dir / f"{stem}_airway_tree.json")
-    if opts.probabilities:
-        outs.append(out_dir / f"{stem}_prob.{opts.fmt}")
-    if opts.branches:
-        outs.append(out_dir / f"{stem}_branches.{opts.fmt}")
-    if opts.preview:
-        outs.append(out_dir / f"{stem}_preview.png")
-    return outs
-
-
-def read_dicom_series(folder: Path, series_uid: str | None = None):
-    """A DICOM folder as one series (spec §4): several series need `series_uid`; slices whose spacing along
-    the slice normal varies by more than 1 % are refused (no silent resampling). GDCM sorts by position and
-    the rescale slope/intercept are applied (SimpleITK ImageSeriesReader)."""
-    import SimpleITK as sitk
-
-    from wisecli.runtime.io.volumes import Volume, read_volume
-
-    ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ())
-    if series_uid is None and len(ids) > 1:
-        raise InputError(f"{folder}: {len(ids)} DICOM series in one folder",
-                         hint="pick one with --series-uid (" + ", ".join(i[-12:] for i in ids[:3]) + "...)")
-    if series_uid is not None and series_uid not in ids:
-        raise InputError(f"{folder}: no DICOM series {series_uid}", hint="series here: " + ", ".join(ids[:4]))
-    if not ids:
-        return read_volume(folder)
-    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid or ids[0]))
-    pos = []
-    for f in files:
-        r = sitk.ImageFileReader()
-        r.SetFileName(f)
-        r.ReadImageInformation()
-        if r.HasMetaDataKey("0020|0032"):
-            pos.append([float(v) for v in r.GetMetaData("0020|0032").split("\\")])
-    if len(pos) == len(files) and len(files) > 2:
-        p = np.asarray(pos)
-        gaps = np.linalg.norm(np.diff(p, axis=0), axis=1)
-        med = float(np.median(gaps))
-        if med <= 0 or float(np.abs(gaps - med).max()) > 0.01 * med:
-            raise InputError(f"{folder}: irregular slice spacing ({gaps.min():.3f}-{gaps.max():.3f} mm)",
-                             hint="missing or duplicate slices; resample the series to even spacing first")
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    try:
-        image = reader.Execute()
-    except RuntimeError as e:
-        raise InputError(f"cannot read DICOM series in {folder}: {str(e).strip().splitlines()[0][:160]}",
-                         hint="the slices are corrupt or incomplete") from None
-    return Volume(array=sitk.GetArrayFromImage(image), spacing=tuple(image.GetSpacing()),
-                  origin=tuple(image.GetOrigin()), direction=tuple(image.GetDirection()), path=Path(folder))
-
-
-def read_ct(path: Path, *, hu_offset: float = 0.0, hu_check: bool = True, series_uid: str | None = None):
-    """Read a CT volume (file or DICOM folder), add the HU offset and check it looks like HU."""
-    from wisecli.runtime.io.volumes import read_volume
-
-    from .predict import hu_problem
-
-    vol = read_dicom_series(Path(path), series_uid) if Path(path).is_dir() else read_volume(Path(path))
-    arr = np.asarray(vol.array)
-    if arr.ndim != 3 or min(arr.shape) < 16:
-        raise InputError(f"{path}: not a 3D volume with every axis ≥ 16 voxels (shape {arr.shape[::-1]})",
-                         hint="give a 3D CT volume")
-    hu = arr.astype(np.float32)
-    if hu_offset:
-        hu += float(hu_offset)
-    if hu_check:
-        why = hu_problem(hu)
-        if why:
-            raise InputError(f"{path}: {why}",
-                             hint="raw scanner values? try --hu-offset -1024 (or --no-hu-check)")
-    return vol, hu
-
-
-def predict(inputs: list[Path], out_dir: Path, weights, *, opts=None, device="auto", sink=None,
-            skip_existing=False, overwrite=False, fail_fast=False, debug=False, run_record=None,
-            series_uid: str | None = None) -> list[dict]:
-    """Segment every input; writes masks, tree JSON and the optional outputs; returns the records."""
-    import torch
-
-    from wisecli.runtime.batch import BatchOptions, run_batch
-    from wisecli.runtime.device import resolve_device
-    from wisecli.runtime.io.atomic import write_json
-    from wisecli.runtime.io.volumes import write_volume
-
-    from .predict import PredictOptions, generation_preview, segment
-    from .tree import branch_table, parse_tree, tree_summary
-
+def _sink(sink):
+    if sink is not None:
+        return sink
     from wisecli.cli.output import Sink
 
-    opts = opts or PredictOptions()
+    return Sink(quiet=True)
+
+
+def phantom(out_dir: Path | str | None = None, n: int | None = None, *, preset: str | None = None,
+            seed: int | None = None, size=None, spacing=None, max_generation: int | None = None,
+            min_diameter_mm: float | None = None, noise_hu: float | None = None, vessels: bool = True,
+            layout: str | None = None, fmt: str | None = None, overwrite: bool = False, from_mask=None,
+            emphysema: float | None = None, nodules: int | None = None) -> dict:
+    """Write `n` chest-CT phantoms with airway labels, trees and a manifest into `out_dir`; returns
+    {out_dir, n, format, layout, cases (manifest rows), seconds, ...}.
+
+    Defaults (DEFAULTS["phantom"]): n 4, preset tiny, noise_hu 20, layout folder, fmt nii.gz, emphysema 0,
+    nodules 0, seed 0; `size`/`spacing`/`max_generation`/`min_diameter_mm` come from the preset. With
+    `from_mask` the phantoms are built around that airway mask and keep its geometry, so `preset`, `size`,
+    `spacing`, `max_generation` and `min_diameter_mm` are refused rather than ignored. A non-empty `out_dir`
+    is refused unless `overwrite` (which empties it)."""
+    from .synthetic import write_phantom_set
+
+    if from_mask is not None and not Path(from_mask).exists():
+        raise InputError(f"--from-mask not found: {from_mask}", hint="give an airway label volume or DICOM folder")
+    if out_dir is None:
+        raise InputError("no output folder given", hint="pass -o DIR")
+    given_preset = preset
+    cfg = resolve(DEFAULTS["phantom"], flags=dict(n=n, preset=preset, seed=seed, noise_hu=noise_hu, layout=layout,
+                                                  fmt=fmt, emphysema=emphysema, nodules=nodules)).values
+    if cfg["n"] < 1 or cfg["nodules"] < 0 or cfg["noise_hu"] < 0:
+        raise InputError("-n must be at least 1, --nodules and --noise-hu not negative", hint="for example -n 4")
+    return write_phantom_set(out_dir, cfg["n"], preset=given_preset if from_mask is not None else cfg["preset"],
+                             seed=cfg["seed"], size=size, spacing=spacing, max_generation=max_generation,
+                             min_diameter_mm=min_diameter_mm, noise_hu=cfg["noise_hu"], vessels=vessels,
+                             layout=cfg["layout"], fmt=cfg["fmt"], overwrite=overwrite, from_mask=from_mask,
+                             emphysema=cfg["emphysema"], nodules=cfg["nodules"])
+
+
+def predict(inputs: list, out_dir: Path | str | None = None, weights: Path | str | None = None, *,
+            series: str | None = None, pattern: str | None = None, shard: str | None = None, device="auto",
+            skip_existing: bool = False, overwrite: bool = False, fail_fast: bool = False, amp: bool = True,
+            opts=None, sink=None, debug: bool | None = None, **options: Any) -> list[dict]:
+    """Segment the airways of every input (CT files, DICOM series folders, globs, @list.txt, @-) with the
+    WingsNet checkpoint `weights`, writing `{stem}_airway.<fmt>` (the input's exact geometry), the tree JSON and
+    the optional `_prob`, `_branches`, `_preview.png` into `out_dir`, plus `run.json`. Returns one record per
+    input (status ok, skipped or error); a lone input's error is raised.
+
+    `options` are the settings of DEFAULTS["predict"]: roi 128, overlap 0.5, blend gaussian, sw_batch 4, tta
+    False, threshold 0.5, connectivity 6, fill_holes/crop/tree True, probabilities/branches/preview False, fmt
+    nii.gz, hu_offset 0, hu_check True, compile auto; amp True (bf16 on CUDA); `opts` (a `predict.PredictOptions`) replaces
+    them all. `series` picks one DICOM series (SeriesInstanceUID) where a folder holds several; `shard` I/N."""
+    from wisecli.cli.common import shared
+    from wisecli.cli.inputs import apply_shard, expand_inputs, parse_shard
+    from wisecli.runtime.device import as_device, device_name
+    from wisecli.runtime.runrecord import RunRecord
+
+    from .data import VOLUME_EXT, is_series_folder
+    from .predict import PredictOptions, check_weights, run_predict
+
+    items = expand_inputs([str(i) for i in inputs], pattern=pattern, extensions=VOLUME_EXT,
+                          dir_is_item=is_series_folder)
+    if out_dir is None:
+        raise InputError("no output folder given", hint="pass -o DIR")
+    if weights is None:
+        raise InputError("--weights is required (no weights ship with wise)",
+                         hint="train one: wise segment-airway train DATA -o RUN, then --weights RUN/checkpoints/best.pt")
+    unknown = set(options) - set(DEFAULTS["predict"])
+    if unknown:
+        raise TypeError(f"predict() got unexpected keyword arguments {sorted(unknown)}")
+    if opts is None:
+        cfg = resolve(DEFAULTS["predict"], flags=options)
+        opts = PredictOptions(**cfg.values, amp=amp)
     opts.validate()
-    sink = sink if sink is not None else Sink(quiet=True)
-    dev = device if isinstance(device, torch.device) else resolve_device(device, sink=sink)
-    model, doc = load_model(weights, dev, compile_mode=opts.compile, n_items=len(inputs))
-    windows = hu_windows(doc.get("config", {}))
-    median = doc.get("train_spacing_median")
-    out_dir = Path(out_dir)
-
-    def process(item: Path) -> dict:
-        stages = {}
-        t = time.perf_counter()
-        vol, hu = read_ct(item, hu_offset=opts.hu_offset, hu_check=opts.hu_check, series_uid=series_uid)
-        stages["read"] = time.perf_counter() - t
-        warns = []
-        if median:
-            ratio = np.asarray(vol.spacing, float) / np.asarray(median, float)
-            if np.any(ratio > 2) or np.any(ratio < 0.5):
-                warns.append(f"spacing {tuple(round(s, 3) for s in vol.spacing)} is more than 2x off the "
-                             f"training median {tuple(round(float(s), 3) for s in median)}")
-        seg = segment(model, hu, vol.direction, vol.spacing, opts, dev, windows=windows)
-        stages.update(seg.stages)
-        warns += seg.warnings
-        outs = predict_outputs(item, out_dir, opts)
-        t = time.perf_counter()
-        tree_doc, rows, parse = None, [], None
-        if opts.tree or opts.branches or opts.preview:
-            parse = parse_tree(seg.mask, vol.spacing)
-        if parse is not None:
-            rows = branch_table(parse, seg.mask, vol.spacing, vol.origin, vol.direction)
-            tree_doc = {"spacing": list(vol.spacing), "summary": tree_summary(rows, seg.mask, vol.spacing),
-                        "branches": rows}
-        if not seg.mask.any():
-            warns.append("empty prediction: empty mask, null tree")
-        stages["tree"] = time.perf_counter() - t
-        t = time.perf_counter()
-        write_volume(outs[0], seg.mask.astype(np.uint8), like=vol)
-        k = 1
-        if opts.tree:
-            write_json(outs[k], tree_doc)
-            k += 1
-        if opts.probabilities:
-            write_volume(outs[k], seg.prob.astype(np.float32), like=vol)
-            k += 1
-        if opts.branches:
-            lab = parse.full_labels() if parse is not None else np.zeros(seg.mask.shape, np.uint16)
-            write_volume(outs[k], lab, like=vol)
-            k += 1
-        if opts.preview:
-            from wisecli.runtime.io.images import write_image
-
-            gen = np.zeros(seg.mask.shape, np.uint8)
-            if parse is not None:
-                g_of = np.concatenate([[0], parse.generation[1:] + 1]).astype(np.uint8)
-                gen = g_of[parse.full_labels(np.int32)]
-            write_image(outs[k], generation_preview(hu, gen, vol.spacing, vol.direction))
-        stages["write"] = time.perf_counter() - t
-        for w in warns:
-            if sink is not None:
-                sink.warn(f"{item.name}: {w}")
-        return {"output": str(outs[0]), "outputs": [str(p) for p in outs[1:]],
-                "stages": {k2: round(v, 4) for k2, v in stages.items()},
-                "crop_fraction": round(seg.crop_fraction, 4),
-                "tree": tree_doc["summary"] if tree_doc else None, "warnings": warns}
-
-    bo = BatchOptions(out_dir=out_dir, skip_existing=skip_existing, overwrite=overwrite, fail_fast=fail_fast,
-                      debug=debug)
-    return run_batch(list(inputs), process, outputs_for=lambda it: predict_outputs(it, out_dir, opts),
-                     options=bo, sink=sink, run_record=run_record)
+    items = apply_shard(items, parse_shard(shard))
+    checkpoint = check_weights(weights)  # loaded once, before the device is chosen
+    sink = _sink(sink)
+    dev = as_device(device, sink=sink)
+    rr = RunRecord("segment-airway predict", config=dict(opts.__dict__, weights=str(weights), series=series),
+                   device=device_name(dev), inputs=items)
+    return run_predict(items, out_dir, weights, opts, dev, sink=sink, series=series, skip_existing=skip_existing,
+                       overwrite=overwrite, fail_fast=fail_fast,
+                       debug=bool(shared("debug") if debug is None else debug), run_record=rr, checkpoint=checkpoint)
 
 
-# ---------------------------------------------------------------- evaluate
-def _key(p: Path) -> str:
-    from .data import _name
+def evaluate(preds: list | None = None, ref: Path | str | None = None, *, pairs: Path | str | None = None,
+             pattern: str | None = None, cache_dir: Path | str | None = None, no_cache: bool = False,
+             lcc: bool | None = None, connectivity: int | None = None, bd_threshold: float | None = None,
+             length_mm: bool | None = None, sink=None) -> tuple[list[dict], dict]:
+    """ATM'22 metrics (TD, BD, DSC, precision, FPR, FNR, ATM score, in %) of predicted masks against references
+    paired by name (`ref` a file or folder) or by a `pairs` CSV (pred,ref). Returns (records, summary): a pair's
+    error is a record with status `error`, a lone pair's error is raised.
 
-    return _name(p)
+    Defaults (DEFAULTS["evaluate"]): lcc True (score the largest 6/18/26-connected component), connectivity 6,
+    bd_threshold 0.8, length_mm False. Reference parses are cached in `cache_dir`
+    (~/.cache/wisecli/segment-airway) unless `no_cache`."""
+    from wisecli.cli.inputs import expand_inputs
 
+    from .data import VOLUME_EXT, pair_predictions
+    from .metrics import evaluate_pairs
 
-def pair_predictions(preds: list[Path], ref=None, pairs_csv=None) -> list[tuple[Path, Path | None]]:
-    """(prediction, reference) pairs by name (extensions and a trailing _airway/_0000 ignored) or a CSV."""
-    import csv
-
-    if pairs_csv is not None:
-        with open(pairs_csv, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        if not rows or not {"pred", "ref"} <= set(rows[0]):
-            raise InputError(f"{pairs_csv}: needs the columns pred,ref", hint="one row per prediction")
-        base = Path(pairs_csv).parent
-        return [(base / r["pred"], base / r["ref"]) for r in rows]
-    if ref is None:
-        raise InputError("no reference given", hint="pass --ref FILE|DIR or --pairs CSV")
-    ref = Path(ref)
-    if not ref.exists():
-        raise InputError(f"reference not found: {ref}", hint="check --ref")
-    if ref.is_file():
-        if len(preds) != 1:
-            raise InputError("--ref is one file but several predictions were given",
-                             hint="pass a reference folder (paired by name) or --pairs CSV")
-        return [(preds[0], ref)]
-    refs = {}
-    for p in sorted(ref.iterdir()):
-        if p.name.lower().endswith(VOLUME_EXT) or (p.is_dir() and is_dicom_folder(p)):
-            refs[_key(p)] = p
-    return [(p, refs.get(_key(p))) for p in preds]
-
-
-def evaluate(preds: list[Path], ref=None, *, pairs_csv=None, lcc: bool = True, connectivity: int = 6,
-             bd_threshold: float = 0.8, length_mm: bool = False, cache_dir=None, sink=None) -> tuple[list, dict]:
-    """ATM'22 metrics for every pair; item errors are recorded; returns (records, summary)."""
-    from wisecli.cli.errors import PartialFailure, WiseError
-    from wisecli.runtime.io.volumes import read_volume
-
-    from .metrics import prepare_reference, score, summarise
-
-    if connectivity not in (6, 18, 26):
-        raise InputError(f"--connectivity {connectivity} must be 6, 18 or 26", hint="the default is 6")
-    if not 0 < bd_threshold <= 1:
+    if pairs is None and not preds:
+        raise InputError("no predictions given", hint="pass prediction files or folders, or --pairs CSV")
+    items = expand_inputs([str(p) for p in preds], pattern=pattern, extensions=VOLUME_EXT) if preds else []
+    cfg = resolve(DEFAULTS["evaluate"], flags=dict(lcc=lcc, connectivity=connectivity, bd_threshold=bd_threshold,
+                                                   length_mm=length_mm)).values
+    if cfg["connectivity"] not in (6, 18, 26):
+        raise InputError(f"--connectivity {cfg['connectivity']} must be 6, 18 or 26", hint="the default is 6")
+    if not 0 < cfg["bd_threshold"] <= 1:
         raise InputError("--bd-threshold must lie in (0, 1]", hint="the default is 0.8")
-    pairs = pair_predictions(preds, ref, pairs_csv)
-    variant = f"{'lcc' if lcc else 'raw'}{connectivity}" + ("+length-mm" if length_mm else "")
-    records, failed = [], 0
-    for pred, rf in pairs:
-        t = time.perf_counter()
-        rec = {"pred": str(pred), "ref": str(rf) if rf else None, "variant": variant}
-        try:
-            if rf is None:
-                raise InputError(f"{pred.name}: no reference with the same name", hint="check --ref or use --pairs")
-            pv, rv = read_volume(pred), read_volume(rf)
-            if pv.array.shape != rv.array.shape or not np.allclose(pv.spacing, rv.spacing, atol=1e-4) \
-                    or not np.allclose(pv.origin, rv.origin, atol=1e-3) \
-                    or not np.allclose(pv.direction, rv.direction, atol=1e-4):
-                raise InputError(f"{pred.name}: geometry differs from the reference {rf.name}",
-                                 hint="predictions must share the reference's size, spacing, origin and direction")
-            try:
-                r = prepare_reference(rv.array, rv.spacing, cache_dir=cache_dir)
-            except ValueError as e:
-                raise InputError(f"{rf.name}: {e}", hint="the reference must hold an airway") from None
-            m = score(pv.array, r, lcc=lcc, connectivity=connectivity, bd_threshold=bd_threshold,
-                      length_mm=length_mm)
-            rec.update(status="ok", metrics=m)
-        except WiseError as e:
-            if len(pairs) == 1:
-                raise
-            failed += 1
-            rec.update(status="error", error=e.message)
-            if sink is not None:
-                sink.warn(e.message)
-        rec["seconds"] = round(time.perf_counter() - t, 4)
-        records.append(rec)
-        if sink is not None:
-            sink.record(rec)
-    summary = summarise(records)
-    summary.update(variant=variant, connectivity=connectivity, lcc=lcc)
-    if failed:
-        err = PartialFailure(f"{failed} of {len(pairs)} pairs failed", hint="see the records with status 'error'")
-        err.records, err.summary = records, summary
-        raise err
-    return records, summary
+    paired = pair_predictions(items, ref, pairs)
+    if cache_dir is None and not no_cache:
+        cache_dir = Path.home() / ".cache" / "wisecli" / "segment-airway"
+    return evaluate_pairs(paired, cache_dir=None if no_cache else Path(cache_dir), sink=sink, **cfg)
 
 
-# ---------------------------------------------------------------- info
-def info(weights=None) -> dict:
+def train(data: list, out_dir: Path | str | None = None, *, val: list | None = None, device="auto",
+          init: Path | str | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
+          amp: bool | None = None, seed: int | None = None, sink=None, **settings: Any) -> dict:
+    """Train WingsNet with the General Union loss in two stages (α 0.1 then 0.2) into the run folder
+    `out_dir` (config.json, metrics.jsonl, checkpoints/{last,best,stage1}.pt); returns a summary (epochs, best
+    metric and epoch, monitor, last record).
+
+    `settings` are the keywords of TRAIN_FLAGS (stage, epochs1, epochs2, batch_size, patches_per_case,
+    optimizer, lr, workers, val_fraction) or dotted keys of DEFAULTS["train"] passed as a dict in
+    `settings["config"]`; defaults: stage both, epochs1 100, epochs2 30, batch 4, 16 patches a case, sgd
+    (lr 0.01; adamw 1e-3), 2 workers, seed 0, amp True. A non-empty `out_dir` is refused unless `resume`
+    (continue from last.pt) or `overwrite` (start again); `init` starts from a segment-airway checkpoint."""
+    from .train import run_training
+
+    if not data:
+        raise InputError("no training data given", hint="pass folders (images/ + labels/) or CSVs")
+    if out_dir is None:
+        raise InputError("no run folder given", hint="pass -o RUN")
+    flags = dict(settings.pop("config", None) or {})
+    for key, value in settings.items():
+        if key not in TRAIN_FLAGS:
+            raise TypeError(f"train() got an unexpected keyword argument {key!r}")
+        flags[TRAIN_FLAGS[key]] = value
+    flags.update(seed=seed)
+    cfg = dict(resolve(DEFAULTS["train"], flags=flags).values)
+    seed_, amp_ = cfg.pop("seed"), True if amp is None else amp
+    return run_training([str(d) for d in data], out_dir, cfg, val=[str(v) for v in val] if val else None,
+                        device=device, amp=amp_, seed=seed_, init=init, resume=resume, overwrite=overwrite,
+                        sink=sink, progress=progress)
+
+
+def info(weights: Path | str | None = None) -> dict:
+    """Formats, defaults, parameter count, phantom presets and metrics; with `weights` also the checkpoint's
+    metadata (arch, config, metrics, stage, epoch, versions, params). No defaults of its own."""
     from .model import WingsNet, count_parameters
-    from .predict import PredictOptions
+    from .predict import check_weights
     from .synthetic import PRESETS
 
+    resolve(DEFAULTS["info"])  # reads --config/--set: a bad one is refused like in every verb
     doc = {
         "method": METHOD, "arch": ARCH, "paper": "Zheng et al., IEEE TMI 2021 (arXiv 2011.11952)",
-        "reads": ["NIfTI (.nii/.nii.gz)", "MetaImage (.mha/.mhd)", "NRRD (.nrrd/.nhdr)", "DICOM series folder"],
+        "reads": ["NIfTI (.nii/.nii.gz)", "MetaImage (.mha/.mhd)", "NRRD (.nrrd/.nhdr)",
+                  "DICOM series folder (--series UID where it holds several)"],
         "writes": ["{stem}_airway.nii.gz (uint8)", "{stem}_airway_tree.json", "_prob", "_branches (uint16)",
                    "_preview.png"],
         "params": count_parameters(WingsNet()),
-        "predict_defaults": {k: v for k, v in PredictOptions().__dict__.items()},
+        "predict_defaults": dict(DEFAULTS["predict"]),
         "phantom_presets": {k: {"size": v["size"], "spacing": v["spacing"], "min_diameter_mm": v["min_diameter_mm"]}
                             for k, v in PRESETS.items()},
         "metrics": ["td", "bd", "dsc", "precision", "fpr", "fnr", "sensitivity", "specificity", "atm_score"],
     }
     if weights is not None:
-        from wisecli.runtime.checkpoints import load_checkpoint
-
-        ck = load_checkpoint(Path(weights), method=METHOD)
+        ck = check_weights(weights)
         doc["checkpoint"] = {k: ck.get(k) for k in ("arch", "config", "metrics", "stage", "epoch", "created",
                                                      "versions", "train_spacing_median")}
         doc["checkpoint"]["params"] = int(sum(v.numel() for v in ck["state_dict"].values()))
     return doc
 
 
-# ---------------------------------------------------------------- demo
-class _ArrayVolume:
-    """A phantom held in memory with the attributes of `runtime.io.volumes.Volume`."""
+def demo(quick: bool = False, device="auto", seed: int | None = None, sink=None, **tuning: Any):
+    """End to end on phantoms: train a half-width WingsNet with GUL in memory, predict held-out phantoms with
+    the full pipeline, score them. Returns a `runtime.results.DemoResult`; its gate (spec) is held-out DSC
+    ≥ 50 % (full run, ≈120 steps at 48³, minutes on CPU); `quick` is seconds (1 + 1 coarse phantoms, 4 steps)
+    and only gates a finite loss. Defaults: quick False, device auto, seed 0. `tuning` (steps, n_train, n_test,
+    size, spacing, model_width, loss_name, overfit) is for experiments (see `demo.run_demo`)."""
+    from wisecli.runtime.device import as_device
 
-    def __init__(self, array, spacing, origin, path):
-        self.array, self.spacing, self.origin = array, spacing, origin
-        self.direction, self.path = (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), path
+    from .demo import run_demo
 
-
-def demo(quick: bool = False, device: str = "auto", seed: int = 0, sink=None, *, steps: int | None = None,
-         n_train: int | None = None, n_test: int | None = None, size=None, spacing=None, model_width=None,
-         loss_name: str = "gul", overfit: bool = False) -> dict:
-    """Phantoms → cached cases → AdamW steps of a half-width WingsNet with group-supervised GUL → held-out
-    prediction (full pipeline) → ATM metrics. Full: 8 train + 2 held-out `demo` phantoms, ≈120 steps at 48³,
-    gate held-out DSC ≥ 50 %. Quick: 2 coarse `tiny` phantoms (4 mm), a few steps at 32³, no gate.
-    `overfit` scores the training phantoms instead (the spec's check that training can fit: §9 Train)."""
-    import tempfile
-
-    import torch
-
-    from wisecli.runtime.device import autocast, resolve_device, seed_everything
-
-    from .data import PatchSampler, build_case
-    from .metrics import prepare_reference, score
-    from .model import WingsNet, cpu_layout
-    from .predict import PredictOptions, segment
-    from .synthetic import make_phantom
-    from .train import make_step
-
-    t0 = time.perf_counter()
-    dev = resolve_device(device, sink=sink)
-    seed_everything(seed)
-    if quick:
-        preset, kw, n_tr, n_te, width, crop, patch, n_steps, bs = "tiny", dict(size=(48, 40, 40), spacing=(4, 4, 4)), \
-            1, 1, 0.25, 32, 40, 4, 1
-        popts = PredictOptions(roi=32, overlap=0.0, sw_batch=2, crop=False)
-    else:
-        preset, kw, n_tr, n_te, width, crop, patch, n_steps, bs = "demo", {}, 8, 2, 0.5, 48, 64, 120, 2
-        popts = PredictOptions(roi=48, overlap=0.25, sw_batch=2)
-    n_tr, n_te = n_train or n_tr, n_test or n_te
-    n_steps = steps or n_steps
-    width = model_width or width
-    if size is not None or spacing is not None:
-        kw = {**kw, **({"size": size} if size else {}), **({"spacing": spacing} if spacing else {})}
-    phs = [make_phantom(preset, seed=seed + i, **kw) for i in range(n_tr + n_te)]
-    windows = ((-1000.0, 400.0),)
-    with tempfile.TemporaryDirectory(prefix="wise-airway-demo-") as tmp:
-        cases = [build_case(f"case{i}", _ArrayVolume(p.image, p.spacing, p.origin, Path(f"case{i}")),
-                            _ArrayVolume(p.label, p.spacing, p.origin, Path(f"case{i}")), Path(tmp))
-                 for i, p in enumerate(phs[:n_tr])]
-        sampler = PatchSampler(cases, patch=patch, patches_per_case=max(2, (n_steps * bs) // max(n_tr, 1) + 2),
-                               seed=seed)
-        torch.manual_seed(seed)
-        model = cpu_layout(WingsNet(width=width).to(dev), dev).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=n_steps, pct_start=0.15)
-        step = make_step(crop=crop, binarise=0.7, alpha=0.1, loss_name=loss_name, enc_weight=1.0,
-                         reduce="batch", windows=windows)
-        losses, done, epoch = [], 0, 0
-        t_train = time.perf_counter()
-        while done < n_steps:
-            sampler.set_epoch(epoch)
-            it = iter(sampler)
-            while done < n_steps:
-                items = [next(it, None) for _ in range(bs)]
-                if any(x is None for x in items):
-                    break
-                batch = tuple(torch.stack([x[k] for x in items]).to(dev) for k in range(3))
-                with autocast(dev):
-                    loss, _ = step(model, batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(float(loss.detach()))
-                done += 1
-            epoch += 1
-        t_train = time.perf_counter() - t_train
-    model.eval()
-    rows = []
-    t_pred = time.perf_counter()
-    for i, p in enumerate(phs[:n_tr] if overfit else phs[n_tr:]):
-        seg = segment(model, p.image.astype(np.float32), (1, 0, 0, 0, 1, 0, 0, 0, 1), p.spacing, popts, dev,
-                      windows=windows)
-        m = score(seg.mask, prepare_reference(p.label, p.spacing))
-        rows.append({"case": f"{'train' if overfit else 'held-out'} {i}",
-                     **{k: round(m[k], 2) for k in ("td", "bd", "dsc", "precision", "atm_score")},
-                     "branches": m["n_branches"]})
-    t_pred = time.perf_counter() - t_pred
-    head = {k: float(np.mean([r[k] for r in rows])) for k in ("dsc", "td", "bd", "precision", "atm_score")}
-    ok = True if quick else head["dsc"] >= 50.0
-    return {"method": METHOD, "ok": ok, "quick": quick, "headline": head, "rows": rows,
-            "why": "" if ok else f"held-out DSC {head['dsc']:.1f} % < 50 %",
-            "train": {"steps": done, "first_loss": losses[0] if losses else None,
-                      "last_loss": float(np.mean(losses[-10:])) if losses else None, "seconds": round(t_train, 2),
-                      "width": width, "crop": crop, "loss": loss_name},
-            "predict_seconds": round(t_pred, 2), "seconds": round(time.perf_counter() - t0, 2)}
+    seed = resolve(DEFAULTS["demo"], flags={"seed": seed}).values["seed"]
+    return run_demo(quick=quick, device=as_device(device, sink=sink), seed=seed, sink=sink, **tuning)
 
 
-# ---------------------------------------------------------------- benchmark
-def benchmark(device: str = "auto", quick: bool = False, *, preset: str = "ct", input=None, weights=None,
-              repeats: int = 3, no_train: bool = False, sink=None) -> list[dict]:
-    """Rows R1–R7 of the spec (§7); `quick` is a seconds-long CPU preset."""
-    from . import benchmark as b
+def benchmark(device="auto", quick: bool = False, *, preset: str | None = None, input: Path | str | None = None,
+              weights: Path | str | None = None, repeats: int | None = None, no_train: bool = False, sink=None) -> list:
+    """The spec's rows R1–R7 (§7) as `runtime.results.BenchRecord`s: WingsNet inference and end-to-end predict
+    against MONAI UNet/BasicUNet and the ATM'22 baseline, training patches/s, the tree parse against a
+    per-branch oracle. Defaults (DEFAULTS["benchmark"]): preset ct, repeats 3; `quick` is a seconds-long CPU
+    run on a coarse `tiny` phantom; `input` times a real CT, `weights` a trained model (random otherwise)."""
+    from wisecli.runtime.device import as_device
 
-    if preset not in ("ct", "tiny"):
-        raise InputError(f"unknown --preset {preset!r}", hint="ct or tiny")
-    if repeats < 1:
+    from .bench import run_benchmark
+
+    if input is not None and not Path(input).exists():
+        raise InputError(f"--input not found: {input}", hint="give a CT volume or DICOM folder")
+    if weights is not None:
+        from .predict import check_weights
+
+        check_weights(weights)
+    cfg = resolve(DEFAULTS["benchmark"], flags=dict(preset=preset, repeats=repeats)).values
+    if cfg["repeats"] < 1:
         raise InputError("--repeats must be at least 1", hint="the default is 3")
-    return b.run(device=device, quick=quick or preset == "tiny", preset=preset, input=input, weights=weights,
-                 repeats=repeats, no_train=no_train, sink=sink)
-
-
-# ---------------------------------------------------------------- train
-def train(data, run_dir, config, *, val=None, device="auto", amp=True, seed=0, init=None, resume=False,
-          overwrite=False, sink=None, progress=True) -> dict:
-    """Two-stage WingsNet + GUL training into a run folder (see `train.run_training`)."""
-    from .train import run_training
-
-    cfg = dict(config.values) if hasattr(config, "values") else {**TRAIN_DEFAULTS, **(config or {})}
-    return run_training(data, run_dir, cfg, val=val, device=device, amp=amp, seed=seed, init=init, resume=resume,
-                        overwrite=overwrite, sink=sink, progress=progress)
+    return run_benchmark(as_device(device, sink=sink), quick=quick or cfg["preset"] == "tiny", preset=cfg["preset"],
+                         input=input, weights=weights, repeats=cfg["repeats"], no_train=no_train, sink=sink)

@@ -31,6 +31,72 @@ import torch
 from wisecli.cli.errors import InputError
 
 IMAGE_EXT = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
+VOLUME_EXT = IMAGE_EXT
+
+
+def is_series_folder(p: Path) -> bool:
+    """A folder is one input (a DICOM series) when it holds files and no sub-folders or volume files (the
+    layout rule of batch inputs; the DICOM itself is read by `runtime.io.volumes`)."""
+    try:
+        files = [f for f in Path(p).iterdir() if not f.name.startswith(".")]
+    except OSError:
+        return False
+    return bool(files) and all(f.is_file() and not f.name.lower().endswith(VOLUME_EXT) for f in files)
+
+
+class ArrayVolume:
+    """A volume held in memory with the attributes of `runtime.io.volumes.Volume` (phantoms in demos, benchmarks)."""
+
+    def __init__(self, array, spacing, origin, path):
+        self.array, self.spacing, self.origin = array, spacing, origin
+        self.direction, self.path = (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), path
+
+
+def read_airway_mask(path: Path):
+    """Read an airway mask for `phantom --from-mask`: a 3D volume (file or DICOM folder) with every axis of at
+    least 16 voxels and some voxel > 0; InputError (exit 2) otherwise."""
+    from wisecli.runtime.io.volumes import read_volume
+
+    vol = read_volume(path)
+    arr = np.asarray(vol.array)
+    if arr.ndim != 3 or len(vol.spacing) != 3 or min(arr.shape) < 16:
+        raise InputError(f"{path}: not a 3D mask with every axis ≥ 16 voxels (shape {arr.shape[::-1]})",
+                         hint="give a 3D airway label volume such as an ATM'22 labelsTr file")
+    if not (arr > 0).any():
+        raise InputError(f"{path}: the mask is empty (no voxel > 0)",
+                         hint="give a mask whose airway voxels are > 0")
+    return vol
+
+
+def pair_predictions(preds: list[Path], ref=None, pairs_csv=None) -> list[tuple[Path, Path | None]]:
+    """(prediction, reference) pairs by name (extensions and a trailing _airway/_0000 ignored) or a CSV."""
+    if pairs_csv is not None:
+        try:
+            with open(pairs_csv, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+        except FileNotFoundError:
+            raise InputError(f"--pairs file not found: {pairs_csv}", hint="a CSV with pred,ref columns") from None
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise InputError(f"cannot read --pairs {pairs_csv}: {exc}", hint="a CSV with pred,ref columns") from None
+        if not rows or not {"pred", "ref"} <= set(rows[0]):
+            raise InputError(f"{pairs_csv}: needs the columns pred,ref", hint="one row per prediction")
+        base = Path(pairs_csv).parent
+        return [(base / r["pred"], base / r["ref"]) for r in rows]
+    if ref is None:
+        raise InputError("no reference given", hint="pass --ref FILE|DIR or --pairs CSV")
+    ref = Path(ref)
+    if not ref.exists():
+        raise InputError(f"reference not found: {ref}", hint="check --ref")
+    if ref.is_file():
+        if len(preds) != 1:
+            raise InputError("--ref is one file but several predictions were given",
+                             hint="pass a reference folder (paired by name) or --pairs CSV")
+        return [(preds[0], ref)]
+    refs = {}
+    for p in sorted(ref.iterdir()):
+        if p.name.lower().endswith(VOLUME_EXT) or (p.is_dir() and is_series_folder(p)):
+            refs[_name(p)] = p
+    return [(p, refs.get(_name(p))) for p in preds]
 
 
 def _name(p: Path) -> str:

@@ -108,3 +108,49 @@ def summarise(records: list[dict]) -> dict:
                       "median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
     out["n"] = len(ok)
     return out
+
+
+def evaluate_pairs(pairs: list, *, lcc: bool = True, connectivity: int = 6, bd_threshold: float = 0.8,
+                   length_mm: bool = False, cache_dir: Path | None = None, sink=None) -> tuple[list[dict], dict]:
+    """ATM'22 metrics for every (prediction, reference) pair. A pair's error is recorded (status `error`) and
+    the others go on; a lone pair's error is raised (exit 2). Returns (records, summary)."""
+    import time
+
+    from wisecli.cli.errors import InputError, WiseError
+    from wisecli.runtime.io.volumes import read_volume
+
+    variant = f"{'lcc' if lcc else 'raw'}{connectivity}" + ("+length-mm" if length_mm else "")
+    records = []
+    for pred, rf in pairs:
+        t = time.perf_counter()
+        rec = {"pred": str(pred), "ref": str(rf) if rf else None, "variant": variant}
+        try:
+            if rf is None:
+                raise InputError(f"{Path(pred).name}: no reference with the same name",
+                                 hint="check --ref or use --pairs")
+            pv, rv = read_volume(pred), read_volume(rf)
+            if pv.array.shape != rv.array.shape or not np.allclose(pv.spacing, rv.spacing, atol=1e-4) \
+                    or not np.allclose(pv.origin, rv.origin, atol=1e-3) \
+                    or not np.allclose(pv.direction, rv.direction, atol=1e-4):
+                raise InputError(f"{Path(pred).name}: geometry differs from the reference {Path(rf).name}",
+                                 hint="predictions must share the reference's size, spacing, origin and direction")
+            try:
+                r = prepare_reference(rv.array, rv.spacing, cache_dir=cache_dir)
+            except ValueError as e:
+                raise InputError(f"{Path(rf).name}: {e}", hint="the reference must hold an airway") from None
+            m = score(pv.array, r, lcc=lcc, connectivity=connectivity, bd_threshold=bd_threshold,
+                      length_mm=length_mm)
+            rec.update(status="ok", metrics=m)
+        except WiseError as e:
+            if len(pairs) == 1:
+                raise
+            rec.update(status="error", error=e.message)
+            if sink is not None:
+                sink.warn(e.message)
+        rec["seconds"] = round(time.perf_counter() - t, 4)
+        records.append(rec)
+        if sink is not None:
+            sink.record(rec)
+    summary = summarise(records)
+    summary.update(variant=variant, connectivity=connectivity, lcc=lcc)
+    return records, summary

@@ -15,6 +15,7 @@ Choices where the spec is silent:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -22,11 +23,15 @@ import numpy as np
 
 from wisecli.cli.errors import InputError
 
+METHOD = "segment-airway"
+ARCH = "wingsnet"
 DEFAULT_HU_WINDOWS = ((-1000.0, 400.0),)
 
 
 @dataclass
 class PredictOptions:
+    """The settings of one `predict` run (the command's values come from `api.DEFAULTS["predict"]`)."""
+
     roi: int = 128
     overlap: float = 0.5
     blend: str = "gaussian"
@@ -47,6 +52,7 @@ class PredictOptions:
     amp: bool = True
 
     def validate(self):
+        """Refuse values the CLI types cannot (roi not a multiple of 8, overlap outside [0, 1), ...): exit 2."""
         if self.roi < 32 or self.roi % 8:
             raise InputError(f"--roi {self.roi} must be a multiple of 8 and at least 32",
                              hint="WingsNet pools three times; use e.g. --roi 128")
@@ -58,6 +64,8 @@ class PredictOptions:
             raise InputError(f"--blend {self.blend!r} must be gaussian or constant", hint="the default is gaussian")
         if self.sw_batch < 1:
             raise InputError("--sw-batch must be at least 1", hint="the default is 4")
+        if not math.isfinite(self.hu_offset):
+            raise InputError(f"--hu-offset {self.hu_offset} must be a finite number", hint="for example -1024")
         if not 0 < self.threshold < 1:
             raise InputError("--threshold must lie in (0, 1)", hint="the default is 0.5")
         if self.fmt not in ("nii.gz", "mha", "nrrd"):
@@ -290,3 +298,162 @@ def generation_preview(image_hu: np.ndarray, gen_map: np.ndarray, spacing_xyz, d
     hmax = max(p.shape[0] for p in panels)
     panels = [np.pad(p, ((0, hmax - p.shape[0]), (0, 4), (0, 0))) for p in panels]
     return np.concatenate(panels, 1)
+
+
+# ---------------------------------------------------------------- the `predict` verb
+def check_weights(weights) -> dict:
+    """Load a checkpoint on the CPU (weights_only) and check method and arch; InputError otherwise."""
+    from pathlib import Path
+
+    from wisecli.runtime.checkpoints import load_checkpoint
+
+    doc = load_checkpoint(Path(weights), method=METHOD)
+    if doc.get("arch") != ARCH:
+        raise InputError(f"{weights} holds a '{doc.get('arch')}' model, not '{ARCH}'",
+                         hint="use a checkpoint written by 'wise segment-airway train'")
+    return doc
+
+
+def load_model(weights, device, *, compile_mode: str = "off", n_items: int = 1, doc: dict | None = None):
+    """WingsNet from a segment-airway checkpoint (weights_only; `doc` when the caller has loaded it already
+    with `check_weights`); returns (model, checkpoint doc)."""
+    import torch
+
+    from .model import build_model, cpu_layout
+
+    doc = check_weights(weights) if doc is None else doc
+    model = build_model(doc.get("config", {}))
+    try:
+        model.load_state_dict(doc["state_dict"])
+    except (RuntimeError, KeyError) as e:
+        raise InputError(f"{weights}: weights do not fit WingsNet ({str(e).splitlines()[0][:120]})",
+                         hint="the checkpoint's config and state_dict disagree; retrain or use another file") from None
+    model = cpu_layout(model.to(device), device).eval()
+    if compile_mode == "on" or (compile_mode == "auto" and device.type == "cuda" and n_items >= 4):
+        model._wise_compiled = torch.compile(model.folded_forward, dynamic=False)
+    return model, doc
+
+
+def hu_windows(config: dict):
+    """The HU windows a checkpoint was trained with (one input channel each)."""
+    w = config.get("hu_windows") or [list(w) for w in DEFAULT_HU_WINDOWS]
+    return tuple((float(a), float(b)) for a, b in w)
+
+
+def predict_outputs(item, out_dir, opts: PredictOptions) -> list:
+    """The output paths of one input: mask first, then tree JSON, probabilities, branch ids, preview."""
+    from pathlib import Path
+
+    from wisecli.runtime.batch import stem_of
+
+    stem, out_dir = stem_of(item), Path(out_dir)
+    outs = [out_dir / f"{stem}_airway.{opts.fmt}"]
+    if opts.tree:
+        outs.append(out_dir / f"{stem}_airway_tree.json")
+    if opts.probabilities:
+        outs.append(out_dir / f"{stem}_prob.{opts.fmt}")
+    if opts.branches:
+        outs.append(out_dir / f"{stem}_branches.{opts.fmt}")
+    if opts.preview:
+        outs.append(out_dir / f"{stem}_preview.png")
+    return outs
+
+
+def read_ct(path, *, hu_offset: float = 0.0, hu_check: bool = True, series: str | None = None):
+    """Read a CT volume (file or DICOM folder through `runtime.io.volumes`; `series` picks one of several),
+    add the HU offset and check it looks like HU. Returns (volume, float32 HU array)."""
+    from wisecli.runtime.io.volumes import read_volume
+
+    vol = read_volume(path, series=series)
+    arr = np.asarray(vol.array)
+    if arr.ndim != 3 or min(arr.shape) < 16:
+        raise InputError(f"{path}: not a 3D volume with every axis ≥ 16 voxels (shape {arr.shape[::-1]})",
+                         hint="give a 3D CT volume")
+    hu = arr.astype(np.float32)
+    if hu_offset:
+        hu += float(hu_offset)
+    if hu_check:
+        why = hu_problem(hu)
+        if why:
+            raise InputError(f"{path}: {why}",
+                             hint="raw scanner values? try --hu-offset -1024 (or --no-hu-check)")
+    return vol, hu
+
+
+def run_predict(items: list, out_dir, weights, opts: PredictOptions, device, *, sink, series=None,
+                skip_existing=False, overwrite=False, fail_fast=False, debug=False, run_record=None,
+                checkpoint: dict | None = None) -> list[dict]:
+    """Load the model once (from `checkpoint`, the doc `check_weights` returned, when given), then segment every item with `runtime.batch.run_batch`: mask, tree JSON and the
+    optional outputs, written atomically. Returns one record per input (`ok`, `skipped` or `error`)."""
+    from pathlib import Path
+
+    from wisecli.runtime.batch import BatchOptions, run_batch
+    from wisecli.runtime.io.atomic import write_json
+    from wisecli.runtime.io.volumes import write_volume
+
+    from .tree import branch_table, parse_tree, tree_summary
+
+    model, doc = load_model(weights, device, compile_mode=opts.compile, n_items=len(items), doc=checkpoint)
+    windows = hu_windows(doc.get("config", {}))
+    median = doc.get("train_spacing_median")
+    out_dir = Path(out_dir)
+
+    def process(item: Path) -> dict:
+        stages = {}
+        t = time.perf_counter()
+        vol, hu = read_ct(item, hu_offset=opts.hu_offset, hu_check=opts.hu_check, series=series)
+        stages["read"] = time.perf_counter() - t
+        warns = []
+        if median:
+            ratio = np.asarray(vol.spacing, float) / np.asarray(median, float)
+            if np.any(ratio > 2) or np.any(ratio < 0.5):
+                warns.append(f"spacing {tuple(round(s, 3) for s in vol.spacing)} is more than 2x off the "
+                             f"training median {tuple(round(float(s), 3) for s in median)}")
+        seg = segment(model, hu, vol.direction, vol.spacing, opts, device, windows=windows)
+        stages.update(seg.stages)
+        warns += seg.warnings
+        outs = predict_outputs(item, out_dir, opts)
+        t = time.perf_counter()
+        tree_doc, parse = None, None
+        if opts.tree or opts.branches or opts.preview:
+            parse = parse_tree(seg.mask, vol.spacing)
+        if parse is not None:
+            rows = branch_table(parse, seg.mask, vol.spacing, vol.origin, vol.direction)
+            tree_doc = {"spacing": list(vol.spacing), "summary": tree_summary(rows, seg.mask, vol.spacing),
+                        "branches": rows}
+        if not seg.mask.any():
+            warns.append("empty prediction: empty mask, null tree")
+        stages["tree"] = time.perf_counter() - t
+        t = time.perf_counter()
+        write_volume(outs[0], seg.mask.astype(np.uint8), like=vol)
+        k = 1
+        if opts.tree:
+            write_json(outs[k], tree_doc)
+            k += 1
+        if opts.probabilities:
+            write_volume(outs[k], seg.prob.astype(np.float32), like=vol)
+            k += 1
+        if opts.branches:
+            lab = parse.full_labels() if parse is not None else np.zeros(seg.mask.shape, np.uint16)
+            write_volume(outs[k], lab, like=vol)
+            k += 1
+        if opts.preview:
+            from wisecli.runtime.io.images import write_image
+
+            gen = np.zeros(seg.mask.shape, np.uint8)
+            if parse is not None:
+                g_of = np.concatenate([[0], parse.generation[1:] + 1]).astype(np.uint8)
+                gen = g_of[parse.full_labels(np.int32)]
+            write_image(outs[k], generation_preview(hu, gen, vol.spacing, vol.direction))
+        stages["write"] = time.perf_counter() - t
+        for w in warns:
+            sink.warn(f"{Path(item).name}: {w}")
+        return {"output": str(outs[0]), "outputs": [str(p) for p in outs[1:]],
+                "stages": {k2: round(v, 4) for k2, v in stages.items()},
+                "crop_fraction": round(seg.crop_fraction, 4),
+                "tree": tree_doc["summary"] if tree_doc else None, "warnings": warns}
+
+    bo = BatchOptions(out_dir=out_dir, skip_existing=skip_existing, overwrite=overwrite, fail_fast=fail_fast,
+                      debug=debug)
+    return run_batch(list(items), process, outputs_for=lambda it: predict_outputs(it, out_dir, opts),
+                     options=bo, sink=sink, run_record=run_record)

@@ -609,3 +609,65 @@ def write_cases(out_dir, cases, make, *, fmt: str = "nii.gz", layout: str = "fol
     write_text(out / "manifest.csv", "image,label,tree,seed\n"
                + "".join(f"{r['image']},{r['label']},{r['tree']},{r['seed']}\n" for r in rows))
     return rows
+
+
+def write_phantom_set(out_dir, n: int, *, preset: str | None, seed: int, size=None, spacing=None,
+                      max_generation=None, min_diameter_mm=None, noise_hu: float, vessels: bool, layout: str,
+                      fmt: str, overwrite: bool, from_mask=None, emphysema: float, nodules: int) -> dict:
+    """The `phantom` verb: check the options, refuse a non-empty folder unless `overwrite`
+    (`runtime.rundir.prepare_run_dir`), write the phantoms and return the document (cases = manifest rows).
+    A folder this call created is removed again when writing fails."""
+    import shutil
+    import time
+    from pathlib import Path
+
+    from wisecli.cli.errors import InputError
+    from wisecli.runtime.rundir import prepare_run_dir
+
+    from .data import _name, read_airway_mask
+
+    if size is not None and (len(size) != 3 or min(size) < 16):
+        raise InputError(f"--size {size} needs three sides of at least 16", hint="X Y Z, e.g. --size 96 80 80")
+    if spacing is not None and (len(spacing) != 3 or not all(math.isfinite(v) and v > 0 for v in spacing)):
+        raise InputError(f"--spacing {spacing} needs three positive values", hint="X Y Z in mm")
+    if not 0 <= emphysema < 1:
+        raise InputError(f"--emphysema {emphysema} must lie in [0, 1)",
+                         hint="a fraction of the lung volume, e.g. --emphysema 0.1")
+    if max_generation is not None and max_generation < 1:
+        raise InputError(f"--max-generation {max_generation} must be at least 1", hint="for example 8")
+    mask = None
+    if from_mask is not None:
+        given = [flag for flag, v in (("--preset", preset), ("--size", size), ("--spacing", spacing),
+                                      ("--max-generation", max_generation),
+                                      ("--min-diameter-mm", min_diameter_mm)) if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} cannot be used with --from-mask",
+                             hint="the mask fixes the size, spacing and airway tree; leave those options out")
+        mask = read_airway_mask(Path(from_mask))
+    out = Path(out_dir)
+    existed = out.exists()
+    try:
+        prepare_run_dir(out, overwrite=overwrite)
+    except InputError as e:
+        raise InputError(e.message.replace("run folder", "output folder"),
+                         hint="pass --overwrite or pick another folder") from None
+    t = time.perf_counter()
+    path = {"emphysema": emphysema, "nodules": nodules}
+    try:
+        if mask is not None:
+            rows = write_mask_phantoms(out, n, mask, seed=seed, fmt=fmt, layout=layout, name=_name(mask.path),
+                                       noise_hu=noise_hu, vessels=vessels, **path)
+        else:
+            rows = write_phantoms(out, n, preset=preset or "tiny", seed=seed, fmt=fmt, layout=layout, size=size,
+                                  spacing=spacing, max_generation=max_generation, min_diameter_mm=min_diameter_mm,
+                                  noise_hu=noise_hu, vessels=vessels, **path)
+    except BaseException as e:
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(e, ValueError):  # no room for the nodules
+            raise InputError(str(e), hint="ask for fewer --nodules") from None
+        raise
+    doc = {"out_dir": str(out), "n": n, "format": fmt, "layout": layout, "cases": rows,
+           "seconds": round(time.perf_counter() - t, 3), **path}
+    doc.update({"from_mask": str(from_mask)} if mask is not None else {"preset": preset or "tiny"})
+    return doc

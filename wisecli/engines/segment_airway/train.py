@@ -11,38 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-TRAIN_DEFAULTS = {
-    "schedule.stage": "both",
-    "schedule.epochs1": 100,
-    "schedule.epochs2": 30,
-    "schedule.alpha1": 0.1,
-    "schedule.alpha2": 0.2,
-    "schedule.refresh1": 20,
-    "schedule.refresh2": 10,
-    "schedule.val_every": 5,
-    "optim.name": "sgd",
-    "optim.lr": 0.0,          # 0 = the optimizer's default (SGD 0.01, AdamW 1e-3)
-    "optim.momentum": 0.9,
-    "optim.weight_decay": 1e-4,
-    "data.batch_size": 4,
-    "data.patches_per_case": 16,
-    "data.patch": 160,
-    "data.crop": 128,
-    "data.workers": 2,
-    "data.val_fraction": 0.0,
-    "data.binarise1": 0.7,
-    "data.binarise2": 0.9,
-    "loss.name": "gul",
-    "loss.enc_weight": 1.0,
-    "loss.reduce": "batch",
-    "loss.dist_mode": "skeleton",
-    "model.width": 1.0,
-    "model.hu_windows": "-1000:400",
-    "val.roi": 128,
-    "val.sw_batch": 4,
-}
-
-
 def parse_windows(spec: str):
     """'-1000:400,-1000:-300' → ((−1000, 400), (−1000, −300))."""
     from wisecli.cli.errors import InputError
@@ -197,8 +165,10 @@ class _Stages:
 
 def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True, seed=0, init=None,
                  resume=False, overwrite=False, sink=None, progress=True) -> dict:
-    """Both stages in one shared-trainer run (stage 2 continues from stage 1's last epoch with a fresh
-    schedule and α 0.2); `checkpoints/stage1.pt` is the model at the end of stage 1."""
+    """Both stages in one shared-trainer run (stage 2 continues from stage 1's last epoch with a fresh schedule
+    and α 0.2); `checkpoints/stage1.pt` is the model at the end of stage 1. `cfg` holds every setting of
+    `api.DEFAULTS["train"]`, resolved. Every check (options, run folder, training pairs, --init) comes before
+    the first write."""
     import shutil
     from pathlib import Path
 
@@ -207,6 +177,7 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
     from wisecli.cli.errors import InputError
     from wisecli.runtime.checkpoints import load_checkpoint
     from wisecli.runtime.device import init_distributed, seed_everything
+    from wisecli.runtime.rundir import prepare_run_dir
     from wisecli.runtime.trainer import TrainSpec, fit
 
     from .data import PatchSampler, build_case, check_pairs, discover_pairs
@@ -234,15 +205,17 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
                          hint="skeleton (distance to the GT skeleton) or nearest (nearest of centreline or wall)")
     if cfg["optim.name"] not in ("sgd", "adamw"):
         raise InputError(f"--optimizer {cfg['optim.name']!r} is unknown", hint="sgd or adamw")
-    if run_dir.exists() and any(run_dir.iterdir()) and not (resume or overwrite):
-        raise InputError(f"run folder exists: {run_dir}", hint="pass --resume to continue or --overwrite to restart")
+    if not 0 <= cfg["data.val_fraction"] < 1:
+        raise InputError(f"--val-fraction {cfg['data.val_fraction']} must lie in [0, 1)", hint="for example 0.2")
+    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, is_main=False)  # refuse before reading the data
     pairs = discover_pairs(list(data))
     val_pairs = discover_pairs(list(val)) if val else []
     checked = check_pairs(pairs + val_pairs)  # every invalid pair listed at once, before any work
-    if overwrite and not resume and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    init_doc = load_checkpoint(Path(init), method="segment-airway") if init is not None else None
+    last = run_dir / "checkpoints" / "last.pt"
+    prev = load_checkpoint(last, method="segment-airway") if resume and last.is_file() else None  # before any write
     dist, dev = init_distributed(device)
+    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, is_main=dist.rank == 0)
     seed_everything(seed + dist.rank)
 
     cache = run_dir / "cache"
@@ -266,10 +239,9 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
     st = _Stages(cfg, e1, e2)
     width = float(cfg["model.width"])
     model = WingsNet(in_channels=len(windows), width=width)
-    if init is not None:
-        doc = load_checkpoint(Path(init), method="segment-airway")
+    if init_doc is not None:
         try:
-            model.load_state_dict(doc["state_dict"])
+            model.load_state_dict(init_doc["state_dict"])
         except RuntimeError:
             raise InputError(f"--init {init} does not fit this WingsNet", hint="same width and HU windows") from None
     model = cpu_layout(model.to(dev), dev)
@@ -280,9 +252,7 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
 
     sampler = PatchSampler(train_cases, patch=patch, patches_per_case=int(cfg["data.patches_per_case"]), seed=seed,
                            rank=dist.rank, world=dist.world_size)
-    last = run_dir / "checkpoints" / "last.pt"
-    if resume and last.is_file():
-        prev = load_checkpoint(last, method="segment-airway")
+    if prev is not None:
         for name, pts in (prev.get("hard") or {}).items():
             sampler.hard[name] = pts.numpy() if hasattr(pts, "numpy") else np.asarray(pts)
     roi = int(cfg["val.roi"])

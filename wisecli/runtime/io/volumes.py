@@ -7,8 +7,14 @@ Choices where the formats leave room:
 - Geometry is copied exactly; what survives on disk is the format's precision: MetaImage keeps every bit,
   NRRD keeps 16 significant digits, NIfTI stores float32 (about 7 digits), DICOM decimal strings of at most
   16 characters.
-- A folder holding several DICOM series is read as its largest series (a localizer or a scout beside the
-  main scan is the usual reason for a second one); the choice is by slice count.
+- One policy for a folder holding several DICOM series, in every method: it is refused (exit 2) with the list
+  of SeriesInstanceUIDs, and `read_volume(folder, series=UID)` (`--series UID` on the command line) picks
+  one. A series whose slice positions step unevenly by more than 1 % (a missing or duplicated slice) is
+  refused too: no silent resampling.
+- A truncated file is an input error naming it: ITK reads a short NIfTI as a zero-padded volume, so the size
+  its header implies is compared with the file (uncompressed) or the gzip trailer (.nii.gz); MetaImage and
+  NRRD are checked the same way. `write_volume` checks what it wrote the same way before the rename, because
+  SimpleITK's writers do not raise on a full disk: an incomplete output is an OutputError (exit 1).
 - MetaImage and NRRD outputs are compressed (lossless), as 3D Slicer and ITK-SNAP write them.
 - `write_dicom_series` stores integers that fit 16 bits exactly; other values are quantised to signed 16 bit
   with a rescale slope and intercept (DICOM PS3.3 C.7.6.16.2.11), so they come back within half a slope.
@@ -31,8 +37,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from wisecli.cli.errors import InputError
+from wisecli.cli.errors import InputError, OutputError
 from wisecli.runtime.io.atomic import atomic_path
+
+SERIES_HINT = "pick one with --series UID"
+sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's own lines on stderr; its exceptions carry the reason
 
 READ_HINT = "give a NIfTI (.nii, .nii.gz), MetaImage (.mha, .mhd), NRRD (.nrrd) file or a DICOM series folder"
 WRITE_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd")
@@ -81,41 +90,237 @@ def _to_volume(image: sitk.Image, path: Path) -> Volume:
                   origin=tuple(image.GetOrigin()), direction=tuple(image.GetDirection()), path=path)
 
 
-def dicom_series_files(folder: Path) -> list[str]:
-    """The slice files of the largest DICOM series in `folder`, in slice order (empty when there is none)."""
-    best: list[str] = []
+def dicom_series(folder: Path | str) -> dict[str, list[str]]:
+    """Every DICOM series in `folder`: SeriesInstanceUID -> its slice files in slice order (empty: none)."""
+    out: dict[str, list[str]] = {}
     try:
         with _locale_kept():
             for sid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ():
-                files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid))
-                if len(files) > len(best):
-                    best = files
+                out[sid] = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid))
     except RuntimeError as exc:  # GDCM throws on some malformed files while scanning the folder
         raise InputError(f"cannot scan DICOM folder {folder}: {_first_line(exc)}",
                          hint="a file in the folder is not valid DICOM; move the other files out") from None
-    return best
+    return out
 
 
-def is_dicom_folder(path: Path) -> bool:
+def dicom_series_files(folder: Path | str, series: str | None = None) -> list[str]:
+    """The slice files of the one DICOM series in `folder` (or of `series`, a SeriesInstanceUID), in slice
+    order; empty when the folder holds none. Several series without `series` are refused with their UIDs."""
+    found = dicom_series(folder)
+    if not found:
+        return []
+    if series is None:
+        if len(found) > 1:
+            raise InputError(f"{folder}: {len(found)} DICOM series in one folder: {', '.join(found)}",
+                             hint=SERIES_HINT)
+        return next(iter(found.values()))
+    if series not in found:
+        raise InputError(f"{folder}: no DICOM series {series}", hint="series here: " + ", ".join(found))
+    return found[series]
+
+
+def is_dicom_folder(path: Path | str) -> bool:
     """True for a folder holding a DICOM series (for `expand_inputs(dir_is_item=...)`)."""
-    return Path(path).is_dir() and bool(dicom_series_files(Path(path)))
+    return Path(path).is_dir() and bool(dicom_series(Path(path)))
 
 
-def read_volume(path: Path | str) -> Volume:
-    """Read a volume file or a DICOM series folder; anything unreadable is an InputError (exit 2)."""
+def _check_slice_spacing(folder: Path, files: list[str]) -> None:
+    """Refuse a series whose slice positions (0020,0032) step unevenly by more than 1 % of the median step."""
+    if len(files) < 3:
+        return
+    pos = []
+    with _locale_kept():
+        for f in files:
+            r = sitk.ImageFileReader()
+            r.SetFileName(f)
+            try:
+                r.ReadImageInformation()
+            except RuntimeError:
+                return  # the series reader will name the broken slice
+            if not r.HasMetaDataKey("0020|0032"):
+                return
+            pos.append([float(v) for v in r.GetMetaData("0020|0032").split("\\")])
+    gaps = np.linalg.norm(np.diff(np.asarray(pos), axis=0), axis=1)
+    med = float(np.median(gaps))
+    if med <= 0 or float(np.abs(gaps - med).max()) > 0.01 * med:
+        raise InputError(f"{folder}: irregular slice spacing ({gaps.min():.3f}-{gaps.max():.3f} mm)",
+                         hint="missing or duplicate slices; resample the series to even spacing first")
+
+
+# ---------------------------------------------------------------- completeness (truncated or short files)
+_NRRD_BYTES = {**dict.fromkeys(("signed char", "int8", "int8_t", "uchar", "unsigned char", "uint8", "uint8_t"), 1),
+               **dict.fromkeys(("short", "short int", "signed short", "signed short int", "int16", "int16_t",
+                                "ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"), 2),
+               **dict.fromkeys(("int", "signed int", "int32", "int32_t", "uint", "unsigned int", "uint32",
+                                "uint32_t", "float"), 4),
+               **dict.fromkeys(("longlong", "long long", "long long int", "signed long long",
+                                "signed long long int", "int64", "int64_t", "ulonglong", "unsigned long long",
+                                "unsigned long long int", "uint64", "uint64_t", "double"), 8)}
+_MET_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+              "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
+              "MET_DOUBLE": 8}
+
+
+def _nifti_expected(head: bytes) -> int | None:
+    """Bytes a NIfTI-1/2 file holds (header, extensions, voxels) from its first 540 bytes; None if unsure."""
+    import struct
+
+    if len(head) < 348:
+        return None
+    for end in ("<", ">"):
+        size = struct.unpack(end + "i", head[:4])[0]
+        if size == 348:
+            dim = struct.unpack(end + "8h", head[40:56])
+            bitpix = struct.unpack(end + "h", head[72:74])[0]
+            offset = int(struct.unpack(end + "f", head[108:112])[0])
+            break
+        if size == 540 and len(head) >= 540:
+            bitpix = struct.unpack(end + "h", head[14:16])[0]
+            dim = struct.unpack(end + "8q", head[16:80])
+            offset = struct.unpack(end + "q", head[168:176])[0]
+            break
+    else:
+        return None
+    if not 1 <= dim[0] <= 7 or bitpix <= 0 or any(d < 0 for d in dim[1:dim[0] + 1]):
+        return None
+    return max(offset, 348) + int(np.prod(dim[1:dim[0] + 1], dtype=np.int64)) * bitpix // 8
+
+
+def _gzip_short(path: Path, expected: int, start: int = 0) -> bool:
+    """True when the gzip stream in `path` (from byte `start`) ends early or inflates to fewer than `expected`
+    bytes. The trailer's ISIZE answers at once; only a mismatch (several members, or a cut file) inflates it."""
+    import zlib
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        if size - start >= 18 and expected < (1 << 32):
+            fh.seek(-4, os.SEEK_END)
+            if int.from_bytes(fh.read(4), "little") == expected:
+                return False
+        fh.seek(start)
+        total, d = 0, zlib.decompressobj(zlib.MAX_WBITS | 16)
+        try:
+            while block := fh.read(1 << 20):
+                while block:
+                    total += len(d.decompress(block))
+                    if not d.eof:
+                        break
+                    if total >= expected:
+                        return False
+                    block, d = d.unused_data, zlib.decompressobj(zlib.MAX_WBITS | 16)  # the next member
+        except zlib.error:
+            return True
+    return not d.eof or total < expected
+
+
+def _header_fields(path: Path, limit: int = 1 << 16) -> tuple[dict[str, str], int] | None:
+    """(fields, header length) of a MetaImage (`Key = value`) or NRRD (`key: value`) header at the top of `path`."""
+    with open(path, "rb") as fh:
+        head = fh.read(limit)
+    fields: dict[str, str] = {}
+    if head.startswith(b"NRRD"):
+        end = head.find(b"\n\n")
+        if end < 0:
+            return None
+        for line in head[:end].decode("latin-1").splitlines()[1:]:
+            if ":" in line and not line.startswith("#"):
+                k, _, v = line.partition(":")
+                fields[k.strip().lower()] = v.lstrip("=").strip()
+        return fields, end + 2
+    pos = 0
+    for line in head.split(b"\n"):
+        pos += len(line) + 1
+        k, _, v = line.decode("latin-1").partition("=")
+        fields[k.strip()] = v.strip()
+        if k.strip() == "ElementDataFile":
+            return fields, pos
+    return None
+
+
+def _raw_expected(fields: dict[str, str], sizes_key: str, nbytes: int | None, channels: int = 1) -> int | None:
+    try:
+        sizes = [int(v) for v in fields[sizes_key].split()]
+    except (KeyError, ValueError):
+        return None
+    return None if nbytes is None else int(np.prod(sizes, dtype=np.int64)) * nbytes * channels
+
+
+def incomplete(path: Path | str) -> str | None:
+    """Why the volume file `path` is shorter than its header says (empty, truncated), or None when it is
+    complete or the format leaves it unknowable here (detached data files, DICOM)."""
+    import gzip
+    import zlib
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    suffix = _suffix(path)
+    if suffix in (".nii", ".nii.gz"):
+        try:
+            if suffix == ".nii.gz":
+                with gzip.open(path, "rb") as fh:
+                    head = fh.read(540)
+            else:
+                with open(path, "rb") as fh:
+                    head = fh.read(540)
+        except (OSError, EOFError, zlib.error):
+            return "the file is truncated or not gzip data" if suffix == ".nii.gz" else None
+        want = _nifti_expected(head)
+        if want is None:
+            return None
+        short = _gzip_short(path, want) if suffix == ".nii.gz" else size < want
+        return f"the file is truncated (its header implies {want} bytes)" if short else None
+    if suffix not in (".mha", ".nrrd"):
+        return None
+    parsed = _header_fields(path)
+    if parsed is None:
+        return None
+    fields, start = parsed
+    if suffix == ".mha":
+        if fields.get("ElementDataFile", "").upper() != "LOCAL":
+            return None
+        if fields.get("CompressedData", "False").lower() == "true":
+            want = int(fields["CompressedDataSize"]) if fields.get("CompressedDataSize", "").isdigit() else None
+        else:
+            ch = int(fields.get("ElementNumberOfChannels", "1") or 1)
+            want = _raw_expected(fields, "DimSize", _MET_BYTES.get(fields.get("ElementType", "")), ch)
+        short = want is not None and size - start < want
+    else:
+        if "data file" in fields or "datafile" in fields:
+            return None
+        want = _raw_expected(fields, "sizes", _NRRD_BYTES.get(fields.get("type", "").lower()))
+        enc = fields.get("encoding", "raw").lower()
+        if want is None or enc not in ("raw", "gzip", "gz"):
+            return None
+        if enc == "raw":
+            short = size - start < want
+        else:
+            short = _gzip_short(path, want, start)
+    return f"the file is truncated (its header implies {want} data bytes)" if short else None
+
+
+def read_volume(path: Path | str, series: str | None = None) -> Volume:
+    """Read a volume file or a DICOM series folder (`series`: the SeriesInstanceUID to read where the folder
+    holds several); anything unreadable, truncated or ambiguous is an InputError (exit 2)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"volume not found: {path}", hint=READ_HINT)
     try:
         if path.is_dir():
-            files = dicom_series_files(path)
+            files = dicom_series_files(path, series)
             if not files:
                 raise InputError(f"no DICOM series in folder {path}", hint=READ_HINT)
+            _check_slice_spacing(path, files)
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames(files)
             with _locale_kept():
                 image = reader.Execute()
         else:
+            why = incomplete(path)
+            if why:
+                raise InputError(f"cannot read volume {path}: {why}",
+                                 hint="the file was cut short (an interrupted copy or download?); copy it again")
             with _locale_kept():
                 image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -162,10 +367,15 @@ def write_volume(path: Path | str, array, like: Volume | None = None, *, spacing
             _write_mhd(path, image)
         else:
             with atomic_path(path) as tmp:
-                sitk.WriteImage(image, str(tmp), compress)
+                with _locale_kept():
+                    sitk.WriteImage(image, str(tmp), compress)
+                why = incomplete(tmp) if tmp.exists() else "nothing was written"
+                if why:  # SimpleITK's writers do not raise on a full disk: check before the rename
+                    raise OutputError(f"cannot write volume {path}: {why.replace('the file', 'the output')}",
+                                      hint="free some disk space or choose another output folder (-o)")
     except RuntimeError as exc:
-        raise InputError(f"cannot write volume {path}: {_first_line(exc)}",
-                         hint="check the folder is writable and the pixel type suits the format") from None
+        raise OutputError(f"cannot write volume {path}: {_first_line(exc)}",
+                          hint="check the folder is writable and has free space, and the pixel type suits the format") from None
     return path
 
 
