@@ -106,8 +106,6 @@ def read_config_file(path: Path) -> dict[str, Any]:
             return _flatten(tomllib.load(fh))
     except FileNotFoundError:
         raise InputError(f"config file not found: {path}", hint="check the --config path") from None
-    except UnicodeDecodeError:
-        raise InputError(f"config file {path} is not UTF-8 text", hint="--config takes a TOML text file") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"config file {path} is not valid TOML: {exc}", hint="see https://toml.io") from None
     except UnicodeDecodeError:
