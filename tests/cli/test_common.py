@@ -23,7 +23,7 @@ from wisecli.runtime.results import DemoResult, Gate
 def toy(monkeypatch):
     """A method `toy` with an api module holding DEFAULTS, mounted on a root app like main.py does."""
     api = types.ModuleType("wisecli.engines.toy.api")
-    api.DEFAULTS = {"run": {"rate": 0.5, "mode": "fast", "n": 3}}
+    api.DEFAULTS = {"run": {"rate": 0.5, "mode": "fast", "n": 3, "sched.steps": 9}}
     monkeypatch.setitem(sys.modules, "wisecli.engines.toy", types.ModuleType("wisecli.engines.toy"))
     monkeypatch.setitem(sys.modules, "wisecli.engines.toy.api", api)
     seen = {}
@@ -32,10 +32,12 @@ def toy(monkeypatch):
     @app.command()
     def run(rate: Annotated[Optional[float], typer.Option("--rate", callback=o.positive)] = None,
             mode: Annotated[Optional[Literal["fast", "slow"]], typer.Option("--mode")] = None,
-            n: Annotated[Optional[int], typer.Option("--n")] = None, json: o.Json = False, jsonl: o.Jsonl = False):
+            n: Annotated[Optional[int], typer.Option("--n")] = None,
+            steps: Annotated[Optional[int], typer.Option("--steps")] = None, json: o.Json = False,
+            jsonl: o.Jsonl = False):
         """Run the toy."""
         sink = Sink(json=json, jsonl=jsonl)
-        cfg = resolve(api.DEFAULTS["run"], flags={"rate": rate, "mode": mode, "n": n})
+        cfg = resolve(api.DEFAULTS["run"], flags={"rate": rate, "mode": mode, "n": n, "sched.steps": steps})
         seen.update(cfg.values, quiet=sink.quiet, verbose=sink.verbose, debug=shared("debug"),
                     sources=dict(cfg.sources))
         sink.result(cfg.values)
@@ -56,9 +58,9 @@ def test_every_verb_takes_the_shared_flags_and_they_reach_sink_and_resolve(toy, 
     cfg.write_text('n = 7\nmode = "slow"\n')
     code, out, err = wise("toy", "run", "--config", cfg, "--set", "rate=0.25", "-q", "-v", "--debug", "--json")
     assert code == 0, err
-    assert json.loads(out) == {"rate": 0.25, "mode": "slow", "n": 7}
+    assert json.loads(out) == {"rate": 0.25, "mode": "slow", "n": 7, "sched.steps": 9}
     assert toy["quiet"] and toy["verbose"] and toy["debug"]
-    assert toy["sources"] == {"rate": "set", "mode": "config", "n": "config"}
+    assert toy["sources"] == {"rate": "set", "mode": "config", "n": "config", "sched.steps": "default"}
     code, out, err = wise("toy", "run", "--rate", "2", "--json")
     assert code == 0 and json.loads(out)["rate"] == 2.0 and not toy["quiet"]
 
@@ -68,6 +70,7 @@ def test_help_shows_the_engine_default_and_the_choices(toy, wise):
     assert code == 0
     text = " ".join(out.split())
     assert "0.5" in text and "fast|slow" in text and "--config" in text and "--debug" in text
+    assert "--steps <int> [default: (9)]" in text  # a dotted setting answers to its last part
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])

@@ -3,7 +3,8 @@
 
 A method's command module makes its app with `MethodApp("name", help=...)`. Its `command()` decorator adds
 the shared options a verb does not declare itself, keeps their values for the invocation (`shared()`),
-and sets `show_default` from `wisecli.engines.<name>.api.DEFAULTS[<verb>]` (api.py imports only the
+and sets `show_default` from `wisecli.engines.<name>.api.DEFAULTS[<verb>]` (by the option's name, or the last part
+of a unique dotted key: `--epochs1` shows `schedule.epochs1`; api.py imports only the
 standard library at the top, so this costs nothing at start-up). `Sink()` and `cli.config.resolve()` read
 `-q/-v` and `--config/--set` from here when the command does not pass them, so a verb's body never has to.
 """
@@ -50,10 +51,15 @@ def _with_default(annotation: Any, default: Any) -> Any:
 
 def _conform(fn, defaults: dict[str, Any]):
     sig = inspect.signature(fn, eval_str=True)
+    by_last: dict[str, list[str]] = {}
+    for key in defaults:  # a dotted setting (`schedule.epochs1`) also answers to its last part (`--epochs1`)
+        by_last.setdefault(key.rsplit(".", 1)[-1], []).append(key)
     params = []
     for p in sig.parameters.values():
-        if p.default is None and p.name in defaults and defaults[p.name] is not None:
-            p = p.replace(annotation=_with_default(p.annotation, defaults[p.name]))
+        matches = [p.name] if p.name in defaults else by_last.get(p.name, [])
+        key = matches[0] if len(matches) == 1 else None
+        if p.default is None and key is not None and defaults[key] is not None:
+            p = p.replace(annotation=_with_default(p.annotation, defaults[key]))
         params.append(p)
     declared = set(sig.parameters)
     added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=ann, default=default)
