@@ -51,7 +51,7 @@ def test_cpu_and_gpu_frame_scores_agree(tmp_path):
     from wisecli.engines.fas.api import DEFAULTS, check_config, predict_samples
     from wisecli.engines.fas.data import Sample
     from wisecli.engines.fas.model import build_model
-    from wisecli.engines.fas.simulate import skimage_live_pool, write_simulated
+    from wisecli.engines.fas.synthetic import skimage_live_pool, write_simulated
     from wisecli.runtime.checkpoints import save_checkpoint
 
     torch.manual_seed(0)

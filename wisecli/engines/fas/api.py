@@ -44,7 +44,7 @@ BACKBONES = ("cdcn", "resnet")
 def check_config(cfg: dict) -> dict:
     """Validate and complete a training configuration (exit 2 on bad values)."""
     from wisecli.engines.fas.detect import DETECTORS
-    from wisecli.engines.fas.losses import parse_pyramid
+    from wisecli.engines.fas.loss import parse_pyramid
     from wisecli.engines.fas.model import SUPERVISIONS, map_target_kind
 
     cfg = {**DEFAULTS, **cfg}
@@ -83,7 +83,7 @@ def _pyramid_of(cfg: dict) -> dict | None:
 
 
 def _build(cfg: dict, device: torch.device):
-    from wisecli.engines.fas.losses import FASLoss
+    from wisecli.engines.fas.loss import FASLoss
     from wisecli.engines.fas.model import build_model
 
     model = build_model(cfg)
@@ -116,7 +116,7 @@ def score_crops(model, cfg: dict, x: torch.Tensor, extent: torch.Tensor):
     """Per-face scores (spec §2.4), the score maps (probabilities/depth, or None) and the raw network outputs of
     normalised crops."""
     from wisecli.engines.fas.data import face_targets
-    from wisecli.engines.fas.losses import map_scores
+    from wisecli.engines.fas.loss import map_scores
 
     if x.device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
@@ -480,7 +480,7 @@ def predict_samples(samples, weights, *, device: str = "auto", frames: int = 8, 
 def _save_maps(folder: Path, sample, m: torch.Tensor, levels: list[int]) -> list[str]:
     import torch.nn.functional as F
 
-    from wisecli.engines.fas.losses import pool_to
+    from wisecli.engines.fas.loss import pool_to
     from wisecli.runtime.batch import stem_of
     from wisecli.runtime.io.images import write_image
 
@@ -563,7 +563,7 @@ def evaluate(*, scores=None, dev_scores=None, weights=None, test=None, dev=None,
 # ------------------------------------------------------------------------------------------------ simulate
 def simulate(inputs, out_dir, *, size: int = 64, seed: int = 0, detector: str = "haar", sink=None) -> dict:
     """Simulated print and replay attacks of live faces (the user's images, or scikit-image's faces)."""
-    from wisecli.engines.fas.simulate import skimage_live_pool, user_live_pool, write_simulated
+    from wisecli.engines.fas.synthetic import skimage_live_pool, user_live_pool, write_simulated
 
     if size < 16:
         raise InputError(f"--size {size} is too small", "use 32 or more")

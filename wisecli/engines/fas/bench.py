@@ -75,7 +75,7 @@ def reference_pyramid_depth_loss(pred, target, scales, device):
 def run(device: str = "auto", quick: bool = True, *, iters: int | None = None, compile: bool = False,
         amp: bool = True, e2e: bool = True) -> dict:
     """Race ours against the reference style; returns the spec's JSON document with `records`."""
-    from wisecli.engines.fas.losses import FASLoss
+    from wisecli.engines.fas.loss import FASLoss
     from wisecli.runtime.device import autocast, device_name, resolve_device, timed
 
     dev = resolve_device(device)

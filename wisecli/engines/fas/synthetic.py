@@ -196,12 +196,13 @@ def user_live_pool(paths: list[Path], size: int, detector: str, on_error) -> lis
 
 
 def write_simulated(pool: list[dict], out_dir: Path, *, size: int, seed: int) -> dict:
-    """Write live faces, their print and replay attacks, template depth labels and `manifest.csv`."""
-    import cv2
+    """Write live faces, their print and replay attacks, template depth labels and `manifest.csv` (every file
+    atomically; an encoder or a write that fails is an OutputError, exit 1)."""
     import torch
 
     from wisecli.engines.fas.data import face_targets
     from wisecli.runtime.io.atomic import write_text
+    from wisecli.runtime.io.images import write_image
 
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
@@ -216,14 +217,14 @@ def write_simulated(pool: list[dict], out_dir: Path, *, size: int, seed: int) ->
         other = pool[(k + 1 + int(rng.integers(0, len(pool) - 1))) % len(pool)]["image"] if len(pool) > 1 else None
         stem = item["subject"]
         live_p, d_p = f"live/{stem}.png", f"depth/{stem}.png"
-        _imwrite(out_dir / live_p, item["image"])
-        cv2.imwrite(str(out_dir / d_p), depth_png)
+        write_image(out_dir / live_p, item["image"])
+        write_image(out_dir / d_p, depth_png)
         split = item["split"] or ""
         rows.append([live_p, 1, "", stem, split, d_p, "live"])
         counts["live"] += 1
         for kind, fn in (("print", print_attack), ("replay", replay_attack)):
             p = f"simulated_{kind}/{stem}_{kind}.png"
-            _imwrite(out_dir / p, fn(item["image"], rng, other))
+            write_image(out_dir / p, fn(item["image"], rng, other))
             rows.append([p, 0, kind, stem, split, "", "simulated"])
             counts[kind] += 1
     header = ["path", "label", "attack_type", "subject", "split", "depth", "note"]
@@ -241,12 +242,3 @@ def write_simulated(pool: list[dict], out_dir: Path, *, size: int, seed: int) ->
     return {"out_dir": str(out_dir), "manifest": str(out_dir / "manifest.csv"), "counts": counts, "size": size,
             "seed": seed, "simulated": True}
 
-
-def _imwrite(path: Path, rgb: np.ndarray) -> None:
-    from wisecli.runtime.io.atomic import atomic_path
-
-    import cv2
-
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write {path}")
