@@ -74,3 +74,13 @@ class BenchRecord:
         doc = asdict(self)
         extra = doc.pop("extra")
         return {**doc, "speedup": self.speedup, **extra}
+
+
+class BenchRecords(list):
+    """A `list[BenchRecord]` with a `summary` dict: figures a method's spec asks for beside the records (device,
+    preset, shapes, agreement checks). `Sink.benchmark` prints the summary's keys at the top of the `--json`
+    document, before `records`; a plain list of records prints as before."""
+
+    def __init__(self, records=(), summary: dict[str, Any] | None = None):
+        super().__init__(records)
+        self.summary: dict[str, Any] = dict(summary or {})

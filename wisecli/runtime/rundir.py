@@ -32,7 +32,7 @@ def prepare_run_dir(path: Path | str, *, resume: bool = False, overwrite: bool =
     if path.exists() and not path.is_dir():
         raise InputError(f"run folder is a file: {path}", hint="give a folder for -o")
     if _has_files(path) and not (resume or overwrite):
-        raise InputError(f"run folder is not empty: {path}",
+        raise InputError(f"run folder exists and is not empty: {path}",
                          hint="pass --resume to continue it, --overwrite to start again, or choose another -o")
     if is_main:
         if overwrite and path.is_dir():
