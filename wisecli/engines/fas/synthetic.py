@@ -242,3 +242,43 @@ def write_simulated(pool: list[dict], out_dir: Path, *, size: int, seed: int) ->
     return {"out_dir": str(out_dir), "manifest": str(out_dir / "manifest.csv"), "counts": counts, "size": size,
             "seed": seed, "simulated": True}
 
+
+
+def simulate(inputs, out_dir, *, size: int = 64, seed: int = 0, detector: str = "haar", overwrite: bool = False,
+             sink=None) -> dict:
+    """Simulated print and replay attacks of live faces (the user's images, or scikit-image's faces when `inputs`
+    is empty) written into `out_dir` with labels and a manifest; returns the counts, the manifest path and the
+    inputs without a face (`errors`; `records`: one per input image, status ok or error). A non-empty `out_dir` is refused unless `overwrite`."""
+    from wisecli.cli.errors import InputError
+    from wisecli.runtime.rundir import made_dir
+
+    if size < 16:
+        raise InputError(f"--size {size} is too small", "use 32 or more")
+    if seed < 0:
+        raise InputError(f"--seed {seed} must be zero or more", "e.g. --seed 0")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output folder {out_dir} is a file", "give a folder for -o")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise InputError(f"output folder {out_dir} is not empty", "pass --overwrite or choose another -o")
+    rng = np.random.default_rng(seed)
+    errors = []
+    if inputs:
+        pool = user_live_pool(inputs, size, detector, lambda p, m: errors.append({"input": str(p), "error": m}))
+        if not pool:
+            raise InputError("no face found in any input image", "try --detector lbp, or crop the faces and use none")
+    else:
+        if sink is not None:
+            sink.info("no inputs: simulating attacks on scikit-image's faces (lfw_subset, astronaut)")
+        pool = skimage_live_pool(size, rng)
+    with made_dir(out_dir):
+        res = write_simulated(pool, out_dir, size=size, seed=seed)
+    res["source"] = "user images" if inputs else "scikit-image lfw_subset + astronaut"
+    res["errors"] = errors
+    bad = {e["input"]: e["error"] for e in errors}
+    res["records"] = [{"input": str(p), "status": "error", "error": bad[str(p)]} if str(p) in bad else
+                      {"input": str(p), "status": "ok"} for p in inputs or []]
+    for e in errors:
+        if sink is not None:
+            sink.warn(f"{e['input']}: {e['error']}")
+    return res
