@@ -126,9 +126,13 @@ def evaluate(test=None, *, weights=None, dev=None, scores=None, dev_scores=None,
     from wisecli.cli.errors import InputError
     from wisecli.engines.fas import predict as P
 
-    if weights is not None and scores is not None:
-        raise InputError("give --weights or --scores, not both", "--scores re-evaluates saved scores")
     v = _resolve("evaluate", dict(locals())).values
+    if weights is not None and scores is not None:  # the files are named first when one of them is bad
+        from wisecli.runtime.checkpoints import load_checkpoint
+
+        load_checkpoint(weights, method=METHOD)
+        P.read_scores(scores)
+        raise InputError("give --weights or --scores, not both", "--scores re-evaluates saved scores")
     return P.evaluate(scores=scores, dev_scores=dev_scores, weights=weights, test=test, dev=dev, layout=v["layout"],
                       dev_layout=v["dev_layout"], protocol=v["protocol"], fold=v["fold"],
                       allow_partial=bool(v["allow_partial"]), out_dir=out_dir, overwrite=overwrite,
@@ -187,6 +191,7 @@ def info() -> dict:
     from wisecli.engines.fas.detect import detectors_status
     from wisecli.engines.fas.model import SUPERVISIONS
 
+    _resolve("info", {})  # reads --config/--set like every verb (a bad config file is exit 2)
     return {"method": METHOD, "paper": "Yu et al., Revisiting Pixel-Wise Supervision for Face Anti-Spoofing, "
                                        "IEEE T-BIOM 2021 (arXiv 2011.12032)",
             "supervisions": list(SUPERVISIONS), "backbones": ["cdcn", "resnet18", "resnet34", "resnet50"],

@@ -208,14 +208,23 @@ def read_scores(path) -> list[dict]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"score file {p} not found", "give the JSONL written by `wise fas predict --jsonl` or train")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"score file {p} is not JSONL text", "one JSON record per line, UTF-8") from None
     recs = []
-    for n, line in enumerate(p.read_text().splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            recs.append(json.loads(line))
+            rec = json.loads(line)
         except json.JSONDecodeError:
             raise InputError(f"{p.name} line {n} is not JSON", "one JSON record per line") from None
+        if not isinstance(rec, dict):
+            raise InputError(f"{p.name} line {n} is not a JSON record", "one JSON object per line, with a score")
+        recs.append(rec)
+    if not recs:
+        raise InputError(f"score file {p} has no records", "give the JSONL written by `wise fas predict --jsonl`")
     return recs
 
 
@@ -374,12 +383,14 @@ def predict(inputs, weights, *, output=None, layout=None, manifest=None, split=N
         rec = next(state["gen"])
         assert rec["input"] == by_path[str(item)].path, (rec["input"], item)
         if rec["status"] != "ok" and warn:
-            warn(f"{rec['input']}: {rec['status']}{': ' + rec['error'] if rec.get('error') else ''}")
+            msg = rec.get("error") or ("no face found" if rec["status"] == "no_face" else rec["status"])
+            warn(msg if Path(rec["input"]).name in msg else f"{rec['input']}: {msg}")
         if state["fh"] is not None:
             state["fh"].write(json.dumps(rec) + "\n")
-        for out in outputs_for(item):  # written last: its presence means the input is done
-            write_json(out, rec)
-            rec = {**rec, "output": str(out)}
+        if rec["status"] == "ok":  # a failed input has no record file, so --skip-existing tries it again
+            for out in outputs_for(item):  # written last: its presence means the input is done
+                write_json(out, rec)
+                rec = {**rec, "output": str(out)}
         return rec
 
     options = BatchOptions(out_dir=out_dir or (Path(output).parent if jsonl else Path(".")),
