@@ -103,6 +103,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise InputError(f"config file not found: {path}", hint="check the --config path") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"config file {path} is not valid TOML: {exc}", hint="see https://toml.io") from None
+    except UnicodeDecodeError:  # tomllib decodes UTF-8 itself: a binary file is not TOML either
+        raise InputError(f"config file {path} is not valid TOML: not UTF-8 text", hint="see https://toml.io") from None
     except OSError as exc:
         raise InputError(f"cannot read config file {path}: {exc.strerror}", hint="check permissions") from None
 
