@@ -168,10 +168,13 @@ def train(data, run_dir, cfg: dict, *, defaults: dict | None = None, device="aut
         depth_source = "template" if lacking and len(lacking) == sum(
             s.label == 1 for sp in ("train", "dev") for s in splits[sp]) else "user+template" if lacking else "user"
     cfg["depth_source"] = depth_source
-    if cfg.get("pretrained"):  # a foreign or corrupt --pretrained is refused before the run folder is touched
-        from wisecli.runtime.checkpoints import load_checkpoint
+    from wisecli.runtime.checkpoints import load_checkpoint
+    from wisecli.runtime.rundir import last_checkpoint
 
+    if cfg.get("pretrained"):  # a foreign or corrupt --pretrained is refused before the run folder is touched
         load_checkpoint(cfg["pretrained"], method=METHOD)
+    if resume and not overwrite and last_checkpoint(run_dir) is not None:  # and so is a bad last.pt to resume
+        load_checkpoint(last_checkpoint(run_dir), method=METHOD)
     dist_info, dev = init_distributed(device if isinstance(device, str) else str(device))
     run_dir = Path(run_dir)
     with made_dir(run_dir):
