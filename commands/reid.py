@@ -1,176 +1,157 @@
 """`wise reid`: vehicle re-identification with viewpoint-aware channel-wise attention (VCAM).
 
-Thin Typer layer: parses and checks options, then makes one call into `wisecli.engines.reid.api`
-(imported inside each command, so `wise --help` stays fast).
+Thin Typer layer: each verb parses, makes one call into `wisecli.engines.reid.api` (imported inside the verb,
+so `wise --help` stays fast) and hands the result to the sink. Defaults live in `api.DEFAULTS`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from wisecli.cli import options as o
-from wisecli.cli.errors import InputError, PartialFailure
+from wisecli.cli.common import MethodApp
 from wisecli.cli.output import Sink
 
-app = typer.Typer(name="reid", help="Vehicle re-ID with viewpoint-aware channel-wise attention (VCAM).",
-                  no_args_is_help=True, rich_markup_mode="rich")
+app = MethodApp("reid", help="Vehicle re-ID with viewpoint-aware channel-wise attention (VCAM).",
+                rich_markup_mode="rich")
 
 _REQ = "Re-ranking (k-reciprocal, Zhong et al. 2017)"
-K1 = Annotated[int, typer.Option("--k1", help="k1 of k-reciprocal re-ranking.", rich_help_panel=_REQ)]
-K2 = Annotated[int, typer.Option("--k2", help="k2 (local query expansion), 1..k1.", rich_help_panel=_REQ)]
-Lam = Annotated[float, typer.Option("--lambda", help="Weight of the original distance, in [0, 1].", rich_help_panel=_REQ)]
-Rerank = Annotated[bool, typer.Option("--rerank", help="Apply k-reciprocal re-ranking.", rich_help_panel=_REQ)]
-Weights = Annotated[Optional[Path], typer.Option("--weights", help="Checkpoint (or run folder) written by 'train'.")]
-Batch = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
+K1 = Annotated[Optional[int], typer.Option("--k1", callback=o.at_least_one, help="k1 of k-reciprocal re-ranking.",
+                                           rich_help_panel=_REQ)]
+K2 = Annotated[Optional[int], typer.Option("--k2", callback=o.at_least_one, help="k2 (local query expansion), 1..k1.",
+                                           rich_help_panel=_REQ)]
+Lam = Annotated[Optional[float], typer.Option("--lambda", callback=o.not_negative,
+                                              help="Weight of the original distance, in [0, 1].", rich_help_panel=_REQ)]
+Rerank = Annotated[Optional[bool], typer.Option("--rerank", help="Apply k-reciprocal re-ranking.", rich_help_panel=_REQ)]
+Layout = Annotated[Optional[Literal["veri", "aic", "manifest"]], typer.Option("--layout", help="Data set layout.")]
+VpFormat = Annotated[Optional[Literal["span", "keypoint", "csv"]],
+                     typer.Option("--viewpoint-format", help="Viewpoint label format.")]
+AllowPartial = Annotated[Optional[bool], typer.Option("--allow-partial", help="Accept list/folder count mismatches.")]
+ValIds = Annotated[Optional[float], typer.Option("--val-ids", callback=o.positive,
+                                                 help="AIC: fraction of ids held out for evaluation, in (0, 1).")]
+Images = Annotated[list[Path], typer.Argument(help="Images, folders, quoted globs, @list.txt or @- (list on stdin).")]
 
 
-def _out_dir_of(path: Path) -> None:
-    if not path.parent.exists():
-        raise InputError(f"output folder does not exist: {path.parent}", hint="create it first")
+def _opt(name: str, help: str, callback=None, **kw):
+    return typer.Option(name, help=help, callback=callback, **kw)
+
+
+# train's options (aliases keep the verb short)
+Data = Annotated[Path, typer.Argument(help="Data set folder (VeRi/AIC) or manifest CSV.")]
+Viewpoints = Annotated[Optional[Path], _opt("--viewpoints", "Viewpoint label file.")]
+VpClasses = Annotated[Optional[int], _opt("--viewpoint-classes", "5 (SPAN) or 8 (keypoints).", o.at_least_one)]
+Pretrained = Annotated[Optional[Path], _opt(
+    "--pretrained", "ImageNet ResNet state dict (torchvision names) or a reid checkpoint.")]
+Arch = Annotated[Optional[Literal["resnet50", "resnet34", "resnet18"]], _opt("--arch", "Backbone.")]
+Width = Annotated[Optional[float], _opt("--width", "Channel width factor (1.0: the ImageNet layout), up to 4.",
+                                        o.positive)]
+VcamStages = Annotated[Optional[str], _opt("--vcam-stages", "Stages with a VCAM unit, e.g. 1,2,3,4.")]
+NoVcam = Annotated[Optional[bool], _opt("--no-vcam", "The BoT baseline (no viewpoint head, no gates).")]
+VcamGate = Annotated[Optional[Literal["scaled", "sigmoid"]], _opt("--vcam-gate", "scaled (2 sigmoid, starts at 1) or sigmoid.")]
+VcamHidden = Annotated[Optional[int], _opt("--vcam-hidden", "Hidden width of a VCAM MLP (0: linear).", o.not_negative)]
+VpWeight = Annotated[Optional[float], _opt("--vp-weight", "Weight of the viewpoint loss.", o.not_negative)]
+Detach = Annotated[Optional[bool], _opt("--detach-viewpoint/--no-detach-viewpoint",
+                                        "Stop the re-ID gradient into the viewpoint head.")]
+InputSize = Annotated[Optional[int], _opt("--input-size", "Square input size.", o.at_least_one)]
+P = Annotated[Optional[int], _opt("--p", "Identities per batch (>= 2).", o.at_least_one)]
+K = Annotated[Optional[int], _opt("--k", "Images per identity (>= 2).", o.at_least_one)]
+EvalEvery = Annotated[Optional[int], _opt("--eval-every", "Evaluate every N epochs (0: first and last only).",
+                                          o.not_negative)]
+Embed = Annotated[Optional[Literal["post-bn", "pre-bn"]], _opt("--embed", "Test embedding.")]
 
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Data set folder (VeRi/AIC) or manifest CSV.")],
-    out_dir: o.OutDir = None,
-    layout: Annotated[Optional[str], typer.Option("--layout", help="veri | aic | manifest.")] = None,
-    viewpoints: Annotated[Optional[str], typer.Option("--viewpoints", help="Viewpoint label file.")] = None,
-    viewpoint_format: Annotated[Optional[str], typer.Option("--viewpoint-format", help="span | keypoint | csv.")] = None,
-    viewpoint_classes: Annotated[Optional[int], typer.Option("--viewpoint-classes", help="5 (SPAN) or 8 (keypoints).")] = None,
-    pretrained: Annotated[Optional[str], typer.Option("--pretrained", help="ImageNet ResNet state dict (torchvision names).")] = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="resnet50 | resnet34 | resnet18.")] = None,
-    width: Annotated[Optional[float], typer.Option("--width", help="Channel width factor (1.0: the ImageNet layout).")] = None,
-    vcam_stages: Annotated[Optional[str], typer.Option("--vcam-stages", help="Stages with a VCAM unit, e.g. 1,2,3,4.")] = None,
-    no_vcam: Annotated[Optional[bool], typer.Option("--no-vcam", help="The BoT baseline (no viewpoint head, no gates).")] = None,
-    vcam_gate: Annotated[Optional[str], typer.Option("--vcam-gate", help="scaled (2 sigmoid, starts at 1) | sigmoid.")] = None,
-    vcam_hidden: Annotated[Optional[int], typer.Option("--vcam-hidden", help="Hidden width of a VCAM MLP (0: linear).")] = None,
-    vp_weight: Annotated[Optional[float], typer.Option("--vp-weight", help="Weight of the viewpoint loss.")] = None,
-    detach_viewpoint: Annotated[Optional[bool], typer.Option(
-        "--detach-viewpoint/--no-detach-viewpoint", help="Stop the re-ID gradient into the viewpoint head.")] = None,
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input size.")] = None,
-    p: Annotated[Optional[int], typer.Option("--p", help="Identities per batch.")] = None,
-    k: Annotated[Optional[int], typer.Option("--k", help="Images per identity.")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate.")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N epochs.")] = None,
-    embed: Annotated[Optional[str], typer.Option("--embed", help="post-bn | pre-bn test embedding.")] = None,
-    allow_partial: Annotated[Optional[bool], typer.Option("--allow-partial", help="Accept list/folder count mismatches.")] = None,
-    val_ids: Annotated[Optional[float], typer.Option("--val-ids", help="AIC: fraction of ids held out for evaluation.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from checkpoints/last.pt.")] = False,
-    device: o.Device = "auto", amp: o.Amp = True, seed: o.Seed = 0, config: o.Config = None, set_: o.Set = None,
-    json: o.Json = False, quiet: o.Quiet = False, verbose: o.Verbose = False, no_progress: o.NoProgress = False,
-    debug: o.Debug = False,
+    data: Data, out_dir: o.OutDir = None, layout: Layout = None, viewpoints: Viewpoints = None,
+    viewpoint_format: VpFormat = None, viewpoint_classes: VpClasses = None, pretrained: Pretrained = None,
+    arch: Arch = None, width: Width = None, vcam_stages: VcamStages = None, no_vcam: NoVcam = None,
+    vcam_gate: VcamGate = None, vcam_hidden: VcamHidden = None, vp_weight: VpWeight = None,
+    detach_viewpoint: Detach = None, input_size: InputSize = None, p: P = None, k: K = None, epochs: o.Epochs = None,
+    lr: o.Lr = None, eval_every: EvalEvery = None, embed: Embed = None, allow_partial: AllowPartial = None,
+    val_ids: ValIds = None, resume: o.Resume = False, overwrite: o.Overwrite = False, device: o.Device = None,
+    amp: o.Amp = None, seed: o.Seed = None, json: o.Json = False, no_progress: o.NoProgress = False,
 ) -> None:
     """Train VCAM (or the --no-vcam baseline) into a run folder (-o RUN)."""
-    from wisecli.cli.config import resolve
     from wisecli.engines.reid import api
 
-    sink = Sink(json=json, quiet=quiet, verbose=verbose)
-    if out_dir is None:
-        raise InputError("train needs a run folder", hint="wise reid train DATA -o RUN")
-    if not data.exists():
-        raise InputError(f"no such data: {data}", hint="give the VeRi-776/AIC folder or a manifest CSV")
-    flags = {"layout": layout, "viewpoints": viewpoints, "viewpoint_format": viewpoint_format,
-             "viewpoint_classes": viewpoint_classes, "pretrained": pretrained, "arch": arch, "width": width,
-             "vcam_stages": vcam_stages, "no_vcam": no_vcam, "detach_viewpoint": detach_viewpoint, "vcam_gate": vcam_gate, "vcam_hidden": vcam_hidden, "vp_weight": vp_weight,
-             "input_size": input_size, "p": p, "k": k, "epochs": epochs, "lr": lr, "eval_every": eval_every,
-             "embed": embed, "allow_partial": allow_partial, "val_ids": val_ids}
-    res = resolve(api.TRAIN_DEFAULTS, flags=flags, config_file=config, sets=set_)
-    if (out_dir / "checkpoints" / "last.pt").exists() and not resume:
-        raise InputError(f"{out_dir} already holds a run", hint="pass --resume to continue it, or choose another -o")
-    summary = api.train(data, out_dir, cfg=dict(res.values), config_record=res.as_record(), device_spec=device,
-                        amp=amp, seed=seed, resume=resume, progress=not no_progress, sink=sink)
+    sink = Sink(json=json)
+    summary = api.train(
+        data, out_dir, resume=resume, overwrite=overwrite, progress=not no_progress, sink=sink,
+        layout=layout, viewpoints=viewpoints, viewpoint_format=viewpoint_format, viewpoint_classes=viewpoint_classes,
+        pretrained=pretrained, arch=arch, width=width, vcam_stages=vcam_stages, no_vcam=no_vcam,
+        detach_viewpoint=detach_viewpoint, vcam_gate=vcam_gate, vcam_hidden=vcam_hidden, vp_weight=vp_weight,
+        input_size=input_size, p=p, k=k, epochs=epochs, lr=lr, eval_every=eval_every, embed=embed,
+        allow_partial=allow_partial, val_ids=val_ids, device=device, amp=amp, seed=seed)
     sink.result(summary, rows=[{k: v for k, v in summary.items() if k != "last"}], title="wise reid train")
 
 
 @app.command()
 def predict(
-    inputs: Annotated[list[str], typer.Argument(help="Images, folders, quoted globs, @list.txt or @-.")],
-    weights: Weights = None,
+    inputs: Images,
+    weights: o.Weights = None,
     output: o.OutFile = None,
-    half: Annotated[bool, typer.Option("--half", help="Store features as float16.")] = False,
-    parse_names: Annotated[Optional[str], typer.Option("--parse-names", help="veri: ids and cameras from VeRi names.")] = None,
-    batch_size: Batch = 256,
+    half: Annotated[Optional[bool], _opt("--half", "Store features as float16.")] = None,
+    parse_names: Annotated[Optional[Literal["veri"]], _opt(
+        "--parse-names", "veri: ids and cameras from VeRi names.")] = None,
+    batch_size: o.BatchSize = None,
     pattern: o.Pattern = None, shard: o.Shard = None, overwrite: o.Overwrite = False,
-    device: o.Device = "auto", amp: o.Amp = True, json: o.Json = False, quiet: o.Quiet = False,
-    verbose: o.Verbose = False, debug: o.Debug = False,
+    skip_existing: o.SkipExisting = False,
+    device: o.Device = None, amp: o.Amp = None, json: o.Json = False,
 ) -> None:
-    """Embed images into a features file (-o feats.npz), model loaded once."""
+    """Embed images into one features file (-o feats.npz), model loaded once; exit 3 if some images failed."""
     import sys
 
-    from wisecli.cli.inputs import apply_shard, expand_inputs, parse_shard
-    from wisecli.runtime.io.atomic import refuse_existing
-
-    sink = Sink(json=json, quiet=quiet, verbose=verbose)
-    if weights is None:
-        raise InputError("predict needs --weights", hint="a checkpoint written by 'wise reid train'")
-    if output is None or not output.name.endswith(".npz"):
-        raise InputError("predict needs -o FILE.npz", hint="e.g. -o gallery.npz")
-    if parse_names not in (None, "veri"):
-        raise InputError(f"unknown --parse-names {parse_names!r}", hint="only 'veri' is known")
-    sh = parse_shard(shard)
-    if sh is not None:
-        output = output.with_name(f"{output.name[:-4]}.part-{sh[0]}-of-{sh[1]}.npz")
-    _out_dir_of(output)
-    refuse_existing(output, overwrite)
-    paths = apply_shard(expand_inputs(inputs, pattern=pattern, extensions=(".jpg", ".jpeg", ".png", ".bmp")), sh)
-    if not paths:
-        raise InputError("this shard has no images", hint="use fewer shards")
     from wisecli.engines.reid import api
 
-    summary = api.predict(paths, weights, output, half=half, parse_names=parse_names, device_spec=device, amp=amp,
-                          batch=batch_size, sink=sink, argv=sys.argv)
-    sink.result(summary, title="wise reid predict")
-    if summary["errors"]:
-        raise PartialFailure(f"{summary['errors']} image(s) could not be read; the features file holds the rest",
-                             hint=f"see {summary['errors_file']}")
+    sink = Sink(json=json)
+    doc = api.predict(inputs, weights, output, half=half, parse_names=parse_names, pattern=pattern, shard=shard,
+                      overwrite=overwrite, skip_existing=skip_existing, batch_size=batch_size, device=device, amp=amp,
+                      sink=sink, argv=sys.argv)
+    sink.result(doc, rows=[{k: v for k, v in doc.items() if k != "records"}], title="wise reid predict")
+    sink.finish(doc["records"], what="images")
+
+
+# evaluate's options
+DataOpt = Annotated[Optional[Path], typer.Argument(help="Data set to embed (with --weights).")]
+QueryFeats = Annotated[Optional[list[Path]], _opt("--query", "Query features .npz (repeat for parts).")]
+GalleryFeats = Annotated[Optional[list[Path]], _opt("--gallery", "Gallery features .npz (repeat for parts).")]
+ApMode = Annotated[Optional[Literal["standard", "official"]], _opt("--ap-mode", "Headline AP (both are reported).")]
+MaxRank = Annotated[Optional[int], _opt("--max-rank", "CMC up to this rank.", o.at_least_one)]
+PerQuery = Annotated[Optional[Path], _opt("--per-query", "Per-query records (JSONL), streamed.")]
+Explain = Annotated[Optional[Path], _opt("--explain", "Folder for VCAM channel weights per viewpoint (CSV + PNG).")]
+VpLabels = Annotated[Optional[Path], _opt("--viewpoints", "Viewpoint labels: report the head's accuracy.")]
+CheckLists = Annotated[Optional[bool], _opt("--check-lists",
+                                            "Compare our good/junk sets with gt_image.txt/jk_image.txt.")]
+AicSubmit = Annotated[Optional[Path], _opt(
+    "--aic-submit", "AIC 2020 Track 2: write the 100 best test image numbers per query (track2.txt).")]
+Fast = Annotated[Optional[bool], _opt("--fast", "TF32 GEMM on CUDA.")]
 
 
 @app.command()
 def evaluate(
-    data: Annotated[Optional[Path], typer.Argument(help="Data set to embed (with --weights).")] = None,
-    weights: Weights = None,
-    query: Annotated[Optional[list[Path]], typer.Option("--query", help="Query features .npz (repeat for parts).")] = None,
-    gallery: Annotated[Optional[list[Path]], typer.Option("--gallery", help="Gallery features .npz (repeat for parts).")] = None,
-    layout: Annotated[str, typer.Option("--layout", help="veri | aic | manifest.")] = "veri",
-    ap_mode: Annotated[str, typer.Option("--ap-mode", help="Headline AP: standard | official (both are reported).")] = "standard",
-    rerank: Rerank = False, k1: K1 = 20, k2: K2 = 6, lam: Lam = 0.3,
-    max_rank: Annotated[int, typer.Option("--max-rank", help="CMC up to this rank.")] = 50,
-    per_query: Annotated[Optional[Path], typer.Option("--per-query", help="Per-query records (JSONL), streamed.")] = None,
-    explain: Annotated[Optional[Path], typer.Option("--explain", help="Folder for VCAM channel weights per viewpoint (CSV + PNG).")] = None,
-    viewpoints: Annotated[Optional[Path], typer.Option("--viewpoints", help="Viewpoint labels: report the head's accuracy.")] = None,
-    viewpoint_format: Annotated[str, typer.Option("--viewpoint-format", help="span | keypoint | csv.")] = "span",
-    check_lists: Annotated[bool, typer.Option("--check-lists", help="Compare our good/junk sets with gt_image.txt/jk_image.txt.")] = False,
-    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Accept list/folder count mismatches.")] = False,
-    val_ids: Annotated[float, typer.Option("--val-ids", help="AIC: fraction of ids held out.")] = 0.1,
-    aic_submit: Annotated[Optional[Path], typer.Option(
-        "--aic-submit", help="AIC 2020 Track 2: write the 100 best test image numbers per query (track2.txt).")] = None,
-    overwrite: o.Overwrite = False,
-    fast: Annotated[bool, typer.Option("--fast", help="TF32 GEMM on CUDA.")] = False,
-    batch_size: Batch = 256,
-    device: o.Device = "auto", amp: o.Amp = True, seed: o.Seed = 0, json: o.Json = False, quiet: o.Quiet = False,
-    verbose: o.Verbose = False, debug: o.Debug = False,
+    data: DataOpt = None, weights: o.Weights = None, query: QueryFeats = None, gallery: GalleryFeats = None,
+    layout: Layout = None, ap_mode: ApMode = None, rerank: Rerank = None, k1: K1 = None, k2: K2 = None,
+    lam: Lam = None, max_rank: MaxRank = None, per_query: PerQuery = None, explain: Explain = None,
+    viewpoints: VpLabels = None, viewpoint_format: VpFormat = None, check_lists: CheckLists = None,
+    allow_partial: AllowPartial = None, val_ids: ValIds = None, aic_submit: AicSubmit = None,
+    overwrite: o.Overwrite = False, fast: Fast = None, batch_size: o.BatchSize = None, device: o.Device = None,
+    amp: o.Amp = None, seed: o.Seed = None, json: o.Json = False,
 ) -> None:
     """mAP (standard and official AP), CMC and mINP of query against gallery; --aic-submit also writes an AI City
     Track 2 submission (DATA --layout aic embeds image_query/ and image_test/; or from --query/--gallery features)."""
     from wisecli.engines.reid import api
 
-    sink = Sink(json=json, quiet=quiet, verbose=verbose)
-    if weights is None and data is not None:
-        raise InputError("DATA needs --weights", hint="or give --query q.npz --gallery g.npz")
-    doc = api.evaluate(query_files=query, gallery_files=gallery, weights=weights, data=data, layout=layout,
-                       ap_mode=ap_mode, rerank=rerank, k1=k1, k2=k2, lam=lam, max_rank=max_rank, per_query=per_query,
-                       explain=explain, check_lists=check_lists, allow_partial=allow_partial, val_ids=val_ids,
-                       seed=seed, viewpoints=viewpoints, viewpoint_format=viewpoint_format, aic_submit=aic_submit,
-                       overwrite=overwrite, device_spec=device, amp=amp, fast=fast, batch=batch_size, sink=sink)
-    if "mAP" in doc:
-        row = {k: doc[k] for k in ("mAP", "ap_mode", "mAP_standard", "mAP_official", "R1", "R5", "mINP",
-                                    "num_queries", "num_valid_queries")}
-    else:
-        row = {"metrics": "skipped (no ground truth)"}
+    sink = Sink(json=json)
+    doc = api.evaluate(data, weights=weights, query=query, gallery=gallery, layout=layout, ap_mode=ap_mode,
+                       rerank=rerank, k1=k1, k2=k2, lam=lam, max_rank=max_rank, per_query=per_query, explain=explain,
+                       viewpoints=viewpoints, viewpoint_format=viewpoint_format, check_lists=check_lists,
+                       allow_partial=allow_partial, val_ids=val_ids, aic_submit=aic_submit, overwrite=overwrite,
+                       fast=fast, batch_size=batch_size, device=device, amp=amp, seed=seed, sink=sink)
+    keys = ("mAP", "ap_mode", "mAP_standard", "mAP_official", "R1", "R5", "mINP", "num_queries", "num_valid_queries")
+    row = {k: doc[k] for k in keys} if "mAP" in doc else {"metrics": "skipped (no ground truth)"}
     if "aic_submit" in doc:
         row.update({"submission": doc["aic_submit"]["file"], "lines": doc["aic_submit"]["queries"]})
     sink.result(doc, rows=[row], title="wise reid evaluate")
@@ -178,61 +159,43 @@ def evaluate(
 
 @app.command("query")
 def query_cmd(
-    queries: Annotated[list[str], typer.Argument(help="Query images (files, folders, globs, @list.txt).")],
-    gallery: Annotated[Optional[list[Path]], typer.Option(
-        "--gallery", help="Gallery features .npz (repeat for parts) or one image folder.")] = None,
-    weights: Weights = None,
-    top: Annotated[int, typer.Option("--top", help="Matches per query.")] = 10,
-    rerank: Rerank = False, k1: K1 = 20, k2: K2 = 6, lam: Lam = 0.3,
-    exclude_same_camera: Annotated[bool, typer.Option("--exclude-same-camera", help="Drop gallery items of the query's camera.")] = False,
-    camera: Annotated[Optional[int], typer.Option("--camera", help="Camera of the queries (else from VeRi names).")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a rank-list montage PNG.")] = None,
-    gallery_cache: Annotated[Optional[Path], typer.Option("--gallery-cache", help="Cache for an embedded gallery folder (.npz).")] = None,
-    batch_size: Batch = 256,
-    device: o.Device = "auto", amp: o.Amp = True, json: o.Json = False, quiet: o.Quiet = False,
-    verbose: o.Verbose = False, debug: o.Debug = False,
+    queries: Annotated[list[Path], typer.Argument(help="Query images (files, folders, globs, @list.txt).")],
+    gallery: Annotated[Optional[list[Path]], _opt(
+        "--gallery", "Gallery features .npz (repeat for parts) or one image folder.")] = None,
+    weights: o.Weights = None,
+    top: Annotated[Optional[int], _opt("--top", "Matches per query.", o.at_least_one)] = None,
+    rerank: Rerank = None, k1: K1 = None, k2: K2 = None, lam: Lam = None,
+    exclude_same_camera: Annotated[Optional[bool], _opt(
+        "--exclude-same-camera", "Drop gallery items of the query's camera.")] = None,
+    camera: Annotated[Optional[int], _opt("--camera", "Camera of the queries (else from VeRi names).",
+                                          o.not_negative)] = None,
+    plot: Annotated[Optional[Path], _opt("--plot", "Write a rank-list montage PNG.")] = None,
+    gallery_cache: Annotated[Optional[Path], _opt(
+        "--gallery-cache", "Cache for an embedded gallery folder (.npz).")] = None,
+    batch_size: o.BatchSize = None,
+    device: o.Device = None, amp: o.Amp = None, json: o.Json = False,
 ) -> None:
     """Top gallery matches of query images (JSON: query, results[rank, path, distance, id, camera])."""
-    from wisecli.cli.inputs import expand_inputs
-
-    sink = Sink(json=json, quiet=quiet, verbose=verbose)
-    if weights is None or gallery is None:
-        raise InputError("query needs --weights and --gallery", hint="wise reid query car.jpg --gallery g.npz --weights best.pt")
-    for g in gallery:
-        if not g.exists():
-            raise InputError(f"no such gallery: {g}", hint="features .npz parts or one image folder")
-    if len(gallery) > 1 and any(g.is_dir() for g in gallery):
-        raise InputError("a gallery folder cannot be mixed with other --gallery items", hint="give one folder")
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise InputError("--plot must name a .png file", hint="e.g. --plot ranks.png")
-    if gallery_cache is not None and gallery_cache.suffix != ".npz":
-        raise InputError("--gallery-cache must name a .npz file", hint="e.g. --gallery-cache gallery.npz")
-    paths = expand_inputs(queries, extensions=(".jpg", ".jpeg", ".png", ".bmp"))
     from wisecli.engines.reid import api
 
-    out = api.query(paths, gallery=gallery, weights=weights, top=top, rerank=rerank, k1=k1, k2=k2, lam=lam,
+    sink = Sink(json=json)
+    out = api.query(queries, gallery=gallery, weights=weights, top=top, rerank=rerank, k1=k1, k2=k2, lam=lam,
                     exclude_same_camera=exclude_same_camera, camera=camera, plot=plot, gallery_cache=gallery_cache,
-                    device_spec=device, amp=amp, batch=batch_size, sink=sink)
+                    batch_size=batch_size, device=device, amp=amp, sink=sink)
     rows = [{"query": Path(r["query"]).name, "rank": m["rank"], "match": Path(m["path"]).name,
-             "distance": round(m["distance"], 4), "id": m["id"], "camera": m["camera"]} for r in out for m in r["results"]]
+             "distance": round(m["distance"], 4), "id": m["id"], "camera": m["camera"]}
+            for r in out for m in r["results"]]
     sink.result(out, rows=rows, title="wise reid query")
 
 
 @app.command()
-def demo(
-    quick: o.Quick = False, device: o.Device = "auto", json: o.Json = False, quiet: o.Quiet = False,
-    debug: o.Debug = False,
-) -> None:
+def demo(quick: o.Quick = False, device: o.Device = None, json: o.Json = False) -> None:
     """Synthetic vehicles: train VCAM and its --no-vcam baseline, compare them (SYNTHETIC, NOT A BENCHMARK)."""
     from wisecli.engines.reid import api
 
-    sink = Sink(json=json, quiet=quiet)
-    doc = api.demo(quick=quick, device=device, sink=sink)
-    sink.result(doc, rows=doc["rows"], title=doc["title"])
-    if not doc["ok"]:
-        from wisecli.cli.errors import WorkFailed
-
-        raise WorkFailed("the demo's gate failed: " + str(doc["gate"]), hint="see the table; run on a GPU for the full gate")
+    sink = Sink(json=json)
+    result = api.demo(quick=quick, device=device, sink=sink)
+    sink.demo(result, title=result.details["title"])
 
 
 @app.command()
@@ -248,16 +211,11 @@ def info(json: o.Json = False) -> None:
 
 
 @app.command()
-def benchmark(
-    quick: o.Quick = False, device: o.Device = "auto", json: o.Json = False, quiet: o.Quiet = False,
-    debug: o.Debug = False,
-) -> None:
-    """Race our GPU evaluation, re-ranking and embedding against the numpy peers (one process, one device)."""
+def benchmark(quick: o.Quick = False, device: o.Device = None, json: o.Json = False) -> None:
+    """Race our evaluation, re-ranking and (CUDA) embedding against the peers (one process, one device)."""
     from wisecli.engines.reid import api
 
     recs = api.benchmark(device=device, quick=quick)
-    doc = {"device": recs[0]["device"], **{r["case"].split()[0]: r for r in recs},
-           "ratios": {r["case"].split()[0]: r["speedup"] for r in recs}}
-    rows = [{"case": r["case"], "ours_s": round(r["ours_s"], 4), "peer": r["peer"], "peer_s": round(r["peer_s"], 4),
-             "speedup": round(r["speedup"], 2), "agree": r["agree"], "device": r["device"]} for r in recs]
-    Sink(json=json, quiet=quiet).result(doc, rows=rows, title="wise reid benchmark")
+    named = {r.case.split()[0]: r.as_dict() for r in recs}  # the spec's document: {device, eval, rerank, ratios}
+    doc = {"device": recs[0].device, **named, "ratios": {k: r["speedup"] for k, r in named.items()}}
+    Sink(json=json).benchmark(recs, title="wise reid benchmark", doc=doc)

@@ -10,8 +10,8 @@ KEYS = ("case", "m", "r", "n", "ours_s", "ours_cols_per_s", "peer_cols_per_s", "
 
 def test_cases_agree_with_their_peers():
     dev = torch.device("cpu")
-    recs = [bench.bench_nnls(dev, 40, 6, 60, 30, 1), bench.bench_path(dev, 40, 8, 20, 10, 1),
-            bench.bench_front(dev, 40, 6, 60, 30, 1), bench.bench_select(dev, 40, 6, 200, 50, 1)]
+    recs = [r.as_dict() for r in (bench.bench_nnls(dev, 40, 6, 60, 30, 1), bench.bench_path(dev, 40, 8, 20, 10, 1),
+                                  bench.bench_front(dev, 40, 6, 60, 30, 1), bench.bench_select(dev, 40, 6, 200, 50, 1))]
     for rec in recs:
         assert all(k in rec for k in KEYS), rec
     assert recs[0]["max_rel_diff"] <= 1e-9 and recs[0]["flagged"] == 0

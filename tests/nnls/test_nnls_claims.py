@@ -3,7 +3,8 @@ digits and the semi-synthetic hyperspectral cube, with the spec's margins."""
 
 import pytest
 
-from wisecli.engines.nnls import api
+from wisecli.engines.nnls import api, metrics
+from wisecli.engines.nnls.data import load_dataset
 from wisecli.engines.nnls.data import faces, make_dictionary
 
 pytestmark = pytest.mark.slow
@@ -14,8 +15,8 @@ def _table(recs):
 
 
 def test_lfw_nmf12_margins():
-    d = api.load_dataset("faces")
-    t = _table(api.evaluate(d["A"], d["B"], [2, 3], methods=["matrixwise-exact", "columnwise-exact", "global-topq"],
+    d = load_dataset("faces")
+    t = _table(metrics.evaluate(d["A"], d["B"], [2, 3], methods=["matrixwise-exact", "columnwise-exact", "global-topq"],
                             device="cpu", select_method="dp"))
     for a in (2.0, 3.0):
         mw = t[("matrixwise-exact", a)]["rel_error_pct"]
@@ -24,8 +25,8 @@ def test_lfw_nmf12_margins():
 
 
 def test_digits_nmf12_margin():
-    d = api.load_dataset("digits")
-    t = _table(api.evaluate(d["A"], d["B"], [3], methods=["matrixwise-exact", "columnwise-exact", "global-topq"],
+    d = load_dataset("digits")
+    t = _table(metrics.evaluate(d["A"], d["B"], [3], methods=["matrixwise-exact", "columnwise-exact", "global-topq"],
                             device="cpu", select_method="dp"))
     mw = t[("matrixwise-exact", 3.0)]["rel_error_pct"]
     assert mw <= t[("columnwise-exact", 3.0)]["rel_error_pct"] - 0.5
@@ -33,8 +34,8 @@ def test_digits_nmf12_margin():
 
 
 def test_hsi_margins_and_support_f1():
-    d = api.load_dataset("hsi")
-    t = _table(api.evaluate(d["A"], d["B"], [2], methods=["matrixwise-exact", "columnwise-exact", "global-topq"],
+    d = load_dataset("hsi")
+    t = _table(metrics.evaluate(d["A"], d["B"], [2], methods=["matrixwise-exact", "columnwise-exact", "global-topq"],
                             x_true=d["X_true"], device="cpu", select_method="dp"))
     mw = t[("matrixwise-exact", 2.0)]
     assert mw["rel_error_pct"] <= t[("columnwise-exact", 2.0)]["rel_error_pct"] - 0.3
@@ -48,7 +49,7 @@ def test_hybrid_fronts_beat_every_columnwise_heuristic(R):
     A = make_dictionary(f"nmf:{R}", B, seed=0)
     methods = ["matrixwise-exact", "columnwise-exact", "columnwise-nnomp", "columnwise-homotopy"]
     # levels above 10 are never needed at q/n ≤ 4 here; --kmax keeps the CPU cost down, the guarantee holds
-    t = _table(api.evaluate(A, B, [1, 2, 3, 4], methods=methods, front="hybrid", kmax=10, device="cpu",
+    t = _table(metrics.evaluate(A, B, [1, 2, 3, 4], methods=methods, front="hybrid", kmax=10, device="cpu",
                             select_method="dp"))
     margins = []
     for a in (1.0, 2.0, 3.0, 4.0):
@@ -60,7 +61,7 @@ def test_hybrid_fronts_beat_every_columnwise_heuristic(R):
 
 
 def test_full_demo_ok(tmp_path):
-    doc = api.demo(quick=False, device="cpu", out_dir=tmp_path)
+    doc = api.demo(quick=False, device="cpu", out_dir=tmp_path).as_dict()
     assert doc["ok"]
     assert {r["avg_nnz"] for r in doc["records"] if r["method"] == "matrixwise-exact"} == {1.0, 2.0, 3.0, 4.0}
     assert (tmp_path / "nnls-demo-faces.png").stat().st_size > 1000

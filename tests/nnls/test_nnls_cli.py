@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from wisecli.engines.nnls import api
+from wisecli.engines.nnls import algorithm
+from wisecli.engines.nnls.data import load_dataset
 
 
 @pytest.fixture
@@ -79,16 +80,16 @@ def test_pareto_then_run_with_fronts(wise, data):
 def test_pareto_resume_continues_partial(wise, data):
     d, A, B = data
     (d / "fr").mkdir()
-    first = api.compute_fronts(A, B[:, :20], device="cpu")
+    first = algorithm.compute_fronts(A, B[:, :20], device="cpu")
     from wisecli.runtime.io.atomic import save_npz
 
-    save_npz(d / "fr" / "B.fronts.partial.npz", **api.fronts_arrays(first))
+    save_npz(d / "fr" / "B.fronts.partial.npz", **algorithm.fronts_arrays(first))
     code, _, err = wise("nnls", "pareto", d / "B.npy", "-A", d / "A.npy", "-o", d / "fr", "--resume",
                         "--chunk-columns", "8", "--device", "cpu")
     assert code == 0, err
     assert "resuming" in err
     assert not (d / "fr" / "B.fronts.partial.npz").exists()
-    full = api.compute_fronts(A, B, device="cpu")
+    full = algorithm.compute_fronts(A, B, device="cpu")
     np.testing.assert_allclose(np.load(d / "fr" / "B.fronts.npz")["err"], full.err, rtol=1e-12)
 
 
@@ -143,8 +144,8 @@ def test_bad_inputs_exit_2(wise, data, tmp_path):
     assert "hybrid" in _bad(wise, *run, d / "B.npy", "-A", d / "A21.npy", "--avg-nnz", "1", "--front", "enum",
                             "-o", d / "o", "--device", "cpu")
     # --fronts computed with another dictionary
-    fr = api.compute_fronts(A, B, device="cpu")
-    api.save_fronts(d / "B.fronts.npz", fr)
+    fr = algorithm.compute_fronts(A, B, device="cpu")
+    algorithm.save_fronts(d / "B.fronts.npz", fr)
     np.save(d / "A2.npy", A * 1.5)
     assert "dictionary" in _bad(wise, *run, d / "B.npy", "--fronts", d / "B.fronts.npz", "-A", d / "A2.npy",
                                 "--avg-nnz", "1", "-o", d / "o", "--device", "cpu")
@@ -172,7 +173,7 @@ def test_mixed_image_sizes_and_resize(wise, tmp_path):
 
 
 def test_cube_mat_with_maps(wise, tmp_path):
-    d = api.load_dataset("hsi", quick=True)
+    d = load_dataset("hsi", quick=True)
     cube = d["B"].T.reshape(30, 30, -1)[:10, :10]
     scipy.io.savemat(tmp_path / "cube.mat", {"Y": cube})
     np.save(tmp_path / "E.npy", d["A"])

@@ -141,16 +141,16 @@ def test_cpu_and_gpu_fronts_agree():
 @pytest.mark.gpu
 @pytest.mark.parametrize("front", ["enum", "union", "hybrid"])
 def test_cpu_and_gpu_api_fronts_and_selection_agree(front):
-    from wisecli.engines.nnls import api
+    from wisecli.engines.nnls import algorithm
 
     A, B = _data(60, 12, 300, 12)
-    cpu = api.compute_fronts(A, B, front=front, device="cpu", enum_max_subsets=300)
-    gpu = api.compute_fronts(A, B, front=front, device="cuda", enum_max_subsets=300)
+    cpu = algorithm.compute_fronts(A, B, front=front, device="cpu", enum_max_subsets=300)
+    gpu = algorithm.compute_fronts(A, B, front=front, device="cuda", enum_max_subsets=300)
     np.testing.assert_allclose(gpu.err, cpu.err, rtol=1e-10)
     for q in (300, 600, 900):
-        sc, sg = api.select(cpu, q, "dp"), api.select(gpu, q, "dp")
+        sc, sg = algorithm.select(cpu, q, "dp"), algorithm.select(gpu, q, "dp")
         np.testing.assert_array_equal(sc.k, sg.k)
         assert sg.objective == pytest.approx(sc.objective, rel=1e-10)
-    x_cpu, _ = api.nnls_batched(A, B, device="cpu")
-    x_gpu, _ = api.nnls_batched(A, B, device="cuda")
+    x_cpu, _ = algorithm.nnls_batched(A, B, device="cpu")
+    x_gpu, _ = algorithm.nnls_batched(A, B, device="cuda")
     np.testing.assert_allclose(x_gpu, x_cpu, rtol=1e-8, atol=1e-10)

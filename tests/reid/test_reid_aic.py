@@ -11,21 +11,22 @@ import torch
 from tests.conftest import run_wise
 from wisecli.cli.errors import InputError
 from wisecli.engines.reid import data as D
-from wisecli.engines.reid.reference_numpy import re_ranking as re_ranking_numpy
+from wisecli.engines.reid.peers import re_ranking as re_ranking_numpy
 from wisecli.engines.reid.submit import rank_top, write_submission
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from wisecli.engines.reid.api import TRAIN_DEFAULTS, model_config
-    from wisecli.engines.reid.features import build_model
+    from wisecli.engines.reid.api import DEFAULTS
+    from wisecli.engines.reid.train import model_config
+    from wisecli.engines.reid.predict import build_model
     from wisecli.engines.reid.synthetic import write_aic
     from wisecli.runtime.checkpoints import save_checkpoint
 
     root = tmp_path_factory.mktemp("reidaic")
     aic = root / "AIC20_ReID"
     counts = write_aic(aic, train_ids=6, test_ids=10, images_per_id=12, size=32, seed=4)
-    mc = model_config({**TRAIN_DEFAULTS, "arch": "resnet18", "input_size": 32}, 6, True)
+    mc = model_config({**DEFAULTS["train"], "arch": "resnet18", "input_size": 32}, 6, True)
     torch.manual_seed(0)
     model = build_model(mc)
     with torch.no_grad():  # non-trivial gates, as after training

@@ -14,15 +14,16 @@ VERBS = ["train", "predict", "evaluate", "query", "demo", "info", "benchmark"]
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from wisecli.engines.reid.api import TRAIN_DEFAULTS, model_config
-    from wisecli.engines.reid.features import build_model
+    from wisecli.engines.reid.api import DEFAULTS
+    from wisecli.engines.reid.train import model_config
+    from wisecli.engines.reid.predict import build_model
     from wisecli.engines.reid.synthetic import write_veri
     from wisecli.runtime.checkpoints import save_checkpoint
 
     root = tmp_path_factory.mktemp("reidcli")
     data = root / "veri"
     write_veri(data, train_ids=6, test_ids=4, images_per_id=6, size=32, seed=5)
-    cfg = {**TRAIN_DEFAULTS, "arch": "resnet18", "input_size": 32}
+    cfg = {**DEFAULTS["train"], "arch": "resnet18", "input_size": 32}
     mc = model_config(cfg, 6, True)
     torch.manual_seed(0)
     model = build_model(mc)

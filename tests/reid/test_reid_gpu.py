@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from wisecli.engines.reid import reference_numpy as ref
+from wisecli.engines.reid import peers as ref
 from wisecli.engines.reid.metrics import evaluate_ranking
 from wisecli.engines.reid.rerank import re_ranking
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from wisecli.cli.errors import InputError
-from wisecli.engines.reid.losses import batch_hard_triplet, reid_losses
+from wisecli.engines.reid.loss import batch_hard_triplet, reid_losses
 from wisecli.engines.reid.model import ReIDNet, build_backbone, load_pretrained
 from wisecli.engines.reid.sampler import PKSampler
 from wisecli.engines.reid.vcam import flip_viewpoint

@@ -32,6 +32,6 @@ def test_full_demo_on_cpu_under_five_minutes_labelled_synthetic():
 def test_vcam_beats_baseline_on_the_gpu_demo():
     from wisecli.engines.reid.api import demo
 
-    doc = demo(quick=False, device="cuda")
+    doc = demo(quick=False, device="cuda").as_dict()
     assert doc["gate"] and doc["ok"], doc["rows"]
     assert doc["headline"]["mAP_gain"] > 0

@@ -90,7 +90,7 @@ def test_record_bad_inputs(tmp_path, monkeypatch):
 
 
 def test_missing_extras(tmp_path, monkeypatch):
-    from wisecli.engines.smooth import baselines as BL
+    from wisecli.engines.smooth import peers as BL
 
     monkeypatch.setattr(BL, "have_aeon", lambda: False)
     write_csv(tmp_path / "a.csv")
@@ -191,7 +191,7 @@ def test_demo_quick_synthetic(tmp_path):
     assert doc["ok"] and doc["source"] == "synthetic"
     for name in ("synthetic.csv", "model.json", "signature.png", "results.json"):
         assert (tmp_path / "d" / name).stat().st_size > 0
-    from wisecli.engines.smooth.model_io import load
+    from wisecli.engines.smooth.algorithm import load
 
     m = load(tmp_path / "d" / "model.json")  # the written model loads and has the generator's 64 sensors
     assert isinstance(m, A.Model) and m.n_sensors == 64

@@ -8,11 +8,11 @@ import pytest
 
 from wisecli.cli.errors import InputError
 from wisecli.engines.smooth import algorithm as A
-from wisecli.engines.smooth import baselines as BL
+from wisecli.engines.smooth import peers as BL
 from wisecli.engines.smooth import data as D
-from wisecli.engines.smooth import evaluate as E
-from wisecli.engines.smooth import model_io as MIO
-from wisecli.engines.smooth.api import fit as api_fit
+from wisecli.engines.smooth import metrics as E
+from wisecli.engines.smooth import algorithm as MIO
+from wisecli.engines.smooth.train import fit as api_fit
 
 
 def write_csv(path, header, rows):

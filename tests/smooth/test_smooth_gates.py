@@ -7,8 +7,8 @@ import time
 import pytest
 from conftest import run_wise
 
-from wisecli.engines.smooth.baselines import have_aeon
-from wisecli.engines.smooth.evaluate import evaluate
+from wisecli.engines.smooth.peers import have_aeon
+from wisecli.engines.smooth.metrics import evaluate
 from wisecli.engines.smooth.synthetic import basic_motions, synthetic
 
 pytestmark = pytest.mark.slow

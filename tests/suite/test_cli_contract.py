@@ -83,3 +83,4 @@ def test_suite_demo_runs_a_method_and_summarises(tmp_path, monkeypatch):
     (doc,) = json.loads(out)["demos"]
     assert doc["method"] == "select-features" and doc["ok"] is True
     assert doc["headline"] and all(isinstance(v, (int, float)) for v in doc["headline"].values())
+    assert isinstance(doc.get("gates"), list) and doc["gates"], "api.demo returns runtime.results.DemoResult (gates)"

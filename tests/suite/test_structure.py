@@ -281,3 +281,15 @@ def _public_without_docstring(path: Path) -> list[str]:
 def test_public_functions_of_runtime_and_cli_have_docstrings(package):
     missing = [m for p in sorted((REPO / "wisecli" / package).rglob("*.py")) for m in _public_without_docstring(p)]
     assert not missing, f"{len(missing)} public functions/classes without a docstring: {missing}"
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_demo_and_benchmark_take_what_wise_demo_and_wise_benchmark_pass(method):
+    api = _api(method)
+    for verb in ("demo", "benchmark"):
+        fn = getattr(api, verb, None)
+        assert callable(fn), f"api.{verb} is missing"
+        params = inspect.signature(fn).parameters
+        missing = [k for k in ("quick", "device") if k not in params and not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())]
+        assert not missing, f"api.{verb} lacks {missing}: `wise {verb}` calls it with quick= and device="

@@ -20,6 +20,7 @@ from typing import Annotated, Any, get_args, get_origin
 import typer
 
 from wisecli.cli import options as o
+from wisecli.cli.config import read_config_file
 from wisecli.cli.errors import InputError
 
 _SHARED = {"debug": (o.Debug, False), "verbose": (o.Verbose, False), "quiet": (o.Quiet, False),
@@ -65,6 +66,8 @@ def _conform(fn, defaults: dict[str, Any]):
             kwargs.pop(p.name, None)
         token = _VALUES.set(values)
         try:
+            if values["config"] is not None:  # a bad --config is refused even by a verb that reads no setting
+                read_config_file(values["config"])
             return fn(*args, **kwargs)
         except EOFError as exc:  # a reader that ran off the end of a truncated file: an input error, not Ctrl-D
             raise InputError(f"unexpected end of data{': ' + str(exc) if str(exc) else ''}",
@@ -91,6 +94,7 @@ class MethodApp(typer.Typer):
         return dict(getattr(api, "DEFAULTS", {}).get(verb, {}))
 
     def command(self, name: str | None = None, **kwargs: Any):
+        """Register a verb like `typer.Typer.command`, with the shared flags and the engine's defaults."""
         register = super().command(name, **kwargs)
 
         def decorator(fn):

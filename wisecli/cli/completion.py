@@ -14,12 +14,14 @@ FILES = {"bash": "wise.bash", "zsh": "_wise", "fish": "wise.fish"}
 
 
 def script(shell: str) -> str:
+    """The completion script for `shell` (bash, zsh or fish)."""
     from typer._completion_shared import get_completion_script
 
     return get_completion_script(prog_name="wise", complete_var="_WISE_COMPLETE", shell=shell).strip() + "\n"
 
 
 def write_all(folder: Path) -> list[Path]:
+    """Write every shell's script into `folder`; returns the paths."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for shell, name in FILES.items():

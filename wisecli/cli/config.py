@@ -19,6 +19,8 @@ from wisecli.cli.errors import InputError
 
 @dataclass
 class Resolved:
+    """Effective settings: `values` by key and, for each, where it came from (`sources`)."""
+
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -26,10 +28,12 @@ class Resolved:
         return self.values[key]
 
     def as_record(self) -> dict[str, dict[str, Any]]:
+        """`{key: {"value", "source"}}` for run.json."""
         return {k: {"value": v, "source": self.sources[k]} for k, v in self.values.items()}
 
 
 def env_name(key: str, prefix: str = "WISE_") -> str:
+    """The environment variable of a setting: `schedule.epochs1` -> `WISE_SCHEDULE_EPOCHS1`."""
     return prefix + key.upper().replace(".", "_").replace("-", "_")
 
 
@@ -96,6 +100,7 @@ def coerce(key: str, value: Any, default: Any, where: str) -> Any:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
+    """A `--config` TOML file as flat dotted keys; unreadable or invalid files are input errors."""
     try:
         with open(path, "rb") as fh:
             return _flatten(tomllib.load(fh))
@@ -103,13 +108,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise InputError(f"config file not found: {path}", hint="check the --config path") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"config file {path} is not valid TOML: {exc}", hint="see https://toml.io") from None
-    except UnicodeDecodeError:  # tomllib decodes UTF-8 itself: a binary file is not TOML either
-        raise InputError(f"config file {path} is not valid TOML: not UTF-8 text", hint="see https://toml.io") from None
+    except UnicodeDecodeError:
+        raise InputError(f"config file {path} is not UTF-8 text", hint="--config takes a TOML file") from None
     except OSError as exc:
         raise InputError(f"cannot read config file {path}: {exc.strerror}", hint="check permissions") from None
 
 
 def parse_sets(sets: list[str] | None) -> dict[str, str]:
+    """`--set key=value` words as a dict; a word without `=` is an input error."""
     out: dict[str, str] = {}
     for item in sets or []:
         key, sep, value = item.partition("=")

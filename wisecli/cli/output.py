@@ -61,6 +61,7 @@ class Sink:
 
     @property
     def err(self):
+        """The rich console on stderr (made on first use)."""
         if self._err is None:
             from rich.console import Console
 
@@ -128,13 +129,13 @@ class Sink:
             bad = [g["gate"] for g in doc["gates"] if not g["ok"]]
             raise WorkFailed(f"demo gate failed: {', '.join(bad)}", hint="the table shows the value and the threshold")
 
-    def benchmark(self, records: list[Any], *, title: str) -> None:
-        """Print benchmark records (`BenchRecord`s or dicts) as one table or `--json` document; the `summary` of
-        a `runtime.results.BenchRecords` leads the document."""
+    def benchmark(self, records: list[Any], *, title: str, doc: dict | None = None) -> None:
+        """Print benchmark records (`BenchRecord`s or dicts) as one table or `--json` document; `doc` adds keys
+        a method's spec promises in that document beside `records` (e.g. reid's `{device, eval, rerank, ratios}`)."""
         recs = [r.as_dict() if hasattr(r, "as_dict") else r for r in records]
         cols = ["case", "ours_s", "peer", "peer_s", "speedup", "device"]
-        self.result({**getattr(records, "summary", {}), "records": recs}, rows=recs, columns=[c for c in cols if any(c in r for r in recs)] or None,
-                    title=title)
+        self.result({"records": recs, **(doc or {})}, rows=recs,
+                    columns=[c for c in cols if any(c in r for r in recs)] or None, title=title)
 
     # messages ----------------------------------------------------------------------------------------
     def info(self, msg: str) -> None:

@@ -4,7 +4,6 @@ atomically and loaded with `torch.load(weights_only=True)`, refusing another met
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +57,13 @@ def save_checkpoint(path: Path | str, *, method: str, arch: str, config: dict, s
     return Path(path)
 
 
-def load_checkpoint(path: Path | str, *, method: str, map_location: Any = "cpu") -> dict:
+def load_checkpoint(path: Path | str, *, method: str, map_location: Any = "cpu", plain_ok: bool = False) -> dict:
     """Load a checkpoint of `method` (a file, or a run folder's best.pt) with weights_only=True; a missing,
-    corrupt, foreign or other-method file is an InputError (exit 2)."""
+    corrupt, foreign or other-method file is an InputError (exit 2).
+
+    `plain_ok` (for `--pretrained`/`--init`) also accepts a plain state dict, names to tensors, as torchvision
+    and timm publish ImageNet weights (or such a dict under a `state_dict` key): it comes back as
+    `{"format": None, "method": None, "state_dict": it}`. A wisecli checkpoint of another method is still refused."""
     path = Path(path)
     if path.is_dir():
         for cand in (path / "checkpoints" / "best.pt", path / "best.pt"):
@@ -71,12 +74,17 @@ def load_checkpoint(path: Path | str, *, method: str, map_location: Any = "cpu")
         raise InputError(f"weights not found: {path}", hint="give a checkpoint written by 'train' (run/checkpoints/best.pt)")
     try:
         doc = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:  # torch's own text ends by suggesting weights_only=False: never here
-        raise InputError(f"cannot load checkpoint {path}: it holds objects other than tensors and plain values",
-                         hint="wisecli loads checkpoints with weights_only=True only; give a file 'train' wrote") from None
-    except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise InputError(f"cannot load checkpoint {path}: the file is corrupt or truncated ({type(exc).__name__})",
+    except Exception as exc:  # any failure to unpickle a file is a bad file, never a bug of ours
+        if isinstance(exc, pickle.UnpicklingError) and "global" in str(exc).lower():
+            # torch's own text ends by suggesting weights_only=False: never here
+            raise InputError(f"cannot load checkpoint {path}: it holds objects other than tensors and plain values",
+                             hint="wisecli loads checkpoints with weights_only=True only; give a file 'train' wrote") from None
+        raise InputError(f"cannot load checkpoint {path}: the file is corrupt or not a checkpoint ({type(exc).__name__})",
                          hint="give a checkpoint written by 'train' (run/checkpoints/best.pt); nothing is downloaded") from None
+    if plain_ok and isinstance(doc, dict) and "format" not in doc:
+        state = doc.get("state_dict", doc)
+        if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
+            return {"format": None, "method": None, "state_dict": state}
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InputError(f"{path} is not a wisecli checkpoint",
                          hint="weights from other projects must be converted; 'train' writes checkpoints/best.pt")

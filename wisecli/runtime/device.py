@@ -28,7 +28,7 @@ def resolve_device(spec: str = "auto", *, sink=None) -> torch.device:
     if spec == "auto":
         dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
         if sink is not None:
-            sink.info(f"device: {device_name(dev)} (auto)")
+            sink.debug(f"device: {device_name(dev)} (auto)")
         return dev
     if spec == "cpu":
         return torch.device("cpu")

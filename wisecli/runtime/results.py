@@ -27,10 +27,12 @@ class Gate:
 
     @property
     def ok(self) -> bool:
+        """Whether the gate holds."""
         v = float(self.value)
         return math.isfinite(v) and _OPS[self.op](v, float(self.threshold))
 
     def as_dict(self) -> dict[str, Any]:
+        """The gate as a JSON-ready record, `ok` included."""
         return {"gate": self.name, "value": self.value, "op": self.op, "threshold": self.threshold,
                 "ok": self.ok}
 
@@ -46,9 +48,11 @@ class DemoResult:
 
     @property
     def ok(self) -> bool:
+        """True when every gate holds (a demo without gates claims nothing and is ok)."""
         return all(g.ok for g in self.gates)
 
     def as_dict(self) -> dict[str, Any]:
+        """The demo as one JSON-ready document (`wise demo --json` and `<method> demo --json`)."""
         return {"method": self.method, "ok": self.ok, "headline": dict(self.headline),
                 "gates": [g.as_dict() for g in self.gates], **self.details}
 
@@ -66,11 +70,13 @@ class BenchRecord:
 
     @property
     def speedup(self) -> float | None:
+        """Peer seconds over ours (> 1: we are faster); None without a peer time."""
         if self.peer_s is None or not self.ours_s:
             return None
         return self.peer_s / self.ours_s
 
     def as_dict(self) -> dict[str, Any]:
+        """The record flat and JSON-ready, `speedup` included."""
         doc = asdict(self)
         extra = doc.pop("extra")
         return {**doc, "speedup": self.speedup, **extra}
@@ -78,8 +84,7 @@ class BenchRecord:
 
 class BenchRecords(list):
     """A `list[BenchRecord]` with a `summary` dict: figures a method's spec asks for beside the records (device,
-    preset, shapes, agreement checks). `Sink.benchmark` prints the summary's keys at the top of the `--json`
-    document, before `records`; a plain list of records prints as before."""
+    preset, shapes, agreement checks); the command passes it on as `Sink.benchmark(records, doc=summary)`."""
 
     def __init__(self, records=(), summary: dict[str, Any] | None = None):
         super().__init__(records)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from wisecli.cli.errors import InputError
+from wisecli.cli.errors import InputError, OutputError
 
 
 def _has_files(folder: Path) -> bool:
@@ -35,9 +35,13 @@ def prepare_run_dir(path: Path | str, *, resume: bool = False, overwrite: bool =
         raise InputError(f"run folder exists and is not empty: {path}",
                          hint="pass --resume to continue it, --overwrite to start again, or choose another -o")
     if is_main:
-        if overwrite and path.is_dir():
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            if overwrite and path.is_dir():
+                shutil.rmtree(path)
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot prepare run folder {path}: {exc.strerror or exc}",
+                              hint="check that it is writable, or choose another -o") from None
     return path
 
 
@@ -57,7 +61,11 @@ def made_dir(path: Path | str) -> Iterator[Path]:
     while not p.exists():
         created.append(p)
         p = p.parent
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create folder {path}: {exc.strerror or exc}",
+                          hint="check that the parent folder exists and is writable, or choose another -o") from None
     try:
         yield path
     except BaseException:

@@ -38,14 +38,18 @@ class RunRecord:
         }
 
     def add_output(self, path) -> None:
+        """Note a written output file."""
         self.doc["outputs"].append(str(path))
 
     def timing(self, name: str, seconds: float) -> None:
+        """Record a named duration in seconds."""
         self.doc["timings"][name] = round(float(seconds), 6)
 
     def set(self, key: str, value: Any) -> None:
+        """Set any other top-level field of the record."""
         self.doc[key] = value
 
     def write(self, folder: Path | str) -> Path:
+        """Write `run.json` into `folder` atomically (the total time is filled in if not set)."""
         self.doc["timings"].setdefault("total", round(time.time() - self.started, 6))
         return write_json(Path(folder) / "run.json", self.doc)

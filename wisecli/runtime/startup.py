@@ -28,6 +28,7 @@ def _median_seconds(argv: list[str], env: dict[str, str], repeats: int) -> float
 
 
 def measure(repeats: int = 5) -> list[dict]:
+    """Benchmark records for the start-up of `wise --help` and of a TAB completion (median seconds)."""
     cmd = _command()
     base = dict(os.environ)
     complete = {**base, "_WISE_COMPLETE": "complete_bash", "COMP_WORDS": "wise ", "COMP_CWORD": "1"}

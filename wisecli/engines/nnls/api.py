@@ -1,35 +1,24 @@
-"""Python API of `wise nnls`: matrix-wise ℓ0-constrained sparse NNLS (Nadisic, Cohen, Vandaele, Gillis, Machine
-Learning; arXiv 2011.11066). Everything the command does goes through these functions, with the same defaults.
+"""Python API of `wise nnls`, one function per verb with the CLI's defaults (`DEFAULTS`), for matrix-wise
+ℓ0-constrained sparse NNLS (Nadisic, Cohen, Vandaele, Gillis, Machine Learning; arXiv 2011.11066).
 
-- `compute_fronts(A, B, ...)`: step 1, per-column error-vs-sparsity fronts (exact or approximate, `fronts.py`).
-- `select(fronts, q, ...)`: step 2, one level per column under Σk ≤ q (MCKP, `select.py`).
-- `solve(A, B, q=... | avg_nnz=...)`: both steps and the final X (r × n).
-- `nnls_batched(A, B)`: dense NNLS of every column (`solver.py`).
-- `evaluate(...)`: matrix-wise against column-wise and global heuristics at several budgets (spec §3).
-- `demo(...)`, `benchmark(...)`: the suite-level entry points.
+`run`, `pareto`, `evaluate`, `demo`, `info`, `benchmark`. A keyword left at None takes its value from
+`DEFAULTS[verb]` through `wisecli.cli.config.resolve` (so `--config`, `--set` and `WISE_*` apply as on the command
+line). The array-level functions (`compute_fronts`, `select`, `solve`, `nnls_batched`) live in `algorithm.py`,
+the comparison of heuristics in `metrics.evaluate`.
 
-Choices where the spec is silent (ours): all-zero atoms are dropped before solving (their rows of X are 0) and
-reported; with `kmax` < r the fronts hold levels 0..kmax only; `--front auto` also picks `enum` when the
-subsets up to `kmax` fit `enum_max_subsets`; a level is marked exact when enumerated, proven by branch and bound,
-or equal to the dense NNLS error (no support does better); winners of every method are re-scored as ‖A x − b‖²
-after an NNLS refit on their support, so all errors are computed the same way; `dp` reports the LP bound as
-`lower_bound` and a zero gap (it is exact); `global-topq` ranks the coefficients of the normalised atoms.
+Standard library only at module level: the command reads `DEFAULTS` without loading numpy or torch.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from wisecli.cli.errors import InputError
 
-DEFAULTS = {  # 0 means "automatic" for kmax (r), max_steps (4r) and enum_max_subsets (by device)
+_FRONT = {  # 0 means "automatic" for kmax (r), max_steps (4r) and enum_max_subsets (65 536 on GPU, 4 096 on CPU)
     "front": "auto",
     "kmax": 0,
-    "select": "auto",
     "enum_max_subsets": 0,
     "bnb_time_limit": 1.0,
     "max_steps": 0,
@@ -37,568 +26,252 @@ DEFAULTS = {  # 0 means "automatic" for kmax (r), max_steps (4r) and enum_max_su
     "precision": "fp64",
     "ridge": 0.0,
     "nnls_solver": "bpp",
-    "dp_max_cells": 2 * 10**9,
-    "chunk_columns": 32768,
 }
-ENUM_MAX_SUBSETS = {"cuda": 65536, "cpu": 4096}
-FRONT_METHODS = ("auto", "enum", "hybrid", "bnb", "union", "greedy", "backward", "homotopy")
-SELECT_METHODS = ("auto", "dp", "greedy")
-EVAL_METHODS = ("matrixwise-exact", "matrixwise-union", "columnwise-exact", "columnwise-nnomp",
-                "columnwise-homotopy", "global-topq", "global-lambda", "nnls-dense")
-ENUM_MAX_R = 20
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "run": {**_FRONT, "select": "auto", "dp_max_cells": 2 * 10**9, "chunk_columns": 32768, "format": "npy",
+            "device": "auto", "seed": 0},
+    "pareto": {**_FRONT, "chunk_columns": 32768, "device": "auto", "seed": 0},
+    "evaluate": {"avg_nnz": [1.0, 2.0, 3.0, 4.0], "front": "auto", "kmax": 0, "select": "auto", "device": "auto",
+                 "seed": 0},
+    "demo": {"dataset": "faces", "device": "auto", "seed": 0},
+    "info": {"device": "auto"},
+    "benchmark": {"preset": "all", "peer_columns": 2000, "cases": ["nnls", "path", "front", "select"],
+                  "device": "auto"},
+}
 
 
-def _device(device):
-    import torch
+def _settings(verb: str, given: dict[str, Any]):
+    """The verb's effective settings: DEFAULTS < --config < WISE_* < --set < the arguments given (not None)."""
+    from wisecli.cli.config import resolve
 
-    if isinstance(device, torch.device):
-        return device
-    from wisecli.runtime.device import resolve_device
-
-    return resolve_device(device)
-
-
-@dataclass
-class Fronts:
-    """Step-1 result. err/on_front/exact n×(kmax+1); mask n×(kmax+1)×r (bool); A the dictionary as given."""
-
-    err: np.ndarray
-    on_front: np.ndarray
-    exact: np.ndarray
-    mask: np.ndarray
-    beta: np.ndarray
-    A: np.ndarray
-    method: str
-    options: dict
-    flagged: np.ndarray
-    dense_err: np.ndarray
-    seconds: float = 0.0
-    coef: np.ndarray | None = None
-    notes: list = field(default_factory=list)
-
-    @property
-    def kmax(self) -> int:
-        return self.err.shape[1] - 1
-
-    def exact_level_fraction(self) -> float:
-        return float(self.exact.mean()) if self.exact.size else 1.0
+    cfg = resolve(DEFAULTS[verb], flags={k: v for k, v in given.items() if k in DEFAULTS[verb]})
+    if cfg.values.get("seed", 0) < 0:
+        raise InputError(f"--seed {cfg['seed']} is negative", hint="seeds are 0 or more")
+    return cfg
 
 
-# ------------------------------------------------------------------------------------------------ helpers
-def _prepare(A: np.ndarray, normalize: bool):
-    """Drop all-zero atoms, normalise the rest: (A_used, kept indices, scale per kept atom, notes)."""
-    A = np.asarray(A, dtype=np.float64)
-    norms = np.linalg.norm(A, axis=0)
-    keep = np.flatnonzero(norms > 0)
-    notes = []
-    if keep.size < A.shape[1]:
-        notes.append(f"{A.shape[1] - keep.size} all-zero atom(s) excluded")
-    if keep.size == 0:
-        raise InputError("the dictionary has only all-zero atoms", hint="check the dictionary")
-    scale = norms[keep] if normalize else np.ones(keep.size)
-    An = A[:, keep] / scale
-    G = An.T @ An
-    rank = np.linalg.matrix_rank(G)
-    if rank < keep.size:
-        notes.append(f"collinear atoms (rank {rank} < {keep.size}): their joint subsets are infeasible")
-    return An, keep, scale, notes
+def _sink(sink):
+    from wisecli.cli.output import Sink
+
+    return sink if sink is not None else Sink()
 
 
-def _resolve_front(front: str, r: int, kmax: int, max_subsets: int) -> str:
-    from .fronts import subset_count
-
-    if front not in FRONT_METHODS:
-        raise InputError(f"unknown --front '{front}'", hint=f"choose from {', '.join(FRONT_METHODS)}")
-    if front == "enum" and r > ENUM_MAX_R:
-        raise InputError(f"--front enum with r = {r} > {ENUM_MAX_R} atoms is out of reach (2^r subsets)",
-                         hint="use --front hybrid (or bnb, or union)")
-    if front != "auto":
-        return front
-    if subset_count(r, kmax) <= max_subsets:
-        return "enum"
-    return "bnb" if r <= 24 else "hybrid"
+def _out_dir(out_dir) -> Path:
+    out = Path(out_dir) if out_dir is not None else Path(".")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o {out} is a file", hint="give a folder for the outputs")
+    return out
 
 
-def _refit_levels(G, C, An_t, B_t, masks, method):
-    """NNLS refit on each given support (masks n×L×r) and re-score as ‖A x − b‖² directly (fp64)."""
-    import torch
+def _device(device, cfg, sink=None):
+    """A torch.device as given, else the resolved `--device` spec; which one `auto` picked is said with -v."""
+    from wisecli.runtime.device import as_device, device_name
 
-    from .solver import nnls_gram
-
-    n, L, r = masks.shape
-    flat = masks.reshape(n * L, r)
-    Cr = C.repeat_interleave(L, dim=1)
-    x = nnls_gram(G, Cr, allowed=flat, method=method).x.reshape(n, L, r)
-    err = torch.empty(n, L, dtype=C.dtype, device=C.device)
-    for l in range(L):
-        res = An_t @ x[:, l].T - B_t
-        err[:, l] = (res * res).sum(0)
-    return x, err
+    dev = as_device(device if device is not None and not isinstance(device, str) else cfg["device"])
+    if sink is not None:
+        sink.debug(f"device: {device_name(dev)}")
+    return dev
 
 
-def compute_fronts(A, B, *, front: str = "auto", kmax: int | None = None, device="auto",
-                   enum_max_subsets: int | None = None, bnb_time_limit: float = 1.0, max_steps: int | None = None,
-                   normalize_atoms: bool = True, precision: str = "fp64", nnls_solver: str = "bpp",
-                   ridge: float = 0.0, with_coefficients: bool = False, workers: int | None = None,
-                   col_block: int = 32768, progress=None) -> Fronts:
-    """Per-column error-versus-sparsity fronts of B (m × n) on A (m × r), spec §2.2."""
-    import torch
+def _reader(key, var, cube, transpose, resize) -> dict:
+    from .data import parse_resize
 
-    from . import fronts as F
-    from .bnb import bnb_fronts
-    from .solver import nnls_gram
-
-    t0 = time.perf_counter()
-    dev = _device(device)
-    A = np.asarray(A, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
-    if A.shape[0] != B.shape[0]:
-        raise InputError(f"row mismatch: dictionary has {A.shape[0]} rows, data has {B.shape[0]}",
-                         hint="A must be m × r with the m rows of B")
-    An, keep, scale, notes = _prepare(A, normalize_atoms)
-    r_full, r = A.shape[1], An.shape[1]
-    kmax = r if not kmax else int(kmax)
-    if not 1 <= kmax <= r_full:
-        raise InputError(f"--kmax {kmax} must be in 1..{r_full}", hint="kmax is at most the number of atoms")
-    kmax = min(kmax, r)
-    if not enum_max_subsets:
-        enum_max_subsets = ENUM_MAX_SUBSETS["cuda" if dev.type == "cuda" else "cpu"]
-    method = _resolve_front(front, r, kmax, enum_max_subsets)
-    if not max_steps:
-        max_steps = 4 * r
-    if precision not in ("fp64", "fp32"):
-        raise InputError(f"unknown --precision '{precision}'", hint="fp64 or fp32")
-    if nnls_solver not in ("bpp", "lh"):
-        raise InputError(f"unknown --nnls-solver '{nnls_solver}'", hint="bpp or lh")
-    n = B.shape[1]
-    An_t = torch.tensor(An, device=dev)
-    G = An_t.T @ An_t
-    if ridge > 0:
-        G = G + ridge * torch.eye(r, dtype=G.dtype, device=dev)
-    errs, ons, exs, masks, flags, denses, coefs = [], [], [], [], [], [], []
-    for s in range(0, n, col_block):
-        e = min(n, s + col_block)
-        B_t = torch.tensor(B[:, s:e], device=dev)
-        C = An_t.T @ B_t
-        beta = (B_t * B_t).sum(0)
-        dense = nnls_gram(G, C, method=nnls_solver)
-        dense_err = ((An_t @ dense.x.T - B_t) ** 2).sum(0)
-        kwargs = dict(max_steps=max_steps, nnls_method=nnls_solver)
-        K = kmax
-        if method == "enum":
-            lv = F.enum_levels(G, C, beta, kmax, precision=torch.float32 if precision == "fp32" else torch.float64)
-        elif method == "hybrid":
-            K = F.hybrid_k(r, enum_max_subsets, kmax)
-            lv = F.union_levels(G, C, beta, kmax, x_dense=dense.x, **kwargs)
-            if K:
-                lv.merge(F.enum_levels(G, C, beta, K))
-        elif method in ("union", "bnb"):
-            lv = F.union_levels(G, C, beta, kmax, x_dense=dense.x, **kwargs)
-        elif method == "greedy":
-            lv = F.greedy_levels(G, C, beta, kmax, nnls_method=nnls_solver)
-        elif method == "backward":
-            lv = F.backward_levels(G, C, beta, kmax, x_dense=dense.x, nnls_method=nnls_solver)
-        else:
-            lv = F.homotopy_levels(G, C, beta, kmax, **kwargs)
-        lv.add(torch.arange(e - s, device=dev), dense_err, dense.x > 0)
-        flagged = lv.flagged | dense.flagged
-        _, mask, _ = F.finish(lv)
-        proven = torch.zeros(e - s, dtype=torch.bool, device=dev)
-        if method == "bnb":
-            err0, _, _ = F.finish(lv)
-            eb, sb, pr, _ = bnb_fronts(G.cpu().numpy(), C.cpu().numpy(), beta.cpu().numpy(), kmax,
-                                       err0.cpu().numpy(), mask.cpu().numpy(), time_limit=bnb_time_limit,
-                                       workers=workers)
-            mask = torch.tensor(sb, device=dev)
-            proven = torch.tensor(pr, device=dev)
-        x, err = _refit_levels(G, C, An_t, B_t, mask, nnls_solver)
-        # running minimum again after re-scoring (ties within round-off keep the smaller support)
-        for k in range(1, kmax + 1):
-            worse = ~(err[:, k] < err[:, k - 1])
-            err[:, k] = torch.where(worse, err[:, k - 1], err[:, k])
-            x[:, k] = torch.where(worse.unsqueeze(1), x[:, k - 1], x[:, k])
-        on = torch.ones_like(err, dtype=torch.bool)
-        on[:, 1:] = err[:, 1:] < err[:, :-1] * (1 - F.REL_DROP)
-        exact = err <= dense_err.unsqueeze(1) * (1 + 1e-9) + 1e-300
-        if method == "enum":
-            exact[:] = True
-        elif method == "hybrid":
-            exact[:, : K + 1] = True
-        elif method == "bnb":
-            exact |= proven.unsqueeze(1)
-        exact[:, 0] = True
-        errs.append(err.cpu().numpy())
-        ons.append(on.cpu().numpy())
-        exs.append(exact.cpu().numpy())
-        masks.append((x > 0).cpu().numpy())
-        flags.append(flagged.cpu().numpy())
-        denses.append(dense_err.cpu().numpy())
-        if with_coefficients:
-            coefs.append(x.cpu().numpy())
-        if progress is not None:
-            progress(e, n)
-    err = np.concatenate(errs)
-    mk = np.concatenate(masks)
-    mask_full = np.zeros((n, kmax + 1, r_full), dtype=bool)
-    mask_full[:, :, keep] = mk
-    coef = None
-    if with_coefficients:
-        coef = np.zeros((n, kmax + 1, r_full), dtype=np.float32)
-        coef[:, :, keep] = np.concatenate(coefs) / scale
-    options = dict(front=front, kmax=kmax, enum_max_subsets=enum_max_subsets, bnb_time_limit=bnb_time_limit,
-                   max_steps=max_steps, normalize_atoms=normalize_atoms, precision=precision,
-                   nnls_solver=nnls_solver, ridge=ridge)
-    return Fronts(err, np.concatenate(ons), np.concatenate(exs), mask_full, (B**2).sum(0), A, method, options,
-                  np.concatenate(flags), np.concatenate(denses), time.perf_counter() - t0, coef, notes)
+    return dict(key=key, var=var, cube=cube, transpose=transpose, resize=parse_resize(resize))
 
 
-def concat_fronts(parts: list[Fronts]) -> Fronts:
-    """Join column chunks (same A and options) into one Fronts."""
-    f0 = parts[0]
-    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
-    coef = cat("coef") if f0.coef is not None else None
-    return Fronts(cat("err"), cat("on_front"), cat("exact"), cat("mask"), cat("beta"), f0.A, f0.method, f0.options,
-                  cat("flagged"), cat("dense_err"), sum(p.seconds for p in parts), coef, f0.notes)
+def run(inputs, *, dictionary: str | None = None, nnz: int | None = None, avg_nnz: float | None = None,
+        fronts=None, format: str | None = None, sparse: bool = False, maps: bool = False, front: str | None = None,
+        kmax: int | None = None, select: str | None = None, enum_max_subsets: int | None = None,
+        bnb_time_limit: float | None = None, max_steps: int | None = None, normalize_atoms: bool | None = None,
+        precision: str | None = None, ridge: float | None = None, nnls_solver: str | None = None,
+        dp_max_cells: int | None = None, chunk_columns: int | None = None, key: str | None = None,
+        var: str | None = None, cube: str | None = None, transpose: bool = False, resize: str | None = None,
+        out_dir=None, skip_existing: bool = False, overwrite: bool = False, fail_fast: bool = False,
+        shard: str | None = None, pattern: str | None = None, device=None, seed: int | None = None,
+        no_progress: bool = False, debug: bool = False, sink=None) -> list[dict]:
+    """Both steps on every input B (files, folders, globs, @list.txt): X (r × n) with at most q nonzeros in the
+    whole matrix, q from exactly one of `nnz` or `avg_nnz` (q = avg·n). The dictionary is `dictionary` (a file,
+    `nmf:R` or `spa:R`) or the one a `pareto` fronts file carries (`fronts`, one input).
 
+    Writes into `out_dir` (default: the current folder) {stem}.X.npy (or .npz/.csv by `format`), {stem}.k.npy,
+    {stem}.summary.json, with `sparse` {stem}.X.coo.npz, with `maps` one PNG per atom (cubes), and run.json.
+    Returns one record per input (`status` ok, skipped or error); an ok record carries its `summary` document
+    (the spec's `run --json` keys). Defaults: `DEFAULTS["run"]` (front auto, kmax r, select auto, enum-max-subsets
+    by device, bnb-time-limit 1 s, max-steps 4r, atoms normalised, fp64, ridge 0, bpp, format npy, device auto,
+    seed 0). A lone failing input raises its error; several: the failures are records."""
+    from .data import expand, read_dictionary
 
-# ------------------------------------------------------------------------------------------ fronts files
-def mask_to_bits(mask: np.ndarray) -> np.ndarray:
-    """Support masks (..., r) → uint64 bitmasks (r ≤ 64) or packed bits (..., ceil(r/8)) beyond."""
-    r = mask.shape[-1]
-    if r <= 64:
-        w = (np.uint64(1) << np.arange(r, dtype=np.uint64))
-        return (mask.astype(np.uint64) * w).sum(-1, dtype=np.uint64)
-    return np.packbits(mask, axis=-1, bitorder="little")
+    paths = expand(inputs, pattern=pattern, shard=shard)
+    loaded = None
+    if fronts is not None:
+        from .algorithm import load_fronts
 
-
-def bits_to_mask(bits: np.ndarray, r: int) -> np.ndarray:
-    if bits.dtype == np.uint64:
-        return ((bits[..., None] >> np.arange(r, dtype=np.uint64)) & np.uint64(1)).astype(bool)
-    return np.unpackbits(bits, axis=-1, count=r, bitorder="little").astype(bool)
-
-
-def fronts_arrays(fr: Fronts) -> dict:
-    import json
-
-    arrays = dict(err=fr.err, on_front=fr.on_front, exact=fr.exact, support=mask_to_bits(fr.mask), beta=fr.beta,
-                  A=fr.A, dense_err=fr.dense_err, flagged=fr.flagged, method=np.array(fr.method),
-                  options=np.array(json.dumps(fr.options)), seconds=np.array(fr.seconds))
-    if fr.coef is not None:
-        arrays["coef"] = fr.coef
-    return arrays
-
-
-def save_fronts(path, fr: Fronts) -> Path:
-    from wisecli.runtime.io.atomic import save_npz
-
-    return save_npz(path, **fronts_arrays(fr))
-
-
-def load_fronts(path) -> Fronts:
-    import json
-
-    path = Path(path)
-    try:
-        z = np.load(path, allow_pickle=False)
-        A = z["A"]
-        return Fronts(z["err"], z["on_front"], z["exact"], bits_to_mask(z["support"], A.shape[1]), z["beta"], A,
-                      str(z["method"]), json.loads(str(z["options"])), z["flagged"], z["dense_err"],
-                      float(z["seconds"]), z["coef"] if "coef" in z.files else None)
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputError(f"{path}: not a fronts file written by 'wise nnls pareto' ({exc})",
-                         hint="create it with 'wise nnls pareto'") from None
-
-
-# ----------------------------------------------------------------------------------------------- step 2
-def budget(n: int, r: int, *, nnz: int | None = None, avg_nnz: float | None = None) -> int:
-    """Total budget q from --nnz or --avg-nnz (exactly one), checked against 0 ≤ q ≤ n·r."""
+        loaded = load_fronts(fronts)
+    A = read_dictionary(dictionary) if dictionary is not None else None
     if (nnz is None) == (avg_nnz is None):
         raise InputError("give exactly one of --nnz and --avg-nnz", hint="for example --avg-nnz 2")
-    q = int(nnz) if nnz is not None else int(round(float(avg_nnz) * n))
-    if not 0 <= q <= n * r:
-        raise InputError(f"budget q = {q} out of range 0..{n * r} (n = {n} columns, r = {r} atoms)",
-                         hint="lower --nnz / --avg-nnz")
-    return q
+    if dictionary is None and fronts is None:
+        raise InputError("no dictionary: give --dictionary (a file, nmf:R, spa:R) or --fronts", hint="see --help")
+    if fronts is not None and len(paths) != 1:
+        raise InputError("--fronts belongs to one input", hint="run one input at a time with --fronts")
+    cfg = _settings("run", locals())
+    reader = _reader(key, var, cube, transpose, resize)
+    out = _out_dir(out_dir)
+    sink = _sink(sink)
+    from wisecli.runtime.batch import BatchOptions
+
+    from . import predict
+
+    dev = _device(device, cfg, sink)
+    values = {k: v for k, v in cfg.values.items() if k not in ("device", "format")}
+    options = {**values, "dictionary": dictionary if fronts is None else str(fronts)}
+    return predict.run(paths, dictionary=A, nnz=nnz, avg_nnz=avg_nnz, fronts=loaded, cfg=values, reader=reader,
+                       out=out, fmt=cfg["format"], sparse=sparse, maps=maps, device=dev, seed=cfg["seed"],
+                       batch=BatchOptions(out, skip_existing, overwrite, fail_fast, debug), sink=sink,
+                       options=options, settings=cfg, show_progress=not no_progress)
 
 
-def select(fronts: Fronts, q: int, method: str = "auto", dp_max_cells: int = DEFAULTS["dp_max_cells"]):
-    """Step 2: choose a level per column (`select.Selection`); seconds are added as `.seconds`."""
-    from .select import select_levels
+def pareto(inputs, *, dictionary: str | None = None, front: str | None = None, kmax: int | None = None,
+           plot=None, with_coefficients: bool = False, resume: bool = False, chunk_columns: int | None = None,
+           enum_max_subsets: int | None = None, bnb_time_limit: float | None = None, max_steps: int | None = None,
+           normalize_atoms: bool | None = None, precision: str | None = None, ridge: float | None = None,
+           nnls_solver: str | None = None, key: str | None = None, var: str | None = None, cube: str | None = None,
+           transpose: bool = False, resize: str | None = None, out_dir=None, skip_existing: bool = False,
+           overwrite: bool = False, fail_fast: bool = False, shard: str | None = None, pattern: str | None = None,
+           device=None, seed: int | None = None, no_progress: bool = False, debug: bool = False,
+           sink=None) -> list[dict]:
+    """Step 1 only on every input: the per-column error-versus-sparsity fronts, written to `out_dir`/{stem}.fronts.npz
+    (err, on_front, exact, support bitmasks, beta, A, method, options; coef with `with_coefficients`), and
+    run.json. Column chunks of `chunk_columns` go to {stem}.fronts.partial.npz as they finish; `resume` continues
+    from it. `plot` (one input): a PNG of 20 sampled fronts and the total error versus q.
 
-    if method not in SELECT_METHODS:
-        raise InputError(f"unknown --select '{method}'", hint=f"choose from {', '.join(SELECT_METHODS)}")
-    t0 = time.perf_counter()
-    sel = select_levels(fronts.err, fronts.on_front, q, method, dp_max_cells)
-    sel.seconds = time.perf_counter() - t0
-    return sel
+    Returns one record per input, an ok one with its `summary` document. Defaults: `DEFAULTS["pareto"]` (as `run`,
+    chunk-columns 32 768)."""
+    from .data import expand, read_dictionary
+
+    paths = expand(inputs, pattern=pattern, shard=shard)
+    A = read_dictionary(dictionary) if dictionary is not None else None
+    if dictionary is None:
+        raise InputError("no dictionary: give --dictionary (a file, nmf:R or spa:R)", hint="see --help")
+    if plot is not None and len(paths) != 1:
+        raise InputError("--plot takes one input", hint="run pareto per input to plot")
+    cfg = _settings("pareto", locals())
+    reader = _reader(key, var, cube, transpose, resize)
+    out = _out_dir(out_dir)
+    sink = _sink(sink)
+    from wisecli.runtime.batch import BatchOptions
+
+    from . import predict
+
+    dev = _device(device, cfg, sink)
+    values = {k: v for k, v in cfg.values.items() if k != "device"}
+    return predict.pareto(paths, dictionary=A, cfg=values, reader=reader, out=out, plot=plot,
+                          with_coefficients=with_coefficients, resume=resume, device=dev, seed=cfg["seed"],
+                          batch=BatchOptions(out, skip_existing, overwrite, fail_fast, debug), sink=sink,
+                          show_progress=not no_progress, settings=cfg)
 
 
-def coefficients(fronts: Fronts, B, k: np.ndarray, *, device="auto", nnls_solver: str = "bpp") -> np.ndarray:
-    """X (r × n) from the chosen level of each column: NNLS refit on its support, in the atoms' own scale."""
-    import torch
+def evaluate(inputs=None, *, dictionary: str | None = None, dataset: str | None = None, avg_nnz=None,
+             methods=None, x_true=None, plot=None, front: str | None = None, kmax: int | None = None,
+             select: str | None = None, key: str | None = None, var: str | None = None, cube: str | None = None,
+             transpose: bool = False, resize: str | None = None, device=None, seed: int | None = None,
+             sink=None) -> list[dict]:
+    """Matrix-wise (exact, union) against column-wise (exact, NNOMP, homotopy) and global (top-q, one λ)
+    heuristics and the dense NNLS floor, on one input B with `dictionary` or an embedded `dataset` (faces, digits,
+    hsi), at every budget of `avg_nnz` (a list or "1,2,3,4"). `methods` (a list or comma-separated) picks some;
+    `x_true` (r × n) adds support F1 and abundance RMSE; `plot` writes error versus budget as a PNG.
 
-    from .solver import nnls_gram
+    Returns one record per (method, budget): dataset, method, avg_nnz, q, nnz, rel_error_pct, seconds. Each is
+    also handed to `sink.record` as it finishes. Defaults: `DEFAULTS["evaluate"]` (avg_nnz 1,2,3,4; front auto;
+    select auto, which is the exact DP here; device auto; seed 0)."""
+    from .algorithm import EVAL_METHODS
+    from .data import expand, load_matrix, read_dictionary
 
-    dev = _device(device)
-    A = np.asarray(fronts.A, dtype=np.float64)
-    n = B.shape[1]
-    supp = fronts.mask[np.arange(n), k]  # n×r
-    norms = np.linalg.norm(A, axis=0)
-    keep = norms > 0
-    An = np.where(keep, A / np.where(keep, norms, 1), 0)
-    At = torch.tensor(An[:, keep], device=dev)
-    Bt = torch.tensor(np.asarray(B, dtype=np.float64), device=dev)
-    x = nnls_gram(At.T @ At, At.T @ Bt, allowed=torch.tensor(supp[:, keep], device=dev), method=nnls_solver).x
-    X = np.zeros((A.shape[1], n))
-    X[keep] = x.cpu().numpy().T / norms[keep, None]
-    return X
+    inputs = list(inputs or [])
+    paths = expand(inputs) if inputs else []
+    truth = load_matrix(x_true, what="--x-true").B if x_true is not None else None
+    A = read_dictionary(dictionary) if dictionary is not None else None
+    if (dataset is None) == (not inputs):
+        raise InputError("give one input B (with --dictionary) or --dataset", hint="for example --dataset faces")
+    if len(paths) > 1:
+        raise InputError("evaluate takes one input", hint="run it per input")
+    if paths and dictionary is None:
+        raise InputError("no dictionary: give --dictionary (a file, nmf:R or spa:R)", hint="see --help")
+    if isinstance(avg_nnz, (list, tuple)):
+        avg_nnz = ",".join(str(a) for a in avg_nnz)
+    cfg = _settings("evaluate", locals())
+    budgets = [float(a) for a in cfg["avg_nnz"]]
+    if not budgets or not all(0 <= a < float("inf") for a in budgets):
+        raise InputError(f"--avg-nnz {avg_nnz}: give finite budgets ≥ 0", hint="for example --avg-nnz 1,2,3,4")
+    mlist = [m.strip() for m in methods.split(",") if m.strip()] if isinstance(methods, str) else methods
+    for m in mlist or []:
+        if m not in EVAL_METHODS:
+            raise InputError(f"unknown method '{m}'", hint=f"choose from {', '.join(EVAL_METHODS)}")
+    reader = _reader(key, var, cube, transpose, resize)
+    sink = _sink(sink)
+    from . import predict
+
+    dev = _device(device, cfg, sink)
+    return predict.evaluate(path=paths[0] if paths else None, dataset=dataset, dictionary=A, budgets=budgets,
+                            methods=mlist or None, x_true=truth, cfg=cfg.values, reader=reader, plot=plot,
+                            device=dev, seed=cfg["seed"], sink=sink)
 
 
-def rel_error(A, X, B) -> float:
-    return float(np.linalg.norm(A @ X - B) / max(np.linalg.norm(B), 1e-300))
+def demo(quick: bool = False, device=None, dataset: str | None = None, out_dir=None, seed: int | None = None):
+    """Matrix-wise against column-wise exact and global top-q on real data (`dataset`: faces, the lfw crops, by
+    default; digits; hsi) at q/n ∈ {1, 2, 3, 4} (`quick`: 2 only, seconds); with `out_dir` a reconstruction PNG.
+
+    Returns a `runtime.results.DemoResult` whose gates are the spec's §9 claims at the budgets covered (faces:
+    ≥ 0.5 pp better than column-wise exact and global top-q at q/n = 2 and 3; digits: 0.5 pp at 3; hsi: 0.3 pp
+    over column-wise, ≤ global top-q, support F1 ≥ 0.85 at 2) and matrix-wise never worse at any integral budget.
+    Defaults: `DEFAULTS["demo"]` (faces, device auto, seed 0). Writes nothing outside `out_dir`."""
+    cfg = _settings("demo", locals())
+    from . import predict
+
+    if cfg["dataset"] not in ("faces", "digits", "hsi"):
+        raise InputError(f"unknown --dataset '{cfg['dataset']}'", hint="faces, digits or hsi")
+    dev = _device(device, cfg)
+    return predict.demo(quick=quick, device=dev, dataset=cfg["dataset"], out_dir=out_dir, seed=cfg["seed"])
 
 
-def solve(A, B, *, q: int | None = None, avg_nnz: float | None = None, fronts: Fronts | None = None,
-          select_method: str = "auto", dp_max_cells: int = DEFAULTS["dp_max_cells"], device="auto", **front_kw) -> dict:
-    """Both steps: X (r × n) with at most q nonzeros in the whole matrix minimising ‖AX − B‖_F²."""
-    t0 = time.perf_counter()
-    B = np.asarray(B, dtype=np.float64)
-    if fronts is None:
-        fronts = compute_fronts(A, B, device=device, **front_kw)
-    A = fronts.A
-    n, r = B.shape[1], A.shape[1]
-    q = budget(n, r, nnz=q, avg_nnz=avg_nnz)
-    notes = list(fronts.notes)
-    dense_support = int(fronts.mask[:, -1].sum())
-    if q >= dense_support and fronts.kmax == r:
-        notes.append(f"q = {q} ≥ total dense NNLS support {dense_support}: the dense NNLS solution is returned")
-    sel = select(fronts, q, select_method, dp_max_cells)
-    X = coefficients(fronts, B, sel.k, device=device, nnls_solver=fronts.options.get("nnls_solver", "bpp"))
-    nnz = int((X != 0).sum())
-    assert nnz <= q, f"selection broke the budget: {nnz} > {q}"
-    bn = max(float(np.sqrt(fronts.beta.sum())), 1e-300)
+def info(device=None) -> dict:
+    """Methods, formats, limits, defaults (every verb's `DEFAULTS`, plus the run defaults flat under `defaults`)
+    and the device (`DEFAULTS["info"]`: auto)."""
+    cfg = _settings("info", locals())
+    from wisecli.runtime.device import device_name
+
+    from . import algorithm as alg
+
+    dev = _device(device, cfg)
     return {
-        "X": X, "k": sel.k, "q": q, "nnz": nnz, "avg_nnz": nnz / n, "rel_error": rel_error(A, X, B),
-        "nnls_rel_error": float(np.sqrt(fronts.dense_err.sum()) / bn), "fronts": fronts, "selection": sel,
-        "k_hist": {int(v): int(c) for v, c in zip(*np.unique(sel.k, return_counts=True))},
-        "notes": notes, "seconds": time.perf_counter() - t0,
+        "method": "nnls",
+        "paper": "Nadisic, Cohen, Vandaele, Gillis: Matrix-wise l0-constrained sparse NNLS (arXiv 2011.11066)",
+        "fronts": list(alg.FRONT_METHODS), "select": list(alg.SELECT_METHODS),
+        "evaluate_methods": list(alg.EVAL_METHODS), "nnls_solvers": ["bpp", "lh"],
+        "inputs": [".npy", ".npz", ".csv", ".mat (v4-v7.2)", "image folder", "3-D cubes"],
+        "dictionaries": ["PATH", "nmf:R", "spa:R"],
+        "outputs": {"run": ["{stem}.X.npy", "{stem}.k.npy", "{stem}.summary.json", "run.json"],
+                    "pareto": ["{stem}.fronts.npz", "{stem}.fronts.partial.npz (while running)"]},
+        "limits": {"enum_max_r": alg.ENUM_MAX_R, "bnb_auto_max_r": 24, "support_bitmask_r": 64,
+                   "dp_back_pointer_max_r": 255},
+        "defaults": {**DEFAULTS["run"], "enum_max_subsets": alg.ENUM_MAX_SUBSETS, "kmax": "r", "max_steps": "4r"},
+        "verb_defaults": DEFAULTS,
+        "device": device_name(dev),
     }
 
 
-def nnls_batched(A, B, *, device="auto", method: str = "bpp", max_iter: int | None = None):
-    """Dense NNLS of every column of B: (X r × n, flagged columns)."""
-    import torch
-
-    from .solver import nnls_gram
-
-    dev = _device(device)
-    At = torch.tensor(np.asarray(A, dtype=np.float64), device=dev)
-    Bt = torch.tensor(np.asarray(B, dtype=np.float64), device=dev)
-    res = nnls_gram(At.T @ At, At.T @ Bt, method=method, max_iter=max_iter)
-    return res.x.cpu().numpy().T, res.flagged.cpu().numpy()
-
-
-# --------------------------------------------------------------------------------------------- evaluate
-def _global_topq(A, B, q, device):
-    X, _ = nnls_batched(A, B, device=device)
-    norms = np.linalg.norm(A, axis=0)
-    score = (X * norms[:, None]).ravel()
-    keep = np.zeros(X.size, dtype=bool)
-    if q > 0:
-        order = np.argsort(-score, kind="stable")[:q]
-        keep[order[score[order] > 0]] = True
-    return _refit_on(A, B, keep.reshape(X.shape), device)
-
-
-def _refit_on(A, B, support, device):
-    """X = NNLS of each column on its support (support r × n bool)."""
-    import torch
-
-    from .solver import nnls_gram
-
-    dev = _device(device)
-    At = torch.tensor(np.asarray(A, dtype=np.float64), device=dev)
-    Bt = torch.tensor(np.asarray(B, dtype=np.float64), device=dev)
-    x = nnls_gram(At.T @ At, At.T @ Bt, allowed=torch.tensor(support.T, device=dev)).x
-    return x.cpu().numpy().T
-
-
-def _global_lambda(A, B, q, device, max_steps):
-    """One λ for all columns (bisected on the positive-lasso paths so total nnz ≤ q), then an NNLS refit."""
-    import torch
-
-    from .fronts import homotopy_path
-
-    dev = _device(device)
-    norms = np.linalg.norm(A, axis=0)
-    An = A / np.where(norms > 0, norms, 1)
-    At = torch.tensor(An, device=dev)
-    Bt = torch.tensor(np.asarray(B, dtype=np.float64), device=dev)
-    path = homotopy_path(At.T @ At, At.T @ Bt, max_steps=max_steps)
-    lams = torch.nan_to_num(path.lambdas, nan=-1.0).cpu().numpy()  # n×(T+1)
-    act = path.active.cpu().numpy()  # (T+1)×n×r
-    n = B.shape[1]
-    cols = np.arange(n)
-
-    def support_at(lam):
-        t = (lams > lam).sum(1) - 1
-        s = np.zeros((n, A.shape[1]), dtype=bool)
-        ok = t >= 0
-        s[ok] = act[t[ok], cols[ok]]
-        return s
-
-    hi = float(lams.max()) if lams.size else 0.0
-    if hi <= 0:
-        return np.zeros((A.shape[1], n))
-    lo = hi * 1e-12
-    best = support_at(hi)
-    if support_at(lo).sum() <= q:
-        best = support_at(lo)
-    else:
-        for _ in range(80):
-            mid = np.sqrt(lo * hi)
-            s = support_at(mid)
-            if s.sum() <= q:
-                hi, best = mid, s
-            else:
-                lo = mid
-    return _refit_on(A, B, best.T, device)
-
-
-def _f1_rmse(X, X_true):
-    est, tru = X > 0, X_true > 0
-    tp = int((est & tru).sum())
-    f1 = 2 * tp / max(int(est.sum()) + int(tru.sum()), 1)
-    rmse = float(np.sqrt(np.mean((X[tru] - X_true[tru]) ** 2))) if tru.any() else 0.0
-    return f1, rmse
-
-
-def evaluate(A, B, avg_nnz, *, methods=None, x_true=None, dataset: str | None = None, device="auto",
-             front: str = "auto", select_method: str = "dp", kmax: int | None = None, progress=None,
-             **front_kw) -> list[dict]:
-    """Matrix-wise against column-wise and global heuristics (spec §3 `evaluate`): one record per
-    (method, budget). Fronts are computed once per method; column-wise methods run only at integral q/n."""
-    from scipy.optimize import nnls as scipy_nnls
-
-    A = np.asarray(A, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
-    n, r = B.shape[1], A.shape[1]
-    methods = list(methods or EVAL_METHODS)
-    for m in methods:
-        if m not in EVAL_METHODS:
-            raise InputError(f"unknown method '{m}'", hint=f"choose from {', '.join(EVAL_METHODS)}")
-    budgets = [(float(a), budget(n, r, avg_nnz=a)) for a in avg_nnz]
-    cache: dict = {}
-
-    def fr(kind):
-        if kind not in cache:
-            cache[kind] = compute_fronts(A, B, front=kind, kmax=kmax, device=device, **front_kw)
-        return cache[kind]
-
-    records = []
-
-    def emit(method, a, q, X, seconds):
-        nnz = int((X != 0).sum())
-        assert nnz <= q, f"{method} broke the budget: {nnz} > {q}"
-        rec = {"dataset": dataset, "method": method, "avg_nnz": a, "q": q, "nnz": nnz,
-               "rel_error_pct": 100 * rel_error(A, X, B), "seconds": round(seconds, 4)}
-        if x_true is not None:
-            rec["support_f1"], rec["abundance_rmse"] = _f1_rmse(X, x_true)
-        records.append(rec)
-        if progress is not None:
-            progress(rec)
-
-    front_of = {"matrixwise-exact": front, "matrixwise-union": "union", "columnwise-exact": front,
-                "columnwise-nnomp": "greedy", "columnwise-homotopy": "homotopy"}
-    for method in methods:
-        for a, q in budgets:
-            t0 = time.perf_counter()
-            if method in front_of:
-                integral = abs(a - round(a)) < 1e-12
-                if method.startswith("columnwise") and not integral:
-                    continue
-                f = fr(front_of[method])
-                if method.startswith("matrixwise"):
-                    k = select(f, q, select_method).k
-                else:
-                    k = np.full(n, min(int(round(a)), f.kmax))
-                X = coefficients(f, B, k, device=device)
-                secs = f.seconds + time.perf_counter() - t0
-            elif method == "global-topq":
-                X = _global_topq(A, B, q, device)
-                secs = time.perf_counter() - t0
-            elif method == "global-lambda":
-                X = _global_lambda(A, B, q, device, 4 * r)
-                secs = time.perf_counter() - t0
-            else:
-                X = np.stack([scipy_nnls(A, B[:, j])[0] for j in range(n)], 1)
-                secs = time.perf_counter() - t0
-                if int((X != 0).sum()) > q:  # the error floor, reported once and outside the budget
-                    if a == budgets[0][0]:
-                        rec = {"dataset": dataset, "method": method, "avg_nnz": float((X != 0).sum() / n),
-                               "q": int((X != 0).sum()), "nnz": int((X != 0).sum()),
-                               "rel_error_pct": 100 * rel_error(A, X, B), "seconds": round(secs, 4)}
-                        if x_true is not None:
-                            rec["support_f1"], rec["abundance_rmse"] = _f1_rmse(X, x_true)
-                        records.append(rec)
-                    continue
-            emit(method, a, q, X, secs)
-    return records
-
-
-def load_dataset(name: str, *, seed: int = 0, quick: bool = False) -> dict:
-    """`faces` (lfw, nmf:12), `digits` (nmf:12) or `hsi` (the semi-synthetic cube, its true endmembers)."""
-    from . import data
-
-    if name == "faces":
-        B = data.faces()
-        return {"B": B, "A": data.make_dictionary("nmf:12", B, seed=seed), "dictionary": "nmf:12"}
-    if name == "digits":
-        B = data.digits()
-        if quick:
-            B = B[:, :300]
-        return {"B": B, "A": data.make_dictionary("nmf:12", B, seed=seed), "dictionary": "nmf:12"}
-    if name == "hsi":
-        d = data.hsi(n_side=30 if quick else 100, seed=seed)
-        return {"B": d["B"], "A": d["A"], "X_true": d["X_true"], "dictionary": "true endmembers",
-                "note": d["note"], "spatial": d["spatial"]}
-    raise InputError(f"unknown --dataset '{name}'", hint="faces, digits or hsi")
-
-
-# ------------------------------------------------------------------------------------------ demo, bench
-def demo(quick: bool = False, device: str = "auto", dataset: str = "faces", out_dir=None, seed: int = 0) -> dict:
-    """Matrix-wise vs column-wise exact and global top-q on real data; writes a reconstruction PNG."""
-    t0 = time.perf_counter()
-    d = load_dataset(dataset, seed=seed, quick=quick)
-    A, B = d["A"], d["B"]
-    ints = [2] if quick else [1, 2, 3, 4]
-    levels = [1, 1.5, 2, 2.5, 3] if dataset == "hsi" and not quick else ints
-    methods = ["matrixwise-exact", "columnwise-exact", "global-topq"]
-    if not quick:
-        methods += ["matrixwise-union", "columnwise-nnomp", "columnwise-homotopy", "global-lambda", "nnls-dense"]
-    recs = evaluate(A, B, levels, methods=methods, x_true=d.get("X_true"), dataset=dataset, device=device,
-                    select_method="dp")
-    by = {(r_["method"], r_["avg_nnz"]): r_["rel_error_pct"] for r_ in recs}
-    ok = all(by[("matrixwise-exact", a)] <= by[(m, a)] + 1e-9 for a in ints
-             for m in ("columnwise-exact", "global-topq") if (m, a) in by)
-    png = None
-    if out_dir is not None:
-        from .plots import plot_reconstruction
-
-        fr = compute_fronts(A, B, device=device)
-        sols = {a: solve(A, B, avg_nnz=a, fronts=fr, device=device)["X"] for a in (1, 2)}
-        png = plot_reconstruction(Path(out_dir) / f"nnls-demo-{dataset}.png", A, B, sols,
-                                  d["spatial"] if dataset == "hsi" else None)
-    a2 = 2.0
-    head = {"matrixwise_pct@2": by[("matrixwise-exact", a2)], "columnwise_pct@2": by[("columnwise-exact", a2)],
-            "global_topq_pct@2": by[("global-topq", a2)]}
-    return {"method": "nnls", "ok": bool(ok), "dataset": dataset, "headline": head, "records": recs,
-            "png": str(png) if png else None, "seconds": time.perf_counter() - t0}
-
-
-def benchmark(device: str = "auto", quick: bool = False, preset: str = "all", n: int | None = None,
-              peer_columns: int = 2000, cases=("nnls", "path", "front", "select")) -> list[dict]:
-    """Race the spec §7 peers; see `bench.py`."""
+def benchmark(device=None, quick: bool = False, preset: str | None = None, n: int | None = None,
+              peer_columns: int | None = None, cases=None) -> list:
+    """Race the spec §7 peers (scipy nnls loop, sklearn lars_path, numpy brute force, exact DP) with
+    `runtime.bench.race`: one `runtime.results.BenchRecord` per case, with m, r, n, columns per second,
+    max_rel_diff, cpu, threads and versions. `quick` is the small preset (seconds on CPU); `n` overrides the
+    columns; `cases` (a list or comma-separated) picks some of nnls, path, front, select. Defaults:
+    `DEFAULTS["benchmark"]` (preset all, peer_columns 2000, every case, device auto)."""
+    if isinstance(cases, (list, tuple)):
+        cases = ",".join(cases)
+    cfg = _settings("benchmark", locals())
     from .bench import run_benchmark
 
-    return run_benchmark(device=device, quick=quick, preset=preset, n=n, peer_columns=peer_columns, cases=cases)
+    dev = _device(device, cfg)
+    return run_benchmark(dev, quick=quick, preset=cfg["preset"], n=n, peer_columns=cfg["peer_columns"],
+                         cases=tuple(cfg["cases"]))

@@ -14,6 +14,8 @@ separable B = W[I, H'] with nonnegative H is a simplex and SPA recovers W); both
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +123,33 @@ def _read_images(folder: Path, resize: tuple[int, int] | None) -> Matrix:
     return Matrix(np.stack(cols, 1), None)
 
 
+def parse_resize(spec: str | None) -> tuple[int, int] | None:
+    """`--resize HxW` → (H, W) with H, W ≥ 1; None stays None."""
+    if spec is None:
+        return None
+    try:
+        h, w = (int(t) for t in spec.lower().split("x"))
+        if h > 0 and w > 0:
+            return h, w
+    except ValueError:
+        pass
+    raise InputError(f"--resize {spec!r}: expected HxW", hint="for example --resize 64x64")
+
+
+def _is_image_folder(p: Path) -> bool:
+    return any(f.suffix.lower() in IMAGE_EXT for f in p.iterdir())
+
+
+def expand(items, *, pattern: str | None = None, shard: str | None = None) -> list[Path]:
+    """The command line's input words (files, folders, globs, @list.txt, @-) → the sorted input paths of this
+    shard. A folder holding images is one input (an image set); any other folder is expanded into its data files.
+    A missing input is an input error naming it."""
+    from wisecli.cli.inputs import apply_shard, expand_inputs, parse_shard
+
+    paths = expand_inputs([str(i) for i in items], pattern=pattern, extensions=DATA_EXT, dir_is_item=_is_image_folder)
+    return apply_shard(paths, parse_shard(shard))
+
+
 def load_matrix(path: Path | str, *, key: str | None = None, var: str | None = None, cube: str | None = None,
                 transpose: bool = False, resize: tuple[int, int] | None = None, what: str = "B") -> Matrix:
     """Read a data matrix (m × n float64) from any supported input; cubes become bands × pixels."""
@@ -145,8 +174,9 @@ def load_matrix(path: Path | str, *, key: str | None = None, var: str | None = N
         else:
             raise InputError(f"{path.name}: unsupported input type '{ext}'",
                              hint=f"use {', '.join(DATA_EXT)} or a folder of images")
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{path.name}: unreadable ({exc})", hint="check the file") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise InputError(f"{path.name}: unreadable ({type(exc).__name__}: {exc})",
+                         hint="check the file (truncated or not what its extension says?)") from None
     arr = np.asarray(arr)
     if not np.issubdtype(arr.dtype, np.number):
         raise InputError(f"{path.name}: not numeric (dtype {arr.dtype})", hint="give a numeric array")
@@ -186,8 +216,11 @@ def spa(B: np.ndarray, R: int) -> np.ndarray:
 
 
 def make_dictionary(spec: str, B: np.ndarray, *, seed: int = 0, key=None, var=None, transpose=False) -> np.ndarray:
-    """A (m × r float64) from a path, `nmf:R` or `spa:R` (learned from B, unit-norm atoms)."""
+    """A (m × r float64) from a path, `nmf:R` or `spa:R` (learned from B, unit-norm atoms), or an array already
+    read (`read_dictionary`), checked against B's rows."""
     m = B.shape[0]
+    if isinstance(spec, np.ndarray):
+        return _check_rows(spec, m)
     kind, _, arg = spec.partition(":")
     if kind in ("nmf", "spa") and arg:
         try:
@@ -209,10 +242,27 @@ def make_dictionary(spec: str, B: np.ndarray, *, seed: int = 0, key=None, var=No
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                A = NMF(R, init="nndsvda", max_iter=1000, random_state=seed).fit(B.T).components_.T
+                A = NMF(R, init="nndsvda", max_iter=1000, random_state=seed % 2**32).fit(B.T).components_.T
         norms = np.linalg.norm(A, axis=0)
         return A / np.where(norms > 0, norms, 1.0)
-    A = load_matrix(spec, key=key, var=var, transpose=transpose, what="dictionary").B
+    return _check_rows(load_matrix(spec, key=key, var=var, transpose=transpose, what="dictionary").B, m)
+
+
+def is_learned(spec: str) -> bool:
+    """Whether a `--dictionary` spec is learned from the data (`nmf:R`, `spa:R`) rather than a file."""
+    kind, sep, arg = str(spec).partition(":")
+    return kind in ("nmf", "spa") and bool(sep) and bool(arg)
+
+
+def read_dictionary(spec: str):
+    """A `--dictionary` spec made ready before the work starts: a file is read now (a missing or unreadable one
+    is an input error at once), a learned spec (`nmf:R`, `spa:R`) stays a string."""
+    if is_learned(spec):
+        return spec
+    return load_matrix(spec, what="dictionary").B
+
+
+def _check_rows(A: np.ndarray, m: int) -> np.ndarray:
     if A.shape[0] != m:
         if A.shape[1] == m:
             hint = f"the dictionary looks transposed ({A.shape}); store it as m × r"
@@ -302,3 +352,24 @@ def hsi(n_side: int = 100, seed: int = 0, snr_db: float = 30.0) -> dict:
     sigma = np.sqrt((clean**2).mean() / 10 ** (snr_db / 10))
     B = clean + sigma * rng.standard_normal(clean.shape)
     return {"A": A, "B": B, "X_true": X, "wavelengths": wl, "spatial": (n_side, n_side), "note": note}
+
+
+DATASETS = ("faces", "digits", "hsi")
+
+
+def load_dataset(name: str, *, seed: int = 0, quick: bool = False) -> dict:
+    """`faces` (lfw, nmf:12), `digits` (nmf:12) or `hsi` (the semi-synthetic cube, its true endmembers):
+    a dict with B, A, the dictionary's name and, for hsi, X_true and the spatial shape."""
+    if name == "faces":
+        B = faces()
+        return {"B": B, "A": make_dictionary("nmf:12", B, seed=seed), "dictionary": "nmf:12"}
+    if name == "digits":
+        B = digits()
+        if quick:
+            B = B[:, :300]
+        return {"B": B, "A": make_dictionary("nmf:12", B, seed=seed), "dictionary": "nmf:12"}
+    if name == "hsi":
+        d = hsi(n_side=30 if quick else 100, seed=seed)
+        return {"B": d["B"], "A": d["A"], "X_true": d["X_true"], "dictionary": "true endmembers",
+                "note": d["note"], "spatial": d["spatial"]}
+    raise InputError(f"unknown --dataset '{name}'", hint="faces, digits or hsi")

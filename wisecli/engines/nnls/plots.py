@@ -1,5 +1,5 @@
 """The PNGs of `wise nnls`: abundance maps (`run --maps`), sampled fronts (`pareto --plot`), error versus budget
-(`evaluate --plot`) and the demo's reconstructions. Every file is written atomically (matplotlib, Agg)."""
+(`evaluate --plot`) and the demo's reconstructions. Every file is written atomically (`runtime.plots`)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from wisecli.runtime.plots import pyplot, save_figure
 
 
 def _save(fig, path, **kw) -> Path:
-    from wisecli.runtime.plots import save_figure
+    from wisecli.cli.errors import OutputError
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {path.parent}: {exc.strerror}", hint="check the folder") from None
     save_figure(fig, path, dpi=90, **kw)
     return path
 
@@ -30,7 +26,7 @@ def write_maps(out: Path, stem: str, X: np.ndarray, spatial) -> list[Path]:
     """One PNG abundance map per atom, {stem}.mapNN.png: row i of X (r×n) reshaped to the cube's spatial shape."""
     from wisecli.runtime.io.atomic import atomic_path
 
-    plt = _pyplot()
+    plt = pyplot()
     paths = []
     for i in range(X.shape[0]):
         path = Path(out) / f"{stem}.map{i:02d}.png"
@@ -44,7 +40,7 @@ def plot_fronts(path, fr) -> Path:
     """20 sampled fronts (relative error vs k) and the total error versus q (the LP bound for every budget)."""
     from .select import lp_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     n, K1 = fr.err.shape
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     for j in np.linspace(0, n - 1, min(20, n)).astype(int):
@@ -65,7 +61,7 @@ def plot_fronts(path, fr) -> Path:
 
 def plot_eval(path, recs: list[dict]) -> Path:
     """Relative error (%) against the average nonzeros per column, one line per method."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in dict.fromkeys(r["method"] for r in recs):
         pts = sorted((r["avg_nnz"], r["rel_error_pct"]) for r in recs if r["method"] == m)
@@ -80,7 +76,7 @@ def plot_eval(path, recs: list[dict]) -> Path:
 def plot_reconstruction(path, A: np.ndarray, B: np.ndarray, sols: dict, spatial=None) -> Path:
     """The demo's figure: with ``spatial`` (a cube), the abundance map of every atom at the largest budget in
     ``sols`` ({avg_nnz: X}); otherwise 8 original images and their reconstructions A·X at each budget."""
-    plt = _pyplot()
+    plt = pyplot()
     if spatial is not None:
         X = sols[max(sols)]
         fig, axes = plt.subplots(1, A.shape[1], figsize=(2 * A.shape[1], 2.2))

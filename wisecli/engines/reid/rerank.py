@@ -1,6 +1,6 @@
 """k-reciprocal re-ranking in torch, sparse, on the device (Zhong et al., CVPR 2017).
 
-Same definition as `reference_numpy.re_ranking` (spec §5), computed without per-item loops:
+Same definition as `peers.re_ranking` (spec §5), computed without per-item loops:
 - D by one GEMM over all N = Q + G items (squared Euclidean, each row divided by its maximum);
 - the (k1+1) nearest of every item by a stable sort in row blocks (stable, so ties order as numpy's argsort);
 - reciprocity by gathering the N x (k1+1) neighbour lists and testing membership; the round(k1/2) expansion

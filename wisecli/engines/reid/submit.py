@@ -51,7 +51,7 @@ def rank_top(qf: torch.Tensor | None, gf: torch.Tensor | None, top: int, device:
     """Indices (Q x top, int64, CPU) of the `top` nearest gallery items of every query, best first, ties by
     gallery index.  Give features (cosine distance, computed block by block on `device`) or a Q x G distance
     matrix `dist` (e.g. after re-ranking)."""
-    from .metrics import distance_blocks
+    from .distance import distance_blocks
 
     check_gallery_size(len(gf) if dist is None else dist.shape[1], top)
     out = [torch.sort(d.float(), dim=1, stable=True).indices[:, :top].cpu()

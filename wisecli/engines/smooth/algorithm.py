@@ -1,4 +1,4 @@
-"""Correlation-wise Smoothing (CS): fit, vectorised signatures and the streaming form.
+"""Correlation-wise Smoothing (CS): fit, vectorised signatures, the streaming form and the model files.
 
 Source: A. Netti, D. Tafani, M. Ott, M. Schulz, "Correlation-wise Smoothing: Lightweight Knowledge Extraction for
 HPC Monitoring Data", IPDPS 2021, pp. 2-12, DOI 10.1109/IPDPS49936.2021.00010 (arXiv 2010.06186), and the facts
@@ -28,10 +28,15 @@ Choices where the spec is silent:
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
+
+from wisecli.cli.errors import InputError
 
 ALL_QUIRKS = tuple(f"Q{i}" for i in range(1, 10))
 QUIRK_TEXT = {
@@ -56,8 +61,6 @@ class Quirks:
     @classmethod
     def parse(cls, spec: "str | Quirks | None") -> "Quirks":
         """``fixed`` | ``reference`` | a comma list such as ``Q2,Q4`` | ``reference,-Q1``."""
-        from wisecli.cli.errors import InputError
-
         if isinstance(spec, Quirks):
             return spec
         if spec is None or spec == "" or spec == "fixed":
@@ -190,8 +193,6 @@ def fit(series: "list[np.ndarray] | np.ndarray", sensors: list[str] | None = Non
         window: int = 60, step: int = 10, eps: float = 1e-4, scale: float = 1.0, quirks=None,
         device: str = "cpu") -> Model:
     """Steps 1-5 on one or more (T × S) training series (concatenated in time)."""
-    from wisecli.cli.errors import InputError
-
     if isinstance(series, np.ndarray):
         series = [series] if series.ndim == 2 else list(series)
     X = np.concatenate([np.asarray(s, dtype=np.float64) for s in series], axis=0)
@@ -371,3 +372,136 @@ class Stream:
         if self.mode == "complex":
             return a + 1j * d
         return a
+
+# ------------------------------------------------------------------------------------------- model files
+# Our JSON (``wise-smooth/1``) and the DCDB Wintermute layout (export/import). Our JSON keeps min/max as
+# full-precision floats (Python's shortest repr round-trips exactly). DCDB layout, from the authors' scripts:
+# ``{"<S>": {"<k>": {"idx": "<original index>", "min": "<int>", "max": "<int>"}}}`` with k the sorted position and
+# every value a string; sensors match by position. Q3 (reference) casts min/max with ``int()`` (truncation, so
+# sensors in [0, 1] collapse); fixed writes ⌊min⌋ and ⌈max⌉ and warns when that widens a sensor's range by more
+# than 1 %. Every JSON writer is strict: a non-finite min/max is refused before anything is written.
+FORMAT = "wise-smooth/1"
+
+
+def to_dict(m: Model) -> dict:
+    """The model as our JSON document (``wise-smooth/1``)."""
+    from wisecli.runtime.bench import versions
+
+    info = dict(m.fit_info)
+    info.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    info.setdefault("versions", {k: v for k, v in versions().items() if k in ("python", "wisecli", "numpy", "torch")})
+    return {"format": FORMAT, "sensors": list(m.sensors), "order": [int(i) for i in m.order],
+            "min": [float(v) for v in m.fmin], "max": [float(v) for v in m.fmax], "eps": m.eps,
+            "blocks": m.blocks, "window": m.window, "step": m.step, "scale": m.scale, "quirks": m.quirks.name,
+            "constant_sensors": list(m.constant_sensors), "fit": info}
+
+
+def check_finite(m: Model, source: str = "model") -> None:
+    """A model with a non-finite min, max, eps or scale is refused (JSON has no NaN/inf, and such a model
+    would normalise every window to NaN): an InputError naming the sensors, never a file with ``Infinity``."""
+    bad = [m.sensors[i] for i in np.flatnonzero(~(np.isfinite(m.fmin) & np.isfinite(m.fmax)))]
+    if bad:
+        raise InputError(f"{source}: non-finite min/max for sensor(s) {', '.join(bad[:10])}",
+                         hint="the data hold inf values: fix or blank those cells (or leave the sensors out "
+                              "with --exclude)")
+    for name, v in (("eps", m.eps), ("scale", m.scale)):
+        if not math.isfinite(v):
+            raise InputError(f"{source}: {name} is {v}", hint=f"give a finite --{name}")
+
+
+def save(m: Model, path: Path) -> Path:
+    """Write the model JSON atomically (strict JSON: a non-finite value is refused by ``check_finite``)."""
+    from wisecli.runtime.io.atomic import write_json
+
+    check_finite(m, str(path))
+    return write_json(path, to_dict(m), indent=1)
+
+
+def from_dict(d: dict, source: str = "model") -> Model:
+    """A Model from our JSON document; anything else is an InputError naming ``source``."""
+    if not isinstance(d, dict):
+        raise InputError(f"{source}: not a model", hint="give a model.json written by `wise smooth fit`")
+    if d.get("format") != FORMAT:
+        if is_dcdb(d):
+            raise InputError(f"{source}: a DCDB model, not ours", hint="convert it: wise smooth fit --import-dcdb")
+        raise InputError(f"{source}: unknown model format {d.get('format')!r}",
+                         hint=f"expected {FORMAT!r} from `wise smooth fit`")
+    try:
+        S = len(d["sensors"])
+        order = np.asarray(d["order"], dtype=np.int64)
+        fmin, fmax = np.asarray(d["min"], dtype=np.float64), np.asarray(d["max"], dtype=np.float64)
+        if sorted(order.tolist()) != list(range(S)) or len(fmin) != S or len(fmax) != S:
+            raise ValueError("inconsistent sizes")
+        return Model(sensors=list(d["sensors"]), order=order, fmin=fmin, fmax=fmax, eps=float(d["eps"]),
+                     blocks=int(d["blocks"]), window=int(d["window"]), step=int(d["step"]),
+                     scale=float(d.get("scale", 1.0)), quirks=Quirks.parse(d.get("quirks", "fixed")),
+                     constant_sensors=list(d.get("constant_sensors", [])), fit_info=dict(d.get("fit", {})))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{source}: broken model file ({exc})", hint="refit it with `wise smooth fit`") from None
+
+
+def load(path: Path) -> Model:
+    """Read a model.json written by ``fit`` (exit 2 for a missing, unreadable or foreign file)."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such model file", hint="fit one with `wise smooth fit ... -o model.json`") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: a folder, not a model file", hint="give the model.json written by `wise smooth fit`") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the model ({exc.strerror})", hint="check the path and its permissions") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        raise InputError(f"{path}: unknown model format (not JSON)",
+                         hint="give a model.json written by `wise smooth fit`") from None
+    return from_dict(d, str(path))
+
+
+def is_dcdb(d) -> bool:
+    """Whether ``d`` looks like the DCDB layout ``{"<S>": {...}}``."""
+    return isinstance(d, dict) and len(d) == 1 and next(iter(d)).isdigit() and isinstance(next(iter(d.values())), dict)
+
+
+def to_dcdb(m: Model, warn=None) -> dict:
+    """DCDB layout; Q3 reproduces the reference's int() cast."""
+    entries = {}
+    widened = []
+    for k, i in enumerate(m.order):
+        lo, hi = float(m.fmin[i]), float(m.fmax[i])
+        if "Q3" in m.quirks:
+            a, b = int(lo), int(hi)
+        else:
+            a, b = math.floor(lo), math.ceil(hi)
+            if (b - a) > 1.01 * (hi - lo) and (b - a) - (hi - lo) > 0:
+                widened.append(m.sensors[i])
+        entries[str(k)] = {"idx": str(int(i)), "min": str(a), "max": str(b)}
+    if widened and warn:
+        warn(f"DCDB export rounds min/max to integers: range widened by more than 1% for {len(widened)} "
+             f"sensor(s): {', '.join(widened[:5])}")
+    return {str(m.n_sensors): entries}
+
+
+def from_dcdb(d: dict, sensors: list[str] | None = None, source: str = "DCDB model", **defaults) -> Model:
+    """A Model from the DCDB layout (sensors by position; names ``s0…`` unless given)."""
+    if not is_dcdb(d):
+        raise InputError(f"{source}: not a DCDB CS model", hint='expected {"<S>": {"<k>": {"idx", "min", "max"}}}')
+    (S_txt, entries), = d.items()
+    S = int(S_txt)
+    try:
+        order = np.empty(S, dtype=np.int64)
+        fmin, fmax = np.empty(S), np.empty(S)
+        for k in range(S):
+            e = entries[str(k)]
+            i = int(e["idx"])
+            order[k], fmin[i], fmax[i] = i, float(e["min"]), float(e["max"])
+        if sorted(order.tolist()) != list(range(S)):
+            raise ValueError("idx values are not a permutation")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InputError(f"{source}: broken DCDB model ({exc})", hint="export it again") from None
+    names = list(sensors) if sensors is not None else [f"s{i}" for i in range(S)]
+    if len(names) != S:
+        raise InputError(f"{source}: {S} sensors in the DCDB model, {len(names)} names given",
+                         hint="DCDB models match sensors by position")
+    return Model(sensors=names, order=order, fmin=fmin, fmax=fmax,
+                 constant_sensors=[names[i] for i in range(S) if fmin[i] == fmax[i]],
+                 fit_info={"imported": source}, **defaults)

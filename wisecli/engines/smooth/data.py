@@ -35,6 +35,9 @@ from wisecli.cli.errors import InputError
 from .algorithm import FIXED, Quirks
 
 TIME_NAMES = ("time", "timestamp", "ts")
+LAYOUTS = ("auto", "wide", "hpcoda", "npy")
+GAPS = ("split", "ignore", "fail")
+DEDUPE = ("last", "first")
 FFILL_LIMIT = 3
 
 
@@ -72,6 +75,16 @@ class ReadOptions:
     quirks: Quirks = FIXED
     keep: list[str] | None = None  # exact sensor names to read (a model's); other columns ignored with a warning
 
+    def __post_init__(self):
+        for name, value, allowed in (("layout", self.layout, LAYOUTS), ("gaps", self.gaps, GAPS),
+                                     ("dedupe", self.dedupe, (None, *DEDUPE))):
+            if value not in allowed:
+                raise InputError(f"unknown --{name} {value!r}", hint=" | ".join(a for a in allowed if a))
+        if self.align_tolerance is not None and not (math.isfinite(self.align_tolerance)
+                                                     and self.align_tolerance >= 0):
+            raise InputError(f"--align-tolerance must be a finite number of seconds ≥ 0, got {self.align_tolerance}",
+                             hint="e.g. --align-tolerance 0.5")
+
 
 # ---------------------------------------------------------------------------------------------- helpers
 def parse_times(tokens: list[str], column: str, source: str) -> np.ndarray:
@@ -97,9 +110,11 @@ def parse_times(tokens: list[str], column: str, source: str) -> np.ndarray:
 
 
 def to_float(col: list[str], column: str, source: str, first_row: int = 2) -> np.ndarray:
-    """Cells → float64 (empty → NaN); a non-numeric cell is an InputError naming row and column."""
+    """Cells → float64 (empty or ``nan`` → NaN, a missing reading); a non-numeric cell, or an infinite one
+    (``inf``: no sensor reads that, and it would turn every normalised value into NaN), is an InputError
+    naming row and column."""
     try:
-        return np.array([c if c.strip() else "nan" for c in col], dtype=np.float64)
+        out = np.array([c if c.strip() else "nan" for c in col], dtype=np.float64)
     except ValueError:
         for i, c in enumerate(col):
             try:
@@ -108,6 +123,12 @@ def to_float(col: list[str], column: str, source: str, first_row: int = 2) -> np
                 raise InputError(f"{source}: non-numeric cell {c!r} at row {i + first_row}, column {column!r}",
                                  hint="fix the cell, or leave the column out with --exclude") from None
         raise
+    inf = np.isinf(out)
+    if inf.any():
+        i = int(np.flatnonzero(inf)[0])
+        raise InputError(f"{source}: infinite value {col[i]!r} at row {i + first_row}, column {column!r}",
+                         hint="blank the cell (a missing reading), fix it, or leave the column out with --exclude")
+    return out
 
 
 def select_columns(header: list[str], opts: ReadOptions, source: str) -> tuple[int | None, list[int]]:
@@ -216,6 +237,11 @@ def split_gaps(s: Series, mode: str, source: str) -> list[Series]:
 def finish(s: Series, opts: ReadOptions, source: str, warn) -> list[Series]:
     """Common cleaning: time checks, all-NaN sensors dropped, NaN forward fill, gap splitting."""
     s = check_time(s, opts, source)
+    inf = np.isinf(s.values)
+    if inf.any():
+        r, c = (int(v) for v in np.argwhere(inf)[0])
+        raise InputError(f"{source}: infinite value at sample {r}, sensor {s.sensors[c]!r}",
+                         hint="replace it with NaN (a missing reading) or a finite value")
     allnan = np.isnan(s.values).all(axis=0)
     if allnan.any():
         names = [n for n, a in zip(s.sensors, allnan) if a]
@@ -406,7 +432,7 @@ def match_sensors(s: Series, model_sensors: list[str], source: str, warn=None, b
 # ---------------------------------------------------------------------------------------------- writers
 def write_sig_csv(path: Path, ends: np.ndarray, times, names: list[str], sig: np.ndarray) -> Path:
     """``window_end, time, <features>``; complex signatures as ``<name>-re``/``<name>-im`` column pairs."""
-    from wisecli.runtime.io.atomic import atomic_path
+    from wisecli.runtime.io.atomic import open_atomic
 
     if np.iscomplexobj(sig):
         cols = [c for n in names for c in (f"{n}-re", f"{n}-im")]
@@ -415,55 +441,64 @@ def write_sig_csv(path: Path, ends: np.ndarray, times, names: list[str], sig: np
     else:
         cols, flat = names, sig
     tcol = np.full(len(ends), np.nan) if times is None else np.asarray(times, dtype=np.float64)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            fh.write(",".join(["window_end", "time", *cols]) + "\n")
-            for e, t, row in zip(ends, tcol, flat):
-                fh.write(format_row(int(e), t, row))
+    with open_atomic(path, "w") as fh:
+        fh.write(",".join(["window_end", "time", *cols]) + "\n")
+        for e, t, row in zip(ends, tcol, flat):
+            fh.write(format_row(int(e), t, row))
     return path
 
 
 def format_row(e: int, t: float, row) -> str:
+    """One signature line: ``window_end,time,features…`` (an empty time when there is none)."""
     ts = "" if t is None or (isinstance(t, float) and math.isnan(t)) else repr(float(t))
     return f"{e},{ts}," + ",".join(repr(float(v)) for v in row) + "\n"
 
 
-def write_preview(path: Path, sig: np.ndarray, nb: int, title: str = "") -> Path:
-    """avg rows (viridis) above der rows (diverging), one column per window, averaged down to ≤ 4 000 columns."""
-    import matplotlib
+def write_wide(path: Path, s: Series) -> Path:
+    """A series as a wide CSV (``time``, sensors, ``label`` when labelled), written atomically."""
+    from wisecli.runtime.io.atomic import open_atomic
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    with open_atomic(path, "w") as fh:
+        fh.write(",".join(["time", *s.sensors, *(["label"] if s.labels is not None else [])]) + "\n")
+        for i in range(s.T):
+            cells = [repr(float(s.time[i])) if s.time is not None else str(i)]
+            cells += [repr(float(v)) for v in s.values[i]]
+            if s.labels is not None:
+                cells.append(str(s.labels[i]))
+            fh.write(",".join(cells) + "\n")
+    return Path(path)
 
-    from wisecli.runtime.plots import save_figure
 
-    if np.iscomplexobj(sig):
-        avg, der = sig.real, sig.imag
-    else:
-        avg, der = sig[:, :nb], (sig[:, nb:] if sig.shape[1] > nb else None)
-    n = avg.shape[0]
-    if n > 4000:
-        k = math.ceil(n / 4000)
-        m = (n // k) * k
+# ---------------------------------------------------------------------------------------------- batches
+def read_all(paths: list[Path], opts: ReadOptions, warn=None) -> list[Series]:
+    """Every series of every input, in input order."""
+    out: list[Series] = []
+    for p in paths:
+        out += read_input(Path(p), opts, warn)
+    return out
 
-        def down(a):
-            return a[:m].reshape(-1, k, a.shape[1]).mean(axis=1)
 
-        avg = down(avg)
-        der = None if der is None else down(der)
-    rows = 1 if der is None else 2
-    fig, ax = plt.subplots(rows, 1, figsize=(10, 2 + 0.12 * nb * rows), squeeze=False)
-    im = ax[0, 0].imshow(avg.T, aspect="auto", cmap="viridis", interpolation="nearest")
-    ax[0, 0].set_ylabel("avg block")
-    fig.colorbar(im, ax=ax[0, 0])
-    if der is not None:
-        lim = float(np.abs(der).max()) or 1.0
-        im2 = ax[1, 0].imshow(der.T, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-        ax[1, 0].set_ylabel("der block")
-        fig.colorbar(im2, ax=ax[1, 0])
-    ax[-1, 0].set_xlabel("window")
-    if title:
-        ax[0, 0].set_title(title)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=80)
-    return path
+def attach_labels(series: list[Series], path: Path) -> list[Series]:
+    """``--labels FILE`` (.npy, or text with one label a line): one per run or one per sample."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such labels file", hint="one label per line, or a .npy array")
+    try:
+        if path.suffix.lower() == ".npy":
+            labs = np.asarray(np.load(path, allow_pickle=False)).astype(str).ravel()
+        else:
+            labs = np.array([ln.strip() for ln in path.read_text().splitlines() if ln.strip()], dtype=str)
+    except (OSError, ValueError, EOFError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InputError(f"{path}: not a readable labels file ({type(exc).__name__})",
+                         hint="one label per line (UTF-8 text), or a .npy array") from None
+    if len(labs) == len(series):
+        return [replace(s, labels=np.full(s.T, lab)) for s, lab in zip(series, labs)]
+    total = sum(s.T for s in series)
+    if len(labs) == total:
+        out, o = [], 0
+        for s in series:
+            out.append(replace(s, labels=labs[o:o + s.T]))
+            o += s.T
+        return out
+    raise InputError(f"{path}: {len(labs)} labels for {len(series)} runs and {total} samples",
+                     hint="give one label per run or one per sample")

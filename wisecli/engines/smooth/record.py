@@ -3,8 +3,11 @@
 [reconstructed, spec §3 ``record``] The sensor set is fixed at start. Counters become rates with the measured Δt
 between consecutive reads; a negative delta (wrap or reset) leaves an empty cell and a warning. The schedule is
 drift-free: sample i is due at start + i·interval on the monotonic clock; a sample taken more than half an
-interval after its slot counts as late, and slots already missed are skipped, never bunched. Rows are written
-line-buffered and fsync'ed every 5 s, so an interrupted recording keeps every sample taken.
+interval after its slot counts as late, and slots already missed are skipped, never bunched. Rows are streamed
+(``runtime.io.atomic.open_atomic``) into a hidden sibling ``.NAME.tmp-PID.csv``, line-buffered and fsync'ed every
+5 s, and renamed to the output's name when the recording ends — also on Ctrl-C, so an interrupted recording
+keeps every sample taken (exit 130), while a failed write (full disk) leaves nothing under the output's name.
+``--append`` copies the existing recording into the new file first.
 
 Sensors: /proc/stat CPU-time fractions (user … steal; per core with ``per_cpu``), ctxt/intr/fork rates,
 procs_running, procs_blocked; /proc/meminfo fields (kB); /proc/vmstat page-fault, paging and swap rates;
@@ -22,6 +25,7 @@ periods (``--rest``) follow every segment but the last and are labelled ``rest``
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -356,8 +360,15 @@ def record(output: Path, *, interval: float = 1.0, duration: float | None = None
     output = Path(output)
     if not proc_readable():
         raise InputError("cannot read /proc/stat and /proc/meminfo", hint="record needs Linux with /proc mounted")
-    if interval < 0.01:
-        raise InputError(f"--interval {interval} is below 0.01 s", hint="use --interval 0.01 or more")
+    if not interval >= 0.01 or not math.isfinite(interval):
+        raise InputError(f"--interval {interval} is below 0.01 s or not finite", hint="use --interval 0.01 or more")
+    for name, v, low in (("duration", duration, 0.0), ("rest", rest, 0.0)):
+        if v is not None and not (math.isfinite(v) and (v > low if name == "duration" else v >= low)):
+            raise InputError(f"--{name} must be a finite number of seconds{' > 0' if name == 'duration' else ' ≥ 0'}, "
+                             f"got {v}", hint=f"e.g. --{name} 10")
+    for name, v in (("samples", samples), ("mem-mb", mem_mb), ("disk-mb", disk_mb), ("workers", workers)):
+        if v is not None and v < 1:
+            raise InputError(f"--{name} must be at least 1, got {v}", hint=f"e.g. --{name} 4")
     if output.exists() and not (overwrite or append):
         raise InputError(f"{output} exists", hint="use --overwrite to replace it or --append to add to it")
     if repeat < 1:
@@ -390,10 +401,13 @@ def record(output: Path, *, interval: float = 1.0, duration: float | None = None
         raise InputError("the recording would hold no sample", hint="raise --duration or --samples")
     sampler = ProcSampler(per_cpu=per_cpu, include_virtual=include_virtual)
     header = ["time", *sampler.names] + (["label"] if segs else [])
-    output.parent.mkdir(parents=True, exist_ok=True)
     if append and output.exists():
-        with open(output) as fh:
-            old = fh.readline().rstrip("\n").split(",")
+        try:
+            with open(output) as fh:
+                old = fh.readline().rstrip("\n").split(",")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{output}: cannot read the recording to append to ({type(exc).__name__})",
+                             hint="record into a new file, or use --overwrite") from None
         if old != header:
             raise InputError(f"{output}: its columns differ from this recording's",
                              hint="record into a new file, or use --overwrite")
@@ -408,8 +422,17 @@ def record(output: Path, *, interval: float = 1.0, duration: float | None = None
     late = written = 0
     labels: dict[str, int] = {}
     last_sync = time.monotonic()
-    with open(output, mode, buffering=1) as fh:
-        if mode == "w":
+    interrupted = False
+    from wisecli.runtime.io.atomic import open_atomic
+    from wisecli.runtime.progress import progress
+
+    with progress("smooth record", n_total) as advance, open_atomic(output, "w", buffering=1) as fh:
+        if mode == "a":
+            import shutil
+
+            with open(output, newline="") as old_fh:
+                shutil.copyfileobj(old_fh, fh)
+        else:
             fh.write(",".join(header) + "\n")
         try:
             start = time.monotonic()
@@ -448,11 +471,14 @@ def record(output: Path, *, interval: float = 1.0, duration: float | None = None
                     os.fsync(fh.fileno())
                     last_sync = t
                 written += 1
+                advance()
                 i = max(i + 1, int((time.monotonic() - start) / interval) + 1)
+        except KeyboardInterrupt:  # keep the samples taken: the file is renamed into place, then exit 130
+            interrupted = True
         finally:
             children.stop()
-            fh.flush()
-            os.fsync(fh.fileno())
+    if interrupted:
+        raise KeyboardInterrupt
     if late and warn:
         warn(f"{late} sample(s) were late by more than half an interval (a busy machine)")
     return {"samples": written, "sensors": len(sampler.names),

@@ -56,7 +56,10 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 
             shutil.rmtree(tmp, ignore_errors=True)
         else:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # a read-only file system refuses even that; nothing was written there
+                pass
         if isinstance(exc, OSError) and exc.errno in _FS_ERRORS:
             raise _write_failed(path, exc) from None
         raise

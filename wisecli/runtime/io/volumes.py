@@ -50,6 +50,7 @@ class Volume:
 
     @property
     def shape(self) -> tuple:
+        """The array's shape, (z, y, x) or (z, y, x, c)."""
         return self.array.shape
 
 

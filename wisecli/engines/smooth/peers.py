@@ -1,4 +1,5 @@
-"""The peers CS is compared with, on the raw values of the last W samples e−W+1 … e of each window.
+"""The peers CS is compared with: the baselines of ``evaluate`` (features of the raw values of the last W samples
+e−W+1 … e of each window) and, for ``benchmark``, the reference-form per-window loop of steps 6-11.
 
 - Tuncer: O. Tuncer et al., "Online Diagnosis of Performance Variation in HPC Systems Using Machine Learning",
   IEEE TPDS 2019 — 11 per sensor: mean, std, sum of first differences, sum of absolute differences, percentiles
@@ -20,7 +21,7 @@ import numpy as np
 
 from wisecli.cli.errors import InputError
 
-from .algorithm import FIXED, Quirks
+from .algorithm import FIXED, Model, Quirks, block_matrix
 
 TUNCER_Q = (0, 5, 25, 50, 75, 95, 100)
 BODIK_Q = (0, 5, 25, 35, 50, 65, 75, 95, 100)
@@ -97,3 +98,22 @@ class MiniRocketFeatures:
 
     def transform(self, wins: np.ndarray) -> np.ndarray:
         return np.asarray(self.t.transform(np.ascontiguousarray(np.swapaxes(wins, 1, 2))), dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------------- benchmark peer
+def loop_signature(Xn_sorted_window: np.ndarray, M: np.ndarray, W: int) -> np.ndarray:
+    """Reference-form steps 9-11 for one window of normalised, sorted rows (W+1 × S)."""
+    a = Xn_sorted_window[1:].mean(axis=0)
+    d = np.diff(Xn_sorted_window, axis=0).mean(axis=0)
+    return np.concatenate([M @ a, M @ d])
+
+
+def reference_loop(model: Model, X: np.ndarray, ends: np.ndarray, W: int, B: int) -> np.ndarray:
+    """The per-window loop of the reference form (steps 6-11 for each window separately; numpy, float64)."""
+    M = block_matrix(model.n_sensors, B)
+    rng = model.fmax - model.fmin + model.eps
+    out = np.empty((len(ends), 2 * M.shape[0]))
+    for k, e in enumerate(ends):
+        win = np.clip((X[e - W:e + 1] - model.fmin) / rng, 0.0, 1.0)[:, model.order]
+        out[k] = loop_signature(win, M, W)
+    return out

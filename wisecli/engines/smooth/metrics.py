@@ -32,7 +32,7 @@ import numpy as np
 
 from wisecli.cli.errors import InputError
 
-from . import baselines as BL
+from . import peers as BL
 from .algorithm import Quirks, fit, signatures, window_ends
 from .data import Series, concat
 
@@ -287,87 +287,91 @@ def evaluate(series: list[Series], *, methods: str = DEFAULT_METHODS, window: in
     else:
         allw = wins
         splits = make_folds(cv, wins, folds, repeats, seed, window, step, q)
-    y = np.concatenate([w.y for w in allw])
-    classes = sorted(set(y.tolist())) if task == "classify" else None
-    ref_model = fit([w.series.values for w in allw], blocks=20, window=window, step=step, quirks=q)
-    base_cache: dict[str, np.ndarray] = {}
-    records = []
-    for name, B in meths:
-        label = f"cs:{B}" if name == "cs" else name
-        scores, per_class, fit_secs, split_ids, run_acc = [], [], [], [], []
-        gids = np.concatenate([w.groups for w in allw])
-        q1_model = None
-        for r, sid, tr, te in splits:
-            if progress:
-                progress(f"{label}: split {sid} repeat {r}")
-            if name == "cs":
-                t0 = time.perf_counter()
-                if "Q1" in q:
-                    q1_model = q1_model or fit([w.series.values for w in allw], blocks=B, window=window, step=step,
-                                               quirks=q)
-                    model = q1_model
+    from wisecli.runtime.progress import progress as progress_lines
+
+    with progress_lines("smooth evaluate", len(meths) * len(splits)) as advance:
+        y = np.concatenate([w.y for w in allw])
+        classes = sorted(set(y.tolist())) if task == "classify" else None
+        ref_model = fit([w.series.values for w in allw], blocks=20, window=window, step=step, quirks=q)
+        base_cache: dict[str, np.ndarray] = {}
+        records = []
+        for name, B in meths:
+            label = f"cs:{B}" if name == "cs" else name
+            scores, per_class, fit_secs, split_ids, run_acc = [], [], [], [], []
+            gids = np.concatenate([w.groups for w in allw])
+            q1_model = None
+            for r, sid, tr, te in splits:
+                if progress:
+                    progress(f"{label}: split {sid} repeat {r}")
+                advance()
+                if name == "cs":
+                    t0 = time.perf_counter()
+                    if "Q1" in q:
+                        q1_model = q1_model or fit([w.series.values for w in allw], blocks=B, window=window, step=step,
+                                                   quirks=q)
+                        model = q1_model
+                    else:
+                        model = fit(training_samples(allw, tr, window), blocks=B, window=window, step=step, quirks=q)
+                    fit_secs.append(time.perf_counter() - t0)
+                    F = cs_features(model, allw, window, step, B)
+                elif name == "minirocket":
+                    wv = np.concatenate([BL.windows_view(w.series.values, w.ends, window) for w in allw])
+                    t0 = time.perf_counter()
+                    mr = BL.MiniRocketFeatures(seed + r).fit(wv[tr])
+                    fit_secs.append(time.perf_counter() - t0)
+                    F = np.zeros((len(wv), 0))
+                    Ftr, Fte = mr.transform(wv[tr]), mr.transform(wv[te])
                 else:
-                    model = fit(training_samples(allw, tr, window), blocks=B, window=window, step=step, quirks=q)
-                fit_secs.append(time.perf_counter() - t0)
-                F = cs_features(model, allw, window, step, B)
+                    if name not in base_cache:
+                        base_cache[name] = np.concatenate([BL.features(name, w.series.values, w.ends, window, q)
+                                                           for w in allw])
+                    F = base_cache[name]
+                if name != "minirocket":
+                    Ftr, Fte = F[tr], F[te]
+                if task == "classify":
+                    clf = RandomForestClassifier(n_estimators=50, random_state=seed + r, n_jobs=1).fit(Ftr, y[tr])
+                    pred = clf.predict(Fte)
+                    scores.append(f1_score(y[te], pred, average="weighted", zero_division=0))
+                    per_class.append(f1_score(y[te], pred, average=None, labels=classes, zero_division=0))
+                    run_acc.append(majority_accuracy(gids[te], y[te], pred))
+                else:
+                    reg = RandomForestRegressor(n_estimators=50, random_state=seed + r, n_jobs=1).fit(Ftr, y[tr])
+                    pred = reg.predict(Fte)
+                    span = float(y[te].max() - y[te].min()) or 1.0
+                    scores.append(float(np.sqrt(np.mean((pred - y[te]) ** 2)) / span))
+                split_ids.append(sid)
+            scores = np.asarray(scores, dtype=np.float64)
+            if "Q8" in q:
+                per_split = scores
+            else:
+                ids = np.asarray(split_ids)
+                per_split = np.array([scores[ids == i].mean() for i in sorted(set(split_ids))])
+            n = len(per_split)
+            ci = 1.96 * (per_split.std(ddof=1) if n > 1 else 0.0) / math.sqrt(n)
+            w0 = allw[0]
+            nt = min(2000, len(w0.ends))
+            if name == "cs":
+                sig_len = 2 * min(B, ref_model.n_sensors)
+                m_all = fit([w.series.values for w in allw], blocks=B, window=window, step=step, quirks=q)
+                us = _time_features(lambda: signatures(m_all, w0.series.values, window=window, blocks=B,
+                                                       ends=w0.ends[:nt]), nt)
             elif name == "minirocket":
-                wv = np.concatenate([BL.windows_view(w.series.values, w.ends, window) for w in allw])
-                t0 = time.perf_counter()
-                mr = BL.MiniRocketFeatures(seed + r).fit(wv[tr])
-                fit_secs.append(time.perf_counter() - t0)
-                F = np.zeros((len(wv), 0))
-                Ftr, Fte = mr.transform(wv[tr]), mr.transform(wv[te])
+                sig_len = int(Ftr.shape[1])
+                us = _time_features(lambda: mr.transform(BL.windows_view(w0.series.values, w0.ends[:nt], window)), nt)
             else:
-                if name not in base_cache:
-                    base_cache[name] = np.concatenate([BL.features(name, w.series.values, w.ends, window, q)
-                                                       for w in allw])
-                F = base_cache[name]
-            if name != "minirocket":
-                Ftr, Fte = F[tr], F[te]
+                sig_len = BL.PER_SENSOR[name] * ref_model.n_sensors
+                us = _time_features(lambda: BL.features(name, w0.series.values, w0.ends[:nt], window, q), nt)
+            rec = {"method": label, "signature_len": sig_len}
             if task == "classify":
-                clf = RandomForestClassifier(n_estimators=50, random_state=seed + r, n_jobs=1).fit(Ftr, y[tr])
-                pred = clf.predict(Fte)
-                scores.append(f1_score(y[te], pred, average="weighted", zero_division=0))
-                per_class.append(f1_score(y[te], pred, average=None, labels=classes, zero_division=0))
-                run_acc.append(majority_accuracy(gids[te], y[te], pred))
+                rec.update(f1_weighted=float(per_split.mean()), f1_ci95=float(ci),
+                           f1_per_class={c: float(v) for c, v in zip(classes, np.mean(per_class, axis=0))})
+                if cv in ("split", "group"):
+                    rec["run_accuracy"] = float(np.mean(run_acc))
             else:
-                reg = RandomForestRegressor(n_estimators=50, random_state=seed + r, n_jobs=1).fit(Ftr, y[tr])
-                pred = reg.predict(Fte)
-                span = float(y[te].max() - y[te].min()) or 1.0
-                scores.append(float(np.sqrt(np.mean((pred - y[te]) ** 2)) / span))
-            split_ids.append(sid)
-        scores = np.asarray(scores, dtype=np.float64)
-        if "Q8" in q:
-            per_split = scores
-        else:
-            ids = np.asarray(split_ids)
-            per_split = np.array([scores[ids == i].mean() for i in sorted(set(split_ids))])
-        n = len(per_split)
-        ci = 1.96 * (per_split.std(ddof=1) if n > 1 else 0.0) / math.sqrt(n)
-        w0 = allw[0]
-        nt = min(2000, len(w0.ends))
-        if name == "cs":
-            sig_len = 2 * min(B, ref_model.n_sensors)
-            m_all = fit([w.series.values for w in allw], blocks=B, window=window, step=step, quirks=q)
-            us = _time_features(lambda: signatures(m_all, w0.series.values, window=window, blocks=B,
-                                                   ends=w0.ends[:nt]), nt)
-        elif name == "minirocket":
-            sig_len = int(Ftr.shape[1])
-            us = _time_features(lambda: mr.transform(BL.windows_view(w0.series.values, w0.ends[:nt], window)), nt)
-        else:
-            sig_len = BL.PER_SENSOR[name] * ref_model.n_sensors
-            us = _time_features(lambda: BL.features(name, w0.series.values, w0.ends[:nt], window, q), nt)
-        rec = {"method": label, "signature_len": sig_len}
-        if task == "classify":
-            rec.update(f1_weighted=float(per_split.mean()), f1_ci95=float(ci),
-                       f1_per_class={c: float(v) for c, v in zip(classes, np.mean(per_class, axis=0))})
-            if cv in ("split", "group"):
-                rec["run_accuracy"] = float(np.mean(run_acc))
-        else:
-            rec.update(nrmse=float(per_split.mean()), nrmse_ci95=float(ci))
-        rec.update(us_per_signature=us, fit_seconds=float(np.mean(fit_secs)) if fit_secs else 0.0,
-                   windows=int(len(y)), cv=cv)
-        if info and name == "cs":
-            rec["info_loss"] = info_loss(m_all, [w.series for w in allw], window, step, B, renormalize)
-        records.append(rec)
-    return records
+                rec.update(nrmse=float(per_split.mean()), nrmse_ci95=float(ci))
+            rec.update(us_per_signature=us, fit_seconds=float(np.mean(fit_secs)) if fit_secs else 0.0,
+                       windows=int(len(y)), cv=cv)
+            if info and name == "cs":
+                rec["info_loss"] = info_loss(m_all, [w.series for w in allw], window, step, B, renormalize)
+            records.append(rec)
+        return records

@@ -1,4 +1,5 @@
-"""Models from checkpoints, batched embedding on the device, and the features file (`.npz`, spec §3).
+"""The `predict` verb: models from checkpoints, batched embedding on the device, and the features file
+(`.npz`, spec §3).
 
 Embedding: uint8 images are normalised on the device, run in `channels_last` under bf16 autocast on CUDA
 (`amp`), in batches; the embedding is the L2-normalised BNNeck output (or pre-BN feature) in float32.
@@ -9,7 +10,12 @@ unknown), `viewpoint_probs` (N x K, absent for the baseline), `model_sha256`, `e
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import errno
+import json
+import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +40,10 @@ def build_model(mc: dict) -> ReIDNet:
                    vp_size=min(128, int(mc["input_size"])), width=float(mc["width"]))
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_model(weights: Path | str, device: torch.device) -> tuple[ReIDNet, dict, str]:
     """(model in eval mode on `device`, model config, sha256 of the checkpoint file)."""
     from wisecli.runtime.checkpoints import load_checkpoint
+    from wisecli.runtime.io.atomic import sha256_file
 
     path = Path(weights)
     if path.is_dir():
@@ -148,8 +147,9 @@ def load_features(files: list[Path | str], role: str) -> dict:
                     raise InputError(f"{f} lacks {', '.join(missing)}",
                                      hint="a features file needs features, ids and cameras")
                 d = {k: z[k] for k in z.files}
-        except (ValueError, OSError) as exc:
-            raise InputError(f"cannot read {f}: {exc}", hint="give a .npz written by 'wise reid predict'") from None
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+            raise InputError(f"cannot read {f}: the file is corrupt or truncated ({type(exc).__name__})",
+                             hint="give a .npz written by 'wise reid predict'") from None
         if d["features"].ndim != 2 or len(d["ids"]) != len(d["features"]) or len(d["cameras"]) != len(d["features"]):
             raise InputError(f"{f}: features, ids and cameras must have one row per image",
                              hint="write it with 'wise reid predict'")
@@ -171,3 +171,118 @@ def load_features(files: list[Path | str], role: str) -> dict:
     shas = {str(p["model_sha256"]) for p in parts if "model_sha256" in p}
     out["model_sha256"] = shas.pop() if len(shas) == 1 else None
     return out
+
+
+IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+_FS_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
+
+
+@contextlib.contextmanager
+def write_guard(where: Path):
+    """A file-system error of a write not done by `atomic_path` (a folder made, a log appended) becomes an
+    OutputError naming `where` (exit 1, one line) instead of a traceback."""
+    from wisecli.cli.errors import OutputError
+
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _FS_ERRNOS:
+            raise
+        raise OutputError(f"cannot write into {where}: {exc.strerror or exc}",
+                          hint="free some disk space or choose another output folder (-o)"
+                          if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "check the folder is writable") from None
+
+
+def announce_device(sink, spec, device: torch.device) -> None:
+    """Say which device `auto` picked, once the inputs have been read (so an input error is the only line)."""
+    from wisecli.runtime.device import device_name
+
+    if sink is not None and (spec is None or (isinstance(spec, str) and spec.strip().lower() == "auto")):
+        sink.info(f"device: {device_name(device)} (auto)")
+
+
+def is_complete_features(path: Path) -> bool:
+    """Whether `path` is a whole features file (a readable zip holding `features.npy`): what --skip-existing
+    may skip. Writes are atomic, so a file under the final name is whole unless something else wrote it."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "features.npy" in z.namelist() and z.testzip() is None
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def predict_features(inputs: list, weights: Path | None, output: Path | None, *, half: bool = False,
+                     parse_names: str | None = None, pattern: str | None = None, shard: str | None = None,
+                     overwrite: bool = False, skip_existing: bool = False, device="auto", amp: bool = True,
+                     batch_size: int = 256, sink=None, argv=None) -> dict:
+    """The `predict` verb (see `api.predict`): returns the summary with one record per image."""
+    from wisecli.cli.inputs import apply_shard, expand_inputs, parse_shard
+    from wisecli.runtime.device import as_device, device_name
+    from wisecli.runtime.io.atomic import refuse_existing, write_text
+    from wisecli.runtime.rundir import made_dir
+    from wisecli.runtime.runrecord import RunRecord
+
+    paths = expand_inputs([str(i) for i in inputs], pattern=pattern, extensions=IMAGE_EXT)
+    if weights is None:
+        raise InputError("predict needs --weights", hint="a checkpoint written by 'wise reid train'")
+    if output is None or not Path(output).name.endswith(".npz"):
+        raise InputError("predict needs -o FILE.npz", hint="e.g. -o gallery.npz")
+    if parse_names not in (None, "veri"):
+        raise InputError(f"unknown --parse-names {parse_names!r}", hint="only 'veri' is known")
+    if int(batch_size) < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}", hint="the default is 256")
+    if skip_existing and overwrite:
+        raise InputError("--skip-existing and --overwrite exclude each other", hint="pick one")
+    output = Path(output)
+    sh = parse_shard(shard)
+    if sh is not None:
+        output = output.with_name(f"{output.name[:-4]}.part-{sh[0]}-of-{sh[1]}.npz")
+    paths = apply_shard(paths, sh)
+    if not paths:
+        raise InputError("this shard has no images", hint="use fewer shards")
+    config = {"weights": str(weights), "half": half, "parse_names": parse_names, "batch_size": batch_size, "amp": amp}
+    if skip_existing and output.exists() and is_complete_features(output):
+        rec = RunRecord("reid predict", config=config, device=None, seed=None, inputs=[str(p) for p in paths], argv=argv)
+        rec.add_output(output)
+        rec.set("items", {"total": len(paths), "failed": 0, "skipped": len(paths)})
+        with write_guard(output.parent):
+            rec.write(output.parent)
+        return {"output": str(output), "status": "skipped", "images": len(paths), "errors": 0,
+                "records": [{"input": str(p), "status": "skipped", "output": str(output)} for p in paths]}
+    if not skip_existing:
+        refuse_existing(output, overwrite)
+    ids, cams = labels_from_names(paths, parse_names)
+    spec, device = device, as_device(device)
+    model, mc, sha = load_model(weights, device)
+    announce_device(sink, spec, device)
+    t0 = time.perf_counter()
+    feats, probs, _, ok, errors = embed_paths(model, paths, mc["input_size"], device, batch=batch_size, amp=amp)
+    seconds = time.perf_counter() - t0
+    if errors and len(paths) == 1:  # a lone input that fails is the user's input error (exit 2), not a batch
+        msg = errors[0][1]
+        raise InputError(msg if str(paths[0]) in msg else f"{paths[0]}: {msg}", hint="give readable JPEG/PNG/BMP images")
+    kept = [p for p, k in zip(paths, ok) if k]
+    err_file = output.with_name(output.name.removesuffix(".npz") + ".errors.jsonl")
+    with write_guard(output.parent), made_dir(output.parent):
+        save_features(output, features=feats, paths=[str(p) for p in kept], ids=ids[ok], cams=cams[ok], probs=probs,
+                      sha=sha, embed=mc["embed"], half=half)
+        if errors:
+            write_text(err_file, "".join(json.dumps({"input": str(paths[i]), "status": "error", "error": msg}) + "\n"
+                                         for i, msg in errors))
+        elif err_file.exists():  # a stale record of an earlier run into the same (overwritten) file
+            err_file.unlink()
+        rec = RunRecord("reid predict", config=config, device=device_name(device), seed=None,
+                        inputs=[str(p) for p in paths], argv=argv)
+        rec.add_output(output)
+        rec.timing("embed", seconds)
+        rec.write(output.parent)
+    failed = {i: msg for i, msg in errors}
+    records = [{"input": str(p), "status": "error", "error": failed[i]} if i in failed
+               else {"input": str(p), "status": "ok", "output": str(output)} for i, p in enumerate(paths)]
+    summary = {"output": str(output), "status": "ok", "images": len(kept), "errors": len(errors),
+               "dim": int(feats.shape[1]), "embed": mc["embed"], "model_sha256": sha, "device": device_name(device),
+               "seconds": seconds, "images_per_s": len(kept) / max(seconds, 1e-9)}
+    if errors:
+        summary["errors_file"] = str(err_file)
+    summary["records"] = records
+    return summary
