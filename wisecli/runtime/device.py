@@ -16,11 +16,6 @@ import torch
 
 from wisecli.cli.errors import InputError, WorkFailed
 
-# torch._dynamo (imported by the first optimizer) makes its compile cache folder at import time, by default
-# $TMPDIR/torchinductor_<user>: a folder each training run would leave in $TMPDIR. Keep it in the user's cache.
-os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(
-    os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "wisecli", "torchinductor"))
-
 
 def resolve_device(spec: str = "auto", *, sink=None) -> torch.device:
     """The torch device for `--device` (auto|cpu|cuda|cuda:N); `auto` says which it picked via `sink`."""
