@@ -149,7 +149,7 @@ def train(data, run_dir, cfg: dict, *, defaults: dict | None = None, device="aut
     from wisecli.runtime.device import init_distributed
     from wisecli.runtime.rundir import made_dir, prepare_run_dir
 
-    info = sink.info if sink else (lambda m: None)
+    info = sink.debug if sink else (lambda m: None)  # detail (-v): on a failure the Error line stays alone
     warn = sink.warn if sink else (lambda m: None)
     cfg = {**(defaults or {}), **cfg}
     splits = load_dataset(data, cfg["layout"], protocol=cfg["protocol"] or None, fold=int(cfg["fold"]) or None,
