@@ -240,7 +240,7 @@ def test_crop_face_geometry():
 
 
 def test_simulate_writes_labelled_manifest(tmp_path):
-    from wisecli.engines.fas.simulate import print_attack, replay_attack, skimage_live_pool, write_simulated
+    from wisecli.engines.fas.synthetic import print_attack, replay_attack, skimage_live_pool, write_simulated
 
     rng = np.random.default_rng(0)
     pool = skimage_live_pool(32, rng)

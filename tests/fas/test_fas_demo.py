@@ -17,8 +17,12 @@ def test_demo_quick_smoke(monkeypatch):
     assert 0 <= doc["headline"]["pyramid_test_acer"] <= 1 and doc["seconds"] > 0
     # the table path, fed the same result (the engine ran above)
     from wisecli.engines.fas import api
+    from wisecli.runtime.results import DemoResult, Gate
 
-    monkeypatch.setattr(api, "demo", lambda **kw: doc)
+    keep = {k: v for k, v in doc.items() if k not in ("method", "ok", "headline", "gates")}
+    result = DemoResult(doc["method"], [Gate(g["gate"], g["value"], g["op"], g["threshold"]) for g in doc["gates"]],
+                        doc["headline"], keep)
+    monkeypatch.setattr(api, "demo", lambda **kw: result)
     code, out, err = run_wise("fas", "demo", "--quick", "--device", "cpu")
     assert code == 0 and "NOT A BENCHMARK" in out and "pyramid" in out
 
@@ -39,7 +43,7 @@ def test_demo_gate_pyramid_and_binary_mask():
     """§9: pyramid and binary-mask reach test ACER <= 10 % on held-out LFW faces (mean of 2 seeds)."""
     from wisecli.engines.fas.api import demo
 
-    doc = demo(quick=False, device="cpu")
+    doc = demo(quick=False, device="cpu").as_dict()
     for mode in ("pyramid", "binary-mask"):
         assert doc["mean"][mode]["test_acer"] <= 0.10, doc["mean"]
     assert doc["gate"]["passed"] and doc["simulated"]
@@ -48,14 +52,16 @@ def test_demo_gate_pyramid_and_binary_mask():
 
 @pytest.mark.gpu
 def test_cpu_and_gpu_frame_scores_agree(tmp_path):
-    from wisecli.engines.fas.api import DEFAULTS, check_config, predict_samples
+    from wisecli.engines.fas.api import DEFAULTS
+    from wisecli.engines.fas.model import check_config
+    from wisecli.engines.fas.predict import predict_samples
     from wisecli.engines.fas.data import Sample
     from wisecli.engines.fas.model import build_model
-    from wisecli.engines.fas.simulate import skimage_live_pool, write_simulated
+    from wisecli.engines.fas.synthetic import skimage_live_pool, write_simulated
     from wisecli.runtime.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
-    cfg = check_config({**DEFAULTS, "width": 0.25, "input_size": 64, "map_size": 16, "detector": "none"})
+    cfg = check_config({**DEFAULTS["train"], "width": 0.25, "input_size": 64, "map_size": 16, "detector": "none"})
     model = build_model(cfg)
     for m in model.modules():  # non-trivial BN statistics
         if isinstance(m, torch.nn.BatchNorm2d):

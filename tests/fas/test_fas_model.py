@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from wisecli.cli.errors import InputError
-from wisecli.engines.fas.losses import (ContrastDepthLoss, FASLoss, map_scores, mask_bce_prob, parse_pyramid,
+from wisecli.engines.fas.loss import (ContrastDepthLoss, FASLoss, map_scores, mask_bce_prob, parse_pyramid,
                                         pool_to)
 from wisecli.engines.fas.model import CDCN, CDConv2d, ResNetFAS, build_model, cdc_two_conv
 

@@ -108,13 +108,14 @@ class Sink:
         Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200).print(table)
 
     def finish(self, records: list[dict], what: str = "inputs") -> None:
-        """After the result is printed: exit 3 (PartialFailure) when some records have status `error`."""
-        failed = sum(1 for r in records if r.get("status") == "error")
+        """After the result is printed: exit 3 (PartialFailure) when some records failed: any status other than
+        `ok` and `skipped` (`error`, or a method's own failure such as fas's `no_face`), as `run_batch` counts them."""
+        failed = sum(1 for r in records if r.get("status", "ok") not in ("ok", "skipped"))
         if failed:
             from wisecli.cli.errors import PartialFailure
 
             raise PartialFailure(f"{failed} of {len(records)} {what} failed",
-                                 hint="see the records with status 'error' (--jsonl) or the warnings above")
+                                 hint="see the records whose status is not 'ok' (--jsonl) or the warnings above")
 
     def demo(self, result: Any, *, title: str) -> None:
         """Print a demo's gates (a `DemoResult`); exit 1 (WorkFailed) when a gate failed."""

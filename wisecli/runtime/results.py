@@ -80,3 +80,12 @@ class BenchRecord:
         doc = asdict(self)
         extra = doc.pop("extra")
         return {**doc, "speedup": self.speedup, **extra}
+
+
+class BenchRecords(list):
+    """A `list[BenchRecord]` with a `summary` dict: figures a method's spec asks for beside the records (device,
+    preset, shapes, agreement checks); the command passes it on as `Sink.benchmark(records, doc=summary)`."""
+
+    def __init__(self, records=(), summary: dict[str, Any] | None = None):
+        super().__init__(records)
+        self.summary: dict[str, Any] = dict(summary or {})

@@ -33,7 +33,7 @@ def prepare_run_dir(path: Path | str, *, resume: bool = False, overwrite: bool =
         raise InputError(f"run folder is a file: {path}", hint="give a folder for -o")
     if _has_files(path) and not (resume or overwrite):
         held = " (it already holds a run)" if last_checkpoint(path) is not None else ""
-        raise InputError(f"run folder is not empty: {path}{held}",
+        raise InputError(f"run folder exists and is not empty: {path}{held}",
                          hint="pass --resume to continue it, --overwrite to start again, or choose another -o")
     if is_main:
         try:

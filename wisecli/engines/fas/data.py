@@ -368,8 +368,12 @@ def _subject_splits(samples: list[Sample], seed: int) -> dict[str, list[Sample]]
 def _manifest(path: Path, seed: int) -> dict[str, list[Sample]]:
     if path.is_dir():
         raise InputError(f"--layout manifest needs a CSV file, {path} is a folder", "give the manifest .csv path")
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"manifest {path} is not a CSV text file ({type(exc).__name__})",
+                         "give a UTF-8 CSV with the columns path,label,attack_type,subject") from None
     if not rows:
         raise InputError(f"manifest {path} is empty", "the first line names the columns path,label,attack_type,subject")
     header = [h.strip().lower() for h in rows[0]]

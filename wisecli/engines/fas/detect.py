@@ -144,3 +144,19 @@ def iou(a, b) -> float:
     ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
     inter = iw * ih
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def detectors_status() -> dict:
+    """Which face detectors this installation offers (`info`): Haar (OpenCV version, cascade file, wheels), LBP
+    (scikit-image's cascade), boxes and none."""
+    from skimage import data as skdata
+
+    try:
+        cv = opencv_status()
+    except Exception as exc:  # noqa: BLE001 - report, don't fail
+        cv = {"error": str(exc)}
+    return {"haar": {"opencv": cv.get("version"), "cascade": cv.get("cascade"),
+                     "available": bool(cv.get("cascade")) and cv.get("major", 5) < 5,
+                     "opencv_wheels": cv.get("distributions")},
+            "lbp": {"cascade": skdata.lbp_frontal_face_cascade_filename(), "available": True},
+            "boxes": {"available": True}, "none": {"available": True}}

@@ -149,8 +149,14 @@ def _columns(records: list[dict], species: str):
         if "label" not in r or r["label"] is None:
             raise InputError(f"score record for {r.get('input', '?')} has no label",
                              "score a dataset layout or manifest (--layout/--manifest) so records carry labels")
-    s = np.array([float(r["score"]) for r in records])
-    y = np.array([1 if int(r["label"]) == 1 else 0 for r in records])
+    try:
+        s = np.array([float(r["score"]) for r in records])
+        y = np.array([1 if int(r["label"]) == 1 else 0 for r in records])
+    except (TypeError, ValueError):
+        raise InputError("a score record holds a score or label that is not a number",
+                         "records carry a numeric score and label 1 (bona fide) or 0 (attack)") from None
+    if not np.isfinite(s).all():
+        raise InputError("a score record holds a NaN or infinite score", "scores are finite numbers")
     sp = [_species_of(r, species) if yy == 0 else "bona_fide" for r, yy in zip(records, y)]
     subj = [str(r.get("subject", r.get("input", i))) for i, r in enumerate(records)]
     return s, y, sp, subj

@@ -182,3 +182,92 @@ def build_model(cfg: dict) -> nn.Module:
     if cfg.get("backbone", "cdcn") == "resnet":
         return ResNetFAS(depth=int(cfg.get("resnet_depth", 18)), **common)
     return CDCN(theta=float(cfg.get("theta", 0.7)), width=float(cfg.get("width", 1.0)), **common)
+
+
+BACKBONES = ("cdcn", "resnet")
+PAPER_SCALES = "32,16,8,4,2,1"  # the scale list of a 32² map (the paper's); cut to a smaller map when left as is
+
+
+def check_config(cfg: dict, defaults: dict | None = None) -> dict:
+    """Validate and complete a run configuration (exit 2 on bad values): `defaults` (the `train` table of
+    `api.DEFAULTS`) fills missing keys; adds `target_kind`; normalises the pyramid scales and weights. A checkpoint's
+    stored configuration passes unchanged."""
+    from wisecli.cli.errors import InputError
+    from wisecli.engines.fas.detect import DETECTORS
+    from wisecli.engines.fas.loss import parse_pyramid
+
+    cfg = {**(defaults or {}), **cfg}
+    for key, allowed in (("supervision", SUPERVISIONS), ("backbone", BACKBONES), ("detector", DETECTORS),
+                         ("pyramid_base", ("binary-mask", "depth-map")), ("mask_label", ("face", "full")),
+                         ("depth_fallback", ("none", "template")), ("agg", ("mean", "median"))):
+        if cfg[key] not in allowed:
+            raise InputError(f"--{key.replace('_', '-')} {cfg[key]!r} is not known",
+                             f"use one of {', '.join(allowed)}")
+    if cfg["backbone"] == "resnet" and int(cfg["resnet_depth"]) not in (18, 34, 50):
+        raise InputError(f"--resnet-depth {cfg['resnet_depth']} is not offered", "use 18, 34 or 50")
+    for key in ("input_size", "map_size", "epochs", "batch_size", "frames", "lr_step"):
+        if int(cfg[key]) < 1:
+            raise InputError(f"--{key.replace('_', '-')} must be at least 1", "give a positive integer")
+    if int(cfg["input_size"]) < int(cfg["map_size"]):
+        raise InputError("--map-size exceeds --input-size", "the map is coarser than the input, e.g. 256 and 32")
+    if not float(cfg["aux_binary"]) >= 0 or not float(cfg["lr"]) > 0 or not math.isfinite(float(cfg["lr"])):
+        raise InputError("--aux-binary must be >= 0 and --lr > 0", "e.g. --aux-binary 0.5 --lr 1e-4")
+    if not (float(cfg["width"]) > 0 and math.isfinite(float(cfg["width"]))):
+        raise InputError(f"--width {cfg['width']} must be a positive number", "e.g. --width 1.0 (0.25 on CPU)")
+    if int(cfg["seed"]) < 0:
+        raise InputError(f"--seed {cfg['seed']} must be zero or more", "e.g. --seed 0")
+    cfg["target_kind"] = map_target_kind(cfg["supervision"], cfg["pyramid_base"])
+    if cfg["supervision"] == "pyramid":
+        scales = cfg["pyramid_scales"]
+        m = int(cfg["map_size"])
+        if scales == PAPER_SCALES and m != 32:  # the default list, cut to the map size
+            scales = ",".join(str(s) for s in (m, 16, 8, 4, 2, 1) if s <= m and m % s == 0)
+            scales = ",".join(dict.fromkeys(scales.split(",")))
+        sc, w = parse_pyramid(m, scales, cfg["pyramid_weights"] or None)
+        cfg["pyramid_scales"], cfg["pyramid_weights"] = ",".join(map(str, sc)), ",".join(f"{x:g}" for x in w)
+    return cfg
+
+
+def pyramid_of(cfg: dict) -> dict | None:
+    """The checkpoint's `pyramid` entry (scales, weights, base) of a checked configuration, None without one."""
+    if cfg["supervision"] != "pyramid":
+        return None
+    return {"scales": [int(s) for s in cfg["pyramid_scales"].split(",")],
+            "weights": [float(w) for w in cfg["pyramid_weights"].split(",")], "base": cfg["pyramid_base"]}
+
+
+def load_pretrained(model: nn.Module, cfg: dict, path) -> None:
+    """Start `model` from the weights of a `wise fas` checkpoint (`--pretrained`): every tensor whose name and shape
+    match is copied. Another method's, a foreign or a corrupt file, or one that matches nothing, is exit 2."""
+    from wisecli.cli.errors import InputError
+    from wisecli.runtime.checkpoints import load_checkpoint
+
+    doc = load_checkpoint(path, method="fas")
+    sd = doc["state_dict"]
+    target = model.net if cfg["backbone"] == "resnet" and not any(k.startswith("net.") for k in sd) else model
+    own = target.state_dict()
+    usable = {k: v for k, v in sd.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not usable:
+        raise InputError(f"--pretrained {path} matches none of the backbone's weights",
+                         "give a checkpoint of the same backbone (and width), written by 'wise fas train'")
+    target.load_state_dict(usable, strict=False)
+
+
+def build(cfg: dict, device):
+    """The model and the loss of a checked configuration, on `device` (channels_last and cuDNN autotuning on CUDA);
+    `cfg["pretrained"]` names a checkpoint to start from."""
+    import torch
+
+    from wisecli.engines.fas.loss import FASLoss
+
+    model = build_model(cfg)
+    if cfg.get("pretrained"):
+        load_pretrained(model, cfg, cfg["pretrained"])
+    loss = FASLoss(cfg["supervision"], map_size=int(cfg["map_size"]), pyramid_base=cfg["pyramid_base"],
+                   scales=cfg["pyramid_scales"].split(",") if cfg["supervision"] == "pyramid" else None,
+                   weights=cfg["pyramid_weights"] or None, aux_binary=float(cfg["aux_binary"]))
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    return model, loss.to(device)

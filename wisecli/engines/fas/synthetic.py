@@ -196,12 +196,13 @@ def user_live_pool(paths: list[Path], size: int, detector: str, on_error) -> lis
 
 
 def write_simulated(pool: list[dict], out_dir: Path, *, size: int, seed: int) -> dict:
-    """Write live faces, their print and replay attacks, template depth labels and `manifest.csv`."""
-    import cv2
+    """Write live faces, their print and replay attacks, template depth labels and `manifest.csv` (every file
+    atomically; an encoder or a write that fails is an OutputError, exit 1)."""
     import torch
 
     from wisecli.engines.fas.data import face_targets
     from wisecli.runtime.io.atomic import write_text
+    from wisecli.runtime.io.images import write_image
 
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
@@ -216,14 +217,14 @@ def write_simulated(pool: list[dict], out_dir: Path, *, size: int, seed: int) ->
         other = pool[(k + 1 + int(rng.integers(0, len(pool) - 1))) % len(pool)]["image"] if len(pool) > 1 else None
         stem = item["subject"]
         live_p, d_p = f"live/{stem}.png", f"depth/{stem}.png"
-        _imwrite(out_dir / live_p, item["image"])
-        cv2.imwrite(str(out_dir / d_p), depth_png)
+        write_image(out_dir / live_p, item["image"])
+        write_image(out_dir / d_p, depth_png)
         split = item["split"] or ""
         rows.append([live_p, 1, "", stem, split, d_p, "live"])
         counts["live"] += 1
         for kind, fn in (("print", print_attack), ("replay", replay_attack)):
             p = f"simulated_{kind}/{stem}_{kind}.png"
-            _imwrite(out_dir / p, fn(item["image"], rng, other))
+            write_image(out_dir / p, fn(item["image"], rng, other))
             rows.append([p, 0, kind, stem, split, "", "simulated"])
             counts[kind] += 1
     header = ["path", "label", "attack_type", "subject", "split", "depth", "note"]
@@ -242,11 +243,42 @@ def write_simulated(pool: list[dict], out_dir: Path, *, size: int, seed: int) ->
             "seed": seed, "simulated": True}
 
 
-def _imwrite(path: Path, rgb: np.ndarray) -> None:
-    from wisecli.runtime.io.atomic import atomic_path
 
-    import cv2
+def simulate(inputs, out_dir, *, size: int = 64, seed: int = 0, detector: str = "haar", overwrite: bool = False,
+             sink=None) -> dict:
+    """Simulated print and replay attacks of live faces (the user's images, or scikit-image's faces when `inputs`
+    is empty) written into `out_dir` with labels and a manifest; returns the counts, the manifest path and the
+    inputs without a face (`errors`; `records`: one per input image, status ok or error). A non-empty `out_dir` is refused unless `overwrite`."""
+    from wisecli.cli.errors import InputError
+    from wisecli.runtime.rundir import made_dir
 
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write {path}")
+    if size < 16:
+        raise InputError(f"--size {size} is too small", "use 32 or more")
+    if seed < 0:
+        raise InputError(f"--seed {seed} must be zero or more", "e.g. --seed 0")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output folder {out_dir} is a file", "give a folder for -o")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise InputError(f"output folder {out_dir} is not empty", "pass --overwrite or choose another -o")
+    rng = np.random.default_rng(seed)
+    errors = []
+    if inputs:
+        pool = user_live_pool(inputs, size, detector, lambda p, m: errors.append({"input": str(p), "error": m}))
+        if not pool:
+            raise InputError("no face found in any input image", "try --detector lbp, or crop the faces and use none")
+    else:
+        if sink is not None:
+            sink.info("no inputs: simulating attacks on scikit-image's faces (lfw_subset, astronaut)")
+        pool = skimage_live_pool(size, rng)
+    with made_dir(out_dir):
+        res = write_simulated(pool, out_dir, size=size, seed=seed)
+    res["source"] = "user images" if inputs else "scikit-image lfw_subset + astronaut"
+    res["errors"] = errors
+    bad = {e["input"]: e["error"] for e in errors}
+    res["records"] = [{"input": str(p), "status": "error", "error": bad[str(p)]} if str(p) in bad else
+                      {"input": str(p), "status": "ok"} for p in inputs or []]
+    for e in errors:
+        if sink is not None:
+            sink.warn(f"{e['input']}: {e['error']}")
+    return res
