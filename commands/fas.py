@@ -267,5 +267,4 @@ def benchmark(
     sink = Sink(json=json)
     recs = api.benchmark(device=device, quick=quick, iters=iters, compile=compile_, amp=amp, e2e=e2e, sink=sink)
     s = recs.summary
-    sink.benchmark(recs, title=f"wise fas benchmark ({s['preset']}; max |Δ| {s['max_abs_diff']:.2e}; {s['device']})",
-                   doc=s)
+    sink.benchmark(recs, title=f"wise fas benchmark ({s['preset']}; max |Δ| {s['max_abs_diff']:.2e}; {s['device']})")

@@ -215,7 +215,4 @@ def benchmark(quick: o.Quick = False, device: o.Device = None, json: o.Json = Fa
     """Race our evaluation, re-ranking and (CUDA) embedding against the peers (one process, one device)."""
     from wisecli.engines.reid import api
 
-    recs = api.benchmark(device=device, quick=quick)
-    named = {r.case.split()[0]: r.as_dict() for r in recs}  # the spec's document: {device, eval, rerank, ratios}
-    doc = {"device": recs[0].device, **named, "ratios": {k: r["speedup"] for k, r in named.items()}}
-    Sink(json=json).benchmark(recs, title="wise reid benchmark", doc=doc)
+    Sink(json=json).benchmark(api.benchmark(device=device, quick=quick), title="wise reid benchmark")

@@ -202,6 +202,5 @@ def benchmark(
 
     sink = Sink(json=json)
     records = api.benchmark(device=device, quick=quick, dataset=dataset, repeats=repeats, compile=compile, sink=sink)
-    report = records[0].extra.pop("report")
-    sink.benchmark(records, title=f"select-features benchmark: {report['dataset']} on {report['device']}",
-                   doc=report)
+    sink.benchmark(records, title=f"select-features benchmark: {records.summary['dataset']} on "
+                                  f"{records.summary['device']}")

@@ -129,12 +129,12 @@ class Sink:
             bad = [g["gate"] for g in doc["gates"] if not g["ok"]]
             raise WorkFailed(f"demo gate failed: {', '.join(bad)}", hint="the table shows the value and the threshold")
 
-    def benchmark(self, records: list[Any], *, title: str, doc: dict | None = None) -> None:
-        """Print benchmark records (`BenchRecord`s or dicts) as one table or `--json` document; `doc` adds keys
-        a method's spec promises in that document beside `records` (e.g. reid's `{device, eval, rerank, ratios}`)."""
-        recs = [r.as_dict() if hasattr(r, "as_dict") else r for r in records]
+    def benchmark(self, records: list[Any], *, title: str) -> None:
+        """Print benchmark records (`BenchRecord`s) as one table or `--json` document; a `BenchRecords` list's
+        `summary` (what a method's spec asks for beside the records) goes into that document too."""
+        recs = [r.as_dict() for r in records]
         cols = ["case", "ours_s", "peer", "peer_s", "speedup", "device"]
-        self.result({"records": recs, **(doc or {})}, rows=recs,
+        self.result({"records": recs, **getattr(records, "summary", {})}, rows=recs,
                     columns=[c for c in cols if any(c in r for r in recs)] or None, title=title)
 
     # messages ----------------------------------------------------------------------------------------

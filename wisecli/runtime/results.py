@@ -84,7 +84,7 @@ class BenchRecord:
 
 class BenchRecords(list):
     """A `list[BenchRecord]` with a `summary` dict: figures a method's spec asks for beside the records (device,
-    preset, shapes, agreement checks); the command passes it on as `Sink.benchmark(records, doc=summary)`."""
+    preset, shapes, agreement checks); `Sink.benchmark` prints it beside the records in the `--json` document."""
 
     def __init__(self, records=(), summary: dict[str, Any] | None = None):
         super().__init__(records)

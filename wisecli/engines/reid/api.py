@@ -227,8 +227,9 @@ def benchmark(device=None, quick: bool = False) -> list:
     """Race our evaluation, re-ranking and (CUDA) embedding against the peers (`peers.py`: numpy per-query loop,
     dense numpy re-ranking; fp32 embedding) in one process on one device, with `runtime.bench.race`.
 
-    Defaults: device "auto", quick False (True: seconds-sized cases). Returns `runtime.results.BenchRecord`s
-    (case, ours_s, peer, peer_s, speedup, device, and each case's agreement figures with `agree`)."""
+    Defaults: device "auto", quick False (True: seconds-sized cases). Returns `runtime.results.BenchRecords`
+    (case, ours_s, peer, peer_s, speedup, device, and each case's agreement figures with `agree`) whose summary
+    is the spec's document {device, eval, rerank, ratios}."""
     from .bench import run
 
     v, _ = _resolve("benchmark", {"device": device})

@@ -22,7 +22,7 @@ import torch
 
 from wisecli.runtime.bench import race
 from wisecli.runtime.device import timed
-from wisecli.runtime.results import BenchRecord
+from wisecli.runtime.results import BenchRecord, BenchRecords
 
 FULL = {"Q": 1678, "G": 11579, "D": 2048, "ids": 200, "cams": 20, "sigma": 3.6, "rq": 1678, "rg": 11579}
 QUICK = {"Q": 200, "G": 1500, "D": 256, "ids": 60, "cams": 20, "sigma": 2.5, "rq": 60, "rg": 440}
@@ -148,8 +148,9 @@ def bench_embed(device, quick) -> BenchRecord:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def run(device="auto", quick: bool = False) -> list[BenchRecord]:
-    """The race on one device: eval and rerank always, embed on CUDA (spec §7)."""
+def run(device="auto", quick: bool = False) -> BenchRecords:
+    """The race on one device: eval and rerank always, embed on CUDA (spec §7); the summary is the spec's
+    document {device, eval, rerank[, embed], ratios}."""
     from wisecli.runtime.device import as_device
 
     device = as_device(device)
@@ -157,4 +158,6 @@ def run(device="auto", quick: bool = False) -> list[BenchRecord]:
     recs = [bench_eval(p, device), bench_rerank(p, device)]
     if device.type == "cuda":
         recs.append(bench_embed(device, quick))
-    return recs
+    named = {r.case.split()[0]: r.as_dict() for r in recs}
+    return BenchRecords(recs, {"device": recs[0].device, **named,
+                               "ratios": {k: r["speedup"] for k, r in named.items()}})

@@ -298,9 +298,9 @@ def info() -> dict:
 def benchmark(device=None, quick: bool = False, *, dataset: str | None = None, repeats: int | None = None,
               epochs: int | None = None, compile: bool | None = None, sink=None) -> list:
     """FM's time to a full ranking and its accuracy curve against mi, rfe-lr and l1, in one process (spec §7),
-    each pair timed with `runtime.bench.race`. Returns one `runtime.results.BenchRecord` per peer (ours = FM);
-    the first record's extra["report"] holds the §7 document (dataset, device, n, d, methods with
-    rank_seconds, curve and curve_mean, ratios, equal_accuracy).
+    each pair timed with `runtime.bench.race`. Returns `runtime.results.BenchRecords`, one per peer (ours = FM),
+    whose summary is the §7 document (dataset, device, n, d, methods with rank_seconds, curve and curve_mean,
+    ratios, equal_accuracy).
 
     Defaults (`DEFAULTS["benchmark"]`): dataset None (digits; `quick`: a 400 × 40 synthetic set and 20 epochs),
     repeats 3 (median; rfe-lr and l1 once), epochs None (100, or 20 with `quick`), compile False (FM's step

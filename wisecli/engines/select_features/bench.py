@@ -22,12 +22,13 @@ PRESETS = {  # quick: a small synthetic set that runs on CPU in seconds; full: t
 
 
 def run_benchmark(device, *, quick: bool, dataset: str | None, repeats: int, epochs: int | None = None,
-                  compile: bool = False, warn=None) -> list:
+                  compile: bool = False, warn=None) -> BenchRecords:
     """One `BenchRecord` per peer (`case`, `ours_s`, `peer_s`, `speedup`, `device`, both curve means); the
-    first record's extra holds the whole §7 document under "report" (dataset, device, n, d, methods with
-    rank_seconds, curve and curve_mean each, ratios, equal_accuracy)."""
+    summary is the whole §7 document (dataset, device, n, d, methods with rank_seconds, curve and curve_mean
+    each, ratios, equal_accuracy)."""
     from wisecli.runtime.bench import race
     from wisecli.runtime.device import device_name
+    from wisecli.runtime.results import BenchRecords
 
     preset = dict(PRESETS[bool(quick)])
     if dataset:
@@ -72,5 +73,4 @@ def run_benchmark(device, *, quick: bool, dataset: str | None, repeats: int, epo
               "d": int(x.shape[1]), "epochs": cfg.epochs, "compile": compile, "methods": methods,
               "ratios": {r.peer: r.speedup for r in records},
               "equal_accuracy": methods["fm"]["curve_mean"] >= best_peer - 0.01}
-    records[0].extra["report"] = report
-    return records
+    return BenchRecords(records, report)
