@@ -110,3 +110,17 @@ def test_rerank_lambda_one_keeps_the_original_order():
     d = re_ranking(q, g, lambda_value=1.0)
     base = 1 - q @ g.T
     assert torch.equal(torch.sort(d, dim=1, stable=True).indices, torch.sort(base, dim=1, stable=True).indices)
+
+
+def test_cmc_past_the_gallery_size_is_not_allocated():
+    """CMC at ranks past the gallery is constant: a huge --max-rank gives the same figures, sized by the gallery."""
+    import torch
+
+    from wisecli.engines.reid.metrics import evaluate_ranking
+
+    g = torch.nn.functional.normalize(torch.randn(12, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    q = g[:4] + 0.01
+    ids_g, cams_g = list(range(6)) * 2, [1] * 6 + [2] * 6
+    small = evaluate_ranking(list(range(4)), ids_g, [3] * 4, cams_g, qf=q, gf=g, max_rank=12)
+    huge = evaluate_ranking(list(range(4)), ids_g, [3] * 4, cams_g, qf=q, gf=g, max_rank=2**31)
+    assert len(huge["cmc"]) == 12 and huge["cmc"] == small["cmc"] and huge["mAP_standard"] == small["mAP_standard"]

@@ -55,6 +55,20 @@ def perturb(argv: list[str], cmd, p, value) -> list[str]:
     return only_token(argv, cmd, p, where[0], value) if where else [*argv, long_name(p), value]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def bounded_memory():
+    """A fuzzed size (2^31 ranks, a 10^20 batch) must be refused or bounded, never allocated: under a 16 GiB
+    address-space cap such a run fails here with a traceback naming the draw, instead of the OOM killer
+    taking the whole test run down on a 24 GB machine."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = 16 * 2**30
+    resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 @pytest.mark.parametrize("method, verb", VERB_PAIRS, ids=VERB_IDS)
 def test_fuzzed_options_never_crash(method, verb, tmp_path_factory):
     ex = examples_of(method, tmp_path_factory)

@@ -75,12 +75,14 @@ def evaluate_ranking(q_ids, g_ids, q_cams, g_cams, *, qf: torch.Tensor | None = 
 
     Give either features (`qf`, `gf`; cosine distance, computed block by block on `device`) or a Q x G distance
     matrix (`distmat`, e.g. after re-ranking).  `on_query(index, record)` receives each query's record as soon as
-    its block is done (streams `--per-query`).
+    its block is done (streams `--per-query`). The curve stops at the gallery size: every rank past it equals the
+    last (a `--max-rank` of 2^31 must not allocate 2^31 counters).
     """
     device = as_device(device)
     as_t = lambda x: torch.as_tensor(x, dtype=torch.long, device=device)  # noqa: E731
     q_ids, g_ids, q_cams, g_cams = as_t(q_ids), as_t(g_ids), as_t(q_cams), as_t(g_cams)
     Q = len(q_ids)
+    max_rank = max(1, min(int(max_rank), len(g_ids)))
     hits_sum = torch.zeros(max_rank, dtype=torch.float64, device=device)
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # ap_std, ap_off, inp, valid
     for s, dist in distance_blocks(qf, gf, distmat=distmat, device=device, fast=fast, block=block):
