@@ -85,8 +85,8 @@ class Fronts:
         why = (f"branch and bound ran out of --bnb-time-limit {self.options.get('bnb_time_limit')} s"
                if self.method == "bnb" else f"--front {self.method} is not exact there")
         levels = ", ".join(map(str, c["uncertified_levels"]))
-        return (f"not certified: levels {levels} of {c['uncertified_columns']} of {self.err.shape[0]} columns are the "
-                f"best found, not proven optimal ({why}); --front enum is exact (r ≤ {ENUM_MAX_R})")
+        return (f"not certified: {c['uncertified_columns']} of {self.err.shape[0]} columns hold levels that are the best "
+                f"found, not proven optimal (levels {levels}; {why}); --front enum is exact (r ≤ {ENUM_MAX_R})")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
