@@ -46,7 +46,7 @@ Kmax = Annotated[Optional[int], typer.Option("--kmax", help="Cap every front at 
 Select = Annotated[Optional[Literal["auto", "dp", "greedy"]], typer.Option("--select", help="Step-2 selection.",
                                                                             rich_help_panel=_SOLVE)]
 EnumMax = Annotated[Optional[int], typer.Option("--enum-max-subsets", help="Subset budget of enum/hybrid/auto "
-                                                "(0: 65536 on GPU, 4096 on CPU).", callback=o.not_negative,
+                                                "(0: by estimated cost on the device; see info).", callback=o.not_negative,
                                                 rich_help_panel=_SOLVE)]
 BnbLimit = Annotated[Optional[float], typer.Option("--bnb-time-limit", help="Seconds per column for bnb.",
                                                    callback=o.positive, rich_help_panel=_SOLVE)]

@@ -9,8 +9,10 @@ arXiv 2011.11066), on arrays.
 - fronts files: `save_fronts`, `load_fronts` (what `pareto` writes and `run --fronts` reads).
 
 Choices where the spec is silent (ours): all-zero atoms are dropped before solving (their rows of X are 0) and
-reported; with `kmax` < r the fronts hold levels 0..kmax only; `--front auto` also picks `enum` when the
-subsets up to `kmax` fit `enum_max_subsets`; a level is marked exact when enumerated, proven by branch and bound,
+reported; with `kmax` < r the fronts hold levels 0..kmax only; `--front auto` picks `enum` when the subsets up to
+`kmax` fit `enum_max_subsets` (r ≤ 20), else `bnb` (r ≤ 24) or `hybrid`; `enum_max_subsets` 0 means "by cost": the
+most subsets whose enumeration over the n columns fits the device's work budget (`ENUM_WORK_BUDGET`, see
+`auto_max_subsets`); a level is marked exact when enumerated, proven by branch and bound,
 or equal to the dense NNLS error (no support does better); winners of every method are re-scored as ‖A x − b‖²
 after an NNLS refit on their support, so all errors are computed the same way; `dp` reports the LP bound as
 `lower_bound` and a zero gap (it is exact); `global-topq` ranks the coefficients of the normalised atoms.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from math import comb
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +31,10 @@ import numpy as np
 from wisecli.cli.errors import InputError
 from wisecli.runtime.device import as_device
 
-ENUM_MAX_SUBSETS = {"cuda": 65536, "cpu": 4096}
+ENUM_WORK_BUDGET = {"cuda": 1e13, "cpu": 5e10}
+"""Work units (see `enum_work`) that `--enum-max-subsets 0` lets an exact enumeration spend: about 0.5-2 ns a unit
+on 2 CPU cores (r = 16, n = 150 faces: 1.9·10⁹ units, 1-4 s), so the CPU budget is one to two minutes there;
+branch and bound is slower still on real data (r = 16 faces: about 0.5 s a column)."""
 FRONT_METHODS = ("auto", "enum", "hybrid", "bnb", "union", "greedy", "backward", "homotopy")
 SELECT_METHODS = ("auto", "dp", "greedy")
 EVAL_METHODS = ("matrixwise-exact", "matrixwise-union", "columnwise-exact", "columnwise-nnomp",
@@ -63,6 +69,25 @@ class Fronts:
     def exact_level_fraction(self) -> float:
         return float(self.exact.mean()) if self.exact.size else 1.0
 
+    def certification(self) -> dict:
+        """Whether every level of every front is proven optimal: {"certified": bool, "uncertified_levels": the
+        levels k with a column not proven there, "uncertified_columns": how many columns have such a level}."""
+        bad = ~np.asarray(self.exact, dtype=bool)
+        return {"certified": not bool(bad.any()),
+                "uncertified_levels": [int(k) for k in np.flatnonzero(bad.any(0))],
+                "uncertified_columns": int(bad.any(1).sum())}
+
+    def certification_warning(self) -> str | None:
+        """One line for stderr when some level is not proven optimal (None when all are)."""
+        c = self.certification()
+        if c["certified"]:
+            return None
+        why = (f"branch and bound ran out of --bnb-time-limit {self.options.get('bnb_time_limit')} s"
+               if self.method == "bnb" else f"--front {self.method} is not exact there")
+        levels = ", ".join(map(str, c["uncertified_levels"]))
+        return (f"not certified: {c['uncertified_columns']} of {self.err.shape[0]} columns hold levels that are the best "
+                f"found, not proven optimal (levels {levels}; {why}); --front enum is exact (r ≤ {ENUM_MAX_R})")
+
 
 # ------------------------------------------------------------------------------------------------ helpers
 def _prepare(A: np.ndarray, normalize: bool):
@@ -84,6 +109,27 @@ def _prepare(A: np.ndarray, normalize: bool):
     return An, keep, scale, notes
 
 
+def enum_work(r: int, kmax: int, n: int) -> float:
+    """Estimated work of `fronts.enum_levels` for sizes 1..kmax on n columns, in multiply-adds. It runs on the Gram
+    form (G = AᵀA, C = AᵀB computed once), so m does not enter: per size k, the C(r, k) factorisations cost about k³
+    each, and every (subset, column) pair two k×r-by-r GEMM rows plus the positivity mask and the max-reduction,
+    about k·(r + 8)."""
+    return float(sum(comb(r, k) * k * ((r + 8) * n + k * k) for k in range(1, kmax + 1)))
+
+
+def auto_max_subsets(r: int, n: int, device_type: str) -> int:
+    """What `enum_max_subsets` 0 stands for: the subset count of the largest size K whose enumeration of every
+    subset with |S| ≤ K over n columns fits `ENUM_WORK_BUDGET` of the device (so `auto` enumerates when all sizes
+    fit, and `hybrid` enumerates up to K)."""
+    from .fronts import subset_count
+
+    budget = ENUM_WORK_BUDGET["cuda" if device_type == "cuda" else "cpu"]
+    K = 0
+    while K < r and enum_work(r, K + 1, max(n, 1)) <= budget:
+        K += 1
+    return subset_count(r, K)
+
+
 def _resolve_front(front: str, r: int, kmax: int, max_subsets: int) -> str:
     from .fronts import subset_count
 
@@ -94,7 +140,7 @@ def _resolve_front(front: str, r: int, kmax: int, max_subsets: int) -> str:
                          hint="use --front hybrid (or bnb, or union)")
     if front != "auto":
         return front
-    if subset_count(r, kmax) <= max_subsets:
+    if r <= ENUM_MAX_R and subset_count(r, kmax) <= max_subsets:
         return "enum"
     return "bnb" if r <= 24 else "hybrid"
 
@@ -142,7 +188,7 @@ def compute_fronts(A, B, *, front: str = "auto", kmax: int | None = None, device
         raise InputError(f"--kmax {kmax} must be in 1..{r_full}", hint="kmax is at most the number of atoms")
     kmax = min(kmax, r)
     if not enum_max_subsets:
-        enum_max_subsets = ENUM_MAX_SUBSETS["cuda" if dev.type == "cuda" else "cpu"]
+        enum_max_subsets = auto_max_subsets(r, B.shape[1], dev.type)
     method = _resolve_front(front, r, kmax, enum_max_subsets)
     if not max_steps:
         max_steps = 4 * r
@@ -183,7 +229,7 @@ def compute_fronts(A, B, *, front: str = "auto", kmax: int | None = None, device
         lv.add(torch.arange(e - s, device=dev), dense_err, dense.x > 0)
         flagged = lv.flagged | dense.flagged
         _, mask, _ = F.finish(lv)
-        proven = torch.zeros(e - s, dtype=torch.bool, device=dev)
+        proven = torch.zeros(e - s, kmax + 1, dtype=torch.bool, device=dev)
         if method == "bnb":
             err0, _, _ = F.finish(lv)
             eb, sb, pr, _ = bnb_fronts(G.cpu().numpy(), C.cpu().numpy(), beta.cpu().numpy(), kmax,
@@ -205,7 +251,7 @@ def compute_fronts(A, B, *, front: str = "auto", kmax: int | None = None, device
         elif method == "hybrid":
             exact[:, : K + 1] = True
         elif method == "bnb":
-            exact |= proven.unsqueeze(1)
+            exact |= proven
         exact[:, 0] = True
         errs.append(err.cpu().numpy())
         ons.append(on.cpu().numpy())

@@ -16,7 +16,7 @@ from typing import Any
 
 from wisecli.cli.errors import InputError
 
-_FRONT = {  # 0 means "automatic" for kmax (r), max_steps (4r) and enum_max_subsets (65 536 on GPU, 4 096 on CPU)
+_FRONT = {  # 0 means "automatic" for kmax (r), max_steps (4r) and enum_max_subsets (by cost: algorithm.auto_max_subsets)
     "front": "auto",
     "kmax": 0,
     "enum_max_subsets": 0,
@@ -97,8 +97,8 @@ def run(inputs, *, dictionary: str | None = None, nnz: int | None = None, avg_nn
     {stem}.summary.json, with `sparse` {stem}.X.coo.npz, with `maps` one PNG per atom (cubes), and run.json.
     Returns one record per input (`status` ok, skipped or error); an ok record carries its `summary` document
     (the spec's `run --json` keys). Defaults: `DEFAULTS["run"]` (front auto, kmax r, select auto, enum-max-subsets
-    by device, bnb-time-limit 1 s, max-steps 4r, atoms normalised, fp64, ridge 0, bpp, format npy, device auto,
-    seed 0). A lone failing input raises its error; several: the failures are records."""
+    by cost (the enumeration's estimated work on this device and n), bnb-time-limit 1 s, max-steps 4r, atoms
+    normalised, fp64, ridge 0, bpp, format npy, device auto, seed 0). A lone failing input raises its error; several: the failures are records."""
     from .data import expand, read_dictionary
 
     paths = expand(inputs, pattern=pattern, shard=shard)
@@ -254,7 +254,8 @@ def info(device=None) -> dict:
                     "pareto": ["{stem}.fronts.npz", "{stem}.fronts.partial.npz (while running)"]},
         "limits": {"enum_max_r": alg.ENUM_MAX_R, "bnb_auto_max_r": 24, "support_bitmask_r": 64,
                    "dp_back_pointer_max_r": 255},
-        "defaults": {**DEFAULTS["run"], "enum_max_subsets": alg.ENUM_MAX_SUBSETS, "kmax": "r", "max_steps": "4r"},
+        "defaults": {**DEFAULTS["run"], "enum_max_subsets": "0: by cost, the most subsets whose enumeration fits the work budget "
+                     f"{alg.ENUM_WORK_BUDGET} (algorithm.enum_work units) over the input's columns", "kmax": "r", "max_steps": "4r"},
         "verb_defaults": DEFAULTS,
         "device": device_name(dev),
     }

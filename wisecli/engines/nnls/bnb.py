@@ -8,7 +8,8 @@ pruned when its error is ≥ the incumbent of every level in [|F|, s − 1]. Oth
 subset is visited at most once; the search is depth-first. Incumbents start from an approximate front.
 
 Our choices: per-column work is sequential numpy on the CPU (the search is data-dependent); columns are spread
-over worker processes; a column past its time limit keeps its improved incumbents, marked not exact.
+over worker processes; a column past its time limit keeps its improved incumbents, and only the levels that no
+open node can still improve (its parent's NNLS error, a lower bound, is not below the incumbent) are proven.
 """
 
 from __future__ import annotations
@@ -27,12 +28,16 @@ def _solve_ls(G, c, idx):
         return np.linalg.lstsq(G[np.ix_(idx, idx)], c[idx], rcond=None)[0]
 
 
-def nnls_lh(G: np.ndarray, c: np.ndarray, allowed: np.ndarray, x0: np.ndarray, tol: float) -> np.ndarray:
-    """Lawson–Hanson NNLS on the allowed atoms from the Gram form, warm-started at the feasible point x0."""
+def nnls_lh(G: np.ndarray, c: np.ndarray, allowed: np.ndarray, x0: np.ndarray, tol: float,
+            max_iter: int | None = None) -> tuple[np.ndarray, bool]:
+    """Lawson–Hanson NNLS on the allowed atoms from the Gram form, warm-started at the feasible point x0.
+
+    Returns (x, converged): converged is False when the iteration cap stopped it before the KKT conditions held,
+    so x is feasible but its error is no lower bound."""
     r = c.shape[0]
     x = np.where(allowed, np.maximum(x0, 0), 0.0)
     P = x > 0
-    for _ in range(3 * r + 10):
+    for _ in range(max_iter if max_iter is not None else 3 * r + 10):
         idx = np.flatnonzero(P)
         z = np.zeros(r)
         if idx.size:
@@ -50,26 +55,46 @@ def nnls_lh(G: np.ndarray, c: np.ndarray, allowed: np.ndarray, x0: np.ndarray, t
         w[P | ~allowed] = -np.inf
         j = int(np.argmax(w))
         if not w[j] > tol:
-            break
+            return x, True
         P[j] = True
-    return x
+    return x, False
+
+
+def _certified(best, open_nodes, kmax) -> np.ndarray:
+    """Levels proven optimal while the nodes in `open_nodes` (bound, |F|) are unexplored: level k is proven when
+    no open subtree that reaches size k (|F| ≤ k) has a lower bound below the incumbent of level k."""
+    proven = np.ones(kmax + 1, dtype=bool)
+    for bound, nf in open_nodes:
+        if nf <= kmax:
+            proven[nf:] &= ~(bound < best[nf:])
+    return proven
 
 
 def bnb_column(G, c, beta, kmax, err0, supp0, time_limit):
-    """Exact front of one column: returns (err (kmax+1), support masks (kmax+1)×r, proven: bool, nodes)."""
+    """Exact front of one column: returns (err (kmax+1), support masks (kmax+1)×r, proven (kmax+1) bool, nodes).
+
+    Each open node carries its parent's NNLS error as a lower bound, so a search stopped by `time_limit` still
+    proves the levels no open subtree can improve. A node whose NNLS does not converge (even cold-started with a
+    larger cap) gives no bound: the column is then proven nowhere (its levels stay best found)."""
     r = c.shape[0]
     tol = 1e-13 * max(np.abs(c).max(), np.abs(np.diag(G)).max(), 1e-300)
     best = err0.copy()
     bsup = supp0.copy()
     start = time.perf_counter()
-    stack = [(np.diag(G) > 0, np.zeros(r, bool), np.zeros(r))]
+    stack = [(np.diag(G) > 0, np.zeros(r, bool), np.zeros(r), 0.0)]
     nodes = 0
+    sound = True
     while stack:
         if time.perf_counter() - start > time_limit:
-            return best, bsup, False, nodes
-        K, F, xw = stack.pop()
+            proven = _certified(best, [(b, int(F.sum())) for _, F, _, b in stack], kmax) if sound else \
+                np.zeros(kmax + 1, dtype=bool)
+            return best, bsup, proven, nodes
+        K, F, xw, _ = stack.pop()
         nodes += 1
-        x = nnls_lh(G, c, K, xw, tol)
+        x, ok = nnls_lh(G, c, K, xw, tol)
+        if not ok:
+            x, ok = nnls_lh(G, c, K, np.zeros(r), tol, max_iter=20 * r + 50)
+        sound &= ok
         e = max(beta - 2 * c @ x + x @ G @ x, 0.0)
         supp = x > 0
         s = int(supp.sum())
@@ -78,7 +103,7 @@ def bnb_column(G, c, beta, kmax, err0, supp0, time_limit):
             best[s:][upd] = e
             bsup[s:][upd] = supp
         lo, hi = int(F.sum()), min(s - 1, kmax)
-        if lo > hi or np.all(e >= best[lo:hi + 1]):
+        if lo > hi or (ok and np.all(e >= best[lo:hi + 1])):
             continue
         cand = np.flatnonzero(supp & ~F)
         cand = cand[np.argsort(x[cand], kind="stable")]
@@ -91,10 +116,10 @@ def bnb_column(G, c, beta, kmax, err0, supp0, time_limit):
             Kc[ct] = False
             xc = x.copy()
             xc[ct] = 0.0
-            children.append((Kc, Fc.copy(), xc))
+            children.append((Kc, Fc.copy(), xc, e))
             Fc[ct] = True
         stack.extend(reversed(children))
-    return best, bsup, True, nodes
+    return best, bsup, np.full(kmax + 1, sound), nodes
 
 
 def _run_chunk(args):
@@ -107,7 +132,7 @@ def _run_chunk(args):
 def bnb_fronts(G, C, beta, kmax, err0, supp0, *, time_limit: float = 1.0, workers: int | None = None):
     """Branch and bound for every column (numpy float64 inputs); err0/supp0: incumbent front (n×(kmax+1)[×r]).
 
-    Returns (err, support, proven per column, total nodes). ``workers`` > 1 spreads column chunks over processes.
+    Returns (err, support, proven (n×(kmax+1) bool: the level is proven optimal), total nodes). ``workers`` > 1 spreads column chunks over processes.
     """
     n = C.shape[1]
     if workers is None:

@@ -89,6 +89,9 @@ def run(paths: list[Path], *, dictionary, nnz, avg_nnz, fronts, cfg: dict, reade
                                option_hint="--chunk-columns")
         for note in fr.notes:
             sink.warn(note)
+        cert = fr.certification()
+        if not cert["certified"]:
+            sink.warn(f"{Path(p).name}: fronts {fr.certification_warning()}")
         res = alg.solve(fr.A, B, q=nnz, avg_nnz=avg_nnz, fronts=fr, select_method=cfg["select"],
                         dp_max_cells=cfg["dp_max_cells"], device=device)
         for note in res["notes"][len(fr.notes):]:
@@ -116,6 +119,8 @@ def run(paths: list[Path], *, dictionary, nnz, avg_nnz, fronts, cfg: dict, reade
             "rel_error": res["rel_error"], "nnls_rel_error": res["nnls_rel_error"],
             "front": {"method": fr.method, "exact_level_fraction": fr.exact_level_fraction(),
                       "flagged_columns": int(fr.flagged.sum()), "seconds": fr.seconds},
+            "certified": cert["certified"], "uncertified_levels": cert["uncertified_levels"],
+            "uncertified_columns": cert["uncertified_columns"],
             "select": {"method": sel.method, "objective": sel.objective, "lower_bound": sel.lower_bound,
                        "gap": sel.gap, "seconds": sel.seconds},
             "k_hist": res["k_hist"], "outputs": [str(x) for x in outs],
@@ -168,13 +173,16 @@ def pareto(paths: list[Path], *, dictionary, cfg: dict, reader: dict, out: Path,
             parts, start = [prev], prev.err.shape[0]
             sink.info(f"resuming {Path(p).name} at column {start}")
         n = B.shape[1]
+        kw = front_kw(cfg)
+        if not kw.get("enum_max_subsets"):  # "by cost" over the whole input, so every chunk picks the same front
+            kw["enum_max_subsets"] = alg.auto_max_subsets(int((np.abs(A).sum(0) > 0).sum()), n, device.type)
         with progress(f"fronts {Path(p).name}", n, show=show_progress) as advance:
             advance(start)
             for s in range(start, n, chunk):
                 e = min(n, s + chunk)
                 parts.append(oom_guard(lambda: alg.compute_fronts(A, B[:, s:e], device=device, col_block=chunk,
                                                                   with_coefficients=with_coefficients,
-                                                                  **front_kw(cfg)),
+                                                                  **kw),
                                        option_hint="--chunk-columns"))
                 if e < n:
                     save_npz(partial, **alg.fronts_arrays(alg.concat_fronts(parts)))
@@ -182,6 +190,9 @@ def pareto(paths: list[Path], *, dictionary, cfg: dict, reader: dict, out: Path,
         fr = alg.concat_fronts(parts)
         for note in fr.notes:
             sink.warn(note)
+        cert = fr.certification()
+        if not cert["certified"]:
+            sink.warn(f"{Path(p).name}: fronts {fr.certification_warning()}")
         path = alg.save_fronts(outputs_for(p)[0], fr)
         if partial.exists():
             partial.unlink()
@@ -191,6 +202,7 @@ def pareto(paths: list[Path], *, dictionary, cfg: dict, reader: dict, out: Path,
         doc = {"command": "nnls pareto", "input": str(p), "m": int(B.shape[0]), "r": int(A.shape[1]), "n": n,
                "method": fr.method, "kmax": fr.kmax, "exact_level_fraction": fr.exact_level_fraction(),
                "flagged_columns": int(fr.flagged.sum()), "on_front_mean": float(fr.on_front[:, 1:].sum(1).mean()),
+               **cert,
                "outputs": outs, "device": device_name(device), "seconds": time.perf_counter() - t0}
         docs[str(p)] = doc
         return {"output": str(path), "outputs": outs,
