@@ -302,7 +302,8 @@ def run_in(cwd: Path, method: str, argv: list[str], *, input: str | None = None,
     old_dir = os.getcwd()
     old_handler = signal.signal(signal.SIGALRM, _alarm)
     os.chdir(cwd)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
+    # repeating: an alarm raised inside a callback that swallows exceptions (a gc callback) fires again
+    signal.setitimer(signal.ITIMER_REAL, timeout, 0.25)
     try:
         return run_wise(method, *map(str, argv), input=input)
     except RunTimeout:

@@ -74,6 +74,9 @@ def test_fuzzed_options_never_crash(method, verb, tmp_path_factory):
     ex = examples_of(method, tmp_path_factory)
     cmd = verbs_of(method)[verb]
     base = ex.example(verb)
+    # the example once in full (cached for the session): the modules it imports lazily are loaded before a run is
+    # stopped at STOP_S, since stopping one inside an import would leave a half-made module for every later run
+    ex.clean_run(verb)
     opts = fuzzable(method, verb, cmd)
     if not opts:
         return  # no option to fuzz
