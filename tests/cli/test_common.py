@@ -147,3 +147,14 @@ def test_a_bad_config_is_refused_by_a_verb_that_reads_no_setting(toy, tmp_path, 
     for bad in (tmp_path / "missing.toml", binary):
         code, out, err = wise("toy", "eof", "--config", bad)
         assert code == 2 and out == "" and err.startswith("Error: config file") and str(bad) in err.splitlines()[0]
+
+
+def test_one_of_checks_settings_that_bypass_typer_choices():
+    from wisecli.cli.config import one_of
+    from wisecli.cli.errors import InputError
+
+    one_of("--cv", "blocked", ("blocked", "group"))
+    one_of("--format", None, ("csv", None))
+    with pytest.raises(InputError, match="--cv 'blokced' is not one of blocked, group") as exc:
+        one_of("--cv", "blokced", ("blocked", "group"))
+    assert exc.value.hint == "did you mean 'blocked'?"

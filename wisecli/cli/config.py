@@ -99,6 +99,17 @@ def coerce(key: str, value: Any, default: Any, where: str) -> Any:
     return value
 
 
+def one_of(flag: str, value: Any, allowed) -> None:
+    """Refuse a setting that is not one of `allowed` (exit 2, with a did-you-mean hint). Typer checks the choices
+    of a flag, but values from `--config`, `--set`, `WISE_*` and the Python API reach the engine unchecked."""
+    if value in allowed:
+        return
+    names = [str(a) for a in allowed if a is not None]
+    close = difflib.get_close_matches(str(value), names, n=1)
+    raise InputError(f"{flag} {value!r} is not one of {', '.join(names)}",
+                     hint=f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(names)}")
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """A `--config` TOML file as flat dotted keys; unreadable or invalid files are input errors."""
     try:

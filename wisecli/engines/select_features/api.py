@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from wisecli.cli.config import one_of
 from wisecli.cli.errors import InputError
 
 from .config import FMConfig
@@ -52,22 +53,12 @@ def _resolve(verb: str, given: dict):
     res = resolve(DEFAULTS[verb], flags={k: v for k, v in given.items() if k in DEFAULTS[verb]})
     for key, allowed in _CHOICES.items():
         if key in res.values and key != "baselines":
-            _one_of(key, res.values[key], allowed)
+            one_of(_flag(key), res.values[key], allowed)
     return res
 
 
 def _flag(key: str) -> str:
     return "--" + ("format" if key == "fmt" else key.replace("_", "-"))
-
-
-def _one_of(key: str, value, allowed) -> None:
-    if value not in allowed:
-        import difflib
-
-        names = [a for a in allowed if a is not None]
-        close = difflib.get_close_matches(str(value), names, n=1)
-        raise InputError(f"{_flag(key)} {value!r} is not one of {', '.join(names)}",
-                         hint=f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(names)}")
 
 
 def _ints(key: str, value) -> list[int] | None:
@@ -227,7 +218,7 @@ def evaluate(data: str | Path, target: str, *, out_dir: str | Path | None = None
     names = v["baselines"] if isinstance(v["baselines"], list) else str(v["baselines"]).split(",")
     methods = [] if [b.strip() for b in names] == ["none"] else [b.strip() for b in names if b.strip()]
     for b in methods:
-        _one_of("baselines", b, _CHOICES["baselines"])
+        one_of(_flag("baselines"), b, _CHOICES["baselines"])
     ks = _ints("k", v["k"])
     if ks is not None and (not ks or min(ks) < 1):
         raise InputError(f"--k {v['k']}: every k must be at least 1", hint="for example --k 5,10,20")
@@ -263,7 +254,7 @@ def demo(quick: bool = False, device=None, *, dataset: str | None = None, epochs
 
     Defaults (`DEFAULTS["demo"]`): dataset "all", device "auto"."""
     v = _resolve("demo", locals()).values
-    _one_of("dataset", v["dataset"], _DATASETS["demo"])
+    one_of(_flag("dataset"), v["dataset"], _DATASETS["demo"])
     from wisecli.runtime.device import as_device
 
     from .protocol import run_demo
@@ -306,7 +297,7 @@ def benchmark(device=None, quick: bool = False, *, dataset: str | None = None, r
     repeats 3 (median; rfe-lr and l1 once), epochs None (100, or 20 with `quick`), compile False (FM's step
     through torch.compile; the warm-up fit pays the compile), device "auto"."""
     v = _resolve("benchmark", locals()).values
-    _one_of("dataset", v["dataset"], _DATASETS["benchmark"])
+    one_of(_flag("dataset"), v["dataset"], _DATASETS["benchmark"])
     _need(v["repeats"] >= 1, "repeats", v["repeats"], "must be at least 1")
     _need(epochs is None or epochs >= 1, "epochs", epochs, "must be at least 1")
     from wisecli.runtime.device import as_device

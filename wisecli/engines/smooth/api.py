@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wisecli.cli.config import one_of
 from wisecli.cli.errors import InputError
 
 METHOD = "smooth"
@@ -68,11 +69,6 @@ def _check_positive(**values) -> None:
     for name, v in values.items():
         if v is not None and not (math.isfinite(v) and v > 0):
             raise InputError(f"--{name} must be a positive finite number, got {v}", hint=f"e.g. --{name} 1")
-
-
-def _one_of(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise InputError(f"unknown --{name} {value!r}", hint=" | ".join(allowed))
 
 
 def _read_options(cfg, *, time_col=None, sensors=None, exclude=None, label_col=None, target_col=None,
@@ -171,7 +167,7 @@ def run(model: Path | str, inputs, out_dir: Path | str | None = None, *, window:
     inputs = [str(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs or [])]
     streaming = inputs == ["-"]
     items = [] if streaming else _expand(inputs)
-    _one_of("mode", mode, ("split", "complex", "real"))
+    one_of("--mode", mode, ("split", "complex", "real"))
     m = A.load(Path(model))
     defaults = {**DEFAULTS["run"], "window": m.window, "step": m.step, "blocks": m.blocks, "scale": m.scale}
     cfg = _resolve("run", defaults, window=window, step=step, blocks=blocks, scale=scale, format=format,
@@ -180,8 +176,8 @@ def run(model: Path | str, inputs, out_dir: Path | str | None = None, *, window:
     v = cfg.values
     _check_params(window=v["window"], step=v["step"], blocks=v["blocks"])
     _check_positive(scale=v["scale"])
-    _one_of("format", v["format"], ("csv", "npy"))
-    _one_of("precision", v["precision"], ("auto", "fp32", "fp64"))
+    one_of("--format", v["format"], ("csv", "npy"))
+    one_of("--precision", v["precision"], ("auto", "fp32", "fp64"))
     opts = _read_options(v, time_col=time_col, sensors=sensors, exclude=exclude, label_col=label_col,
                          sort_time=sort_time, dedupe=dedupe, align_tolerance=align_tolerance)
     kw = dict(window=v["window"], step=v["step"], blocks=v["blocks"], mode=mode, scale=v["scale"])
@@ -235,16 +231,16 @@ def evaluate(inputs=None, *, label_col: str | None = None, labels: Path | None =
                    repeats=repeats, mixed_windows=mixed_windows, quirks=quirks, layout=layout, gaps=gaps, seed=seed)
     v = dict(cfg.values)
     if dataset is not None:
-        _one_of("dataset", dataset, tuple(_DATASET_WINDOWS))
+        one_of("--dataset", dataset, tuple(_DATASET_WINDOWS))
         for key, val in zip(("window", "step"), _DATASET_WINDOWS[dataset]):
             if cfg.sources[key] == "default":
                 v[key] = val
     _check_params(window=v["window"], step=v["step"], repeats=v["repeats"])
     if v["seed"] < 0:
         raise InputError(f"--seed must be 0 or more, got {v['seed']}", hint="e.g. --seed 0")
-    _one_of("task", v["task"], ("classify", "regress"))
-    _one_of("cv", v["cv"], ("blocked", "shuffled", "group", "split"))
-    _one_of("mixed-windows", v["mixed_windows"], ("last", "drop"))
+    one_of("--task", v["task"], ("classify", "regress"))
+    one_of("--cv", v["cv"], ("blocked", "shuffled", "group", "split"))
+    one_of("--mixed-windows", v["mixed_windows"], ("last", "drop"))
     q = A.Quirks.parse(v["quirks"])
     E.parse_methods(v["methods"])  # unknown methods and missing extras before any reading
     opts = _read_options(v, time_col=time_col, sensors=sensors, exclude=exclude, label_col=label_col,
@@ -326,7 +322,7 @@ def demo(quick: bool = False, device=None, *, source: str | None = None, out_dir
                  device=device if not hasattr(device, "type") else str(device)).values
     if v["seed"] < 0:
         raise InputError(f"--seed must be 0 or more, got {v['seed']}", hint="e.g. --seed 0")
-    _one_of("source", v["source"], ("proc", "synthetic", "basicmotions"))
+    one_of("--source", v["source"], ("proc", "synthetic", "basicmotions"))
     if v["source"] == "basicmotions" and not _have_aeon():
         raise InputError("the basicmotions data set needs aeon", hint="pip install 'wisecli[data]'")
     dev = as_device(device if hasattr(device, "type") else v["device"])

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wisecli.cli.config import one_of
 from wisecli.cli.errors import InputError
 
 from .algorithm import FIXED, Quirks
@@ -78,8 +79,7 @@ class ReadOptions:
     def __post_init__(self):
         for name, value, allowed in (("layout", self.layout, LAYOUTS), ("gaps", self.gaps, GAPS),
                                      ("dedupe", self.dedupe, (None, *DEDUPE))):
-            if value not in allowed:
-                raise InputError(f"unknown --{name} {value!r}", hint=" | ".join(a for a in allowed if a))
+            one_of(f"--{name}", value, allowed)
         if self.align_tolerance is not None and not (math.isfinite(self.align_tolerance)
                                                      and self.align_tolerance >= 0):
             raise InputError(f"--align-tolerance must be a finite number of seconds ≥ 0, got {self.align_tolerance}",
