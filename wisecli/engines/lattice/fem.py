@@ -112,7 +112,11 @@ class System:
 
     def matrix(self, values: torch.Tensor) -> torch.Tensor:
         """The torch sparse CSR matrix of `values`."""
-        return torch.sparse_csr_tensor(self.crow, self.col, values, size=(self.n, self.n))
+        import warnings
+
+        with warnings.catch_warnings():  # "sparse CSR support is in beta" and the invariant-check notice
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(self.crow, self.col, values, size=(self.n, self.n))
 
     def scipy(self, values: torch.Tensor):
         """The same matrix as a scipy CSR matrix (host)."""
@@ -169,7 +173,8 @@ def pcg(A: torch.Tensor, b: torch.Tensor, diag: torch.Tensor, x0: torch.Tensor |
 
 
 def direct(system: System, values: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """scipy SuperLU solve on the host: (x on b's device, relative residual)."""
+    """scipy SuperLU solve on the host (minimum-degree ordering on KᵀK + K, one refinement step): (x on b's device,
+    relative residual)."""
     import warnings
 
     import scipy.sparse.linalg as spla
@@ -179,9 +184,11 @@ def direct(system: System, values: torch.Tensor, b: torch.Tensor) -> tuple[torch
     with warnings.catch_warnings():
         warnings.simplefilter("error", spla.MatrixRankWarning)
         try:
-            x = spla.spsolve(K, bb, permc_spec="MMD_AT_PLUS_A")
-        except spla.MatrixRankWarning:
+            lu = spla.splu(K, permc_spec="MMD_AT_PLUS_A")
+        except (RuntimeError, spla.MatrixRankWarning):  # "Factor is exactly singular"
             raise WorkFailed("the stiffness matrix is singular", hint="check that every part is supported") from None
+    x = lu.solve(bb)
+    x += lu.solve(bb - K @ x)  # one step of iterative refinement: residual ~1e-16 instead of ~1e-11
     if not np.all(np.isfinite(x)):
         raise WorkFailed("the direct solve gave non-finite displacements", hint="check the supports and loads")
     nb = np.linalg.norm(bb)
