@@ -120,12 +120,20 @@ def _sink(sink):
 
 
 def _lattice(cfg, lattice):
+    """The lattice document, its mesh size checked before anything is built."""
     from . import driver, geometry
 
-    doc = driver.lattice_doc(cfg.values, lattice)
-    if lattice is not None:  # the file's pitch and joint width replace the options
-        cfg.values["pitch"], cfg.values["joint_width"] = float(doc.get("pitch", 1.0)), float(doc.get("joint_width", 0.2))
-    geometry.check_mesh(cfg["pitch"], cfg["joint_width"], cfg["mesh"])
+    if lattice is None:
+        nx, ny, m = cfg["nx"], cfg["ny"], cfg["mesh"]
+        L = geometry.check_mesh(cfg["pitch"], cfg["joint_width"], m)
+        geometry.check_size((nx, ny), (nx + 1) * (ny + 1), nx * (ny + 1) + ny * (nx + 1), m, L)
+        return driver.lattice_doc(cfg.values, None)
+    doc = driver.lattice_doc(cfg.values, lattice)  # the file's pitch and joint width replace the options
+    cfg.values["pitch"], cfg.values["joint_width"] = float(doc.get("pitch", 1.0)), float(doc.get("joint_width", 0.2))
+    L = geometry.check_mesh(cfg["pitch"], cfg["joint_width"], cfg["mesh"])
+    nodes = [tuple(n) for n in doc["nodes"]]
+    ext = (max(n[0] for n in nodes) - min(n[0] for n in nodes), max(n[1] for n in nodes) - min(n[1] for n in nodes))
+    geometry.check_size(ext, len(nodes), len(doc["struts"]), cfg["mesh"], L)
     return doc
 
 
@@ -197,9 +205,8 @@ def evaluate(*, nx: int | None = None, ny: int | None = None, pitch: float | Non
             raise InputError(f"--modes {modes}: give whole numbers, comma-separated", hint="for example 3,4,6,8") from None
     _rom_options(cfg.values, rom, mode_list)
     dev = _device(device, cfg, cfg["linear_solver"])
-    from . import geometry
-
-    driver.parse_designs(cfg["designs"], geometry.build_mesh(doc, 2).n_vars, cfg["seed"])  # checked before work
+    n_vars = len(doc["struts"]) - len(set(doc.get("fixed", [])))
+    driver.parse_designs(cfg["designs"], n_vars, cfg["seed"])  # checked before the work starts
     return driver.evaluate_fom(cfg=cfg.values, doc=doc, designs=cfg["designs"], device=dev, sink=_sink(sink))
 
 

@@ -191,8 +191,8 @@ def parse_designs(spec: str, n_vars: int, seed: int) -> list[tuple[str, np.ndarr
                 n = int(part.split(":", 1)[1])
             except ValueError:
                 n = -1
-            if n < 1:
-                raise InputError(f"--designs {part}: random:N needs N ≥ 1", hint="for example random:20")
+            if not 1 <= n <= 10_000:
+                raise InputError(f"--designs {part}: random:N needs 1 ≤ N ≤ 10000", hint="for example random:20")
             out += [(f"random#{k}", rng.random(n_vars)) for k in range(n)]
         else:
             out.append((part, parse_design(part, n_vars, what="--designs")))

@@ -27,6 +27,20 @@ import numpy as np
 from wisecli.cli.errors import InputError
 
 FACES = ("left", "right", "bottom", "top")
+MAX_ELEMENTS = 20_000_000  # 40 M DOF: beyond the memory of one GPU for this solver
+MAX_GRID_CELLS = 200_000_000  # the structured grid the lattice is cut from (one int64 each)
+
+
+def check_size(nodes_extent: tuple[int, int], n_joints: int, n_struts: int, m: int, L: int) -> None:
+    """Refuse, before anything is allocated, a lattice whose mesh would not fit: more than MAX_ELEMENTS elements
+    or a bounding grid of more than MAX_GRID_CELLS cells."""
+    n_el = n_joints * m * m + n_struts * L * m
+    P = m + L
+    cells = (nodes_extent[0] * P + m) * (nodes_extent[1] * P + m)
+    if n_el > MAX_ELEMENTS or cells > MAX_GRID_CELLS:
+        raise InputError(f"the lattice is too large: {n_el:.3g} elements in a {cells:.3g}-cell grid (at most "
+                         f"{MAX_ELEMENTS:.0e} elements, {MAX_GRID_CELLS:.0e} cells)",
+                         hint="use fewer cells (--nx/--ny) or a coarser --mesh")
 
 
 @dataclass
@@ -98,16 +112,19 @@ def _bad(where: str, what: str, hint: str = "see the README's lattice format") -
 def check_lattice(doc: dict, where: str = "lattice") -> None:
     """Refuse what cannot be a loaded, supported lattice: unknown nodes, non-adjacent or duplicate struts, no
     supports, a support or load on a face that holds a strut, a part not connected to a support."""
-    try:
-        nodes = [tuple(int(v) for v in n) for n in doc["nodes"]]
-        struts = [tuple(int(v) for v in s) for s in doc["struts"]]
-        supports = list(doc.get("supports", []))
-        loads = list(doc.get("loads", []))
-        fixed = [int(v) for v in doc.get("fixed", [])]
-        pitch = float(doc.get("pitch", 1.0))
-        width = float(doc.get("joint_width", 0.2))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _bad(where, f"missing or malformed field ({exc})") from None
+    def field(name, parse, default=None):
+        try:
+            return parse(doc[name]) if name in doc or default is None else default
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _bad(where, f"field {name!r} is missing or malformed ({exc.__class__.__name__}: {exc})") from None
+
+    nodes = field("nodes", lambda v: [tuple(int(x) for x in n) for n in v])
+    struts = field("struts", lambda v: [tuple(int(x) for x in s) for s in v])
+    supports = field("supports", lambda v: [dict(x) for x in v], [])
+    loads = field("loads", lambda v: [dict(x) for x in v], [])
+    fixed = field("fixed", lambda v: [int(x) for x in v], [])
+    pitch = field("pitch", float, 1.0)
+    width = field("joint_width", float, 0.2)
     if not nodes or any(len(n) != 2 for n in nodes):
         raise _bad(where, "nodes must be a non-empty list of [i, j] integer pairs")
     if len(set(nodes)) != len(nodes):
@@ -191,6 +208,9 @@ def check_mesh(pitch: float, joint_width: float, m: int) -> int:
         raise InputError(f"--joint-width {joint_width} is outside (0, {0.5 * pitch:g})",
                          hint="the joint width is a fraction of the pitch, for example 0.2")
     L = (pitch - joint_width) / (joint_width / m)
+    if not math.isfinite(L) or L > MAX_ELEMENTS:
+        raise InputError(f"--joint-width {joint_width} with --pitch {pitch}: a strut would be {L:.3g} elements long",
+                         hint="the joint width is a fraction of the pitch, for example 0.2")
     if abs(L - round(L)) > 1e-6 or round(L) < 1:
         raise InputError(f"--joint-width {joint_width} with --mesh {m}: a strut would be {L:.4g} elements long",
                          hint="pick w so that (pitch − w)/w·m is a whole number, e.g. w = 0.2·pitch")
