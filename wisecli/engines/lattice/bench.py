@@ -1,7 +1,7 @@
 """Our side of the race: the full-order solve (fixed-pattern assembly + Jacobi PCG in torch fp64) on the top88
 continuum cantilever and on generated lattices, against scipy `spsolve` on the host (`peers.py`).
 
-Sizes (`size`): `quick` (CPU, seconds): top88 40×20 and 120×40, lattice 4×2 at m = 4; `ci` (the CUDA preset of
+Sizes (`size`): `quick` (CPU, seconds): top88 40×20 and 80×40, lattice 2×1 at m = 4; `ci` (the CUDA preset of
 `.ci/gpu-check`): top88 300×100, 600×200, 1200×400 and lattice 16×8 at m = 8; `full` adds top88 2400×800.
 The peer runs on a size only while it is expected to finish within `cpu_timeout` seconds ([reconstructed]: a
 running SuperLU cannot be interrupted, so the next size's time is predicted from the last one as DOF^1.5 and
@@ -21,7 +21,7 @@ from . import fem, geometry, peers
 from .topopt import E0, EMIN
 
 SIZES = {
-    "quick": [("top88", 40, 20), ("top88", 120, 40), ("lattice", 4, 2, 4)],
+    "quick": [("top88", 40, 20), ("top88", 80, 40), ("lattice", 2, 1, 4)],
     "ci": [("top88", 300, 100), ("top88", 600, 200), ("top88", 1200, 400), ("lattice", 16, 8, 8)],
     "full": [("top88", 300, 100), ("top88", 600, 200), ("top88", 1200, 400), ("top88", 2400, 800),
              ("lattice", 16, 8, 8)],
