@@ -40,8 +40,9 @@ Solver = Annotated[Optional[Literal["fom", "sc", "cwrom"]], typer.Option(
 Rom = Annotated[Optional[Path], typer.Option("--rom", help="CWROM library (optional component).", rich_help_panel=_SOL)]
 LinSolver = Annotated[Optional[Literal["auto", "pcg", "direct"]], typer.Option(
     "--linear-solver", help="auto: direct on CPU below 300k DOF, else PCG.", rich_help_panel=_SOL)]
-Precond = Annotated[Optional[Literal["jacobi", "mg"]], typer.Option("--precond", help="PCG preconditioner (mg: planned).",
-                                                                    rich_help_panel=_SOL)]
+Precond = Annotated[Optional[Literal["auto", "jacobi", "twolevel", "mg"]], typer.Option(
+    "--precond", help="PCG preconditioner: auto = twolevel (joint rigid-body coarse space) on lattices, jacobi on "
+    "grids; mg: planned.", rich_help_panel=_SOL)]
 
 
 @app.command()

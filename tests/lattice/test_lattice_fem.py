@@ -148,3 +148,44 @@ def test_auto_solver_rule():
     assert fem.pick_solver("auto", torch.device("cpu"), 1000) == "direct"
     assert fem.pick_solver("auto", torch.device("cpu"), 400_000) == "pcg"
     assert fem.pick_solver("auto", torch.device("cuda"), 1000) == "pcg"
+
+
+def _void_design(mesh, seed=0, void=0.35):
+    g = np.random.default_rng(seed)
+    rho = g.uniform(0.1, 1, mesh.n_vars)
+    rho[g.random(mesh.n_vars) < void] = 0.0
+    return torch.from_numpy(rho)
+
+
+def test_two_level_coarse_matrix_is_galerkin():
+    """A_c equals PᵀKP with P built densely from the rigid-body motions of each joint's aggregate."""
+    mesh = geometry.build_mesh(geometry.ground_structure(2, 1), 2)
+    prob = topopt.Problem(mesh, linear_solver="pcg")
+    E = prob.moduli(_void_design(mesh))
+    vals = prob.system.assemble(E)
+    tl = fem.TwoLevel(prob.system, E, vals)
+    n_agg = int(mesh.aggregate.max()) + 1
+    P = np.zeros((mesh.n_dof, 3 * n_agg))
+    for node, a in enumerate(mesh.aggregate):
+        dx, dy = mesh.coords[node] - mesh.aggregate_centre[a]
+        for r, row in enumerate(([1, 0, -dy], [0, 1, dx])):
+            if not mesh.fixed[2 * node + r]:
+                P[2 * node + r, 3 * a:3 * a + 3] = row
+    K = prob.system.scipy(vals).toarray()
+    Ac = (tl.L @ tl.L.T).numpy()
+    np.testing.assert_allclose(Ac, P.T @ K @ P, rtol=1e-12, atol=1e-12 * np.abs(Ac).max())
+
+
+def test_two_level_pcg_on_void_struts():
+    """35 % void struts: both reach the direct solution; two-level needs far fewer iterations (measured here 250
+    against 1 475; on the 8 × 4 lattice at m = 4, 525 against a Jacobi residual of 1.7 after 3 000)."""
+    mesh = geometry.build_mesh(geometry.ground_structure(4, 2), 2)
+    rho = _void_design(mesh)
+    d = topopt.Problem(mesh, linear_solver="direct").analyse(rho)
+    tl = topopt.Problem(mesh, linear_solver="pcg", precond="twolevel").analyse(rho)
+    ja = topopt.Problem(mesh, linear_solver="pcg", precond="jacobi").analyse(rho)
+    # the same residual tolerance (1e-8) leaves a larger energy-norm error on the worse-conditioned Jacobi system
+    # (measured 4e-9 in compliance against 3e-12 for two-level)
+    assert abs(tl.compliance - d.compliance) / d.compliance < 1e-9
+    assert abs(ja.compliance - d.compliance) / d.compliance < 1e-7
+    assert tl.info.iters * 3 <= ja.info.iters

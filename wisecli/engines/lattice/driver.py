@@ -109,8 +109,11 @@ def run(*, cfg: dict, doc: dict, design: np.ndarray | None, out: Path | None, re
     t_start = time.perf_counter()
     mesh = geometry.build_mesh(doc, cfg["mesh"], design_joints=cfg.get("design_joints", False))
     with one_cpu_thread(device):
-        problem = topopt.Problem(mesh, device=device, penal=cfg["penal"], linear_solver=cfg["linear_solver"])
+        problem = topopt.Problem(mesh, device=device, penal=cfg["penal"], linear_solver=cfg["linear_solver"],
+                                 precond=cfg["precond"])
     solver = fem.pick_solver(cfg["linear_solver"], device, mesh.n_dof)
+    if solver == "pcg":
+        solver = f"pcg ({fem.pick_precond(cfg['precond'], problem.system)})"
     sink.info(f"lattice: {mesh.meta['n_joints']} joints, {mesh.meta['n_struts']} struts, {mesh.n_el} elements, "
               f"{mesh.n_dof} DOF; solver fom ({solver}) on {device}")
     rho0 = np.full(mesh.n_vars, cfg["volume"]) if design is None else design
@@ -211,10 +214,13 @@ def evaluate_fom(*, cfg: dict, doc: dict, designs: str, device: torch.device, si
     todo = parse_designs(designs, mesh.n_vars, cfg["seed"])
     cpu = torch.device("cpu")
     with one_cpu_thread(device):
-        problem = topopt.Problem(mesh, device=device, penal=cfg["penal"], linear_solver=cfg["linear_solver"])
+        problem = topopt.Problem(mesh, device=device, penal=cfg["penal"], linear_solver=cfg["linear_solver"],
+                                 precond=cfg["precond"])
     with one_cpu_thread(cpu):
         ref = topopt.Problem(mesh, device=cpu, penal=cfg["penal"], linear_solver="direct")
     solver = fem.pick_solver(cfg["linear_solver"], device, mesh.n_dof)
+    if solver == "pcg":
+        solver = f"pcg ({fem.pick_precond(cfg['precond'], problem.system)})"
     records = []
     for name, rho in todo:
         rho_t = torch.from_numpy(rho)

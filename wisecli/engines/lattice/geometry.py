@@ -62,6 +62,8 @@ class Mesh:
     joints: np.ndarray | None = None  # (n_joints, 2) integer grid positions
     strut_ends: np.ndarray | None = None  # (n_struts, 2, 2) joint centres
     design_struts: np.ndarray | None = None  # strut ids that are design variables (in variable order)
+    aggregate: np.ndarray | None = None  # (n_nodes,) joint each node belongs to (two-level preconditioner)
+    aggregate_centre: np.ndarray | None = None  # (n_joints, 2)
     meta: dict = field(default_factory=dict)
 
     @property
@@ -247,6 +249,15 @@ def build_mesh(doc: dict, m: int, *, design_joints: bool = False) -> Mesh:
     if design_joints:
         n_vars += len(nodes)
     mesh = grid_mesh(owner, s, n_vars)
+    # every node belongs to its nearest joint (strut nodes split at mid-length): the aggregates of the two-level
+    # preconditioner, whose coarse space is each joint's rigid-body motion
+    g = np.rint(mesh.coords / s).astype(np.int64)
+    ji = np.clip(np.rint((g - m / 2) / P).astype(np.int64), 0, None)
+    joint_at = np.full(tuple(nodes.max(axis=0) + 1), -1, dtype=np.int64)
+    joint_at[nodes[:, 0], nodes[:, 1]] = np.arange(len(nodes))
+    ji = np.minimum(ji, np.asarray(joint_at.shape) - 1)
+    mesh.aggregate = joint_at[ji[:, 0], ji[:, 1]]
+    mesh.aggregate_centre = (nodes * P + m / 2) * s
     # supports and loads on joint faces
     fixed = np.zeros(mesh.n_dof, dtype=bool)
     f = np.zeros(mesh.n_dof)

@@ -40,12 +40,12 @@ class Problem:
     """A mesh, its assembled pattern on a device, and the SIMP law: `analyse(ρ)` gives c, u and ∂c/∂ρ."""
 
     def __init__(self, mesh, *, device="cpu", penal: float = 3.0, emin: float = EMIN, nu: float = 0.3,
-                 linear_solver: str = "auto", tol: float = 1e-8, max_iter: int = 20_000):
+                 linear_solver: str = "auto", tol: float = 1e-8, max_iter: int = 20_000, precond: str = "auto"):
         self.mesh = mesh
         self.device = torch.device(device)
         self.system = fem.System(mesh, self.device, nu=nu)
         self.penal, self.emin = float(penal), float(emin)
-        self.linear_solver, self.tol, self.max_iter = linear_solver, tol, max_iter
+        self.linear_solver, self.tol, self.max_iter, self.precond = linear_solver, tol, max_iter, precond
         var = torch.from_numpy(np.asarray(mesh.var)).to(self.device)
         self.design_el = torch.nonzero(var >= 0).flatten()
         self.design_var = var[self.design_el]
@@ -70,9 +70,11 @@ class Problem:
 
     def _analyse(self, rho: torch.Tensor, *, solver: str | None, warm: bool) -> Analysis:
         rho = rho.to(self.device, torch.float64)
-        values = self.system.assemble(self.moduli(rho))
+        E = self.moduli(rho)
+        values = self.system.assemble(E)
         u, info = fem.solve(self.system, values, solver=solver or self.linear_solver,
-                            x0=self.u_prev if warm else None, tol=self.tol, max_iter=self.max_iter)
+                            x0=self.u_prev if warm else None, tol=self.tol, max_iter=self.max_iter,
+                            precond=self.precond, E=E)
         self.u_prev = u
         c = torch.dot(self.system.f, u)
         energy = self.system.element_energy(u)[self.design_el]
