@@ -174,13 +174,16 @@ def run(*, nx: int | None = None, ny: int | None = None, pitch: float | None = N
     values = {**cfg.values, "design_joints": bool(design_joints)}
     kw = dict(cfg=values, doc=doc, design=rho, resume=resume, analyse_only=analyse_only, plot=plot, device=dev,
               record=record, sink=_sink(sink))
+    from wisecli.runtime.device import oom_guard
+
+    hint = "--mesh or --nx/--ny (a smaller lattice)"
     if out_dir is None:
-        return driver.run(out=None, **kw)
+        return oom_guard(lambda: driver.run(out=None, **kw), option_hint=hint)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise InputError(f"-o {out_dir} is a file", hint="give a folder for the run")
     with made_dir(out_dir):  # a folder this call made is removed again if the run fails before writing into it
         out = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
-        return driver.run(out=out, **kw)
+        return oom_guard(lambda: driver.run(out=out, **kw), option_hint=hint)
 
 
 def evaluate(*, nx: int | None = None, ny: int | None = None, pitch: float | None = None,
