@@ -161,3 +161,15 @@ def test_api_defaults_are_the_spec_defaults():
     d = api.DEFAULTS["run"]
     assert (d["nx"], d["ny"], d["mesh"], d["volume"], d["penal"], d["max_iter"], d["tol"]) == (16, 8, 8, 0.3, 3.0, 200, 0.01)
     assert d["solver"] == "fom" and d["linear_solver"] == "auto"
+
+
+def test_unconverged_pcg_stops_the_run_with_its_residual(wise, tmp_path, monkeypatch):
+    from wisecli.engines.lattice import fem
+
+    real = fem.pcg
+    monkeypatch.setattr(fem, "pcg", lambda *a, **k: real(*a, **{**k, "max_iter": 25}))
+    out = tmp_path / "o"
+    code, stdout, err = wise("lattice", "run", *SMALL, "--linear-solver", "pcg", "--precond", "jacobi", "-o", str(out))
+    assert code == 1 and stdout == "" and "did not converge" in err and "Traceback" not in err
+    last = json.loads((out / "history.jsonl").read_text().splitlines()[-1])
+    assert "error" in last and last["rel_residual"] > 1e-8
