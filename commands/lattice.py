@@ -102,7 +102,7 @@ def evaluate(
 @app.command()
 def demo(quick: o.Quick = False, out_dir: o.OutDir = None, device: o.Device = None, json: o.Json = False) -> None:
     """Full-order design of an 8 × 4 lattice at m = 4 (--quick: 4 × 2, 40 iterations); prints the compliance
-    history; gates: compliance ≤ 0.8 of the start, volume met, PCG = direct. Writes design.png into -o."""
+    history; gates: compliance ≤ 0.8 of the start, volume met, PCG = direct to 1e-9. Writes design.png into -o."""
     from wisecli.engines.lattice import api
 
     sink = Sink(json=json)

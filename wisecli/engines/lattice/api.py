@@ -215,10 +215,10 @@ def evaluate(*, nx: int | None = None, ny: int | None = None, pitch: float | Non
 
 
 def demo(quick: bool = False, device=None, out_dir=None):
-    """The full-order design of the demo lattice: 8 × 4 at m = 4, up to 200 OC iterations on CPU (`quick`: 4 × 2,
-    40 iterations, seconds), and the final design solved again by PCG on `device`. Returns a `DemoResult` with
+    """The full-order design of the demo lattice: 8 × 4 at m = 4, up to 200 OC iterations on `device` (`quick`:
+    4 × 2, 40 iterations, seconds), the final design solved again by PCG on `device` and directly on the CPU. Returns a `DemoResult` with
     headline {compliance, volume, iterations}, the compliance history as `rows`, and gates (compliance ≤ 0.8 of the
-    uniform start, volume met to 1e-8, PCG = direct to 1e-6). With `out_dir`: design.png. Never uses CWROM.
+    uniform start, volume met to 1e-8, PCG = direct to 1e-9). With `out_dir`: design.png. Never uses CWROM.
     Defaults: `DEFAULTS["demo"]` (device auto)."""
     cfg = _settings("demo", locals())
     from . import driver
