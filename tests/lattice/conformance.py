@@ -32,10 +32,10 @@ def examples(tmp: Path) -> dict[str, list[str]]:
     cpu = ["--device", "cpu"]
     return {
         "run": ["--lattice", str(lat), "--mesh", "2", "--max-iter", "3", "-o", str(tmp / "out"), *cpu],
-        "evaluate": ["--lattice", str(lat), "--mesh", "2", "--designs", "uniform:0.3,random:1", "--repeats", "1", *cpu],
+        "evaluate": ["--lattice", str(lat), "--mesh", "2", "--designs", "uniform:0.3", "--repeats", "1", *cpu],
         "demo": ["--quick", *cpu],
         "info": cpu,
-        "benchmark": ["--quick", "--max-dof", "2000", "--repeats", "1", *cpu],
+        "benchmark": ["--quick", "--max-dof", "1500", "--repeats", "1", *cpu],
     }
 
 
