@@ -127,7 +127,8 @@ def test_run_json_and_files(wise, tmp_path):
     assert code == 0, err
     doc = json.loads(stdout)
     assert doc["iterations"] == 3 and abs(doc["volume"] - 0.3) < 1e-8 and doc["compliance"] > 0
-    assert {p.name for p in out.iterdir()} == {"design.npz", "history.jsonl", "design.png", "run.json"}
+    assert {p.name for p in out.iterdir()} == {"design.npz", "history.jsonl", "design.png", "run.json", "design.json",
+                                               "design.vtk"}
     run = json.loads((out / "run.json").read_text())
     assert "patent_notice" not in run and "patent" not in err.lower()
 

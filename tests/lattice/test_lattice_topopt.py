@@ -124,3 +124,57 @@ def test_design_joints_adds_variables():
     mesh = geometry.build_mesh(geometry.ground_structure(2, 1), 2, design_joints=True)
     assert mesh.n_vars == mesh.meta["n_struts"] + mesh.meta["n_joints"]
     assert np.all(mesh.var >= 0)
+
+
+def _parse_vtk(text: str) -> dict:
+    """A plain reader of the legacy-ASCII unstructured grid we write (no VTK library in the environment)."""
+    lines = text.splitlines()
+    assert lines[0].startswith("# vtk DataFile") and lines[2] == "ASCII" and lines[3] == "DATASET UNSTRUCTURED_GRID"
+    out, i = {}, 4
+    while i < len(lines):
+        head = lines[i].split()
+        if head[0] == "POINTS":
+            n = int(head[1])
+            out["points"] = np.array([[float(v) for v in ln.split()] for ln in lines[i + 1:i + 1 + n]])
+            i += 1 + n
+        elif head[0] == "CELLS":
+            n = int(head[1])
+            out["cells"] = np.array([[int(v) for v in ln.split()] for ln in lines[i + 1:i + 1 + n]])
+            i += 1 + n
+        elif head[0] == "CELL_TYPES":
+            n = int(head[1])
+            out["types"] = np.array([int(v) for v in lines[i + 1:i + 1 + n]])
+            i += 1 + n
+        elif head[0] in ("CELL_DATA", "POINT_DATA"):
+            out[head[0]] = int(head[1])
+            i += 1
+        elif head[0] == "SCALARS":
+            n = out["CELL_DATA"]
+            out[head[1]] = np.array([float(v) for v in lines[i + 2:i + 2 + n]])
+            i += 2 + n
+        elif head[0] == "VECTORS":
+            n = out["POINT_DATA"]
+            out[head[1]] = np.array([[float(v) for v in ln.split()] for ln in lines[i + 1:i + 1 + n]])
+            i += 1 + n
+        else:
+            raise AssertionError(f"unexpected line {lines[i]!r}")
+    return out
+
+
+def test_vtk_and_json_outputs(tmp_path):
+    res = api.run(nx=2, ny=1, mesh=2, device="cpu", analyse_only=True, design="uniform:0.4", out_dir=tmp_path / "o")
+    vtk = _parse_vtk((tmp_path / "o" / "design.vtk").read_text())
+    u = np.load(tmp_path / "o" / "u.npz")
+    mesh = geometry.build_mesh(geometry.ground_structure(2, 1), 2)
+    np.testing.assert_allclose(vtk["points"][:, :2], mesh.coords)
+    assert np.all(vtk["cells"][:, 0] == 4) and np.all(vtk["types"] == 9)
+    np.testing.assert_array_equal(vtk["cells"][:, 1:], mesh.edof[:, 0::2] // 2)
+    # VTK_QUAD wants the corners in order around the cell: every quad has a positive signed area
+    p = vtk["points"][vtk["cells"][:, 1:], :2]
+    area = 0.5 * np.sum(p[:, :, 0] * np.roll(p[:, :, 1], -1, axis=1) - np.roll(p[:, :, 0], -1, axis=1) * p[:, :, 1], axis=1)
+    np.testing.assert_allclose(area, mesh.element_size ** 2)
+    np.testing.assert_allclose(vtk["density"], np.where(mesh.var >= 0, 0.4, 1.0))
+    np.testing.assert_allclose(vtk["displacement"][:, :2], u["u"], rtol=1e-9, atol=1e-12 * np.abs(u["u"]).max())
+    doc = json.loads((tmp_path / "o" / "design.json").read_text())
+    assert len(doc["rho"]) == len(doc["struts"]) == len(doc["strut_ends"]) == 7
+    assert doc["compliance"] == pytest.approx(res["compliance"], rel=1e-12)

@@ -147,7 +147,8 @@ def run(*, nx: int | None = None, ny: int | None = None, pitch: float | None = N
     `analyse_only` solve one design (`design`: uniform:V or a design.npz; default uniform at `volume`).
 
     The lattice is the generated n_x × n_y cantilever ground structure or `lattice` (a JSON file). Writes into
-    `out_dir` (when given): design.npz, history.jsonl, design.png, u.npz (analyse-only), run.json; `resume`
+    `out_dir` (when given): design.npz, design.json, design.vtk, history.jsonl, design.png, u.npz (analyse-only),
+    run.json; `resume`
     continues from its design.npz. Returns {compliance, volume, iterations, converged, dofs, n_struts,
     n_design_variables, solver, linear_solver, seconds, out_dir}. Defaults: `DEFAULTS["run"]` (16 × 8, pitch 1, joint
     width 0.2, m = 8, volume 0.3, p = 3, load mid, solver fom, linear solver auto, precond auto, 200 iterations,
@@ -249,7 +250,8 @@ def info(device=None) -> dict:
         "material": {"E0": 1.0, "E_min": 1e-6, "nu": 0.3, "thickness": 1.0, "simp_penal": 3.0},
         "optimiser": "optimality criteria (top88): move 0.2, eta 0.5, multiplier bisected to round-off, no filter",
         "reads": ["--lattice FILE.json", "--design uniform:V | design.npz"],
-        "writes": {"run": ["design.npz", "history.jsonl", "design.png", "u.npz (--analyse-only)", "run.json"]},
+        "writes": {"run": ["design.npz", "design.json", "design.vtk (legacy VTK, ParaView)", "history.jsonl",
+                           "design.png", "u.npz (--analyse-only)", "run.json"]},
         "choices": ["joint (i,j) at (i·h, j·h), struts between neighbouring joint faces, conforming Q4 cells w/m",
                     "face loads are uniform tractions (trapezoid weights); mid load at row floor(ny/2)",
                     "E_min = 1e-6 (top88's 1e-9 stalls PCG)", "--precond mg is planned, not in this version",

@@ -1,7 +1,9 @@
 """What the verbs do with files and records (no CWROM code): build the lattice, run or analyse it, write the run
 folder (design.npz, history.jsonl, design.png, u.npz, run.json), resume, and evaluate solvers.
 
-Run folder rules ([reconstructed] where the spec is silent): without `-o` nothing is written (the numbers go to
+Run folder rules ([reconstructed] where the spec is silent): besides the spec's files, `design.json` (ρ per strut
+with its end points, as the issue asks) and `design.vtk` (legacy VTK for ParaView: Q4 cells with ρ, nodal
+displacements) are written at the end; without `-o` nothing is written (the numbers go to
 stdout; `--plot` still writes its PNG); `history.jsonl` is appended and flushed every iteration; `design.npz` is
 rewritten atomically every 10 iterations and at the end; `--resume` continues from `design.npz`'s ρ and
 iteration, keeping the history lines up to it. A PCG that misses its tolerance writes its last residual into
@@ -67,6 +69,43 @@ def _design_arrays(mesh, rho, compliance, volume, iteration) -> dict:
         arrays.update(strut_ends=mesh.strut_ends, struts=mesh.struts, design_struts=mesh.design_struts,
                       joints=mesh.joints)
     return arrays
+
+
+def vtk_text(mesh, rho, u=None, problem_penal: float = 3.0) -> str:
+    """The mesh as a legacy-ASCII VTK unstructured grid (ParaView): Q4 cells (VTK_QUAD) with each element's
+    density ρ and design variable, and the nodal displacement when `u` is given."""
+    rho = np.asarray(rho, dtype=np.float64)
+    rho_e = np.where(mesh.var >= 0, rho[np.clip(mesh.var, 0, None)] if rho.size else 1.0, 1.0)
+    nodes = mesh.edof[:, 0::2] // 2
+    lines = ["# vtk DataFile Version 3.0", "wise lattice design", "ASCII", "DATASET UNSTRUCTURED_GRID",
+             f"POINTS {len(mesh.coords)} double"]
+    lines += [f"{x:.9g} {y:.9g} 0" for x, y in mesh.coords]
+    lines.append(f"CELLS {len(nodes)} {5 * len(nodes)}")
+    lines += [f"4 {a} {b} {c} {d}" for a, b, c, d in nodes]
+    lines.append(f"CELL_TYPES {len(nodes)}")
+    lines += ["9"] * len(nodes)
+    lines += [f"CELL_DATA {len(nodes)}", "SCALARS density double 1", "LOOKUP_TABLE default"]
+    lines += [f"{r:.9g}" for r in rho_e]
+    lines += ["SCALARS variable int 1", "LOOKUP_TABLE default"] + [str(int(v)) for v in mesh.var]
+    if u is not None:
+        uu = np.asarray(u, dtype=np.float64).reshape(-1, 2)
+        lines += [f"POINT_DATA {len(mesh.coords)}", "VECTORS displacement double"]
+        lines += [f"{a:.12g} {b:.12g} 0" for a, b in uu]
+    return "\n".join(lines) + "\n"
+
+
+def design_json(mesh, rho, compliance, volume, iteration) -> dict:
+    """The design as JSON: ρ per strut (1 for fixed struts), the struts' joint ids and end points."""
+    doc = {"compliance": compliance, "volume": volume, "iteration": int(iteration)}
+    if mesh.kind == "lattice":
+        rs = np.ones(len(mesh.struts))
+        rs[mesh.design_struts] = np.asarray(rho)[: len(mesh.design_struts)]
+        doc.update(pitch=mesh.meta["pitch"], joint_width=mesh.meta["joint_width"], mesh=mesh.meta["m"],
+                   joints=mesh.joints.tolist(), struts=mesh.struts.tolist(), rho=rs.tolist(),
+                   strut_ends=mesh.strut_ends.tolist())
+        if mesh.meta.get("design_joints"):
+            doc["joint_rho"] = np.asarray(rho)[len(mesh.design_struts):].tolist()
+    return doc
 
 
 def _volume(mesh, rho) -> float:
@@ -160,7 +199,11 @@ def run(*, cfg: dict, doc: dict, design: np.ndarray | None, out: Path | None, re
               "n_design_variables": mesh.n_vars, "solver": "fom", "linear_solver": solver,
               "seconds": time.perf_counter() - t_start}
     if out is not None:
-        files = [save_npz(out / "design.npz", **_design_arrays(mesh, rho_np, c, vol, iters))]
+        from wisecli.runtime.io.atomic import write_json, write_text
+
+        files = [save_npz(out / "design.npz", **_design_arrays(mesh, rho_np, c, vol, iters)),
+                 write_json(out / "design.json", design_json(mesh, rho_np, c, vol, iters)),
+                 write_text(out / "design.vtk", vtk_text(mesh, rho_np, an.u.cpu().numpy()))]
         if analyse_only:
             u = an.u.cpu().numpy().reshape(-1, 2)
             files.append(save_npz(out / "u.npz", u=u, coords=mesh.coords, compliance=np.float64(c)))
