@@ -5,9 +5,10 @@ lattice structures (McBane & Choi, "Component-wise reduced order model lattice-t
 Verbs: `run` (optimise or analyse a lattice), `evaluate` (solver accuracy and speed), `demo`, `info`, `benchmark`.
 The component-wise reduced-order model (CWROM) of the paper is the subject of US patent US11514210B2 (see
 `PATENT_NOTE`). Per the spec's scope decision it would live in an optional subpackage `cwrom/` that nothing runs by
-default; this version does not ship it: `--solver sc|cwrom` and `train` refuse with a hint
-(`cwrom_installed: false` in `info`). When the subpackage is installed, it is imported lazily here and only when
-the user selected it.
+default; this version does not ship it: `--solver sc|cwrom` is refused with a hint, there is no `train` verb, and
+`info` says `cwrom_installed: false` and carries the note (kept here, `PATENT_NOTE`, since the subpackage that
+would hold the spec's `cwrom/NOTICE` is absent). Nothing here imports the subpackage; `cwrom_installed()` only
+looks for it (`importlib.util.find_spec`).
 
 Choices where the spec is silent are written in the modules' docstrings (`geometry`, `fem`, `topopt`, `driver`,
 `bench`) and listed by `info`. Standard library only at module level: the command reads `DEFAULTS` without
