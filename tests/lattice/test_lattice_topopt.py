@@ -178,3 +178,29 @@ def test_vtk_and_json_outputs(tmp_path):
     doc = json.loads((tmp_path / "o" / "design.json").read_text())
     assert len(doc["rho"]) == len(doc["struts"]) == len(doc["strut_ends"]) == 7
     assert doc["compliance"] == pytest.approx(res["compliance"], rel=1e-12)
+
+
+def test_fixed_struts_are_solid_and_not_variables():
+    doc = geometry.ground_structure(2, 1)
+    doc["fixed"] = [0, 3]
+    mesh = geometry.build_mesh(doc, 2)
+    assert mesh.n_vars == len(doc["struts"]) - 2
+    assert set(mesh.design_struts.tolist()) == set(range(len(doc["struts"]))) - {0, 3}
+    # a fixed strut's elements are solid: the lattice with those two struts fixed equals the free lattice
+    # with ρ = 1 on them
+    free = geometry.build_mesh(geometry.ground_structure(2, 1), 2)
+    rho_free = np.full(free.n_vars, 0.3)
+    rho_free[[0, 3]] = 1.0
+    c_fixed = topopt.Problem(mesh, linear_solver="direct").analyse(topopt.uniform(mesh.n_vars, 0.3)).compliance
+    c_free = topopt.Problem(free, linear_solver="direct").analyse(torch.from_numpy(rho_free)).compliance
+    assert abs(c_fixed - c_free) <= 1e-10 * c_free
+
+
+def test_evaluate_reads_a_design_file(tmp_path):
+    api.run(nx=2, ny=1, mesh=2, device="cpu", max_iter=3, out_dir=tmp_path / "o")
+    recs = api.evaluate(nx=2, ny=1, mesh=2, designs=str(tmp_path / "o" / "design.npz"), repeats=1, device="cpu")
+    d = np.load(tmp_path / "o" / "design.npz")
+    assert len(recs) == 1 and recs[0]["rel_err_compliance"] < 1e-8
+    c = topopt.Problem(geometry.build_mesh(geometry.ground_structure(2, 1), 2), linear_solver="direct").analyse(
+        torch.from_numpy(d["rho"])).compliance
+    assert abs(recs[0]["compliance"] - c) <= 1e-8 * c
