@@ -39,4 +39,6 @@ METHODS: list[MethodEntry] = [
                 "Matrix-wise l0-constrained sparse NNLS: at most q nonzeros in the whole X."),
     MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
                 "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
+    MethodEntry("lattice", "wisecli.commands.lattice", "Solvers",
+                "Compliance design of lattice structures: full-order FEM on CPU/GPU (patented CWROM optional)."),
 ]

@@ -1,0 +1,143 @@
+"""`wise lattice`: compliance design of lattice structures with a full-order FEM (CPU or GPU).
+
+Verbs: run, evaluate, demo, info, benchmark. The component-wise reduced-order model of the paper is patented
+(US11514210B2) and optional; it is not shipped in this version (`info` says so and prints the note).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from wisecli.cli import options as o
+from wisecli.cli.common import MethodApp
+from wisecli.cli.output import Sink
+
+app = MethodApp("lattice", help="Compliance design of lattice structures: full-order FEM, optimality criteria; "
+                "the patented component-wise ROM is optional (see info).",
+                context_settings={"help_option_names": ["-h", "--help"]})
+
+_LAT = "Lattice"
+_SOL = "Solver"
+Nx = Annotated[Optional[int], typer.Option("--nx", help="Cells along x.", callback=o.at_least_one, rich_help_panel=_LAT)]
+Ny = Annotated[Optional[int], typer.Option("--ny", help="Cells along y.", callback=o.at_least_one, rich_help_panel=_LAT)]
+Pitch = Annotated[Optional[float], typer.Option("--pitch", help="Joint spacing h.", callback=o.positive,
+                                                rich_help_panel=_LAT)]
+JointWidth = Annotated[Optional[float], typer.Option("--joint-width", help="Joint side w (< pitch/2).",
+                                                     callback=o.positive, rich_help_panel=_LAT)]
+MeshN = Annotated[Optional[int], typer.Option("--mesh", help="Q4 elements across a joint (m ≥ 2).",
+                                              callback=o.at_least_one, rich_help_panel=_LAT)]
+Penal = Annotated[Optional[float], typer.Option("--penal", help="SIMP exponent p (≥ 1).", callback=o.positive,
+                                                rich_help_panel=_LAT)]
+Load = Annotated[Optional[Literal["mid", "bottom"]], typer.Option("--load", help="Load row of the right column.",
+                                                                  rich_help_panel=_LAT)]
+LatticeFile = Annotated[Optional[Path], typer.Option("--lattice", help="Lattice JSON (replaces the ground structure).",
+                                                     rich_help_panel=_LAT)]
+Solver = Annotated[Optional[Literal["fom", "sc", "cwrom"]], typer.Option(
+    "--solver", help="fom: full order; sc/cwrom: the optional patented ROM (needs --rom).", rich_help_panel=_SOL)]
+Rom = Annotated[Optional[Path], typer.Option("--rom", help="CWROM library (optional component).", rich_help_panel=_SOL)]
+LinSolver = Annotated[Optional[Literal["auto", "pcg", "direct"]], typer.Option(
+    "--linear-solver", help="auto: direct on CPU below 300k DOF, else PCG.", rich_help_panel=_SOL)]
+Precond = Annotated[Optional[Literal["auto", "jacobi", "twolevel", "mg"]], typer.Option(
+    "--precond", help="PCG preconditioner: auto = twolevel (joint rigid-body coarse space) on lattices, jacobi on "
+    "grids; mg: planned.", rich_help_panel=_SOL)]
+
+
+@app.command()
+def run(
+    nx: Nx = None, ny: Ny = None, pitch: Pitch = None, joint_width: JointWidth = None, mesh: MeshN = None,
+    volume: Annotated[Optional[float], typer.Option("--volume", help="Volume fraction f_V in (0, 1).",
+                                                    callback=o.positive)] = None,
+    penal: Penal = None, load: Load = None, lattice: LatticeFile = None, solver: Solver = None, rom: Rom = None,
+    modes: Annotated[Optional[int], typer.Option("--modes", help="ROM port modes (3..2(m+1)).",
+                                                 callback=o.at_least_one)] = None,
+    linear_solver: LinSolver = None, precond: Precond = None,
+    max_iter: Annotated[Optional[int], typer.Option("--max-iter", help="OC iterations at most.",
+                                                    callback=o.at_least_one)] = None,
+    tol: Annotated[Optional[float], typer.Option("--tol", help="Stop when max|Δρ| < tol.", callback=o.not_negative)] = None,
+    analyse_only: Annotated[bool, typer.Option("--analyse-only", help="Solve one design, no optimisation.")] = False,
+    design: Annotated[Optional[str], typer.Option("--design", help="uniform:V or a design.npz (start or analysed).")] = None,
+    design_joints: Annotated[bool, typer.Option("--design-joints", help="Joints are design variables too.")] = False,
+    plot: o.Plot = None, resume: o.Resume = False, overwrite: o.Overwrite = False, out_dir: o.OutDir = None,
+    device: o.Device = None, json: o.Json = False,
+) -> None:
+    """Optimise the strut densities for minimum compliance (or --analyse-only one design). Writes design.npz,
+    design.json, design.vtk, history.jsonl, design.png (u.npz with --analyse-only) and run.json into -o."""
+    from wisecli.engines.lattice import api
+
+    sink = Sink(json=json)
+    res = api.run(nx=nx, ny=ny, pitch=pitch, joint_width=joint_width, mesh=mesh, volume=volume, penal=penal,
+                  load=load, lattice=lattice, solver=solver, rom=rom, modes=modes, linear_solver=linear_solver,
+                  precond=precond, max_iter=max_iter, tol=tol, analyse_only=analyse_only, design=design,
+                  design_joints=design_joints, plot=plot, resume=resume, overwrite=overwrite, out_dir=out_dir,
+                  device=device, sink=sink)
+    keys = ("compliance", "volume", "iterations", "converged", "dofs", "linear_solver", "seconds")
+    sink.result(res, rows=[{k: res[k] for k in keys}], title="wise lattice run")
+
+
+@app.command()
+def evaluate(
+    nx: Nx = None, ny: Ny = None, pitch: Pitch = None, joint_width: JointWidth = None, mesh: MeshN = None,
+    penal: Penal = None, load: Load = None, lattice: LatticeFile = None, solver: Solver = None, rom: Rom = None,
+    modes: Annotated[Optional[str], typer.Option("--modes", help="ROM port modes, comma-separated.")] = None,
+    designs: Annotated[Optional[str], typer.Option("--designs", help="uniform:V, random:N, design.npz; comma-separated.")] = None,
+    linear_solver: LinSolver = None, precond: Precond = None,
+    repeats: Annotated[Optional[int], typer.Option("--repeats", help="Timed repeats (median).", callback=o.at_least_one)] = None,
+    device: o.Device = None, seed: o.Seed = None, json: o.Json = False, jsonl: o.Jsonl = False,
+) -> None:
+    """Full-order solver accuracy and speed: the linear solver against scipy's direct solve on each design."""
+    from wisecli.engines.lattice import api
+
+    sink = Sink(json=json, jsonl=jsonl)
+    recs = api.evaluate(nx=nx, ny=ny, pitch=pitch, joint_width=joint_width, mesh=mesh, penal=penal, load=load,
+                        lattice=lattice, solver=solver, rom=rom, modes=modes, designs=designs,
+                        linear_solver=linear_solver, precond=precond, repeats=repeats, seed=seed, device=device,
+                        sink=sink)
+    cols = ["design", "solver", "dofs_fom", "rel_err_compliance", "rel_err_energy", "iters", "t_fom_s", "t_ref_s"]
+    sink.result(recs, rows=recs, columns=cols, title="wise lattice evaluate")
+
+
+@app.command()
+def demo(quick: o.Quick = False, out_dir: o.OutDir = None, device: o.Device = None, json: o.Json = False) -> None:
+    """Full-order design of an 8 × 4 lattice at m = 4 (--quick: 4 × 2, 40 iterations); prints the compliance
+    history; gates: compliance ≤ 0.8 of the start, volume met, PCG = direct to 1e-9. Writes design.png into -o."""
+    from wisecli.engines.lattice import api
+
+    sink = Sink(json=json)
+    result = api.demo(quick=quick, device=device, out_dir=out_dir)
+    if not json:
+        sink.table(result.details["rows"], title="compliance history")
+    if result.details.get("png"):
+        sink.info(f"wrote {result.details['png']}")
+    sink.demo(result, title="wise lattice demo")
+
+
+@app.command()
+def info(device: o.Device = None, json: o.Json = False) -> None:
+    """The patent note of the optional CWROM component, solvers, defaults, the device."""
+    from wisecli.engines.lattice import api
+
+    doc = api.info(device=device)
+    rows = [{"key": k, "value": v if isinstance(v, str) else str(v)} for k, v in doc.items()]
+    Sink(json=json).result(doc, rows=rows, title="wise lattice info")
+
+
+@app.command()
+def benchmark(
+    size: Annotated[Optional[Literal["quick", "ci", "full"]], typer.Option("--size", help="Case set.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="The quick size (seconds on CPU).")] = False,
+    cpu_timeout: Annotated[Optional[float], typer.Option("--cpu-timeout", help="Seconds scipy may take per case.",
+                                                         callback=o.positive)] = None,
+    repeats: Annotated[Optional[int], typer.Option("--repeats", help="Timed repeats (median).", callback=o.at_least_one)] = None,
+    max_dof: Annotated[Optional[int], typer.Option("--max-dof", help="Leave out larger cases.", callback=o.at_least_one)] = None,
+    device: o.Device = None, json: o.Json = False,
+) -> None:
+    """Race the full-order solve (assembly + PCG) against scipy spsolve on top88 grids and a lattice."""
+    from wisecli.engines.lattice import api
+
+    sink = Sink(json=json)
+    records = api.benchmark(device=device, quick=quick, size=size, cpu_timeout=cpu_timeout, repeats=repeats,
+                            max_dof=max_dof, sink=sink)
+    sink.benchmark(records, title="wise lattice benchmark")

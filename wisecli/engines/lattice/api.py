@@ -1,0 +1,281 @@
+"""Python API of `wise lattice`, one function per verb with the CLI's defaults (`DEFAULTS`): compliance design of
+lattice structures (McBane & Choi, "Component-wise reduced order model lattice-type structure design", CMAME 381
+(2021) 113813) with a full-order Q4 finite-element model.
+
+Verbs: `run` (optimise or analyse a lattice), `evaluate` (solver accuracy and speed), `demo`, `info`, `benchmark`.
+The component-wise reduced-order model (CWROM) of the paper is the subject of US patent US11514210B2 (see
+`PATENT_NOTE`). Per the spec's scope decision it would live in an optional subpackage `cwrom/` that nothing runs by
+default; this version does not ship it: `--solver sc|cwrom` is refused with a hint, there is no `train` verb, and
+`info` says `cwrom_installed: false` and carries the note (kept here, `PATENT_NOTE`, since the subpackage that
+would hold the spec's `cwrom/NOTICE` is absent). Nothing here imports the subpackage; `cwrom_installed()` only
+looks for it (`importlib.util.find_spec`).
+
+Choices where the spec is silent are written in the modules' docstrings (`geometry`, `fem`, `topopt`, `driver`,
+`bench`) and listed by `info`. Standard library only at module level: the command reads `DEFAULTS` without
+loading numpy or torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from typing import Any
+
+from wisecli.cli.errors import InputError
+
+PATENT_NOTE = ("The component-wise reduced-order model (CWROM) is the subject of US patent US11514210B2 "
+               "(Lawrence Livermore National Security, LLC; listed as active). It is an optional component, never "
+               "used by default; its use is the user's responsibility, including any licence they may need. The "
+               "full-order FEM and density-based optimisation of this command do not use it.")
+
+_LATTICE = {"nx": 16, "ny": 8, "pitch": 1.0, "joint_width": 0.2, "mesh": 8, "penal": 3.0, "load": "mid",
+            "solver": "fom", "linear_solver": "auto", "precond": "auto", "device": "auto"}
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "run": {**_LATTICE, "volume": 0.3, "modes": 8, "max_iter": 200, "tol": 0.01},
+    "evaluate": {**_LATTICE, "designs": "uniform:0.3,random:5", "linear_solver": "pcg", "repeats": 3, "seed": 0},
+    "demo": {"device": "auto"},
+    "info": {"device": "auto"},
+    "benchmark": {"size": "ci", "cpu_timeout": 20.0, "repeats": 3, "device": "auto"},
+}
+CWROM_MODULE = "wisecli.engines.lattice.cwrom"
+
+
+def cwrom_installed() -> bool:
+    """Whether the optional CWROM subpackage is importable (found without importing it)."""
+    try:
+        return importlib.util.find_spec(CWROM_MODULE) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _settings(verb: str, given: dict[str, Any]):
+    from wisecli.cli.config import one_of, resolve
+
+    cfg = resolve(DEFAULTS[verb], flags={k: v for k, v in given.items() if k in DEFAULTS[verb]})
+    v = cfg.values
+    choices = {"load": ("mid", "bottom"), "solver": ("fom", "sc", "cwrom"), "linear_solver": ("auto", "pcg", "direct"),
+               "precond": ("auto", "jacobi", "twolevel", "mg"), "size": ("quick", "ci", "full")}
+    for key, allowed in choices.items():
+        if key in v:
+            one_of(f"--{key.replace('_', '-')}", v[key], allowed)
+    _positive_int(v, ("nx", "ny", "max_iter", "repeats"))
+    if "mesh" in v and v["mesh"] < 2:
+        raise InputError(f"--mesh {v['mesh']}: need at least 2 elements across a joint", hint="for example --mesh 8")
+    if "pitch" in v and not (math.isfinite(v["pitch"]) and v["pitch"] > 0):
+        raise InputError(f"--pitch {v['pitch']} must be positive", hint="for example --pitch 1.0")
+    if "joint_width" in v and not (math.isfinite(v["joint_width"]) and 0 < v["joint_width"] < 0.5 * v["pitch"]):
+        raise InputError(f"--joint-width {v['joint_width']} is outside (0, {0.5 * v['pitch']:g})",
+                         hint="the joint width is less than half the pitch, for example 0.2")
+    if "volume" in v and not (math.isfinite(v["volume"]) and 0 < v["volume"] < 1):
+        raise InputError(f"--volume {v['volume']} is outside (0, 1)", hint="a volume fraction, for example 0.3")
+    if "penal" in v and not (math.isfinite(v["penal"]) and v["penal"] >= 1):
+        raise InputError(f"--penal {v['penal']} is below 1", hint="SIMP uses p ≥ 1, typically 3")
+    if "tol" in v and not (math.isfinite(v["tol"]) and v["tol"] >= 0):
+        raise InputError(f"--tol {v['tol']} must be finite and ≥ 0", hint="for example --tol 0.01 (0: run max-iter)")
+    if "cpu_timeout" in v and not (math.isfinite(v["cpu_timeout"]) and v["cpu_timeout"] > 0):
+        raise InputError(f"--cpu-timeout {v['cpu_timeout']} must be positive", hint="seconds, for example 20")
+    if "seed" in v and v["seed"] < 0:
+        raise InputError(f"--seed {v['seed']} is negative", hint="seeds are 0 or more")
+    if v.get("precond") == "mg":
+        raise InputError("--precond mg (geometric multigrid) is planned, not in this version",
+                         hint="use --precond auto (two-level on lattices, Jacobi on grids), twolevel or jacobi")
+    return cfg
+
+
+def _positive_int(v: dict, keys) -> None:
+    for k in keys:
+        if k in v and v[k] < 1:
+            raise InputError(f"--{k.replace('_', '-')} {v[k]} must be at least 1", hint="give a positive count")
+
+
+def _rom_options(v: dict, rom, modes) -> None:
+    """`--solver sc|cwrom` needs `--rom` and the optional subpackage; `--modes` in [3, 2(m+1)]."""
+    if modes is not None:
+        for n in ([modes] if isinstance(modes, int) else modes):
+            if not 3 <= n <= 2 * (v["mesh"] + 1):
+                raise InputError(f"--modes {n} is outside [3, {2 * (v['mesh'] + 1)}] (2(m+1) for --mesh {v['mesh']})",
+                                 hint="3 rigid-body modes at least, the port dimension at most")
+    if v["solver"] == "fom":
+        return
+    if rom is None:
+        raise InputError(f"--solver {v['solver']} needs --rom LIB.pt", hint="train a library with 'wise lattice train'")
+    if not cwrom_installed():
+        raise InputError(f"--solver {v['solver']}: the optional CWROM component is not installed in this version",
+                         hint="use --solver fom (the full-order model); see 'wise lattice info' for the patent note")
+
+
+def _device(device, cfg, linear_solver: str | None = None):
+    from wisecli.runtime.device import as_device
+
+    dev = as_device(device if device is not None and not isinstance(device, str) else cfg["device"])
+    if linear_solver == "direct" and dev.type != "cpu":
+        raise InputError("--linear-solver direct runs on the CPU only", hint="use --linear-solver pcg on the GPU")
+    return dev
+
+
+def _sink(sink):
+    from wisecli.cli.output import Sink
+
+    return sink if sink is not None else Sink()
+
+
+def _lattice(cfg, lattice):
+    """The lattice document, its mesh size checked before anything is built."""
+    from . import driver, geometry
+
+    if lattice is None:
+        nx, ny, m = cfg["nx"], cfg["ny"], cfg["mesh"]
+        L = geometry.check_mesh(cfg["pitch"], cfg["joint_width"], m)
+        geometry.check_size((nx, ny), (nx + 1) * (ny + 1), nx * (ny + 1) + ny * (nx + 1), m, L)
+        return driver.lattice_doc(cfg.values, None)
+    doc = driver.lattice_doc(cfg.values, lattice)  # the file's pitch and joint width replace the options
+    cfg.values["pitch"], cfg.values["joint_width"] = float(doc.get("pitch", 1.0)), float(doc.get("joint_width", 0.2))
+    L = geometry.check_mesh(cfg["pitch"], cfg["joint_width"], cfg["mesh"])
+    nodes = [tuple(n) for n in doc["nodes"]]
+    ext = (max(n[0] for n in nodes) - min(n[0] for n in nodes), max(n[1] for n in nodes) - min(n[1] for n in nodes))
+    geometry.check_size(ext, len(nodes), len(doc["struts"]), cfg["mesh"], L)
+    return doc
+
+
+def run(*, nx: int | None = None, ny: int | None = None, pitch: float | None = None, joint_width: float | None = None,
+        mesh: int | None = None, volume: float | None = None, penal: float | None = None, load: str | None = None,
+        lattice=None, solver: str | None = None, rom=None, modes: int | None = None,
+        linear_solver: str | None = None, precond: str | None = None, max_iter: int | None = None,
+        tol: float | None = None, analyse_only: bool = False, design: str | None = None, design_joints: bool = False,
+        plot=None, resume: bool = False, overwrite: bool = False, out_dir=None, device=None, sink=None) -> dict:
+    """Optimise the strut densities of a lattice for minimum compliance under a volume fraction (OC, SIMP), or with
+    `analyse_only` solve one design (`design`: uniform:V or a design.npz; default uniform at `volume`).
+
+    The lattice is the generated n_x × n_y cantilever ground structure or `lattice` (a JSON file). Writes into
+    `out_dir` (when given): design.npz, design.json, design.vtk, history.jsonl, design.png, u.npz (analyse-only),
+    run.json; `resume`
+    continues from its design.npz. Returns {compliance, volume, iterations, converged, dofs, n_struts,
+    n_design_variables, solver, linear_solver, seconds, out_dir}. Defaults: `DEFAULTS["run"]` (16 × 8, pitch 1, joint
+    width 0.2, m = 8, volume 0.3, p = 3, load mid, solver fom, linear solver auto, precond auto, 200 iterations,
+    tol 0.01)."""
+    from wisecli.runtime.rundir import made_dir, prepare_run_dir
+
+    from . import driver
+
+    lattice = Path(lattice) if lattice is not None else None
+    cfg = _settings("run", locals())
+    doc = _lattice(cfg, lattice)
+    _rom_options(cfg.values, rom, modes)
+    dev = _device(device, cfg, cfg["linear_solver"])
+    n_vars = len(doc["struts"]) - len(set(doc.get("fixed", []))) + (len(doc["nodes"]) if design_joints else 0)
+    rho = driver.parse_design(design, n_vars) if design is not None else None
+    if resume and out_dir is None:
+        raise InputError("--resume needs -o, the run folder to continue", hint="give -o FOLDER")
+    if plot is not None and not Path(plot).parent.is_dir():
+        raise InputError(f"--plot {plot}: its folder does not exist", hint="create the folder or choose another path")
+    from wisecli.runtime.device import device_name
+    from wisecli.runtime.runrecord import RunRecord
+
+    record = RunRecord("lattice run", config=cfg, device=device_name(dev), inputs=[lattice] if lattice else [])
+    values = {**cfg.values, "design_joints": bool(design_joints)}
+    kw = dict(cfg=values, doc=doc, design=rho, resume=resume, analyse_only=analyse_only, plot=plot, device=dev,
+              record=record, sink=_sink(sink))
+    from wisecli.runtime.device import oom_guard
+
+    hint = "--mesh or --nx/--ny (a smaller lattice)"
+    if out_dir is None:
+        return oom_guard(lambda: driver.run(out=None, **kw), option_hint=hint)
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise InputError(f"-o {out_dir} is a file", hint="give a folder for the run")
+    with made_dir(out_dir):  # a folder this call made is removed again if the run fails before writing into it
+        out = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+        return oom_guard(lambda: driver.run(out=out, **kw), option_hint=hint)
+
+
+def evaluate(*, nx: int | None = None, ny: int | None = None, pitch: float | None = None,
+             joint_width: float | None = None, mesh: int | None = None, penal: float | None = None,
+             load: str | None = None, lattice=None, solver: str | None = None, rom=None, modes: str | None = None,
+             designs: str | None = None, linear_solver: str | None = None, precond: str | None = None,
+             repeats: int | None = None, seed: int | None = None, device=None, sink=None) -> list[dict]:
+    """Accuracy and speed of the full-order solve (`solver` fom): the linear solver (default PCG) against scipy's
+    direct solve on every design of `designs` (uniform:V, random:N, design files; comma-separated). One record per
+    design: {design, solver, dofs_fom, compliance, rel_err_compliance, rel_err_energy, rel_err_l2, iters, t_fom_s,
+    t_ref_s, device}. Defaults: `DEFAULTS["evaluate"]` (the run lattice, designs uniform:0.3,random:5, PCG,
+    3 repeats, seed 0). The ROM comparison (`solver` sc|cwrom with `rom`) needs the optional CWROM component."""
+    from . import driver
+
+    lattice = Path(lattice) if lattice is not None else None
+    cfg = _settings("evaluate", locals())
+    doc = _lattice(cfg, lattice)
+    mode_list = None
+    if modes is not None:
+        try:
+            mode_list = [int(m) for m in str(modes).split(",") if m.strip()]
+        except ValueError:
+            raise InputError(f"--modes {modes}: give whole numbers, comma-separated", hint="for example 3,4,6,8") from None
+    _rom_options(cfg.values, rom, mode_list)
+    dev = _device(device, cfg, cfg["linear_solver"])
+    n_vars = len(doc["struts"]) - len(set(doc.get("fixed", [])))
+    driver.parse_designs(cfg["designs"], n_vars, cfg["seed"])  # checked before the work starts
+    return driver.evaluate_fom(cfg=cfg.values, doc=doc, designs=cfg["designs"], device=dev, sink=_sink(sink))
+
+
+def demo(quick: bool = False, device=None, out_dir=None):
+    """The full-order design of the demo lattice: 8 × 4 at m = 4, up to 200 OC iterations on `device` (`quick`:
+    4 × 2, 40 iterations, seconds), the final design solved again by PCG on `device` and directly on the CPU. Returns a `DemoResult` with
+    headline {compliance, volume, iterations}, the compliance history as `rows`, and gates (compliance ≤ 0.8 of the
+    uniform start, volume met to 1e-8, PCG = direct to 1e-9). With `out_dir`: design.png. Never uses CWROM.
+    Defaults: `DEFAULTS["demo"]` (device auto)."""
+    cfg = _settings("demo", locals())
+    from . import driver
+
+    dev = _device(device, cfg)
+    return driver.demo(quick=quick, device=dev, out_dir=Path(out_dir) if out_dir is not None else None)
+
+
+def info(device=None) -> dict:
+    """The patent note, what the command reads and writes, solvers, defaults of every verb, the device, and whether
+    the optional CWROM component is installed. Defaults: `DEFAULTS["info"]` (device auto)."""
+    cfg = _settings("info", locals())
+    from wisecli.runtime.device import device_name
+
+    dev = _device(device, cfg)
+    return {
+        "method": "lattice",
+        "paper": "McBane & Choi: Component-wise reduced order model lattice-type structure design, CMAME 381 (2021) 113813",
+        "patent_notice": PATENT_NOTE,
+        "cwrom_installed": cwrom_installed(),
+        "solvers": {"fom": "full-order Q4 plane stress", "sc": "CWROM static condensation (optional, not installed)",
+                    "cwrom": "CWROM port-reduced (optional, not installed)"},
+        "linear_solvers": {"pcg": "torch fp64 PCG, ‖r‖ ≤ 1e-8‖f‖, CPU or CUDA", "direct": "scipy SuperLU, CPU",
+                           "auto": "direct on CPU below 300k DOF, else pcg"},
+        "preconditioners": {"jacobi": "diagonal", "twolevel": "Jacobi + a coarse space of every joint's rigid-body "
+                            "motions (lattices)", "auto": "twolevel on lattices, jacobi on grids",
+                            "mg": "geometric multigrid: planned, not in this version"},
+        "material": {"E0": 1.0, "E_min": 1e-6, "nu": 0.3, "thickness": 1.0, "simp_penal": 3.0},
+        "optimiser": "optimality criteria (top88): move 0.2, eta 0.5, multiplier bisected to round-off, no filter",
+        "reads": ["--lattice FILE.json", "--design uniform:V | design.npz"],
+        "writes": {"run": ["design.npz", "design.json", "design.vtk (legacy VTK, ParaView)", "history.jsonl",
+                           "design.png", "u.npz (--analyse-only)", "run.json"]},
+        "choices": ["joint (i,j) at (i·h, j·h), struts between neighbouring joint faces, conforming Q4 cells w/m",
+                    "face loads are uniform tractions (trapezoid weights); mid load at row floor(ny/2)",
+                    "E_min = 1e-6 (top88's 1e-9 stalls PCG)", "--precond mg is planned, not in this version",
+                    "Jacobi PCG stalls once joints hang on void struts even at E_min = 1e-6; the default two-level "
+                    "preconditioner (joint rigid-body coarse space) converges there"],
+        "defaults": DEFAULTS["run"],
+        "verb_defaults": DEFAULTS,
+        "device": device_name(dev),
+    }
+
+
+def benchmark(device=None, quick: bool = False, size: str | None = None, cpu_timeout: float | None = None,
+              repeats: int | None = None, max_dof: int | None = None, sink=None):
+    """Race the full-order solve (assembly + Jacobi PCG, torch fp64) against scipy `spsolve` on the host, on the
+    top88 cantilever grids (uniform ρ = 0.5) and a generated lattice; `quick` is the small CPU size. Returns
+    `BenchRecords` {case, ours_s, peer_s, speedup, device, dofs, ours_iters, peer, rel_diff_compliance}; cases over
+    `max_dof` DOFs are left out. Defaults: `DEFAULTS["benchmark"]` (size ci, cpu-timeout 20 s, 3 repeats, device
+    auto). Never uses CWROM."""
+    cfg = _settings("benchmark", locals())
+    if max_dof is not None and max_dof < 1:
+        raise InputError(f"--max-dof {max_dof} must be at least 1", hint="a DOF count, for example 100000")
+    from . import bench
+
+    dev = _device(device, cfg)
+    return bench.run(dev, size="quick" if quick else cfg["size"], cpu_timeout=cfg["cpu_timeout"],
+                     repeats=cfg["repeats"], max_dof=max_dof, sink=sink)
