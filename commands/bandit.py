@@ -103,13 +103,14 @@ def evaluate(
 @app.command()
 def demo(quick: o.Quick = False, out_dir: o.OutDir = None, device: o.Device = None,
          seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.", callback=o.not_negative)] = None,
-         json: o.Json = False) -> None:
+         horizon: Annotated[Optional[int], typer.Option("--horizon", help="Override the preset's T.", callback=o.at_least_one)] = None,
+         replicates: Replicates = None, json: o.Json = False) -> None:
     """d = 2, K = 20, κ = 400, T = 400, 8 replicates, all six algorithms (--quick: T = 200, 4 replicates);
     ok when OFULog-r's mean final regret is below GLM-UCB's."""
     from wisecli.engines.bandit import api
 
     sink = Sink(json=json)
-    result = api.demo(quick=quick, device=device, out_dir=out_dir, seed=seed)
+    result = api.demo(quick=quick, device=device, out_dir=out_dir, seed=seed, horizon=horizon, replicates=replicates)
     if not json:
         sink.table(result.details["rows"], title="evaluate (reference ofulog-r)",
                    columns=["algo", "t", "n", "mean", "ci", "diff_vs_ref", "diff_ci", "p_paired"])

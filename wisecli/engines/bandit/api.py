@@ -161,6 +161,12 @@ def run(*, algos=None, dim: int | None = None, arms: int | None = None, kappa: f
         raise InputError(f"output folder exists and is not empty: {out}",
                          hint="pass --skip-existing to resume it, --overwrite to start again, or choose another -o")
     dt = torch.float64 if p["dtype"] == "float64" else torch.float32
+    per_round = p["arms"] * p["dim"] if p["arm_set"] == "varying" or p["env"] != "synthetic" else p["dim"]
+    need = 8 * p["replicates"] * p["horizon"] * (per_round + 2 * p["dim"] + 4)
+    if need > 32 * 2**30:
+        raise InputError(f"--replicates {p['replicates']} × --horizon {p['horizon']} needs about "
+                         f"{need / 2**30:.0f} GiB for the environment and histories",
+                         hint="lower --replicates or --horizon (or run several seeds)")
     rec = RunRecord("bandit run", config=cfg, device=str(dev), seed=p["seed"])
     with made_dir(out):
         prepare_run_dir(out, resume=skip_existing, overwrite=overwrite and not skip_existing)
@@ -260,12 +266,14 @@ def _parse_at(at) -> list[float] | None:
     return out
 
 
-def demo(quick: bool = False, device=None, out_dir=None, seed: int | None = None):
+def demo(quick: bool = False, device=None, out_dir=None, seed: int | None = None, horizon: int | None = None,
+         replicates: int | None = None):
     """The spec's demo: d = 2, K = 20, κ = 400, T = 400, 8 replicates, all six algorithms (`quick`: T = 200,
     4 replicates), common random numbers. Returns a `runtime.results.DemoResult`: headline = mean final regret
     per algorithm, details = the evaluate rows (reference OFULog-r); one gate, OFULog-r's mean final regret below
     GLM-UCB's (GLM-UCB − OFULog-r > 0). With `out_dir` the run's files (curves.jsonl, regret.png, …) go there;
-    otherwise nothing is written. Defaults: `DEFAULTS["demo"]` (device auto, seed 0)."""
+    otherwise nothing is written. `horizon` and `replicates` override the preset's sizes (smoke runs).
+    Defaults: `DEFAULTS["demo"]` (device auto, seed 0)."""
     import time
 
     cfg = _resolve("demo", {"device": device if isinstance(device, str) or device is None else None, "seed": seed})
@@ -275,6 +283,9 @@ def demo(quick: bool = False, device=None, out_dir=None, seed: int | None = None
 
     t0 = time.perf_counter()
     T, R = (200, 4) if quick else (400, 8)
+    T, R = horizon or T, replicates or R
+    if T < 1 or R < 1:
+        raise InputError("--horizon and --replicates must be 1 or more", hint="leave them out for the preset")
     kw = dict(horizon=T, replicates=R, seed=cfg["seed"], curve_points=min(100, T), device=device or cfg["device"])
     if out_dir is not None:
         res = run(out_dir=out_dir, overwrite=True, **kw)
@@ -363,5 +374,6 @@ def benchmark(device=None, quick: bool = False, algos=None, replicates: int | No
     from .bench import run_benchmark
 
     dev = as_device(device if device is not None and not isinstance(device, str) else cfg["device"])
-    R, T = (8, 10) if quick else (cfg["replicates"], cfg["rounds"])
+    R = replicates if replicates is not None else (8 if quick else cfg["replicates"])
+    T = rounds if rounds is not None else (10 if quick else cfg["rounds"])
     return run_benchmark(dev, algos=names, replicates=R, rounds=T, peer=cfg["peer"], quick=quick)
