@@ -162,8 +162,8 @@ def run(*, algos=None, dim: int | None = None, arms: int | None = None, kappa: f
                          hint="pass --skip-existing to resume it, --overwrite to start again, or choose another -o")
     dt = torch.float64 if p["dtype"] == "float64" else torch.float32
     per_round = p["arms"] * p["dim"] if p["arm_set"] == "varying" or p["env"] != "synthetic" else p["dim"]
-    need = 8 * p["replicates"] * p["horizon"] * (per_round + 2 * p["dim"] + 4)
-    if need > 32 * 2**30:
+    need = 8 * p["replicates"] * (p["horizon"] * (per_round + 2 * p["dim"] + 4) + p["arms"] * p["dim"])
+    if need > 8 * 2**30:
         raise InputError(f"--replicates {p['replicates']} × --horizon {p['horizon']} needs about "
                          f"{need / 2**30:.0f} GiB for the environment and histories",
                          hint="lower --replicates or --horizon (or run several seeds)")
@@ -371,6 +371,9 @@ def benchmark(device=None, quick: bool = False, algos=None, replicates: int | No
             raise InputError(f"benchmark races ofulog-r and ecolog, not {n}", hint="--algos ofulog-r,ecolog")
     if cfg["replicates"] < 1 or cfg["rounds"] < 1:
         raise InputError("--replicates and --rounds must be 1 or more", hint="for example --rounds 200")
+    if cfg["replicates"] * cfg["rounds"] > 10**7:
+        raise InputError(f"--replicates {cfg['replicates']} × --rounds {cfg['rounds']} is beyond 10⁷ replicate-rounds",
+                         hint="the spec's race is 256 × 200")
     from wisecli.runtime.device import as_device
 
     from .bench import run_benchmark

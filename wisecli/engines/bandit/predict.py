@@ -151,8 +151,14 @@ def run(p: dict, *, out: Path | None, algos: list[str], device: torch.device, dt
             continue
         env = build_env(p, reps, dtype, device)
         t0 = time.perf_counter()
-        res = oom_guard(lambda: simulate(algo, env, horizon=p["horizon"], S=p["S"], delta=p["delta"], seed=p["seed"],
-                                         cfg=cfg, dtype=dtype, device=device), option_hint="--replicates")
+        try:
+            res = oom_guard(lambda: simulate(algo, env, horizon=p["horizon"], S=p["S"], delta=p["delta"],
+                                             seed=p["seed"], cfg=cfg, dtype=dtype, device=device),
+                            option_hint="--replicates")
+        except MemoryError:
+            from wisecli.cli.errors import WorkFailed
+
+            raise WorkFailed("out of memory", hint="lower --replicates or --horizon") from None
         wall = time.perf_counter() - t0
         recs = records_for(algo, env, res, p, grid, wall, dname, ehash, curve_settings)
         for rec in recs:
