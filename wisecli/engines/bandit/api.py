@@ -371,9 +371,7 @@ def benchmark(device=None, quick: bool = False, algos=None, replicates: int | No
             raise InputError(f"benchmark races ofulog-r and ecolog, not {n}", hint="--algos ofulog-r,ecolog")
     if cfg["replicates"] < 1 or cfg["rounds"] < 1:
         raise InputError("--replicates and --rounds must be 1 or more", hint="for example --rounds 200")
-    if cfg["replicates"] * cfg["rounds"] > 10**7:
-        raise InputError(f"--replicates {cfg['replicates']} × --rounds {cfg['rounds']} is beyond 10⁷ replicate-rounds",
-                         hint="the spec's race is 256 × 200")
+
     from wisecli.runtime.device import as_device
 
     from .bench import run_benchmark
@@ -381,4 +379,7 @@ def benchmark(device=None, quick: bool = False, algos=None, replicates: int | No
     dev = as_device(device if device is not None and not isinstance(device, str) else cfg["device"])
     R = replicates if replicates is not None else (8 if quick else cfg["replicates"])
     T = rounds if rounds is not None else (10 if quick else cfg["rounds"])
+    if R < 1 or T < 1 or R * T > 10**7 or T > 10**6:
+        raise InputError(f"--replicates {R} × --rounds {T} is beyond the race's sizes (≤ 10⁷ replicate-rounds, "
+                         "rounds ≤ 10⁶)", hint="the spec's race is 256 × 200")
     return run_benchmark(dev, algos=names, replicates=R, rounds=T, peer=cfg["peer"], quick=quick)
