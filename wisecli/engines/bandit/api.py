@@ -94,16 +94,20 @@ def _env_settings(cfg, kappa_given, theta_norm) -> dict:
     if theta_norm is not None:
         if theta_norm < 0:
             raise InputError(f"--theta-norm {theta_norm} is negative", hint="give ‖θ*‖ ≥ 0")
+        if theta_norm > 60:
+            raise InputError(f"--theta-norm {theta_norm} is beyond 60 (κ ≈ e^61: every mean is 0 or 1 in float64)",
+                             hint="give ‖θ*‖ ≤ 60")
         p["theta_norm"] = float(theta_norm)
         p["S"] = p["theta_norm"] + 1
         p["kappa"] = 4 * math.cosh(p["S"] / 2) ** 2
-        if not math.isfinite(p["kappa"]):
-            raise InputError(f"--theta-norm {theta_norm} is too large (κ overflows)", hint="give ‖θ*‖ below 700")
     else:
         kmin = 4 * math.cosh(0.5) ** 2
         if p["kappa"] < kmin:
             raise InputError(f"--kappa {p['kappa']} is below 4cosh²(½) ≈ {kmin:.3f} (‖θ*‖ = S − 1 < 0)",
                              hint="give --kappa 4.55 or more, e.g. 400")
+        if p["kappa"] > 1e26:
+            raise InputError(f"--kappa {p['kappa']:g} is beyond 1e26 (‖θ*‖ > 60: every mean is 0 or 1 in float64)",
+                             hint="give --kappa ≤ 1e26")
         p["S"] = 2 * math.acosh(math.sqrt(p["kappa"]) / 2)
         p["theta_norm"] = p["S"] - 1
     if p["env"] != "synthetic":
