@@ -239,6 +239,21 @@ def ol2m_radius(logdet_V: torch.Tensor, c: int, lam: float, d: int, S: float, de
 
 
 # --- the OFULog-r planner ---------------------------------------------------------------------------------
+def _plan_accept(theta, step, alphas, arms, X, y, lam, bL, S2, w, f0):
+    """(R, K, J) mask: θ − α_j·step strictly feasible with a lower barrier objective than f0."""
+    dt = theta.dtype
+    J = alphas.numel()
+    cand = theta.unsqueeze(2) - alphas.view(1, 1, J, 1) * step.unsqueeze(2)  # (R, K, J, d)
+    c1 = bL.unsqueeze(-1) - log_loss(cand, X, y, lam)
+    ok = c1 > 0
+    fc = -(arms.unsqueeze(2) * cand).sum(-1) - w * torch.log(c1.clamp(min=torch.finfo(dt).tiny))
+    if S2 is not None:
+        c2 = S2 - (cand * cand).sum(-1)
+        ok = ok & (c2 > 0)
+        fc = fc - w * torch.log(c2.clamp(min=torch.finfo(dt).tiny))
+    return ok & (torch.where(ok, fc, torch.full_like(fc, float("inf"))) <= f0.unsqueeze(-1))
+
+
 def plan(arms: torch.Tensor, X: torch.Tensor, y: torch.Tensor, lam: float, L_hat: torch.Tensor,
          beta: torch.Tensor, centre: torch.Tensor, S: float | None):
     """max_{θ ∈ C} x_kᵀθ for every arm: C = {L(θ) − L_hat ≤ β, ‖θ‖ ≤ S} (S None: no ball). arms (R, K, d),
@@ -252,7 +267,6 @@ def plan(arms: torch.Tensor, X: torch.Tensor, y: torch.Tensor, lam: float, L_hat
     bL = (beta + L_hat).view(R, 1)
     S2 = None if S is None else S * S
     XX = (X.unsqueeze(-1) * X.unsqueeze(-2)).reshape(R, -1, d * d)
-    inf = torch.tensor(float("inf"), dtype=dt, device=dev)
     schedule = [(w, BARRIER_STEPS) for w in BARRIER_WEIGHTS[:-1]] + [(BARRIER_WEIGHTS[-1], BARRIER_FINAL_STEPS)]
     for w, steps in schedule:
         for _ in range(steps):
@@ -268,18 +282,18 @@ def plan(arms: torch.Tensor, X: torch.Tensor, y: torch.Tensor, lam: float, L_hat
                 hess = hess + w * (2 * eye / s2[..., None, None]
                                    + 4 * theta.unsqueeze(-1) * theta.unsqueeze(-2) / (s2 * s2)[..., None, None])
             step = torch.linalg.solve(hess, grad.unsqueeze(-1)).squeeze(-1)
-            cand = theta.unsqueeze(2) - alphas.view(1, 1, J, 1) * step.unsqueeze(2)  # (R, K, J, d)
-            c1 = bL.unsqueeze(-1) - log_loss(cand, X, y, lam)
-            ok = c1 > 0
-            fc = -(arms.unsqueeze(2) * cand).sum(-1) - w * torch.log(c1.clamp(min=torch.finfo(dt).tiny))
-            if S2 is not None:
-                c2 = S2 - (cand * cand).sum(-1)
-                ok = ok & (c2 > 0)
-                fc = fc - w * torch.log(c2.clamp(min=torch.finfo(dt).tiny))
-            better = ok & (torch.where(ok, fc, inf) < f0.unsqueeze(-1))
-            has = better.any(-1)
-            first = torch.argmax(better.to(torch.int8), dim=-1)
-            alpha = torch.where(has, alphas[first], torch.zeros_like(first, dtype=dt))
+            # the first acceptable step of 1, ½, ¼, …: on CPU the full step is tried alone first (it is almost
+            # always taken once near the central path); the answer is the same as trying the whole list at once
+            alpha = None
+            if _can_stop(dev):
+                better = _plan_accept(theta, step, alphas[:1], arms, X, y, lam, bL, S2, w, f0)
+                if bool(better.all()):
+                    alpha = torch.ones_like(f0)
+            if alpha is None:
+                better = _plan_accept(theta, step, alphas, arms, X, y, lam, bL, S2, w, f0)
+                has = better.any(-1)
+                first = torch.argmax(better.to(torch.int8), dim=-1)
+                alpha = torch.where(has, alphas[first], torch.zeros_like(f0))
             theta = theta - alpha.unsqueeze(-1) * step
     values = (arms * theta).sum(-1)
     return values, theta
