@@ -100,3 +100,17 @@ def test_bootstrap_and_sign_flip_match_plain_recomputation():
 def test_value_at_interpolates_and_is_exact_on_grid():
     rec = {"t": [1, 3, 5], "cum_regret": [1.0, 2.0, 4.0]}
     assert metrics.value_at(rec, 3) == 2.0 and metrics.value_at(rec, 4) == 3.0 and metrics.value_at(rec, 5) == 4.0
+
+
+def test_semi_synthetic_rows_and_theta():
+    from wisecli.engines.bandit.data import feature_count, semi_synthetic
+
+    assert feature_count("wine") == 13
+    Z, th = semi_synthetic("wine", 3, 2.5)
+    assert Z.shape == (178, 3) and np.linalg.norm(Z, axis=1).max() == pytest.approx(1.0, abs=1e-12)
+    assert np.linalg.norm(th) == pytest.approx(2.5, rel=1e-12)
+    env = syn.make_env(dim=3, arms=4, theta_norm=2.5, S=3.5, arm_set="fixed", horizon=5, seed=0, replicates=[0],
+                       pool=Z, pool_theta=th)
+    assert env.arm_set == "varying" and env.arms.shape == (1, 5, 4, 3)
+    rows = env.arms[0, 0].numpy()
+    assert len({tuple(r) for r in rows}) == 4  # drawn without replacement
