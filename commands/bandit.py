@@ -26,9 +26,22 @@ Algos = Annotated[Optional[str], typer.Option("--algos", help="Comma-separated: 
 Replicates = Annotated[Optional[int], typer.Option("--replicates", help="Replicates (the batch).", callback=o.at_least_one)]
 
 
+def _short(v):
+    """Table cells: floats (also inside CI pairs) to 4 significant digits."""
+    if isinstance(v, float):
+        return float(f"{v:.4g}")
+    if isinstance(v, list):
+        return [_short(x) for x in v]
+    return v
+
+
+def _rows(rows: list[dict]) -> list[dict]:
+    return [{k: _short(v) for k, v in r.items()} for r in rows]
+
+
 def _final_rows(summary: dict) -> list[dict]:
-    return [{"algo": a, "n": s["n"], "errors": s["errors"], "final_regret": s["final_regret_mean"],
-             "ci95": s["ci"]} for a, s in summary["algorithms"].items()]
+    return _rows([{"algo": a, "n": s["n"], "errors": s["errors"], "final_regret": s["final_regret_mean"],
+                   "ci95": s["ci"]} for a, s in summary["algorithms"].items()])
 
 
 @app.command()
@@ -88,7 +101,7 @@ def evaluate(
     sink = Sink(json=json)
     res = api.evaluate(curves, at=at, ci=ci, bootstrap=bootstrap, reference=reference, expect_order=expect_order,
                        plot=plot, group_by=group_by)
-    sink.result(res, rows=res["rows"], title="wise bandit evaluate",
+    sink.result(res, rows=_rows(res["rows"]), title="wise bandit evaluate",
                 columns=[c for c in ("group", "algo", "t", "n", "mean", "ci", "median", "diff_vs_ref", "diff_ci",
                                      "p_paired", "d_sqrt_t_over_kstar") if any(c in r for r in res["rows"])])
     if res["order"] is not None:
@@ -112,7 +125,7 @@ def demo(quick: o.Quick = False, out_dir: o.OutDir = None, device: o.Device = No
     sink = Sink(json=json)
     result = api.demo(quick=quick, device=device, out_dir=out_dir, seed=seed, horizon=horizon, replicates=replicates)
     if not json:
-        sink.table(result.details["rows"], title="evaluate (reference ofulog-r)",
+        sink.table(_rows(result.details["rows"]), title="evaluate (reference ofulog-r)",
                    columns=["algo", "t", "n", "mean", "ci", "diff_vs_ref", "diff_ci", "p_paired"])
     if out_dir is not None:
         sink.info(f"wrote {out_dir}")
