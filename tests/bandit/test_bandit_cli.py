@@ -98,3 +98,24 @@ def test_info_json_lists_defaults():
     assert code == 0
     doc = json.loads(out)
     assert doc["defaults"]["kappa"] == 400.0 and "ball" in doc["arm_sets"] and doc["peer_logbexp"] in (True, False)
+
+
+def test_nan_replicate_is_recorded_as_error_and_exit_3(tmp_path, monkeypatch):
+    import numpy as np
+
+    from wisecli.engines.bandit import predict
+
+    real = predict.simulate
+
+    def poisoned(algo, env, **kw):
+        out = real(algo, env, **kw)
+        out["regret"][1, 2] = np.nan  # replicate 1 goes bad; replicate 0 stays
+        return out
+
+    monkeypatch.setattr(predict, "simulate", poisoned)
+    code, out, err = run_wise(*RUN, "--algos", "gloc", "-o", str(tmp_path / "o"), "--json")
+    assert code == 3
+    recs = [json.loads(x) for x in (tmp_path / "o" / "curves.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in recs] == ["ok", "error"] and recs[1]["final_regret"] is None
+    assert json.loads(out)["algorithms"]["gloc"]["errors"] == 1
+    assert (tmp_path / "o" / "summary.json").is_file() and (tmp_path / "o" / "run.json").is_file()
