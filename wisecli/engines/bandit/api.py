@@ -294,7 +294,7 @@ def demo(quick: bool = False, device=None, out_dir=None, seed: int | None = None
         raise InputError("--horizon and --replicates must be 1 or more", hint="leave them out for the preset")
     kw = dict(horizon=T, replicates=R, seed=cfg["seed"], curve_points=min(100, T), device=device or cfg["device"])
     if out_dir is not None:
-        res = run(out_dir=out_dir, overwrite=True, **kw)
+        res = run(out_dir=out_dir, **kw)  # a non-empty -o is refused, never emptied
         records = res["records"]
     else:
         import tempfile
