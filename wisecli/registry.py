@@ -37,6 +37,8 @@ METHODS: list[MethodEntry] = [
                 "Rank table columns for a classification task with the FM-module; evaluate, cut tables."),
     MethodEntry("nnls", "wisecli.commands.nnls", "Solvers",
                 "Matrix-wise l0-constrained sparse NNLS: at most q nonzeros in the whole X."),
+    MethodEntry("bandit", "wisecli.commands.bandit", "Learning",
+                "Logistic bandits: OFULog-r, ECOLog, GLM-UCB, GLOC, OL2M and TS on many seeds at once, regret with CIs."),
     MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
                 "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
     MethodEntry("lattice", "wisecli.commands.lattice", "Solvers",
