@@ -37,6 +37,8 @@ METHODS: list[MethodEntry] = [
                 "Rank table columns for a classification task with the FM-module; evaluate, cut tables."),
     MethodEntry("nnls", "wisecli.commands.nnls", "Solvers",
                 "Matrix-wise l0-constrained sparse NNLS: at most q nonzeros in the whole X."),
+    MethodEntry("spin", "wisecli.commands.spin", "Solvers",
+                "Atomistic spin dynamics on the triangular lattice: 1Q domain walls in Mn/Re(0001) (LLG, minimise, walls)."),
     MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
                 "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
 ]

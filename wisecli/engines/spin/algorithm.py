@@ -157,7 +157,7 @@ def _lbfgs(ham, S, *, max_torque, max_iter, history, callback=None, max_rot: flo
     g = grad(S)
     mem_s, mem_y, mem_r = [], [], []
     it = 0
-    tq = ham.torque(S)
+    tq = g.norm(dim=1).amax((1, 2))
     while it < max_iter:
         if float(tq.max()) < max_torque:
             break
@@ -205,7 +205,7 @@ def _lbfgs(ham, S, *, max_torque, max_iter, history, callback=None, max_rot: flo
             if len(mem_s) > history:
                 mem_s.pop(0), mem_y.pop(0), mem_r.pop(0)
         S, E, g = Sn, En, gn
-        tq = ham.torque(S)
+        tq = g.norm(dim=1).amax((1, 2))
         it += 1
         if not bool(torch.isfinite(E).all()):
             break
@@ -215,9 +215,11 @@ def _lbfgs(ham, S, *, max_torque, max_iter, history, callback=None, max_rot: flo
 
 
 def integrate(ham, S, *, integrator: str = "heun", dt: float = 0.0005, alpha=0.3, steps: int = 1000,
-              temperature_K: float = 0.0, every: int = 1000, generator=None, callback=None, start: int = 0):
+              temperature_K: float = 0.0, every: int = 1000, generator=None, callback=None, start: int = 0,
+              step_fn=None):
     """Integrate the LLG equation for `steps` steps of `dt` ps from step `start`; `callback(S, step)` every
-    `every` steps and at the end (its truthy return stops the run). Returns the final S."""
+    `every` steps and at the end (its truthy return stops the run); `step_fn` replaces the step (a compiled
+    one). Returns the final S."""
     sigma = None
     if temperature_K > 0:
         a = alpha if not torch.is_tensor(alpha) else alpha
@@ -228,13 +230,13 @@ def integrate(ham, S, *, integrator: str = "heun", dt: float = 0.0005, alpha=0.3
     end = start + steps
     while step < end:
         if integrator == "heun":
-            S = heun_step(ham, S, dt, alpha)
+            S = heun_step(ham, S, dt, alpha) if step_fn is None else step_fn(S, dt, alpha)
         else:
             xi = None
             if sigma is not None:
                 gdev = generator.device if generator is not None else S.device
                 xi = torch.randn(S.shape, generator=generator, device=gdev, dtype=S.dtype).to(S.device) * sigma
-            S = sib_step(ham, S, dt, alpha, xi)
+            S = sib_step(ham, S, dt, alpha, xi) if step_fn is None else step_fn(S, dt, alpha, xi)
         step += 1
         if callback is not None and (step % every == 0 or step == end):
             if callback(S, step):

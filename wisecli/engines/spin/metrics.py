@@ -5,7 +5,10 @@
 - Width: least-squares fit (scipy `curve_fit`, δ > 0) of |n_a|²(x) = ½[1 − tanh((x − x0)/δ)]. Conventions:
   `2delta` w = 2δ (default: the SP-STM θ(x) = 2·arctan(exp(2x/w)) for 180° walls applied to θ = 2φ,
   tan φ = |n_b|/|n_a|, which is exactly w = 2δ for this profile), `pi-delta` πδ, `10-90` 2.197δ (2·artanh(0.8)).
-- Core: the mean angle between NN spins for each bond class (1,0), (0,1), (−1,1) on the row nearest x0; the two
+- Core: the angle between NN spins for each bond class (1,0), (0,1), (−1,1), averaged along the wall and
+  interpolated linearly at x0 between bond centres (our reading of "on the row nearest x0": the angle of a class
+  changes by ~13° per row in the core, and its bonds are centred half a row off the sites for (1,0) and (−1,1),
+  so the row itself would bias one class; the plain row-nearest-x0 values are kept as `core_row_angles_deg`); the two
   "90° classes" of a mode pair {a, b} are the bond classes across which exactly one of s_a, s_b changes sign
   (90° in the ideal 2Q state (e_a s_a + e_b s_b)/√2); the fraction of NN bonds within ±w of x0 at 90° ± 5°.
 - σ = [E − ½(E_a + E_b)]/(L∥·a), E_a and E_b the same strip uniformly in mode a resp. b (spins along the
@@ -105,18 +108,17 @@ def analyse(spins: np.ndarray, a_nm: float, *, modes="auto", convention: str = "
     fit = model(sign * (x - x0) + x0, x0, delta)
     rmse = float(np.sqrt(np.mean((fit - y) ** 2)))
     width = CONVENTIONS[convention] * delta
-    m0 = int(np.clip(round(x0 / row - 0.5), 0, S.shape[1] - 1))  # plaquette index → its lower row
-    if abs((m0 + 1) * row - x0) < abs(m0 * row - x0):
-        m0 = min(m0 + 1, S.shape[1] - 1)
-    core = []
-    within = []
+    m0 = int(np.clip(round(x0 / row), 0, S.shape[1] - 1))  # the row nearest x0 (row m at x = m·√3a/2)
+    core, core_row, within = [], [], []
     hist = np.zeros(18, dtype=int)
     xs = np.arange(S.shape[1]) * row
     for d in BOND_CLASSES:
         ang, ok = _bond_angles(S, d)
-        core.append(float(ang[m0].mean()) if ok[m0] else float("nan"))
-        mid = (xs + 0.5 * d[0] * row)  # bond centre across
-        sel = ok & (np.abs(mid - x0) <= width)
+        mid = xs + 0.5 * d[0] * row  # bond centres across the wall
+        prof_d = ang.mean(1)
+        core.append(float(np.interp(x0, mid[ok], prof_d[ok])))
+        core_row.append(float(prof_d[m0]) if ok[m0] else float("nan"))
+        sel = ok[:, None] & (np.abs(mid - x0) <= width)[:, None] & np.ones_like(ang, dtype=bool)
         vals = ang[sel]
         within.append(vals.ravel())
         hist += np.histogram(vals, bins=18, range=(0, 180))[0]
@@ -125,7 +127,7 @@ def analyse(spins: np.ndarray, a_nm: float, *, modes="auto", convention: str = "
     px = int(np.clip(np.argmin(np.abs(x - x0)), 0, L - 1))
     cls = ninety_classes(a, b)
     return {"modes": [a, b], "delta_nm": float(delta), "width_nm": float(width), "convention": convention,
-            "x0_nm": float(x0), "fit_rmse": rmse, "core_angles_deg": core,
+            "x0_nm": float(x0), "fit_rmse": rmse, "core_angles_deg": core, "core_row_angles_deg": core_row,
             "core_90_classes": cls, "core_angle_a": core[cls[0]], "core_angle_b": core[cls[1]],
             "n2_core": [float(v) for v in prof[:, px]], "frac_core_bonds_90pm5": frac,
             "angle_hist_10deg": hist.tolist(), "width_alternatives_nm": {k: float(v * delta) for k, v in
