@@ -48,7 +48,7 @@ def heun_step(ham, S, dt, alpha):
     f0 = llg_rhs(S, ham.field(S), alpha, free)
     S1 = _unit(S + dt * f0)
     f1 = llg_rhs(S1, ham.field(S1), alpha, free)
-    return _unit(S + 0.5 * dt * (f0 + f1))
+    return torch.where(ham.lat.pinned, S, _unit(S + 0.5 * dt * (f0 + f1)))
 
 
 def cayley(S, a):
@@ -76,7 +76,7 @@ def sib_step(ham, S, dt, alpha, noise=None):
     if noise is not None:
         h = h + noise
     A = _A(mid, h, alpha) * free
-    return cayley(S, -0.5 * dt * A)
+    return torch.where(ham.lat.pinned, S, cayley(S, -0.5 * dt * A))
 
 
 def noise_sigma(alpha, temperature_K, dt):

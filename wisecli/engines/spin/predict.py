@@ -76,12 +76,14 @@ def _pinned(cfg):
     return pinned_rows(L1, L2, rows) if rows else None
 
 
-def build(cfgs: list[dict], device, dtype, gen, renormalize=False):
-    """Lattice, Hamiltonian (one system per cfg) and the initial spins (B, 3, L1, L2)."""
+def build(cfgs: list[dict], device, dtype, seed: int, renormalize=False):
+    """Lattice, Hamiltonian (one system per cfg) and the initial spins (B, 3, L1, L2); every system of a sweep
+    starts from the same initial state (the same seeded noise)."""
     c0 = cfgs[0]
     lat = Lattice(*c0["lattice.size"], tuple(c0["lattice.boundary"]), _pinned(c0), device=device, dtype=dtype)
     ham = Hamiltonian(lat, [data.params_of(c) for c in cfgs])
-    S = torch.stack([initial_state(c, lat, gen, renormalize=renormalize) for c in cfgs])
+    S = torch.stack([initial_state(c, lat, torch.Generator().manual_seed(seed), renormalize=renormalize)
+                     for c in cfgs])
     return lat, ham, S
 
 
@@ -108,8 +110,8 @@ def run_job(item, *, toml_text, out: Path, preset, sets, flags, sweep, device, d
     method = base["solver.method"]
     dt = {"float32": torch.float32, "float64": torch.float64}.get(dtype) or (
         torch.float64 if method == "minimize" else torch.float32)
-    gen = torch.Generator().manual_seed(int(seed))
-    lat, ham, S = build(cfgs, device, dt, gen, renormalize=renormalize)
+    lat, ham, S = build(cfgs, device, dt, int(seed), renormalize=renormalize)
+    gen = torch.Generator().manual_seed(int(seed) + 1)
     start_step, start_time = 0, 0.0
     history: list[list[dict]] = [[] for _ in cfgs]
     if resume:
@@ -266,7 +268,7 @@ def evaluate_file(path, *, modes, convention, renormalize, device) -> dict:
     try:
         rec = analyse(f["spins"], a_nm, modes=modes, convention=convention)
     except ValueError as exc:
-        raise WorkFailed(f"{path}: {exc}", hint="evaluate takes a texture with a rotational-domain wall") from None
+        raise InputError(f"{path}: {exc}", hint="evaluate takes a texture with a rotational-domain wall") from None
     sigma = None
     if f["params_toml"]:
         try:
