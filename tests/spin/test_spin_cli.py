@@ -127,7 +127,7 @@ def test_evaluate_bad_files(tmp_path):
         assert code == 2 and out == "" and err.count("Error:") == 1 and "Hint:" in err, (name, err)
     assert "--renormalize" in err
     code, out, err = run_wise("spin", "evaluate", str(tmp_path / "norm.npz"), "--device", "cpu", "--renormalize")
-    assert code == 2 and "no wall" in err  # a uniform texture, now readable, has no wall
+    assert code == 2 and "no rotational-domain wall" in err  # a uniform texture, now readable, has no wall
 
 
 def test_evaluate_batch_with_a_wall_less_file(tmp_path):

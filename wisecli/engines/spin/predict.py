@@ -245,8 +245,10 @@ def run(paths, *, toml_text, out: Path, preset, sets, flags, sweep, device, dtyp
     """Every TOML job through `run_batch`; returns the item records."""
     from wisecli.runtime.runrecord import RunRecord
 
-    def outputs_for(item):
-        return [d / "spins.npz" for d in job_dirs(item, out, sweep)]
+    names = ["spins.npz", "energies.jsonl", "texture.png", "run.json"] + (["spins.ovf"] if ovf else [])
+
+    def outputs_for(item):  # run.json comes last: an interrupted job is redone by --skip-existing
+        return [d / n for d in job_dirs(item, out, sweep) for n in names]
 
     def process(item):
         return run_job(item, toml_text=toml_text, out=out, preset=preset, sets=sets, flags=flags, sweep=sweep,
