@@ -20,7 +20,8 @@ def texture(path: Path, spins: np.ndarray, cfg: dict) -> Path:
     m, n = np.meshgrid(np.arange(L1), np.arange(L2), indexing="ij")
     x, y = m + 0.5 * n, math.sqrt(3) / 2 * n
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(min(16, 2 + L1 / 8), 2 + 2 * min(8, L2 / 4)))
-    q = ax1.quiver(x, y, spins[0], spins[1], spins[2], cmap="coolwarm", clim=(-1, 1), pivot="mid", scale=L1 * 0.6)
+    q = ax1.quiver(x, y, spins[0], spins[1], spins[2], cmap="viridis", clim=(-1, 1), pivot="mid", angles="xy",
+                   scale_units="xy", scale=1.25, width=0.004)
     fig.colorbar(q, ax=ax1, label="S_z")
     ax1.set_aspect("equal")
     ax1.set_title("spins (in-plane arrows, colour S_z)")
