@@ -251,9 +251,15 @@ def run(paths, *, toml_text, out: Path, preset, sets, flags, sweep, device, dtyp
         return [d / n for d in job_dirs(item, out, sweep) for n in names]
 
     def process(item):
-        return run_job(item, toml_text=toml_text, out=out, preset=preset, sets=sets, flags=flags, sweep=sweep,
-                       device=device, dtype=dtype, compile_=compile_, ovf=ovf, force=force, resume=resume,
-                       renormalize=renormalize, seed=seed, sink=sink, argv_settings=argv_settings)
+        try:
+            return run_job(item, toml_text=toml_text, out=out, preset=preset, sets=sets, flags=flags, sweep=sweep,
+                           device=device, dtype=dtype, compile_=compile_, ovf=ovf, force=force, resume=resume,
+                           renormalize=renormalize, seed=seed, sink=sink, argv_settings=argv_settings)
+        except torch.OutOfMemoryError:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise WorkFailed(f"{item}: out of GPU memory", hint="lower lattice.size (or the number of --sweep "
+                             "values, which are one batch)") from None
 
     if resume:
         batch = BatchOptions(batch.out_dir, False, True, batch.fail_fast, batch.debug)
