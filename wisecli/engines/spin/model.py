@@ -97,6 +97,9 @@ def nb(x, d):
     return torch.roll(x, shifts=(-d[0], -d[1]), dims=(-2, -1))
 
 
+_nb = nb
+
+
 def back(x, d):
     """Move a value computed at the origin i onto site i + d (the inverse of `nb`)."""
     return torch.roll(x, shifts=(d[0], d[1]), dims=(-2, -1))
@@ -243,6 +246,15 @@ class Hamiltonian:
         """h = −∂E/∂S by the hand-written stencil (the fast path; equal to `field_autograd`)."""
         lat, c, v = self.lat, self._c, self._v
         g = torch.zeros_like(S)  # the gradient ∂E/∂S
+        memo: dict = {}
+
+        def nb(x, d):  # S at i + d, each shift rolled once per call  # noqa: F811
+            if x is not S:
+                return _nb(x, d)
+            if d not in memo:
+                memo[d] = _nb(S, d)
+            return memo[d]
+
         if self.active["J1"] or self.active["J2"] or self.active["J3"]:
             for s in range(3):
                 if not self.active[f"J{s + 1}"]:
