@@ -228,16 +228,30 @@ def _write_spins(path, X, lat, cfg, hist, step, tps, gen):
 
 
 def _compiled(ham, cfg, sink):
-    """The whole Heun/SIB step under torch.compile, or None (eager) with a warning when compilation fails."""
+    """The whole Heun/SIB step under torch.compile; if compiling fails (at creation or at the first call, where
+    torch compiles), a warning and the eager step from then on."""
+    if cfg["solver.integrator"] == "heun":
+        eager = lambda S, dt, alpha: alg.heun_step(ham, S, dt, alpha)  # noqa: E731
+    else:
+        eager = lambda S, dt, alpha, noise=None: alg.sib_step(ham, S, dt, alpha, noise)  # noqa: E731
+    state = {"fn": None, "failed": False}
     try:
-        if cfg["solver.integrator"] == "heun":
-            fn = torch.compile(lambda S, dt, alpha: alg.heun_step(ham, S, dt, alpha))
-        else:
-            fn = torch.compile(lambda S, dt, alpha, noise=None: alg.sib_step(ham, S, dt, alpha, noise))
-        return fn
-    except Exception as exc:  # noqa: BLE001 - no compiler on this host: eager
+        state["fn"] = torch.compile(eager)
+    except Exception as exc:  # noqa: BLE001 - no compiler on this host
         sink.warn(f"torch.compile unavailable ({type(exc).__name__}); running eager")
         return None
+
+    def step(*args):
+        if state["failed"]:
+            return eager(*args)
+        try:
+            return state["fn"](*args)
+        except Exception as exc:  # noqa: BLE001 - a backend error at the first call: eager from here on
+            state["failed"] = True
+            sink.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:120]}); running eager")
+            return eager(*args)
+
+    return step
 
 
 def run(paths, *, toml_text, out: Path, preset, sets, flags, sweep, device, dtype, compile_, ovf, force, resume,
