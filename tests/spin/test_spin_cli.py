@@ -150,3 +150,13 @@ def test_demo_quick_ok():
     doc = json.loads(out)
     assert doc["ok"] and doc["method"] == "spin"
     assert abs(doc["headline"]["width_nm"] - 2.0) < 0.3
+
+
+def test_nan_stops_the_job_and_keeps_the_last_good_snapshot(tmp_path):
+    # a field of 1e30 T overflows float32 in the first step (--force skips the time-step check that would refuse it)
+    p = tmp_path / "nan.toml"
+    p.write_text(LLG.format(steps=10).replace("[init]", "[hamiltonian]\nB_T = [1.0, 0.0, 1e30]\n[init]"))
+    code, out, err = run_wise("spin", "run", str(p), "-o", str(tmp_path / "out"), "--device", "cpu", "--force")
+    assert code == 1 and out == "" and "NaN" in err and "Traceback" not in err
+    with np.load(tmp_path / "out" / "nan" / "spins.npz") as z:
+        assert int(z["step"]) == 0 and np.isfinite(z["spins"]).all()
