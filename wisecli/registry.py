@@ -39,6 +39,8 @@ METHODS: list[MethodEntry] = [
                 "Matrix-wise l0-constrained sparse NNLS: at most q nonzeros in the whole X."),
     MethodEntry("bandit", "wisecli.commands.bandit", "Learning",
                 "Logistic bandits: OFULog-r, ECOLog, GLM-UCB, GLOC, OL2M and TS on many seeds at once, regret with CIs."),
+    MethodEntry("spin", "wisecli.commands.spin", "Solvers",
+                "Atomistic spin dynamics on the triangular lattice: 1Q domain walls in Mn/Re(0001) (LLG, minimise, walls)."),
     MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
                 "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
     MethodEntry("lattice", "wisecli.commands.lattice", "Solvers",
