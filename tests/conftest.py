@@ -72,3 +72,19 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+def conformance_module(test_file: str):
+    """The `conformance.py` beside `test_file`, loaded under a name of its own (`conformance_<pkg>`): every
+    method has a module called `conformance`, so `from conformance import ...` would get whichever method's
+    folder pytest put first on sys.path."""
+    import importlib.util
+
+    path = Path(test_file).with_name("conformance.py")
+    name = f"conformance_{path.parent.name}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]

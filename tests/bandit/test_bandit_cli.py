@@ -64,7 +64,9 @@ def test_jsonl_streams_records_and_skip_existing_resumes(tmp_path):
 
 
 def test_evaluate_refusals_and_order(tmp_path):
-    from conformance import _curves
+    from conftest import conformance_module
+
+    _curves = conformance_module(__file__)._curves
 
     path = _curves(tmp_path)
     code, out, err = run_wise("bandit", "evaluate", str(path), "--reference", "ofulog-r", "--json", "--bootstrap", "200")

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conformance import lattice_file  # noqa: E402
+from conftest import conformance_module  # noqa: E402
+
+lattice_file = conformance_module(__file__).lattice_file
 
 from wisecli.engines.lattice import api  # noqa: E402
 
