@@ -53,8 +53,8 @@ def load_model(weights, device):
 class Runner:
     """A loaded model with its normalisation and predictive settings: `logp(x)` for raw data tensors."""
 
-    def __init__(self, model, doc, device, samples=None, batch_size: int = 256):
-        self.model, self.doc, self.device = model, doc, device
+    def __init__(self, model, doc, device, samples=None, batch_size: int = 256, seed: int = 0):
+        self.model, self.doc, self.device, self.seed = model, doc, device, int(seed)
         m = doc["model"]
         self.bayes, self.components = m.get("bayes", "none"), int(m.get("components", 1))
         self.samples = samples
@@ -69,7 +69,15 @@ class Runner:
 
     @torch.no_grad()
     def logp(self, x: torch.Tensor, *, floats: bool = False, with_samples: bool = False, logits: bool = False):
-        """log p̄ (N, C) of raw uint8/float data (`floats`: images already in [0, 1])."""
+        """log p̄ (N, C) of raw uint8/float data (`floats`: images already in [0, 1]). The sampling noise of a
+        Bayesian model is drawn from the RNG seeded with `seed` at every call, so two calls on the same (or a
+        rotated) batch share their z (the channel-wise iBNN noise commutes with rotations)."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            return self._logp(x, floats=floats, with_samples=with_samples, logits=logits)
+
+    def _logp(self, x, *, floats, with_samples, logits):
         reps = max(1, replicas(self.bayes, self.samples, self.components))
         chunk = max(1, self.batch // reps)
         outs, samples, zs = [], [], []
@@ -316,7 +324,7 @@ def evaluate_model(data, weights, *, cfg_read: dict | None = None, arrays=None, 
         classes_data = None
     device = as_device(device, sink=sink)
     model, doc = load_model(weights, device)
-    run = Runner(model, doc, device, samples, batch_size)
+    run = Runner(model, doc, device, samples, batch_size, seed)
     classes = run.classes
     if kind != run.kind:
         raise InputError(f"{data}: {kind} data for a {run.kind} model", hint="give data of the kind the model was trained on")
