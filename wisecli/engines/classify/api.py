@@ -37,7 +37,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "loss.cdb_reduction": "mean", "loss.min_weight": 0.0, "loss.gamma": 2.0, "loss.beta": 0.999,
         "optim.clip": 1.0, "optim.clip_low": None, "optim.bias_correction": False, "optim.decoupled_decay": False,
         "optim.exclude_1d": False, "optim.compile_step": False,
-        "bayes.train_samples": 2, "bayes.val_samples": 1, **_RUN,
+        "bayes.train_samples": 2, "bayes.val_samples": 1, "bayes.prior_std": 0.3, "threads": 0,
+        **_RUN,
     },
     "predict": {"top_k": 3, "samples": None, "batch_size": 256, "device": "auto"},
     "evaluate": {"samples": None, "rotate": None, "corrupt": None, "severity": "1-5", "merge_classes": None,
@@ -83,7 +84,7 @@ def train(data: str | Path, out_dir: str | Path | None = None, *, val: str | Pat
     width 1.0, norm "batch", dropout 0.1, warmup_epochs 1, val_fraction 0.1, layout "nchw", data.imbalance None,
     loss.cdb_reduction "mean", loss.min_weight 0, loss.gamma 2, loss.beta 0.999, optim.clip 1.0,
     optim.clip_low None, optim.bias_correction/decoupled_decay/exclude_1d/compile_step False,
-    bayes.train_samples 2, bayes.val_samples 1, device "auto", amp True, seed 0.
+    bayes.train_samples 2, bayes.val_samples 1, bayes.prior_std 0.3, threads 0 (CPU intra-op threads for the run; 0: torch's), device "auto", amp True, seed 0.
     `val`/`test`: separate data sets; `init`: a classify checkpoint to start from. A non-empty run folder needs
     `resume` or `overwrite`. Writes config.json, metrics.jsonl, checkpoints/{last,best}.pt, classes.json,
     split.json, per_class.jsonl, run.json; returns {run_dir, epochs, best_metric, best_epoch, last, test?, ...}."""

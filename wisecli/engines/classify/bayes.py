@@ -5,8 +5,8 @@ The layers themselves (`ImplicitLayer`, `convert_to_implicit`, `implicit_kl`, `i
 `wisecli/nn/implicit.py`, not here as the spec's file list says: `wisecli.nn.zoo.load_classifier`, which `explain`
 and `leakage` share, must rebuild them without importing this engine [reconstructed].
 
-- Training: the batch is repeated L = `train_samples` times (replica i uses component i mod K, the layout of
-  `wisecli.nn.implicit`); the loss is -mean log p(y|x,z) over all replicas + beta_t KL / N_train.
+- Training: the batch is repeated L = `train_samples` times (`x.repeat(L, ...)`; row r of the N rows uses component
+  floor(r K / N), the layout of `wisecli.nn.implicit`); the loss is -mean log p(y|x,z) over all replicas + beta_t KL / N_train.
 - beta_t [reconstructed, the repo anneals linearly]: min(1, epoch / ceil(2E/3)) for 1-based epochs, so it rises
   linearly and reaches 1 after the first two thirds of the E epochs (it never starts at exactly 0, so a one-epoch
   run still sees the KL term).
@@ -35,7 +35,8 @@ def beta_at(epoch: int, epochs: int) -> float:
 
 
 def repeat_batch(x: Tensor, times: int) -> Tensor:
-    """x repeated `times` along the batch: replica i is rows [i B, (i+1) B) (component i mod K)."""
+    """x repeated `times` along the batch: replica i is rows [i B, (i+1) B); with `times` = K S, replicas
+    [k S, (k+1) S) use component k (`wisecli.nn.implicit.component_index`)."""
     return x.repeat(times, *([1] * (x.ndim - 1))) if times > 1 else x
 
 
