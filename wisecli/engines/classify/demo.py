@@ -2,7 +2,7 @@
 
 `ring-cnn` (width 1/4) trained with the CDB loss (`--tau dynamic`), LAMBC and an implicit BNN (K = 2) on
 long-tailed (rho = 10) `builtin:digits` at 16x16 for 6 epochs (`quick`: 1 epoch on a stratified 300-image subset
-of the training part); then `predict` on its test images and `evaluate` at 0/90/180/270° and under
+of the training part, 100 test images, 2 samples per component); then `predict` on its test images and `evaluate` at 0/90/180/270° and under
 `gaussian_noise` (severities 1-5). The data is written as an .npz into a temporary folder (removed afterwards) so
 `train` reads it with the real reader.
 
@@ -14,7 +14,6 @@ between the passes, see `predict.Runner.logp`).
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -46,17 +45,19 @@ def run_demo(quick: bool = False, device="auto", sink=None, *, train_defaults: d
 
     t0 = time.perf_counter()
     device = as_device(device, sink=sink)
-    preset = {"epochs": 1 if quick else 6, "subset": 300 if quick else None, "seed": 0, "batch_size": 64,
-              "lr": 0.01, **overrides}
+    preset = {"epochs": 1 if quick else 6, "subset": 300 if quick else None, "test_subset": 100 if quick else None,
+              "samples": 2 if quick else None, "seed": 0, "batch_size": 64, "lr": 0.01, **overrides}
     seed = int(preset["seed"])
     lab = read_labeled("builtin:digits", image_size=16, seed=seed, imbalance=10.0)
     tr, te = np.asarray(lab.split["train"]), np.asarray(lab.split["test"])
     va = np.asarray(lab.split["val"]) if "val" in lab.split else None
     if preset["subset"]:
         tr = tr[_subset(lab.y[tr], int(preset["subset"]), seed)]
+    if preset["test_subset"]:
+        te = te[_subset(lab.y[te], int(preset["test_subset"]), seed)]
     cfg = {**train_defaults, "arch": "ring-cnn", "width": 0.25, "loss": "cdb", "tau": "dynamic",
            "optimizer": "lambc", "bayes": "implicit", "components": 2, "epochs": int(preset["epochs"]),
-           "batch_size": int(preset["batch_size"]), "lr": float(preset["lr"])}
+           "batch_size": int(preset["batch_size"]), "lr": float(preset["lr"]), "threads": 1}
     for k in ("device", "amp", "seed"):
         cfg.pop(k, None)
     with tempfile.TemporaryDirectory(prefix="wise-classify-demo-") as tmp:
@@ -76,9 +77,12 @@ def run_demo(quick: bool = False, device="auto", sink=None, *, train_defaults: d
         for i in range(min(5, len(te))):
             write_image(img_dir / f"test{i}.png", lab.X[te[i]].transpose(1, 2, 0) if lab.X.shape[1] == 3
                         else lab.X[te[i]][0])
-        pred = predict_inputs([img_dir], best, None, top_k=3, samples=None, device=device)
-        ev = evaluate_model(None, best, arrays=(lab.X[te], lab.y[te], lab.kind), rotate="0:360:90",
-                            corrupt="gaussian_noise", device=device, seed=seed)
+        from .train import cpu_threads
+
+        with cpu_threads(device, 1):
+            pred = predict_inputs([img_dir], best, None, top_k=3, samples=preset["samples"], device=device)
+            ev = evaluate_model(None, best, arrays=(lab.X[te], lab.y[te], lab.kind), rotate="0:360:90",
+                                corrupt="gaussian_noise", samples=preset["samples"], device=device, seed=seed)
     curve = ev["rotation"]["curve"]
     up = curve[0]["accuracy"]
     spread = max(abs(c["accuracy"] - up) for c in curve[1:])

@@ -311,9 +311,7 @@ def evaluate_model(data, weights, *, cfg_read: dict | None = None, arrays=None, 
     if arrays is None:
         lab = load_data(data, cfg_read, seed)
         X, y = lab.X, lab.y
-        src = str(data)
-        named = src.startswith("builtin:") and src.count(":") >= 2
-        if not named and "test" in lab.split and len(lab.split["test"]) and len(lab.split) > 1:
+        if "test" in lab.split and len(lab.split["test"]) and len(lab.split) > 1:
             X, y, part = X[lab.split["test"]], y[lab.split["test"]], "test"
         else:
             part = "all"
