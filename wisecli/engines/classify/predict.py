@@ -342,7 +342,8 @@ def evaluate_model(data, weights, *, cfg_read: dict | None = None, arrays=None, 
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
     C = len(classes)
     counts = doc.get("train_counts")
-    logp, yy = _merge(run.logp(x), yt, pairs)
+    raw = run.logp(x)
+    logp, yy = _merge(raw.clone(), yt, pairs)
     report = classification_report(logp, yy, C, classes, counts)
     report.update({"part": part, "bayes": run.bayes, "samples": int(samples or DEFAULT_SAMPLES.get(run.bayes, 1))})
     if angles:
@@ -374,7 +375,7 @@ def evaluate_model(data, weights, *, cfg_read: dict | None = None, arrays=None, 
         if o.kind != kind:
             raise InputError(f"--ood {ood}: {o.kind} data for a {kind} model", hint="give OOD data of the same kind")
         xo = run.prepare(as_tensor(o.X).to(device))
-        report["ood_auroc"] = auroc(entropy(logp), entropy(run.logp(xo)))
+        report["ood_auroc"] = auroc(entropy(raw), entropy(run.logp(xo)))
         report["ood_source"] = str(ood)
     report["seconds"] = time.perf_counter() - t0
     report["device"] = device_name(device)

@@ -237,6 +237,20 @@ def evaluate_logp(model, x, norm, cfg_bayes: str, samples, components: int, batc
     return torch.cat(out)
 
 
+def restore_cdb(criterion, run_dir: Path) -> bool:
+    """On `--resume`: the CDB weights of `run_dir/checkpoints/last.pt` into the loss (True when restored)."""
+    from wisecli.runtime.checkpoints import load_checkpoint
+
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return False
+    doc = load_checkpoint(last, method=METHOD)
+    if doc.get("cdb_weights") is None:
+        return False
+    criterion.weights.copy_(doc["cdb_weights"].to(criterion.weights.device))
+    return True
+
+
 def run_training(data, out_dir: Path | None, *, cfg: dict, config_record: dict, device, amp: bool, seed: int,
                  val=None, test=None, init=None, resume: bool = False, overwrite: bool = False,
                  progress: bool = True, sink=None) -> dict:
@@ -369,11 +383,8 @@ def run_training(data, out_dir: Path | None, *, cfg: dict, config_record: dict, 
                 "cdb_weights": criterion.weights.detach().cpu() if cfg["loss"] == "cdb" else None,
                 "train_counts": train_counts.tolist()}
 
-    last = run_dir / "checkpoints" / "last.pt"
-    if resume and last.is_file() and cfg["loss"] == "cdb":
-        doc = load_checkpoint(last, method=METHOD)
-        if doc.get("cdb_weights") is not None:
-            criterion.weights.copy_(doc["cdb_weights"].to(device))
+    if resume and cfg["loss"] == "cdb":
+        restore_cdb(criterion, run_dir)
     if is_main:
         write_json(run_dir / "classes.json", classes)
         write_json(run_dir / "split.json", {"source": str(data), "val_source": None if val is None else str(val),
