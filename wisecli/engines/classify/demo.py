@@ -77,7 +77,7 @@ def run_demo(quick: bool = False, device="auto", sink=None, *, train_defaults: d
         for i in range(min(5, len(te))):
             write_image(img_dir / f"test{i}.png", lab.X[te[i]].transpose(1, 2, 0) if lab.X.shape[1] == 3
                         else lab.X[te[i]][0])
-        from .train import cpu_threads
+        from .data import cpu_threads
 
         with cpu_threads(device, 1):
             pred = predict_inputs([img_dir], best, None, top_k=3, samples=preset["samples"], device=device)

@@ -298,7 +298,7 @@ def evaluate_model(data, weights, *, cfg_read: dict | None = None, arrays=None, 
 
     from .corruptions import corrupt as apply_corruption
     from .corruptions import parse_corruptions
-    from .train import load_data
+    from .data import load_data
 
     angles = parse_rotate(rotate)
     try:

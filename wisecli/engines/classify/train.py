@@ -14,7 +14,6 @@ loss is the mean over members). Weight decay [reconstructed]: sgd 5e-4, lars 5e-
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from pathlib import Path
@@ -25,7 +24,8 @@ import torch
 from wisecli.cli.errors import InputError
 
 from .bayes import beta_at, predictive, repeat_batch
-from .data import EpochSampler, TensorLoader, as_tensor, fit_normalize, match_input, normalizer, stratified_split
+from .data import (EpochSampler, TensorLoader, as_tensor, cpu_threads, fit_normalize, load_data, match_input,
+                   normalizer, stratified_split)
 from .loss import build_loss
 from .metrics import balanced_accuracy, per_class_recall
 
@@ -50,32 +50,6 @@ def lr_factor(i: int, epochs: int, warmup: int, schedule: str) -> float:
         return (i + 1) / (warmup + 1)
     span = max(1, epochs - warmup)
     return 0.5 * (1 + math.cos(math.pi * (i - warmup) / span))
-
-
-@contextlib.contextmanager
-def cpu_threads(device, n: int):
-    """Run the block with `n` torch intra-op threads on the CPU (0: leave torch's count), restored afterwards.
-    Small nets on a shared CPU train 5-20x faster on one thread than on contended ones (the demo and gates use 1)."""
-    if device.type != "cpu" or n <= 0:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def load_data(source, cfg: dict, seed: int, *, part: str | None = None):
-    """`read_labeled` with the settings of `cfg` (an InputError names the bad file)."""
-    from wisecli.runtime.io.labeled import read_labeled
-
-    imb = cfg.get("data.imbalance")
-    return read_labeled(str(source), image_size=None if cfg.get("image_size") in (None, "", 0) else int(cfg["image_size"]),
-                        layout=cfg.get("layout", "nchw"), seed=seed,
-                        imbalance=None if imb in (None, "", "none") else float(imb),
-                        val_fraction=float(cfg.get("val_fraction", 0.1)))
 
 
 def check_config(cfg: dict, world: int = 1) -> None:
