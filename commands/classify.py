@@ -128,7 +128,7 @@ def study(
 
     sink = Sink(json=json)
     doc = api.study(name, out_dir, data=data, seeds=seeds, profile=profile, plot=plot, device=device, sink=sink)
-    sink.result(doc, rows=doc["rows"], title=f"wise classify study {name}")
+    sink.result(doc, rows=doc["table"], title=f"wise classify study {name}")
 
 
 @app.command()

@@ -61,7 +61,7 @@ def examples(tmp: Path) -> dict[str, list[str]]:
                   "--set", "width=0.25", "--set", "val_fraction=0.25", "--no-progress", *cpu],
         "predict": [str(image), "--weights", str(ckpt), "-o", str(tmp / "out.jsonl"), *cpu],
         "evaluate": [str(data), "--weights", str(ckpt), "--rotate", "0:360:90", *cpu],
-        "study": ["cdb", "-o", str(out), "--data", str(data), "--seeds", "1", "--set", "profile=quick",
+        "study": ["radial", "-o", str(out), "--data", str(data), "--seeds", "1", "--set", "profile=quick",
                   "--set", "epochs=1", *cpu],
         "demo": ["--quick", *cpu],
         "info": [],

@@ -157,14 +157,16 @@ def study(name: str, out_dir: str | Path | None = None, *, data: str | None = No
     per finished run; a rerun skips the lines it has), summary.json and summary.md (mean ± std over seeds beside
     the paper's anchors).
 
-    Defaults: data None (the study's built-in data), seeds 3, profile "quick" (CPU-sized) or "paper", device "auto";
+    Defaults: data None (the study's built-in data), seeds 3, profile "quick" (CPU-sized) or "paper", epochs None
+    (the profile's; `--set epochs=N` overrides), device "auto";
     `plot` writes a PNG. Returns the summary document."""
     from .studies import run_study
 
     v, _ = _resolve("study", {"data": data, "seeds": seeds, "profile": profile, "device": device})
     _check_counts(seeds=v["seeds"])
     return run_study(name, _p(out_dir), data=v["data"], seeds=int(v["seeds"]), profile=v["profile"],
-                     plot=_p(plot), device=v["device"], sink=sink)
+                     plot=_p(plot), device=v["device"], sink=sink, train_defaults=DEFAULTS["train"],
+                     epochs=None if v["epochs"] is None else int(v["epochs"]))
 
 
 def demo(quick: bool = False, device=None, *, sink=None, **overrides: Any):

@@ -46,7 +46,7 @@ def optim_case(device, quick: bool) -> list:
         return go
 
     def check(_a, _b):
-        err = max(float((a - b).abs().max()) for a, b in zip(ours_p, peer_p))
+        err = max(float((a.detach() - b.detach()).abs().max()) for a, b in zip(ours_p, peer_p))
         return {"max_abs_diff_after": err, "tensors": len(ours_p), "params": sum(p.numel() for p in ours_p),
                 "steps": steps}
 
@@ -91,19 +91,56 @@ def ibnn_case(device, quick: bool) -> list:
 
 
 def radial_case(device, quick: bool) -> list:
-    from .radialbench import radial_records
+    from wisecli.nn.radial import RotatedRingConv2d
+    from wisecli.nn.zoo import build
 
-    return radial_records(device, quick)
+    B, C, size = (8, 16, 16) if quick else (128, 64, 32)
+    layer = RotatedRingConv2d(C, C, 3).to(device)
+    x = torch.randn(B, C, size, size, device=device)
+
+    @torch.no_grad()
+    def stacked():
+        return layer(x)
+
+    @torch.no_grad()
+    def separate():
+        return peers.separate_convs(layer, x)
+
+    def agree(a, b):
+        return {"max_abs_diff": float((a - b).abs().max())}
+
+    recs = [race(f"ring conv: one stacked conv vs R=8 convs ({B}x{C}x{size}^2)", stacked, separate, device=device,
+                 peer_name="R separate conv2d + max", repeats=3, warmup=1, check=agree)]
+    nets = {a: build(a, in_channels=1, num_classes=10, image_size=size, width=0.25 if quick else 1.0).to(device)
+            for a in ("plain-cnn", "radial-cnn", "ring-cnn", "dwsep-radial-cnn")}
+    xb = torch.randn(B, 1, size, size, device=device)
+
+    def train_step(net):
+        def go():
+            net.zero_grad(set_to_none=True)
+            net(xb).sum().backward()
+        return go
+
+    for ours, peer in (("radial-cnn", "plain-cnn"), ("dwsep-radial-cnn", "ring-cnn")):
+        rec = race(f"{ours} vs {peer} (forward+backward, batch {B}, {size}^2)", train_step(nets[ours]),
+                   train_step(nets[peer]), device=device, peer_name=peer, repeats=3, warmup=1,
+                   params_ours=sum(p.numel() for p in nets[ours].parameters()),
+                   params_peer=sum(p.numel() for p in nets[peer].parameters()))
+        recs.append(rec)
+    return recs
 
 
 def run(device, quick: bool = False, case: str = "all"):
     """All (or one `case` of) the races on `device`; a `BenchRecords` list."""
+    from .data import cpu_threads
+
     device = as_device(device)
     recs = []
-    if case in ("all", "optim"):
-        recs += optim_case(device, quick)
-    if case in ("all", "radial"):
-        recs += radial_case(device, quick)
-    if case in ("all", "ibnn"):
-        recs += ibnn_case(device, quick)
+    with cpu_threads(device, 1 if quick else 0):  # the quick CPU preset is a smoke run: one thread, no contention
+        if case in ("all", "optim"):
+            recs += optim_case(device, quick)
+        if case in ("all", "radial"):
+            recs += radial_case(device, quick)
+        if case in ("all", "ibnn"):
+            recs += ibnn_case(device, quick)
     return BenchRecords(recs, summary={"device": str(device), "quick": quick, "case": case})

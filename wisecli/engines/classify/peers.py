@@ -27,13 +27,14 @@ def timm_lamb(params, lr: float):
     return Lamb(params, lr=lr, trust_clip=True, always_adapt=True, max_grad_norm=None, bias_correction=False)
 
 
-def separate_convs(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None, R: int, padding: int):
-    """max over R orientations of conv2d(x, kernels[r]) run one call each; kernels (R*C_out, C_in, k, k)."""
+def separate_convs(layer, x: torch.Tensor) -> torch.Tensor:
+    """A joint-mode `RotatedRingConv2d` computed the looping way: its R rotated kernels as R `conv2d` calls, then
+    the running max and the bias."""
     out = None
-    for w in kernels.chunk(R, dim=0):
-        y = F.conv2d(x, w, padding=padding)
+    for w in layer.kernels():
+        y = F.conv2d(x, w, None, layer.stride, layer.padding, 1, layer.groups)
         out = y if out is None else torch.maximum(out, y)
-    return out if bias is None else out + bias.view(1, -1, 1, 1)
+    return out if layer.bias is None else out + layer.bias.view(1, -1, 1, 1)
 
 
 def looped_samples(model, x: torch.Tensor, n: int):
