@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from wisecli.cli.errors import InputError
-from wisecli.optim.lambc import LAMB, LAMBC, STAT_KEYS
+from wisecli.optim.lambc import LAMB, LAMBC, STAT_KEYS, ResetOnEpoch
 from wisecli.optim.lars import LARS
 
 OPTIMIZERS = ("sgd", "adamw", "lars", "lamb", "lambc")
@@ -150,4 +150,4 @@ def build_optimizer(name: str, params, *, lr, weight_decay=None, **options) -> t
         raise InputError(f"optimizer {name}: {exc}", hint=_hint(name)) from None
 
 
-__all__ = ["LAMB", "LAMBC", "LARS", "OPTIMIZERS", "STAT_KEYS", "build_optimizer"]
+__all__ = ["LAMB", "LAMBC", "LARS", "OPTIMIZERS", "STAT_KEYS", "ResetOnEpoch", "build_optimizer"]

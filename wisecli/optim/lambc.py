@@ -80,9 +80,13 @@ def _lambc_group_update(params: list[Tensor], grads: list[Tensor], exp_avgs: lis
 
     denom = torch._foreach_sqrt(exp_avg_sqs)
     if bias_correction:
-        # per-tensor t as device tensors: bc = 1 − β^t, no host sync
-        bc1 = [1.0 - torch.pow(beta1, s) for s in steps]
-        bc2_sqrt = [torch.sqrt(1.0 - torch.pow(beta2, s)) for s in steps]
+        # per-tensor t as device tensors, no host sync: bc = 1 − β^t = −expm1(t·log β), accurate in fp32
+        # (1 − 0.999^t in fp32 arithmetic loses 4 digits at t = 1)
+        cdt = torch.float64 if params[0].dtype == torch.float64 else torch.float32
+        bc1 = [-torch.expm1(s.to(cdt) * math.log(beta1)) if beta1 > 0 else torch.ones((), dtype=cdt, device=device)
+               for s in steps]
+        bc2_sqrt = [torch.sqrt(-torch.expm1(s.to(cdt) * math.log(beta2))) if beta2 > 0
+                    else torch.ones((), dtype=cdt, device=device) for s in steps]
         torch._foreach_div_(denom, bc2_sqrt)
         torch._foreach_add_(denom, eps)
         update = torch._foreach_div(exp_avgs, denom)
@@ -99,13 +103,15 @@ def _lambc_group_update(params: list[Tensor], grads: list[Tensor], exp_avgs: lis
         torch._foreach_add_(u_ad, p_ad, alpha=weight_decay)   # u ← u + λ·p, inside the norm
     neg_lr = -lr.to(device=device, dtype=torch.float32) if isinstance(lr, Tensor) else -float(lr)
     if idx:
-        w_norm = torch.stack(torch._foreach_norm(p_ad, 2, dtype=torch.float32))
-        u_norm = torch.stack(torch._foreach_norm(u_ad, 2, dtype=torch.float32))
+        ndtype = torch.float64 if params[0].dtype == torch.float64 else torch.float32   # fp32 at least
+        w_norm = torch.stack(torch._foreach_norm(p_ad, 2, dtype=ndtype))
+        u_norm = torch.stack(torch._foreach_norm(u_ad, 2, dtype=ndtype))
         raw = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
         tau = raw.clamp(min=lo, max=hi) if (lo is not None or hi is not None) else raw
         clipped = (tau != raw).to(torch.float32)
         scale = (tau * neg_lr).to(params[0].dtype)
         torch._foreach_mul_(u_ad, list(scale.unbind(0)))
+        tau = tau.to(torch.float32)
         if weight_decay != 0.0 and decoupled_decay:
             # p ← p·(1 − η·λ) (AdamW style: τ used the norm before the decay, as AdamW decays first)
             factor = 1.0 + neg_lr * weight_decay
@@ -226,3 +232,25 @@ class LAMB(LAMBC):
             raise ValueError("LAMB has no clip; use LAMBC(clip=...)")
         kw["clip"] = None
         super().__init__(params, **kw)
+
+
+class ResetOnEpoch(torch.utils.data.Sampler):
+    """A sampler wrapper for `--faithful` LAMBC: `set_epoch(epoch)` (which the trainer calls at the start of
+    every epoch, on every rank, also after `--resume`) first calls `optimizer.reset_state()` and then the
+    wrapped sampler's own `set_epoch` if it has one (a `DistributedSampler`). Iteration and `len` are the
+    wrapped sampler's. The public code builds a new optimizer every epoch; this is that reset."""
+
+    def __init__(self, sampler, optimizer):
+        self.sampler = sampler
+        self.optimizer = optimizer
+
+    def __iter__(self):
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.optimizer.reset_state()
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
