@@ -10,6 +10,11 @@
 | `lamb`  | `LAMB` (= LAMBC, clip None)   | 0                    | betas, eps, clip_low, bias_correction, decoupled_decay, exclude_1d, compile_step |
 | `lambc` | `LAMBC`                       | 0                    | the lamb options and clip (1.0)                            |
 
+`LAMBC.step()` returns its `lambc_*` statistics as 0-d device tensors and keeps them in `last_stats` (the
+trainer ignores `step`'s return value); `LAMBC.reset_state()` zeroes m, v and t, and `ResetOnEpoch(sampler,
+optimizer)` wraps a sampler so the trainer's `set_epoch` does that reset every epoch (`--faithful`).
+`reference.ReferenceLAMBC` is the plain per-tensor loop (the tests' oracle, the benchmark's looping peer).
+
 An unknown name, an unknown option (with a did-you-mean hint) or a bad value is an `InputError` (exit 2).
 Options may come as text (from `--set optim.clip=none`): numbers, booleans, `none`/`inf` and `a,b` pairs are
 parsed. `params` is anything `torch.optim` accepts (tensors or parameter-group dicts).

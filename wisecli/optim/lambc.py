@@ -28,7 +28,8 @@ Implementation: tensors are grouped by (device, dtype); m, v and u come from `_f
 `torch._foreach_norm` in fp32; τ = where(both > 0, ‖p‖/‖u‖, 1).clamp(lo, hi) is computed on the device and
 the update is `_foreach_mul_(u, −η·τ_i)` then `_foreach_add_(p, u)`. There is no `.item()` and no host
 sync in `step`; `lr` may be a float or a 0-d tensor (on the device or the CPU). `compile_step=True` runs the
-per-group update through `torch.compile`.
+per-group update through `torch.compile` (a float lr is then passed as a cached 0-d device tensor, refilled when
+a schedule changes it, so the compiled graph is not re-specialised for each lr).
 
 `step()` returns (and keeps in `self.last_stats`) a dict of 0-d device tensors: `lambc_tau_min`,
 `lambc_tau_med` (the lower median), `lambc_tau_max` over the adapted tensors (after clipping) and
@@ -156,6 +157,18 @@ class LAMBC(Optimizer):
             self._update = torch.compile(_lambc_group_update, dynamic=False)
         self.last_stats: dict[str, Tensor] | None = None
 
+    def _lr_tensor(self, key: int, device: torch.device, value: float) -> Tensor:
+        """A 0-d device tensor holding a float lr, refilled (a kernel, no sync) when the schedule changes it,
+        so a compiled step is not re-specialised for every new lr."""
+        cache = self.__dict__.setdefault("_lr_cache", {})
+        old = cache.get((key, device))
+        if old is None:
+            cache[(key, device)] = (value, torch.full((), value, dtype=torch.float32, device=device))
+        elif old[0] != value:
+            old[1].fill_(value)
+            cache[(key, device)] = (value, old[1])
+        return cache[(key, device)][1]
+
     def _state_for(self, p: Tensor) -> dict:
         state = self.state[p]
         if len(state) == 0:
@@ -198,21 +211,25 @@ class LAMBC(Optimizer):
                 b[5].append(not (group["exclude_1d"] and p.ndim <= 1))
             beta1, beta2 = group["betas"]
             for (params, grads, m, v, steps, adapt) in buckets.values():
+                lr = group["lr"]
+                if self.compile_step and not isinstance(lr, Tensor):
+                    lr = self._lr_tensor(id(group), params[0].device, float(lr))
                 tau, clipped = self._update(
-                    params, grads, m, v, steps, adapt, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                    params, grads, m, v, steps, adapt, lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
                     weight_decay=group["weight_decay"], lo=group["clip_low"], hi=group["clip"],
                     bias_correction=group["bias_correction"], decoupled_decay=group["decoupled_decay"])
                 taus.append(tau)
                 flags.append(clipped)
-        self.last_stats = _stats(taus, flags)
+        first = next((p for g in self.param_groups for p in g["params"]), None)
+        self.last_stats = _stats(taus, flags, first.device if first is not None else torch.device("cpu"))
         return self.last_stats
 
 
-def _stats(taus: list[Tensor], flags: list[Tensor]) -> dict[str, Tensor]:
+def _stats(taus: list[Tensor], flags: list[Tensor], default_device: torch.device) -> dict[str, Tensor]:
     if not taus:
-        nan = torch.tensor(float("nan"))
+        nan = torch.full((), float("nan"), device=default_device)
         return {"lambc_tau_min": nan, "lambc_tau_med": nan.clone(), "lambc_tau_max": nan.clone(),
-                "lambc_clipped": torch.tensor(0.0)}
+                "lambc_clipped": torch.zeros((), device=default_device)}
     device = taus[0].device
     tau = torch.cat([t.to(device) for t in taus])
     flag = torch.cat([f.to(device) for f in flags])
