@@ -26,7 +26,7 @@ one `.item()` per tensor per step.
 
 Implementation: tensors are grouped by (device, dtype); m, v and u come from `_foreach_` ops; the norms from
 `torch._foreach_norm` in fp32; τ = where(both > 0, ‖p‖/‖u‖, 1).clamp(lo, hi) is computed on the device and
-the update is `_foreach_mul_(u, −η·τ_i)` then `_foreach_add_(p, u)`. There is no `.item()` and no host
+the update is `_foreach_addcmul_(p, u, −η·τ_i)` (m uses `_foreach_lerp_`, one pass). There is no `.item()` and no host
 sync in `step`; `lr` may be a float or a 0-d tensor (on the device or the CPU). `compile_step=True` runs the
 per-group update through `torch.compile` (a float lr is then passed as a cached 0-d device tensor, refilled when
 a schedule changes it, so the compiled graph is not re-specialised for each lr).
@@ -74,8 +74,7 @@ def _lambc_group_update(params: list[Tensor], grads: list[Tensor], exp_avgs: lis
     as 1-D tensors over the adapted tensors of this group (float32, on the device)."""
     device = params[0].device
     torch._foreach_add_(steps, 1.0)
-    torch._foreach_mul_(exp_avgs, beta1)
-    torch._foreach_add_(exp_avgs, grads, alpha=1.0 - beta1)
+    torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)       # m ← β1·m + (1−β1)·g in one pass
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
 
@@ -111,19 +110,23 @@ def _lambc_group_update(params: list[Tensor], grads: list[Tensor], exp_avgs: lis
         tau = raw.clamp(min=lo, max=hi) if (lo is not None or hi is not None) else raw
         clipped = (tau != raw).to(torch.float32)
         scale = (tau * neg_lr).to(params[0].dtype)
-        torch._foreach_mul_(u_ad, list(scale.unbind(0)))
         tau = tau.to(torch.float32)
         if weight_decay != 0.0 and decoupled_decay:
             # p ← p·(1 − η·λ) (AdamW style: τ used the norm before the decay, as AdamW decays first)
             factor = 1.0 + neg_lr * weight_decay
             torch._foreach_mul_(p_ad, factor.to(params[0].dtype) if isinstance(factor, Tensor) else factor)
+        # p ← p + (−η·τ)·u in one pass per tensor (foreach has no fast path for per-tensor 0-d scalars)
+        torch._foreach_addcmul_(p_ad, u_ad, list(scale.unbind(0)))
     else:
         tau = torch.empty(0, device=device, dtype=torch.float32)
         clipped = torch.empty(0, device=device, dtype=torch.float32)
     if rest:
+        p_rest = [params[i] for i in rest]
         u_rest = [update[i] for i in rest]
-        torch._foreach_mul_(u_rest, neg_lr.to(params[0].dtype) if isinstance(neg_lr, Tensor) else neg_lr)
-    torch._foreach_add_(params, update)
+        if isinstance(neg_lr, Tensor):
+            torch._foreach_addcmul_(p_rest, u_rest, [neg_lr.to(params[0].dtype)] * len(rest))
+        else:
+            torch._foreach_add_(p_rest, u_rest, alpha=neg_lr)
     return tau, clipped
 
 
