@@ -50,6 +50,7 @@ WRAPPED_TYPES = CONV_TYPES + (nn.Linear,)
 
 
 def inverse_softplus(y: Tensor) -> Tensor:
+    """x with softplus(x) = y (y > 0), stable for small y."""
     return y + torch.log(-torch.expm1(-y))
 
 
@@ -83,6 +84,7 @@ class ImplicitLayer(nn.Module):
         self.rho = nn.Parameter(inverse_softplus(sigma.clamp_min(1e-6)))
 
     def sigma(self) -> Tensor:
+        """(K, C_in + has_bias) standard deviations softplus(rho)."""
         return F.softplus(self.rho)
 
     def sample(self, n: int) -> Tensor:
@@ -143,6 +145,7 @@ def convert_to_implicit(model: nn.Module, K: int, prior_std: float = 0.3, **laye
 
 
 def implicit_layers(model: nn.Module) -> list[ImplicitLayer]:
+    """Every ImplicitLayer of `model`, in module order."""
     return [m for m in model.modules() if isinstance(m, ImplicitLayer)]
 
 
@@ -164,4 +167,5 @@ def implicit_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def is_implicit(model: nn.Module) -> bool:
+    """Whether `model` holds any ImplicitLayer."""
     return any(True for _ in implicit_layers(model))

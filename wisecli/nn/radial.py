@@ -173,6 +173,7 @@ class RadialConv2d(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def kernel(self) -> Tensor:
+        """(C_out, C_in/groups, k, k): the ring weights gathered into the kernel (backward: scatter-add)."""
         k = self.kernel_size
         return torch.index_select(self.weight, -1, self.index).view(*self.weight.shape[:2], k, k)
 

@@ -73,6 +73,8 @@ _IMPLICIT_OPTIONS = {"prior_std", "init_mean", "init_std"}
 # ---------------------------------------------------------------- the small nets
 
 class MLP(nn.Module):
+    """Linear-ReLU stack (hidden 256, 128 x width) and a Linear head; input flattened from dim 1."""
+
     def __init__(self, in_features: int, num_classes: int, hidden=(256, 128), width: float = 1.0):
         super().__init__()
         dims = [in_features] + [max(1, int(round(h * width))) for h in hidden]

@@ -10,6 +10,11 @@
 | `lamb`  | `LAMB` (= LAMBC, clip None)   | 0                    | betas, eps, clip_low, bias_correction, decoupled_decay, exclude_1d, compile_step |
 | `lambc` | `LAMBC`                       | 0                    | the lamb options and clip (1.0)                            |
 
+`LAMBC.step()` returns its `lambc_*` statistics as 0-d device tensors and keeps them in `last_stats` (the
+trainer ignores `step`'s return value); `LAMBC.reset_state()` zeroes m, v and t, and `ResetOnEpoch(sampler,
+optimizer)` wraps a sampler so the trainer's `set_epoch` does that reset every epoch (`--faithful`).
+`reference.ReferenceLAMBC` is the plain per-tensor loop (the tests' oracle, the benchmark's looping peer).
+
 An unknown name, an unknown option (with a did-you-mean hint) or a bad value is an `InputError` (exit 2).
 Options may come as text (from `--set optim.clip=none`): numbers, booleans, `none`/`inf` and `a,b` pairs are
 parsed. `params` is anything `torch.optim` accepts (tensors or parameter-group dicts).
@@ -24,7 +29,7 @@ from typing import Any
 import torch
 
 from wisecli.cli.errors import InputError
-from wisecli.optim.lambc import LAMB, LAMBC, STAT_KEYS
+from wisecli.optim.lambc import LAMB, LAMBC, STAT_KEYS, ResetOnEpoch
 from wisecli.optim.lars import LARS
 
 OPTIMIZERS = ("sgd", "adamw", "lars", "lamb", "lambc")
@@ -150,4 +155,4 @@ def build_optimizer(name: str, params, *, lr, weight_decay=None, **options) -> t
         raise InputError(f"optimizer {name}: {exc}", hint=_hint(name)) from None
 
 
-__all__ = ["LAMB", "LAMBC", "LARS", "OPTIMIZERS", "STAT_KEYS", "build_optimizer"]
+__all__ = ["LAMB", "LAMBC", "LARS", "OPTIMIZERS", "STAT_KEYS", "ResetOnEpoch", "build_optimizer"]

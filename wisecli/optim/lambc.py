@@ -26,9 +26,10 @@ one `.item()` per tensor per step.
 
 Implementation: tensors are grouped by (device, dtype); m, v and u come from `_foreach_` ops; the norms from
 `torch._foreach_norm` in fp32; τ = where(both > 0, ‖p‖/‖u‖, 1).clamp(lo, hi) is computed on the device and
-the update is `_foreach_mul_(u, −η·τ_i)` then `_foreach_add_(p, u)`. There is no `.item()` and no host
+the update is `_foreach_addcmul_(p, u, −η·τ_i)` (m uses `_foreach_lerp_`, one pass). There is no `.item()` and no host
 sync in `step`; `lr` may be a float or a 0-d tensor (on the device or the CPU). `compile_step=True` runs the
-per-group update through `torch.compile`.
+per-group update through `torch.compile` (a float lr is then passed as a cached 0-d device tensor, refilled when
+a schedule changes it, so the compiled graph is not re-specialised for each lr).
 
 `step()` returns (and keeps in `self.last_stats`) a dict of 0-d device tensors: `lambc_tau_min`,
 `lambc_tau_med` (the lower median), `lambc_tau_max` over the adapted tensors (after clipping) and
@@ -73,16 +74,19 @@ def _lambc_group_update(params: list[Tensor], grads: list[Tensor], exp_avgs: lis
     as 1-D tensors over the adapted tensors of this group (float32, on the device)."""
     device = params[0].device
     torch._foreach_add_(steps, 1.0)
-    torch._foreach_mul_(exp_avgs, beta1)
-    torch._foreach_add_(exp_avgs, grads, alpha=1.0 - beta1)
+    torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)       # m ← β1·m + (1−β1)·g in one pass
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
 
     denom = torch._foreach_sqrt(exp_avg_sqs)
     if bias_correction:
-        # per-tensor t as device tensors: bc = 1 − β^t, no host sync
-        bc1 = [1.0 - torch.pow(beta1, s) for s in steps]
-        bc2_sqrt = [torch.sqrt(1.0 - torch.pow(beta2, s)) for s in steps]
+        # per-tensor t as device tensors, no host sync: bc = 1 − β^t = −expm1(t·log β), accurate in fp32
+        # (1 − 0.999^t in fp32 arithmetic loses 4 digits at t = 1)
+        cdt = torch.float64 if params[0].dtype == torch.float64 else torch.float32
+        bc1 = [-torch.expm1(s.to(cdt) * math.log(beta1)) if beta1 > 0 else torch.ones((), dtype=cdt, device=device)
+               for s in steps]
+        bc2_sqrt = [torch.sqrt(-torch.expm1(s.to(cdt) * math.log(beta2))) if beta2 > 0
+                    else torch.ones((), dtype=cdt, device=device) for s in steps]
         torch._foreach_div_(denom, bc2_sqrt)
         torch._foreach_add_(denom, eps)
         update = torch._foreach_div(exp_avgs, denom)
@@ -99,24 +103,30 @@ def _lambc_group_update(params: list[Tensor], grads: list[Tensor], exp_avgs: lis
         torch._foreach_add_(u_ad, p_ad, alpha=weight_decay)   # u ← u + λ·p, inside the norm
     neg_lr = -lr.to(device=device, dtype=torch.float32) if isinstance(lr, Tensor) else -float(lr)
     if idx:
-        w_norm = torch.stack(torch._foreach_norm(p_ad, 2, dtype=torch.float32))
-        u_norm = torch.stack(torch._foreach_norm(u_ad, 2, dtype=torch.float32))
+        ndtype = torch.float64 if params[0].dtype == torch.float64 else torch.float32   # fp32 at least
+        w_norm = torch.stack(torch._foreach_norm(p_ad, 2, dtype=ndtype))
+        u_norm = torch.stack(torch._foreach_norm(u_ad, 2, dtype=ndtype))
         raw = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
         tau = raw.clamp(min=lo, max=hi) if (lo is not None or hi is not None) else raw
         clipped = (tau != raw).to(torch.float32)
         scale = (tau * neg_lr).to(params[0].dtype)
-        torch._foreach_mul_(u_ad, list(scale.unbind(0)))
+        tau = tau.to(torch.float32)
         if weight_decay != 0.0 and decoupled_decay:
             # p ← p·(1 − η·λ) (AdamW style: τ used the norm before the decay, as AdamW decays first)
             factor = 1.0 + neg_lr * weight_decay
             torch._foreach_mul_(p_ad, factor.to(params[0].dtype) if isinstance(factor, Tensor) else factor)
+        # p ← p + (−η·τ)·u in one pass per tensor (foreach has no fast path for per-tensor 0-d scalars)
+        torch._foreach_addcmul_(p_ad, u_ad, list(scale.unbind(0)))
     else:
         tau = torch.empty(0, device=device, dtype=torch.float32)
         clipped = torch.empty(0, device=device, dtype=torch.float32)
     if rest:
+        p_rest = [params[i] for i in rest]
         u_rest = [update[i] for i in rest]
-        torch._foreach_mul_(u_rest, neg_lr.to(params[0].dtype) if isinstance(neg_lr, Tensor) else neg_lr)
-    torch._foreach_add_(params, update)
+        if isinstance(neg_lr, Tensor):
+            torch._foreach_addcmul_(p_rest, u_rest, [neg_lr.to(params[0].dtype)] * len(rest))
+        else:
+            torch._foreach_add_(p_rest, u_rest, alpha=neg_lr)
     return tau, clipped
 
 
@@ -149,6 +159,18 @@ class LAMBC(Optimizer):
         if self.compile_step:
             self._update = torch.compile(_lambc_group_update, dynamic=False)
         self.last_stats: dict[str, Tensor] | None = None
+
+    def _lr_tensor(self, key: int, device: torch.device, value: float) -> Tensor:
+        """A 0-d device tensor holding a float lr, refilled (a kernel, no sync) when the schedule changes it,
+        so a compiled step is not re-specialised for every new lr."""
+        cache = self.__dict__.setdefault("_lr_cache", {})
+        old = cache.get((key, device))
+        if old is None:
+            cache[(key, device)] = (value, torch.full((), value, dtype=torch.float32, device=device))
+        elif old[0] != value:
+            old[1].fill_(value)
+            cache[(key, device)] = (value, old[1])
+        return cache[(key, device)][1]
 
     def _state_for(self, p: Tensor) -> dict:
         state = self.state[p]
@@ -192,21 +214,25 @@ class LAMBC(Optimizer):
                 b[5].append(not (group["exclude_1d"] and p.ndim <= 1))
             beta1, beta2 = group["betas"]
             for (params, grads, m, v, steps, adapt) in buckets.values():
+                lr = group["lr"]
+                if self.compile_step and not isinstance(lr, Tensor):
+                    lr = self._lr_tensor(id(group), params[0].device, float(lr))
                 tau, clipped = self._update(
-                    params, grads, m, v, steps, adapt, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                    params, grads, m, v, steps, adapt, lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
                     weight_decay=group["weight_decay"], lo=group["clip_low"], hi=group["clip"],
                     bias_correction=group["bias_correction"], decoupled_decay=group["decoupled_decay"])
                 taus.append(tau)
                 flags.append(clipped)
-        self.last_stats = _stats(taus, flags)
+        first = next((p for g in self.param_groups for p in g["params"]), None)
+        self.last_stats = _stats(taus, flags, first.device if first is not None else torch.device("cpu"))
         return self.last_stats
 
 
-def _stats(taus: list[Tensor], flags: list[Tensor]) -> dict[str, Tensor]:
+def _stats(taus: list[Tensor], flags: list[Tensor], default_device: torch.device) -> dict[str, Tensor]:
     if not taus:
-        nan = torch.tensor(float("nan"))
+        nan = torch.full((), float("nan"), device=default_device)
         return {"lambc_tau_min": nan, "lambc_tau_med": nan.clone(), "lambc_tau_max": nan.clone(),
-                "lambc_clipped": torch.tensor(0.0)}
+                "lambc_clipped": torch.zeros((), device=default_device)}
     device = taus[0].device
     tau = torch.cat([t.to(device) for t in taus])
     flag = torch.cat([f.to(device) for f in flags])
@@ -226,3 +252,25 @@ class LAMB(LAMBC):
             raise ValueError("LAMB has no clip; use LAMBC(clip=...)")
         kw["clip"] = None
         super().__init__(params, **kw)
+
+
+class ResetOnEpoch(torch.utils.data.Sampler):
+    """A sampler wrapper for `--faithful` LAMBC: `set_epoch(epoch)` (which the trainer calls at the start of
+    every epoch, on every rank, also after `--resume`) first calls `optimizer.reset_state()` and then the
+    wrapped sampler's own `set_epoch` if it has one (a `DistributedSampler`). Iteration and `len` are the
+    wrapped sampler's. The public code builds a new optimizer every epoch; this is that reset."""
+
+    def __init__(self, sampler, optimizer):
+        self.sampler = sampler
+        self.optimizer = optimizer
+
+    def __iter__(self):
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.optimizer.reset_state()
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)

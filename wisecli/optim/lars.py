@@ -87,14 +87,16 @@ def _lars_group(params, grads, bufs, adapt, *, lr, momentum, weight_decay, eta, 
     g_ad = [grads[i] for i in idx]
     neg_lr = -lr.to(device=device, dtype=torch.float32) if isinstance(lr, Tensor) else -float(lr)
     if idx:
-        w_norm = torch.stack(torch._foreach_norm(p_ad, 2, dtype=torch.float32))
-        g_norm = torch.stack(torch._foreach_norm(g_ad, 2, dtype=torch.float32))
+        ndtype = torch.float64 if dtype == torch.float64 else torch.float32   # fp32 at least
+        w_norm = torch.stack(torch._foreach_norm(p_ad, 2, dtype=ndtype))
+        g_norm = torch.stack(torch._foreach_norm(g_ad, 2, dtype=ndtype))
         trust = torch.where((w_norm > 0) & (g_norm > 0), eta * w_norm / (g_norm + weight_decay * w_norm),
                             torch.ones_like(w_norm))
         d_ad = torch._foreach_add(g_ad, p_ad, alpha=weight_decay) if weight_decay else [g.clone() for g in g_ad]
         torch._foreach_mul_(d_ad, list(trust.to(dtype).unbind(0)))
         for k, i in enumerate(idx):
             d[i] = d_ad[k]
+        trust = trust.to(torch.float32)
     else:
         trust = torch.empty(0, device=device, dtype=torch.float32)
     # b ← μ·b + λ·d  (γ applied at the update, so a changing lr does not rescale the stored momentum twice)
