@@ -219,3 +219,24 @@ def test_demo_quick_json_is_ok():
     assert code == 0, err
     doc = json.loads(out)
     assert doc["ok"] is True and set(doc["headline"]) == {"bal_acc", "rot90_acc", "nll_noise"}
+
+
+def test_features_train_predict_evaluate(tmp):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    X = (rng.normal(size=(60, 6)) + 3 * np.eye(3, 6)[y]).astype(np.float32)
+    np.savez(tmp / "feats.npz", X=X, y=y)
+    run = tmp / "frun"
+    code, out, err = run_wise("classify", "train", str(tmp / "feats.npz"), "-o", str(run), "--arch", "mlp",
+                              "--epochs", "3", "--batch-size", "16", "--lr", "0.1", "--no-progress", *CPU)
+    assert code == 0, err
+    np.savez(tmp / "rows.npz", X=X[:4])
+    code, out, err = run_wise("classify", "predict", str(tmp / "rows.npz"), "--weights", str(run), "--jsonl", *CPU)
+    assert code == 0, err
+    recs = [json.loads(ln) for ln in out.splitlines()]
+    assert [r["input"].rsplit(":", 1)[1] for r in recs] == ["0", "1", "2", "3"]
+    code, out, err = run_wise("classify", "evaluate", str(tmp / "feats.npz"), "--weights", str(run), "--json", *CPU)
+    assert code == 0, err
+    assert json.loads(out)["accuracy"] > 0.8  # three well-separated Gaussian classes
+    np.savez(tmp / "wide.npz", X=np.zeros((2, 7), np.float32))
+    _bad(["predict", str(tmp / "wide.npz"), "--weights", str(run), *CPU], needle="columns")

@@ -295,6 +295,11 @@ def run_training(data, out_dir: Path | None, *, cfg: dict, config_record: dict, 
             raise InputError(f"--init {init}: its weights do not fit --arch {cfg['arch']} with these settings",
                              hint="give a checkpoint of the same arch, classes and width") from None
     run_dir = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite, is_main=int(os.environ.get("RANK", "0")) == 0)
+    if resume and (run_dir / "checkpoints" / "last.pt").is_file():  # a bad last.pt is refused before any write
+        last_doc = load_checkpoint(run_dir / "checkpoints" / "last.pt", method=METHOD)
+        if last_doc.get("arch") != cfg["arch"]:
+            raise InputError(f"{run_dir / 'checkpoints' / 'last.pt'} was trained with arch '{last_doc.get('arch')}', "
+                             f"not '{cfg['arch']}'", hint="resume with the same --arch, or start a new run folder")
     rank = 0
     if world > 1:
         info, device = init_distributed(str(device))
