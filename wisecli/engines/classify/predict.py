@@ -197,8 +197,10 @@ def predict_inputs(inputs, weights, output, *, top_k: int, samples, pattern=None
     good = [t for t in items if t[1] is not None]
     records = []
     if good:
+        from wisecli.runtime.device import oom_guard
+
         x = torch.cat([t[1] for t in good])
-        bar, lps = run.logp(x, with_samples=True)
+        bar, lps = oom_guard(lambda: run.logp(x, with_samples=True), option_hint="--batch-size or --samples")
         from .bayes import mutual_info
 
         mi = mutual_info(lps, bar).cpu()

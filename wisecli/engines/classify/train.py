@@ -119,7 +119,7 @@ def build_optimizer_for(model, cfg: dict):
     opts: dict = {}
     if name in ("lamb", "lambc"):
         opts.update(bias_correction=bool(cfg["optim.bias_correction"]), decoupled_decay=bool(cfg["optim.decoupled_decay"]),
-                    exclude_1d=bool(cfg["optim.exclude_1d"]))
+                    exclude_1d=bool(cfg["optim.exclude_1d"]), compile_step=bool(cfg["optim.compile_step"]))
         if cfg["optim.clip_low"] not in (None, "", "none"):
             opts["clip_low"] = float(cfg["optim.clip_low"])
         if name == "lambc":
@@ -372,9 +372,13 @@ def run_training(data, out_dir: Path | None, *, cfg: dict, config_record: dict, 
             (run_dir / "per_class.jsonl").unlink(missing_ok=True)
     spec = TrainSpec(epochs=epochs, run_dir=run_dir, method=METHOD, arch=cfg["arch"], config=cfg, amp=amp,
                      monitor="val_bal_acc", mode="max", resume=resume, progress=progress)
+    from wisecli.runtime.device import oom_guard
+
     with cpu_threads(device, int(cfg.get("threads", 0) or 0)):
-        res = fit(model, optimizer, loader, step, spec, device=device, scheduler=scheduler, validate=validate,
-                  on_epoch_end=on_epoch_end if is_main else None, checkpoint_extra=extra)
+        res = oom_guard(lambda: fit(model, optimizer, loader, step, spec, device=device, scheduler=scheduler,
+                                    validate=validate, on_epoch_end=on_epoch_end if is_main else None,
+                                    checkpoint_extra=extra),
+                        option_hint="--batch-size (or --set bayes.train_samples / --components)")
     summary = {"run_dir": str(run_dir), "epochs": epochs, "best_metric": res.best_metric, "best_epoch": res.best_epoch,
                "last": res.last_metrics, "classes": len(classes), "train_images": int(len(y_tr)),
                "val_images": int(len(y_va)), "device": device_name(device), "lr": base_lr}
