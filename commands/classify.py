@@ -90,7 +90,11 @@ def predict(
 
 @app.command()
 def evaluate(
-    data: Data, weights: o.Weights = None, samples: Samples = None,
+    data: Annotated[Optional[str], typer.Argument(help="Labelled data (as train's DATA); or use --pred/--labels.")] = None,
+    weights: o.Weights = None,
+    pred: Annotated[Optional[Path], typer.Option("--pred", help="Predictions JSONL written by predict -o.")] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="CSV path,label for --pred.")] = None,
+    samples: Samples = None,
     rotate: Annotated[Optional[str], typer.Option("--rotate", help="Degrees START:STOP:STEP, e.g. 0:360:15.")] = None,
     corrupt: Annotated[Optional[str], typer.Option("--corrupt", help="all, or corruption names (comma list).")] = None,
     severity: Annotated[Optional[str], typer.Option("--severity", help="Severities 1-5, e.g. 3 or 1-5.")] = None,
@@ -103,7 +107,7 @@ def evaluate(
     from wisecli.engines.classify import api
 
     sink = Sink(json=json)
-    doc = api.evaluate(data, weights=weights, samples=samples, rotate=rotate, corrupt=corrupt, severity=severity,
+    doc = api.evaluate(data, weights=weights, pred=pred, labels=labels, samples=samples, rotate=rotate, corrupt=corrupt, severity=severity,
                        ood=ood, merge_classes=merge_classes, image_size=image_size, batch_size=batch_size,
                        device=device, seed=seed, sink=sink)
     rows = [{"metric": k, "value": doc[k]} for k in ("n", "part", "accuracy", "balanced_accuracy", "macro_f1", "nll",

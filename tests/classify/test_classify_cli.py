@@ -240,3 +240,18 @@ def test_features_train_predict_evaluate(tmp):
     assert json.loads(out)["accuracy"] > 0.8  # three well-separated Gaussian classes
     np.savez(tmp / "wide.npz", X=np.zeros((2, 7), np.float32))
     _bad(["predict", str(tmp / "wide.npz"), "--weights", str(run), *CPU], needle="columns")
+
+
+def test_evaluate_from_predictions_file(tmp, glyphs, ckpt):
+    dest = tmp / "preds.jsonl"
+    if not dest.is_file():
+        pytest.skip("needs the predictions of test_predict_records_jsonl_and_output")
+    recs = [json.loads(ln) for ln in dest.read_text().splitlines()]
+    labels = tmp / "labels.csv"
+    labels.write_text("path,label\n" + "".join(f"{r['input']},class1\n" for r in recs))
+    code, out, err = run_wise("classify", "evaluate", "--pred", str(dest), "--labels", str(labels), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["accuracy"] == pytest.approx(np.mean([r["label"] == "class1" for r in recs]))
+    assert doc["nll"] == pytest.approx(-np.mean([np.log(r["probs"]["class1"]) for r in recs]), rel=1e-4)
+    _bad(["evaluate", "--pred", str(dest)], needle="--labels")

@@ -127,7 +127,8 @@ def _check_counts(**values) -> None:
             raise InputError(f"--{key.replace('_', '-')} must be at least 1, got {v}", hint="see --help")
 
 
-def evaluate(data: str | Path, *, weights: str | Path | None = None, samples: int | None = None,
+def evaluate(data: str | Path | None = None, *, weights: str | Path | None = None, pred: str | Path | None = None,
+             labels: str | Path | None = None, samples: int | None = None,
              rotate: str | None = None, corrupt: str | None = None, severity: str | None = None,
              ood: str | Path | None = None, merge_classes: str | None = None, image_size: int | None = None,
              layout: str | None = None, batch_size: int | None = None, device=None, seed: int | None = None,
@@ -138,13 +139,23 @@ def evaluate(data: str | Path, *, weights: str | Path | None = None, samples: in
     names, `severity` "1-5"), ood_auroc (`ood` data, entropy score), with `merge_classes` "A,B" merged first.
 
     Defaults: samples None (the Bayes mode's), severity "1-5", image_size None, layout "nchw", batch_size 256,
-    device "auto", seed 0 (corruption noise). Returns the document with `part` (which rows were used)."""
-    from .predict import evaluate_model
+    device "auto", seed 0 (corruption noise). Returns the document with `part` (which rows were used).
+    Without DATA: `pred` (a predict JSONL file) against `labels` (CSV path,label), no model needed."""
+    from wisecli.cli.errors import InputError
+
+    from .predict import evaluate_model, evaluate_predictions
 
     v, _ = _resolve("evaluate", {"samples": samples, "rotate": rotate, "corrupt": corrupt, "severity": severity,
                                  "merge_classes": merge_classes, "image_size": image_size, "layout": layout,
                                  "batch_size": batch_size, "device": device, "seed": seed})
     _check_counts(samples=v["samples"], batch_size=v["batch_size"], image_size=v["image_size"])
+    if data is None:
+        if pred is None or labels is None:
+            raise InputError("evaluate needs DATA with --weights, or --pred FILE --labels CSV",
+                             hint="e.g. wise classify evaluate builtin:digits:test --weights run")
+        return evaluate_predictions(Path(pred), Path(labels), merge_classes=v["merge_classes"])
+    if pred is not None or labels is not None:
+        raise InputError("--pred/--labels replace DATA and --weights", hint="give one or the other")
     return evaluate_model(data, weights, cfg_read={"image_size": v["image_size"], "layout": v["layout"]},
                           samples=None if v["samples"] is None else int(v["samples"]), rotate=v["rotate"],
                           corrupt=v["corrupt"], severity=v["severity"], ood=ood, merge_classes=v["merge_classes"],

@@ -217,7 +217,8 @@ def predict_inputs(inputs, weights, output, *, top_k: int, samples, pattern=None
         j = int(p.argmax())
         records.append({"input": name, "label": run.classes[j], "label_index": j, "prob": float(p[j]),
                         "top": _top(p, run.classes, top_k), "entropy": float(ent[gi]),
-                        "mutual_info": float(mi[gi]), "status": "ok"})
+                        "mutual_info": float(mi[gi]), "status": "ok",
+                        "probs": {c: float(v) for c, v in zip(run.classes, p.tolist())}})
         gi += 1
     seconds = time.perf_counter() - t0
     for r in records:
@@ -382,6 +383,49 @@ def evaluate_model(data, weights, *, cfg_read: dict | None = None, arrays=None, 
     report["seconds"] = time.perf_counter() - t0
     report["device"] = device_name(device)
     return report
+
+
+def evaluate_predictions(pred: Path, labels: Path, *, merge_classes=None) -> dict:
+    """The §5 metrics of a predict JSONL file (`probs` per record) against a labels CSV `path,label`; records are
+    matched to labels by their input path, else by file name. Rows without a label are an InputError."""
+    from wisecli.runtime.io.tables import read_table
+
+    recs = []
+    try:
+        for i, line in enumerate(Path(pred).read_text(encoding="utf-8").splitlines()):
+            if line.strip():
+                r = json.loads(line)
+                if r.get("status", "ok") == "ok":
+                    recs.append(r)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"cannot read predictions {pred}: {type(exc).__name__}",
+                         hint="give the JSONL file 'wise classify predict -o' wrote") from None
+    if not recs or not all(isinstance(r.get("probs"), dict) and "input" in r for r in recs):
+        raise InputError(f"{pred}: no prediction records with 'probs'", hint="give the JSONL file 'wise classify predict -o' wrote")
+    table = read_table(labels)
+    if "path" not in table.columns or "label" not in table.columns:
+        raise InputError(f"{labels}: needs the columns path,label", hint="a CSV with a header path,label")
+    pi, li = table.columns.index("path"), table.columns.index("label")
+    by_path = {row[pi]: row[li] for row in table.rows}
+    by_name = {Path(row[pi]).name: row[li] for row in table.rows}
+    classes = list(recs[0]["probs"])
+    y, probs = [], []
+    for r in recs:
+        lab = by_path.get(r["input"], by_name.get(Path(r["input"]).name))
+        if lab is None:
+            raise InputError(f"{labels}: no label for {r['input']}", hint="list every predicted input in the labels CSV")
+        if lab not in classes:
+            raise InputError(f"{labels}: label {lab!r} of {r['input']} is not a class of the model",
+                             hint=f"classes: {', '.join(classes[:20])}")
+        y.append(classes.index(lab))
+        probs.append([r["probs"].get(c, 0.0) for c in classes])
+    p = torch.tensor(probs, dtype=torch.float32).clamp_min(1e-30)
+    logp = (p / p.sum(1, keepdim=True)).log()
+    yt = torch.tensor(y)
+    logp, yt = _merge(logp, yt, parse_merge(merge_classes, classes))
+    doc = classification_report(logp, yt, len(classes), classes)
+    doc.update({"part": "predictions", "predictions": str(pred), "labels": str(labels)})
+    return doc
 
 
 def _parse_severity(severity) -> list[int]:
