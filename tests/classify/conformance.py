@@ -59,7 +59,7 @@ def examples(tmp: Path) -> dict[str, list[str]]:
     return {
         "train": [str(data), "-o", str(out), "--arch", "small-cnn", "--epochs", "1", "--batch-size", "4",
                   "--set", "width=0.25", "--set", "val_fraction=0.25", "--no-progress", *cpu],
-        "predict": [str(image), "--weights", str(ckpt), "-o", str(tmp / "out.jsonl"), *cpu],
+        "predict": [str(image), "--weights", str(ckpt), "-o", str(out / "preds.jsonl"), *cpu],
         "evaluate": [str(data), "--weights", str(ckpt), "--rotate", "0:360:90", *cpu],
         "study": ["radial", "-o", str(out), "--data", str(data), "--seeds", "1", "--set", "profile=quick",
                   "--set", "epochs=1", *cpu],

@@ -148,7 +148,13 @@ def run_study(name: str, out_dir: Path | None, *, data: str | None, seeds: int, 
 
     for src in sorted({s["data"] for s in settings}):
         load_data(src, {"image_size": settings[0]["train"].get("image_size")}, 0)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from wisecli.cli.errors import OutputError
+
+        raise OutputError(f"cannot create study folder {out_dir}: {exc.strerror or exc}",
+                          hint="check that it is writable, or choose another -o") from None
     results = out_dir / "results.jsonl"
     done: dict[tuple[str, int], dict] = {}
     if results.is_file():
