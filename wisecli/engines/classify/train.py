@@ -280,6 +280,9 @@ def run_training(data, out_dir: Path | None, *, cfg: dict, config_record: dict, 
                          f"{int(val_counts[c])}", hint="give --val with more images, or raise --set val_fraction")
     train_counts = np.bincount(lab.y[tr], minlength=C)
     mk = model_kwargs(cfg, lab, C)
+    from wisecli.runtime.device import seed_everything
+
+    seed_everything(seed)  # the initial weights, the implicit latents and dropout follow --seed
     try:
         model = build(cfg["arch"], **mk)
     except InputError:

@@ -7,7 +7,9 @@ evaluated; a rerun skips the (setting, seed) pairs already there, so an interrup
 
 Profiles [reconstructed]: `quick` is CPU-sized (small nets, `builtin:digits` at 16 px, a few epochs); `paper`
 follows the spec's §5 settings (mnist5k / CIFAR-10 via `--data`, the paper's epochs; GPU). The setting
-`epochs` (`--set epochs=N`) overrides the profile's epochs (the conformance example uses 1).
+`epochs` (`--set epochs=N`) overrides the profile's epochs (the conformance example uses 1). Each run is evaluated
+on the data's test part, or on its validation part when it has none (never on training rows; `part` in each
+result line says which).
 """
 
 from __future__ import annotations
@@ -146,8 +148,18 @@ def run_study(name: str, out_dir: Path | None, *, data: str | None, seeds: int, 
     # check the data once before any run (a bad --data is exit 2, nothing written)
     from ..data import load_data
 
-    for src in sorted({s["data"] for s in settings}):
-        load_data(src, {"image_size": settings[0]["train"].get("image_size")}, 0)
+    from ..train import check_config
+
+    for s in settings:  # every setting's configuration and data, before the first run
+        cfg = {**train_defaults, **s["train"]}
+        check_config(cfg)
+        lab = load_data(s["data"], cfg, 0)
+        if cfg["loss"] == "cdb":
+            counts = np.bincount(lab.y[lab.split["val"]], minlength=len(lab.classes)) if "val" in lab.split else [0]
+            if min(counts) < 2:
+                raise InputError(f"study {name}: {s['data']} gives fewer than 2 validation images of a class, which "
+                                 "--loss cdb needs", hint="give --data with more images per class (a val part, or "
+                                 ">= 20 images a class)")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -180,18 +192,20 @@ def run_study(name: str, out_dir: Path | None, *, data: str | None, seeds: int, 
             from ..data import cpu_threads
 
             with cpu_threads(device, int(cfg["threads"])):
-                src = s["data"]
-                test = f"{src}:test" if src.startswith("builtin:") else src
-                ev = evaluate_model(test, run_dir / "checkpoints" / "best.pt",
-                                    cfg_read={"image_size": cfg.get("image_size")}, device=device, seed=seed, **ev_kw)
-            rec = {"study": name, "profile": profile, "setting": s["setting"], "seed": seed, **_metrics(ev),
+                read = {"image_size": cfg.get("image_size")}
+                lab = load_data(s["data"], {**read, "val_fraction": cfg.get("val_fraction", 0.1)}, seed)
+                part = "test" if len(lab.split.get("test", ())) else "val"  # never the training rows
+                idx = np.asarray(lab.split[part])
+                ev = evaluate_model(None, run_dir / "checkpoints" / "best.pt", arrays=(lab.X[idx], lab.y[idx], lab.kind),
+                                    cfg_read=read, device=device, seed=seed, **ev_kw)
+            rec = {"study": name, "profile": profile, "setting": s["setting"], "seed": seed, "part": part, **_metrics(ev),
                    "train_seconds": summ["seconds"], "best_epoch": summ["best_epoch"]}
             append_line(results, json.dumps(rec))
             done[(s["setting"], seed)] = rec
             if sink is not None:
                 sink.info(f"study {name}: {s['setting']} seed {seed}: bal_acc {rec['balanced_accuracy']:.4f}")
     rows = []
-    keys = [k for k in next(iter(done.values())) if k not in ("study", "profile", "setting", "seed", "best_epoch")]
+    keys = [k for k in next(iter(done.values())) if k not in ("study", "profile", "setting", "seed", "best_epoch", "part")]
     for s in settings:
         recs = [done[(s["setting"], seed)] for seed in range(seeds) if (s["setting"], seed) in done]
         row = {"setting": s["setting"], "seeds": len(recs)}
