@@ -255,3 +255,14 @@ def test_evaluate_from_predictions_file(tmp, glyphs, ckpt):
     assert doc["accuracy"] == pytest.approx(np.mean([r["label"] == "class1" for r in recs]))
     assert doc["nll"] == pytest.approx(-np.mean([np.log(r["probs"]["class1"]) for r in recs]), rel=1e-4)
     _bad(["evaluate", "--pred", str(dest)], needle="--labels")
+
+
+def test_training_is_repeatable_for_a_seed(tmp, glyphs):
+    from wisecli.engines.classify import api
+
+    losses = []
+    for i in range(2):
+        s = api.train(glyphs, tmp / f"rep{i}", epochs=1, batch_size=6, width=0.25, val_fraction=0.34, device="cpu",
+                      progress=False, seed=3, bayes="implicit", components=2)
+        losses.append((s["last"]["train_loss"], s["last"]["val_loss"]))
+    assert losses[0] == losses[1]  # same seed, same CPU: bit for bit
