@@ -234,3 +234,11 @@ def test_cuda_forward_backward_without_host_sync():
             model(x).sum().backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_mlp_on_images_needs_input_image():
+    feats = build("mlp", in_channels=1, num_classes=3, image_size=8)
+    with pytest.raises(ValueError, match="input='image'"):
+        feats(torch.randn(2, 1, 8, 8))
+    imgs = build("mlp", in_channels=3, num_classes=3, image_size=8, input="image")
+    assert imgs(torch.randn(2, 3, 8, 8)).shape == (2, 3)

@@ -87,6 +87,9 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = torch.flatten(x, 1)
+        if x.shape[1] != self.in_features:
+            raise ValueError(f"mlp was built for {self.in_features} input features, got {x.shape[1]} "
+                             "(images need build('mlp', ..., input='image'))")
         return self.head(self.body(x))
 
 
