@@ -34,6 +34,8 @@ Architectures (`build(arch, in_channels=, num_classes=, image_size=, width=, nor
 - `ensemble`: `StackedEnsemble`: `members` independently initialised copies whose parameters and persistent
   buffers are stacked on a leading member axis (state-dict keys `stack.<name>`, shape (members, ...)) and run
   with `torch.func.functional_call` under `vmap` in one call: forward returns (members, B, classes) logits.
+  An optimizer sees one stacked tensor per parameter, so per-tensor rules (LAMBC/LARS trust ratios) pool the
+  members' norms; plain SGD/AdamW updates are exactly those of separate members.
 
 `load_classifier(path)` rebuilds a checkpoint written with `model=<the build() keywords without arch>`.
 """
