@@ -90,11 +90,13 @@ def test_kl_matches_the_hand_formula():
     assert got == pytest.approx(want, rel=1e-5)
 
 
-@pytest.mark.parametrize("arch,size", [("small-cnn", 16), ("ring-cnn", 16), ("dwsep-radial-cnn", 16), ("mlp", 12),
-                                       ("cnn-32", 16)])
-def test_sigma_to_zero_mean_one_is_the_deterministic_net(arch, size):
+@pytest.mark.parametrize("arch,size,norm", [("small-cnn", 16, "batch"), ("ring-cnn", 16, "batch"), ("ring-cnn", 8, "none"),
+                                            ("dwsep-radial-cnn", 8, "none"), ("radial-cnn", 8, "none"),
+                                            ("mlp", 12, "batch"), ("cnn-32", 16, "none")])
+def test_sigma_to_zero_mean_one_is_the_deterministic_net(arch, size, norm):
+    """norm=none gives the convs a bias, so the bias latent zeta of each conv type is exercised too."""
     torch.manual_seed(0)
-    kw = dict(in_channels=1, num_classes=5, image_size=size, width=0.25)
+    kw = dict(in_channels=1, num_classes=5, image_size=size, width=0.25, norm=norm)
     plain = build(arch, **kw).eval()
     wrapped = build(arch, bayes="implicit", components=3, **kw)
     state = {}

@@ -42,8 +42,11 @@ def test_two_orientation_steps_are_an_exact_quarter_turn(k):
     for o in range(8):
         # the clockwise shift by 2r cells per ring is a clockwise quarter turn: rot90 with k=-1
         assert torch.equal(kernels[(o + 2) % 8], torch.rot90(kernels[o], -1, (0, 1)))
-    # ring r shifted by o*r cells: a full cycle of 8 orientations is the identity (shift 8r)
-    assert torch.equal(w[rotation_index(k, 9)[8]].view(k, k), kernels[0])
+    # R = 4 keeps the exact quarter turns only
+    four = w[rotation_index(k, 4)].view(4, k, k)
+    assert all(torch.equal(four[o], torch.rot90(kernels[0], -o, (0, 1))) for o in range(4))
+    with pytest.raises(ValueError, match="divisor of 8"):
+        rotation_index(k, 3)
 
 
 def test_gather_backward_is_scatter_add_and_passes_gradcheck():
@@ -119,7 +122,8 @@ def test_radial_kernel_is_the_hand_gather_and_turn_symmetric(rings):
     lambda: RotatedRingConv2d(3, 4, 3), lambda: RotatedRingConv2d(3, 4, 5, ring_mode="independent"),
     lambda: RadialConv2d(3, 4, 5), lambda: RadialConv2d(3, 4, 3, rings="square"),
     lambda: DWSepRadialConv2d(3, 4, 3), lambda: DWSepRadialConv2d(3, 4, 5, spatial="ring"),
-], ids=["ring3", "ring5-indep", "radial5", "radial3-square", "dwsep-radial", "dwsep-ring"])
+    lambda: RotatedRingConv2d(3, 4, 5, orientations=4),
+], ids=["ring3", "ring5-indep", "radial5", "radial3-square", "dwsep-radial", "dwsep-ring", "ring5-R4"])
 def test_each_layer_commutes_with_quarter_turns(make):
     torch.manual_seed(3)
     layer = make()

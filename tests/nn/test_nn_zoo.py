@@ -197,3 +197,48 @@ def test_load_classifier_refusals(tmp_path):
         load_classifier(bad_kw)
     with pytest.raises(InputError, match="not found"):
         load_classifier(tmp_path / "missing.pt")
+
+
+def test_forward_and_backward_never_read_a_tensor_to_the_host(monkeypatch):
+    """No `.item()`/`float()`/`bool()` of a tensor in the layers' forward or backward (device-ready: no sync)."""
+    models = [build("ring-cnn", in_channels=1, num_classes=3, image_size=8, width=0.125, bayes="implicit", components=2),
+              build("dwsep-radial-cnn", in_channels=1, num_classes=3, image_size=8, width=0.125, bayes="ensemble",
+                    members=2),
+              build("small-cnn", in_channels=1, num_classes=3, image_size=8, bayes="mc-dropout")]
+    x = torch.randn(4, 1, 8, 8)
+
+    def refuse(*_a, **_k):
+        raise AssertionError("a tensor was read to the host")
+
+    for name in ("item", "__float__", "__bool__", "__int__", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    for model in models:
+        model(x).sum().backward()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_forward_backward_without_host_sync():
+    dev = torch.device("cuda")
+    models = [build("ring-cnn", in_channels=1, num_classes=3, image_size=16, width=0.25, bayes="implicit",
+                    components=4).to(dev),
+              build("radial-cnn", in_channels=1, num_classes=3, image_size=16, width=0.25, bayes="ensemble",
+                    members=3).to(dev)]
+    x = torch.randn(8, 1, 16, 16, device=dev)
+    for model in models:
+        model(x).sum().backward()  # warm-up outside the check (cuDNN algorithm choice may sync)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for model in models:
+            model(x).sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_mlp_on_images_needs_input_image():
+    feats = build("mlp", in_channels=1, num_classes=3, image_size=8)
+    with pytest.raises(ValueError, match="input='image'"):
+        feats(torch.randn(2, 1, 8, 8))
+    imgs = build("mlp", in_channels=3, num_classes=3, image_size=8, input="image")
+    assert imgs(torch.randn(2, 3, 8, 8)).shape == (2, 3)

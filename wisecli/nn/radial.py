@@ -6,7 +6,8 @@ No formulas or licensed code of the paper are reachable; everything below the ab
 - A k x k kernel (k odd, c = (k-1)/2) is its centre plus the square rings r = 1..c (the cells at Chebyshev
   distance r), each of 8r cells listed clockwise from the ring's top-left corner.
 - `RotatedRingConv2d` (R = 8 orientations): orientation o shifts ring r by o*r cells along its clockwise list,
-  so o = 2 is an exact 90 degree rotation of the kernel and o = 1 an approximate 45 degree one. The R kernels
+  so o = 2 is an exact 90 degree rotation of the kernel and o = 1 an approximate 45 degree one (`orientations=4`
+  keeps the exact quarter turns only, shifting by 2*o*r cells; R must divide 8). The R kernels
   come from ONE precomputed gather of the flat weight (`index_select`, whose backward is a scatter-add),
   stacked to (R*C_out, C_in, k, k) and run as one `conv2d`; the max over the R orientations is taken per
   output channel, then the bias is added. `ring_mode="joint"` (default) turns all rings together;
@@ -52,9 +53,13 @@ def ring_cells(k: int) -> list[list[tuple[int, int]]]:
 
 
 def rotation_index(k: int, orientations: int = R_DEFAULT, rings: list[int] | None = None) -> Tensor:
-    """(R, k*k) long: kernel_o.flat[p] = weight.flat[index[o, p]]; orientation o shifts ring r by o*r cells.
+    """(R, k*k) long: kernel_o.flat[p] = weight.flat[index[o, p]]; orientation o turns the kernel by o*360/R
+    degrees, shifting ring r by o*r*8/R cells (R = 8: o*r cells). R must divide 8 (1, 2, 4, 8): R = 4 is the
+    exact quarter turns only, R = 8 adds the approximate 45 degree ones.
 
     With `rings` given, cells outside those rings point at index k*k (a zero the caller appends)."""
+    check_orientations(orientations)
+    step = 8 // orientations
     c = (k - 1) // 2
     keep = set(range(c + 1)) if rings is None else set(rings)
     flat = lambda ij: (ij[0] + c) * k + (ij[1] + c)  # noqa: E731
@@ -65,9 +70,15 @@ def rotation_index(k: int, orientations: int = R_DEFAULT, rings: list[int] | Non
                 continue
             n = len(cells)
             for j, cell in enumerate(cells):
-                src = cells[(j - o * r) % n] if r > 0 else cell
+                src = cells[(j - o * step * r) % n] if r > 0 else cell
                 idx[o, flat(cell)] = flat(src)
     return idx
+
+
+def check_orientations(orientations: int) -> None:
+    """R must divide 8 so that every ring's shift is a whole number of cells."""
+    if orientations not in (1, 2, 4, 8):
+        raise ValueError(f"orientations must be 1, 2, 4 or 8 (a divisor of 8), not {orientations!r}")
 
 
 def _pair_padding(k: int, padding: int | None) -> int:

@@ -34,6 +34,8 @@ Architectures (`build(arch, in_channels=, num_classes=, image_size=, width=, nor
 - `ensemble`: `StackedEnsemble`: `members` independently initialised copies whose parameters and persistent
   buffers are stacked on a leading member axis (state-dict keys `stack.<name>`, shape (members, ...)) and run
   with `torch.func.functional_call` under `vmap` in one call: forward returns (members, B, classes) logits.
+  An optimizer sees one stacked tensor per parameter, so per-tensor rules (LAMBC/LARS trust ratios) pool the
+  members' norms; plain SGD/AdamW updates are exactly those of separate members.
 
 `load_classifier(path)` rebuilds a checkpoint written with `model=<the build() keywords without arch>`.
 """
@@ -87,6 +89,9 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = torch.flatten(x, 1)
+        if x.shape[1] != self.in_features:
+            raise ValueError(f"mlp was built for {self.in_features} input features, got {x.shape[1]} "
+                             "(images need build('mlp', ..., input='image'))")
         return self.head(self.body(x))
 
 
