@@ -12,7 +12,7 @@ import torch
 
 from wisecli.runtime.bench import race
 from wisecli.runtime.device import as_device
-from wisecli.runtime.results import BenchRecords
+from wisecli.runtime.results import BenchRecord, BenchRecords
 
 from . import peers
 
@@ -52,6 +52,15 @@ def optim_case(device, quick: bool) -> list:
 
     recs = [race(f"optim lambc foreach vs loop ({arch})", run(ours), run(ref), device=device,
                  peer_name="reference per-tensor loop (.item())", repeats=1 if quick else 3, warmup=1, check=check)]
+    if not quick:  # (b): the same step compiled (optim.compile_step), against the same loop
+        comp_p = _grads(copy.deepcopy(model))
+        try:
+            comp = LAMBC(comp_p, lr=0.01, clip=1.0, compile_step=True)
+            recs.append(race(f"optim lambc compiled vs loop ({arch})", run(comp), run(ref), device=device,
+                             peer_name="reference per-tensor loop (.item())", repeats=3, warmup=2))
+        except Exception as exc:  # a compiler that cannot run here is reported, not fatal
+            recs.append(BenchRecord(case=f"optim lambc compiled ({arch})", ours_s=float("nan"), peer_s=None,
+                                    peer="-", device=str(device), extra={"error": f"{type(exc).__name__}: {exc}"[:200]}))
     t = peers.timm_lamb(_grads(copy.deepcopy(model)), 0.01)
     if t is not None:
         recs.append(race(f"optim lambc vs timm Lamb ({arch})", run(ours), run(t), device=device,
