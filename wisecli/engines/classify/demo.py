@@ -46,7 +46,8 @@ def run_demo(quick: bool = False, device="auto", sink=None, *, train_defaults: d
     t0 = time.perf_counter()
     device = as_device(device, sink=sink)
     preset = {"epochs": 1 if quick else 6, "subset": 300 if quick else None, "test_subset": 100 if quick else None,
-              "samples": 2 if quick else None, "seed": 0, "batch_size": 64, "lr": 0.01, **overrides}
+              "samples": 2 if quick else None, "seed": 0, "batch_size": 64, "lr": 0.01, "optimizer": "lambc",
+              "loss": "cdb", "bayes": "implicit", **overrides}
     seed = int(preset["seed"])
     lab = read_labeled("builtin:digits", image_size=16, seed=seed, imbalance=10.0)
     tr, te = np.asarray(lab.split["train"]), np.asarray(lab.split["test"])
@@ -55,8 +56,8 @@ def run_demo(quick: bool = False, device="auto", sink=None, *, train_defaults: d
         tr = tr[_subset(lab.y[tr], int(preset["subset"]), seed)]
     if preset["test_subset"]:
         te = te[_subset(lab.y[te], int(preset["test_subset"]), seed)]
-    cfg = {**train_defaults, "arch": "ring-cnn", "width": 0.25, "loss": "cdb", "tau": "dynamic",
-           "optimizer": "lambc", "bayes": "implicit", "components": 2, "epochs": int(preset["epochs"]),
+    cfg = {**train_defaults, "arch": "ring-cnn", "width": 0.25, "loss": preset["loss"], "tau": "dynamic",
+           "optimizer": preset["optimizer"], "bayes": preset["bayes"], "components": 2, "epochs": int(preset["epochs"]),
            "batch_size": int(preset["batch_size"]), "lr": float(preset["lr"]), "threads": 1}
     for k in ("device", "amp", "seed"):
         cfg.pop(k, None)
