@@ -246,7 +246,7 @@ def run_training(data, out_dir: Path | None, *, cfg: dict, config_record: dict, 
     if out_dir is None:
         raise InputError("train needs a run folder", hint="pass -o RUN")
     device = as_device(device, sink=sink)
-    lab = load_data(data, cfg, seed)
+    lab = load_data(data, {**cfg, "val_fraction": 0.0} if val is not None else cfg, seed)  # --val: no carve
     classes = list(lab.classes)
     if len(classes) < 2:
         raise InputError(f"{data}: only one class ({classes[0] if classes else 'none'})",
