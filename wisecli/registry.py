@@ -24,6 +24,7 @@ METHOD_VERBS = {
     "smooth": ("fit", "record"),
     "fas": ("simulate",),
     "reid": ("query",),
+    "classify": ("study",),
 }
 
 METHODS: list[MethodEntry] = [
@@ -33,6 +34,8 @@ METHODS: list[MethodEntry] = [
                 "Face anti-spoofing: pixel-wise and pyramid supervision (CDCN, ResNet), PAD metrics."),
     MethodEntry("reid", "wisecli.commands.reid", "Vision",
                 "Vehicle re-ID with viewpoint-aware channel-wise attention (VCAM): train, embed, rank, query."),
+    MethodEntry("classify", "wisecli.commands.classify", "Learning",
+                "Image and feature classifiers: LAMBC, CDB loss, rotation-invariant convs, implicit BNNs."),
     MethodEntry("select-features", "wisecli.commands.select_features", "Learning",
                 "Rank table columns for a classification task with the FM-module; evaluate, cut tables."),
     MethodEntry("nnls", "wisecli.commands.nnls", "Solvers",

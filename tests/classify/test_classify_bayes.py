@@ -1,0 +1,73 @@
+"""Predictive averaging, the KL schedule, the lr schedules, the split and the sampler (engine side)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wisecli.engines.classify.bayes import average, beta_at, mutual_info, predictive, sample_log_probs
+from wisecli.engines.classify.data import EpochSampler, stratified_split
+from wisecli.engines.classify.train import lr_factor
+from wisecli.nn.zoo import build
+
+
+def test_beta_rises_linearly_to_one_over_two_thirds():
+    assert [beta_at(e, 6) for e in range(1, 7)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert beta_at(1, 1) == 1.0
+
+
+def test_lr_schedules():
+    assert lr_factor(0, 10, 1, "cosine") == 0.5  # warm-up epoch at half
+    assert lr_factor(1, 10, 1, "cosine") == pytest.approx(1.0)
+    assert lr_factor(9, 10, 1, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi * 8 / 9)))
+    assert [lr_factor(i, 10, 1, "ibnn") for i in (0, 5, 7, 9)] == pytest.approx([1.0, 1.0, 1 - 0.99 * 0.5, 0.01])
+    assert lr_factor(7, 10, 1, "constant") == 1.0
+
+
+def test_implicit_predictive_is_the_mean_of_sample_probabilities():
+    torch.manual_seed(0)
+    model = build("small-cnn", in_channels=1, num_classes=4, image_size=8, width=0.5, bayes="implicit",
+                  components=2).eval()
+    x = torch.rand(3, 1, 8, 8)
+    torch.manual_seed(5)
+    bar, lp = predictive(model, x, "implicit", samples=3, components=2, with_samples=True)
+    assert lp.shape == (6, 3, 4)
+    torch.manual_seed(5)
+    logits = model(x.repeat(6, 1, 1, 1)).reshape(6, 3, 4)
+    want = F.softmax(logits, -1).mean(0).log()
+    assert torch.allclose(bar, want, atol=1e-5)
+    assert (mutual_info(lp, bar) >= 0).all()
+
+
+def test_none_and_ensemble_and_mc_dropout():
+    torch.manual_seed(0)
+    det = build("mlp", in_channels=1, num_classes=3, image_size=5).eval()
+    x = torch.randn(4, 5)
+    assert torch.allclose(predictive(det, x, "none"), F.log_softmax(det(x), -1), atol=1e-6)
+    ens = build("mlp", in_channels=1, num_classes=3, image_size=5, bayes="ensemble", members=3).eval()
+    z = ens(x)
+    assert torch.allclose(predictive(ens, x, "ensemble"), F.softmax(z, -1).mean(0).log(), atol=1e-5)
+    mc = build("mlp", in_channels=1, num_classes=3, image_size=5, bayes="mc-dropout", dropout=0.5).eval()
+    lp = sample_log_probs(mc, x, "mc-dropout", samples=8)
+    assert lp.shape == (8, 4, 3) and not torch.allclose(lp[0], lp[1])
+    assert not any(m.training for m in mc.modules())  # dropout back off after sampling
+    assert torch.allclose(average(lp), torch.logsumexp(lp, 0) - math.log(8))
+
+
+def test_stratified_split_and_sampler():
+    y = np.repeat(np.arange(3), [10, 5, 1])
+    tr, va = stratified_split(y, 0.2, seed=0)
+    assert set(tr) | set(va) == set(range(16)) and not set(tr) & set(va)
+    assert np.bincount(y[va], minlength=3).tolist() == [2, 1, 0]
+    one = EpochSampler(20, 8, seed=1)
+    ranks = [EpochSampler(20, 8, seed=1, rank=r, world=2) for r in range(2)]
+    for s in [one, *ranks]:
+        s.set_epoch(3)
+    for b, b0, b1 in zip(one.batches(), ranks[0].batches(), ranks[1].batches()):
+        assert sorted(torch.cat([b0, b1]).tolist()) == sorted(b.tolist()[: len(b0) * 2])
+    calls = []
+    one.on_epoch.append(calls.append)
+    one.set_epoch(4)
+    assert calls == [4]
