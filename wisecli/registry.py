@@ -39,4 +39,6 @@ METHODS: list[MethodEntry] = [
                 "Matrix-wise l0-constrained sparse NNLS: at most q nonzeros in the whole X."),
     MethodEntry("smooth", "wisecli.commands.smooth", "Time series",
                 "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
+    MethodEntry("translate", "wisecli.commands.translate", "Text",
+                "Layer-wise multi-view NMT: train, translate stdin/files (beam search, KV cache), BLEU/chrF."),
 ]
