@@ -34,8 +34,13 @@ def run_evaluate(*, hyp=None, ref=None, weights=None, src=None, tokenize="13a", 
         bleu.score(["x"], [["x"]], tokenize_name=tokenize, backend=backend)  # the missing-sacrebleu error, early
     refs = [read_lines(r, encoding=encoding) for r in ref]
     systems = [read_lines(h, encoding=encoding) for h in hyp]
+    for name, lines in [*zip(ref, refs), *zip(hyp, systems)]:
+        if not lines:
+            raise InputError(f"{name} is empty: nothing to score", hint="give text files with one sentence a line")
     if src is not None:
         src_lines = read_lines(src, encoding=encoding)
+        if not src_lines:
+            raise InputError(f"{src} is empty: nothing to translate", hint="give a text file with one sentence a line")
         for r, lines in zip(ref, refs):
             if len(lines) != len(src_lines):
                 raise InputError(f"{src} has {len(src_lines)} lines but {r} has {len(lines)}",

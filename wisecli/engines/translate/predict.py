@@ -223,6 +223,9 @@ def run_predict(inputs: list[str], weights, *, out_dir=None, view="primary", bea
     if out_dir is not None and "-" in files:
         raise InputError("'-' (stdin) cannot be written to an -o folder", hint="leave out -o to read stdin and write stdout")
     pre = {f: read_lines(f, encoding=encoding) for f in files if f != "-"}  # bad inputs are exit 2 before work
+    for f, lines in pre.items():
+        if not lines:
+            raise InputError(f"{f} is empty: no line to translate", hint="give a text file with one sentence a line")
     dev = as_device(device, sink=sink)
     model, tok, doc = load_model(weights, dev, view)
     tr = Translation(model, tok, doc, dev, beam=beam, lenpen=lenpen, nbest=nbest, batch_tokens=batch_tokens, amp=amp)
