@@ -68,13 +68,16 @@ def examples(tmp: Path) -> dict[str, list[str]]:
     few = tmp / "data" / "few.en"
     if not few.is_file():
         few.write_text("the dog sees a cat\n\nthe old king reads 3 books\n", encoding="utf-8")
+    few_ref = tmp / "data" / "few.xx"
+    if not few_ref.is_file():
+        few_ref.write_text("lo dug sees una cat\n\nlo old king reads 3 books\n", encoding="utf-8")
     cpu = ["--device", "cpu"]
     return {
         "train": ["-o", str(tmp / "out"), "--src", str(src), "--tgt", str(tgt), "--arch", "micro", "--max-steps", "2",
                   "--eval-every", "2", "--vocab-size", "300", "--valid-beam", "1", "--valid-max", "4",
                   "--max-tokens", "256", "--no-progress", *cpu],
         "predict": [str(few), "--weights", str(ckpt), "--beam", "2", *cpu],
-        "evaluate": ["--hyp", str(src), "--ref", str(tgt)],
+        "evaluate": ["--weights", str(ckpt), "--src", str(few), "--ref", str(few_ref), "--beam", "2", *cpu],
         "demo": ["--quick", *cpu],
         "info": [],
         "benchmark": ["--quick", *cpu],

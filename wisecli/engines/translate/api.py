@@ -237,7 +237,7 @@ def info(weights: str | Path | None = None) -> dict:
     if weights is not None:
         import torch
 
-        from .model import Translator, export_view, parameter_count
+        from .model import Translator, parameter_count
         from .predict import load_model
 
         model, tok, ck = load_model(weights, torch.device("cpu"))
@@ -245,7 +245,6 @@ def info(weights: str | Path | None = None) -> dict:
         doc["model"] = {"config": mc, "vocab": tok.vocab_size, "params_training": parameter_count(Translator(mc)),
                         "params_inference": parameter_count(model), "metrics": ck.get("metrics", {}),
                         "train": ck["config"].get("train", {})}
-        del export_view
     return doc
 
 

@@ -222,10 +222,19 @@ def run_predict(inputs: list[str], weights, *, out_dir=None, view="primary", bea
         raise InputError("'-' (stdin) given more than once", hint="stdin can be read once")
     if out_dir is not None and "-" in files:
         raise InputError("'-' (stdin) cannot be written to an -o folder", hint="leave out -o to read stdin and write stdout")
-    pre = {f: read_lines(f, encoding=encoding) for f in files if f != "-"}  # bad inputs are exit 2 before work
-    for f, lines in pre.items():
+    def lines_of(f: str) -> list[str]:
+        lines = read_lines(f, encoding=encoding)
         if not lines:
             raise InputError(f"{f} is empty: no line to translate", hint="give a text file with one sentence a line")
+        return lines
+
+    shard_spec = parse_shard(shard)
+    # to stdout, every file is read before any work (a bad one is exit 2); into -o, each file is an item of the batch
+    pre = {f: lines_of(f) for f in files if f != "-"} if out_dir is None else {}
+    if out_dir is not None:
+        for f in files:
+            if not Path(f).exists():
+                raise InputError(f"text file not found: {f}", hint="give text files, one sentence a line")
     dev = as_device(device, sink=sink)
     model, tok, doc = load_model(weights, dev, view)
     tr = Translation(model, tok, doc, dev, beam=beam, lenpen=lenpen, nbest=nbest, batch_tokens=batch_tokens, amp=amp)
@@ -248,7 +257,7 @@ def run_predict(inputs: list[str], weights, *, out_dir=None, view="primary", bea
         errors = sum(_is_error(r) for r in records)
         return {"records": records, "lines": len(records), "errors": errors,
                 "seconds": time.perf_counter() - t0, "device": str(dev)}
-    return _to_folder(tr, [Path(f) for f in files], pre, Path(out_dir), doc, parse_shard(shard), apply_shard,
+    return _to_folder(tr, [Path(f) for f in files], lines_of, Path(out_dir), doc, shard_spec, apply_shard,
                       overwrite, skip_existing, sink, argv, dev, t0)
 
 
@@ -269,7 +278,7 @@ def _emit(rec: dict, sink, jsonl: bool) -> None:
         sys.stdout.flush()
 
 
-def _to_folder(tr, files, pre, out_dir, doc, shard, apply_shard, overwrite, skip_existing, sink, argv, dev, t0):
+def _to_folder(tr, files, lines_of, out_dir, doc, shard, apply_shard, overwrite, skip_existing, sink, argv, dev, t0):
     from wisecli.cli.output import Sink
     from wisecli.runtime.batch import BatchOptions, run_batch, stem_of
     from wisecli.runtime.io.atomic import open_atomic
@@ -286,7 +295,7 @@ def _to_folder(tr, files, pre, out_dir, doc, shard, apply_shard, overwrite, skip
                          hint="translate them into different -o folders")
 
     def process(path: Path) -> dict:
-        recs = tr.translate(pre[str(path)])
+        recs = tr.translate(lines_of(str(path)))
         with open_atomic(out_for[path], "w", encoding="utf-8") as fh:
             for r in recs:
                 fh.write(r["hyp"].replace("\n", " ") + "\n")

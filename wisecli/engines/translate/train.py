@@ -147,8 +147,9 @@ def prepare(cfg: dict, data: dict, *, resume_doc: dict | None = None, sink=None)
             cfg["vocab_size"] = 32000 if len(TS) > 10**6 else 8000
         t0 = time.perf_counter()
         tok = learn_bpe(TS + TT, cfg["vocab_size"])
-        if sink is not None:
-            sink.info(f"BPE: {tok.vocab_size} ids from {len(TS)} pairs in {time.perf_counter() - t0:.1f} s")
+        bpe_s = time.perf_counter() - t0
+    if resume_doc is not None:
+        bpe_s = 0.0
     train_pairs, dropped = encode_pairs(tok, TS, TT, cfg["max_len"])
     valid_pairs, vdropped = encode_pairs(tok, VS, VT, cfg["max_len"])
     if not train_pairs:
@@ -159,7 +160,7 @@ def prepare(cfg: dict, data: dict, *, resume_doc: dict | None = None, sink=None)
             and len(tok.encode(s)) + 1 <= cfg["max_len"] and len(tok.encode(t)) + 1 <= cfg["max_len"]]
     return {"tok": tok, "train": train_pairs, "valid": valid_pairs, "valid_src": [VS[i] for i in keep],
             "valid_tgt": [VT[i] for i in keep], "source": rec, "dropped": dropped, "valid_dropped": vdropped,
-            "n_train": len(TS), "n_valid": len(VS)}
+            "n_train": len(TS), "n_valid": len(VS), "bpe_seconds": bpe_s}
 
 
 def run_training(data: dict, out_dir: Path | None, *, cfg: dict, given: dict, config_record: dict, device,
@@ -232,6 +233,7 @@ def run_training(data: dict, out_dir: Path | None, *, cfg: dict, given: dict, co
     record.set("params", {"training": parameter_count(model),
                           "inference": parameter_count(Translator(export_view(mc, model.state_dict())[0]))})
     record.timing("train", seconds)
+    record.timing("bpe", prep["bpe_seconds"])
     if rank == 0:
         record.write(run_dir)
     best = next((r for r in res.history if r["epoch"] == res.best_epoch), {})
