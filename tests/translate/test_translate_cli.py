@@ -42,11 +42,19 @@ def run(files):
 
     tmp, src, tgt, _ = files
     code, out, err = run_wise("translate", "train", "-o", str(tmp / "run"), "--src", str(src), "--tgt", str(tgt),
-                              *TRAIN, "--json")
+                              *TRAIN, "--average-last", "1", "--json")
     assert code == 0, err
     doc = json.loads(out)
     assert doc["steps"] == 2 and Path(doc["run_dir"]).is_dir()
+    assert (tmp / "run" / "checkpoints" / "avg.pt").is_file() and (tmp / "run" / "run.json").is_file()
     return tmp / "run"
+
+
+def test_info_with_weights_shows_the_inference_size(wise, run):
+    code, out, err = wise("translate", "info", "--weights", str(run / "checkpoints" / "avg.pt"), "--json")
+    assert code == 0, err
+    m = json.loads(out)["model"]
+    assert m["params_training"] > m["params_inference"] and m["config"]["views"] == 2
 
 
 def test_train_data_errors(wise, files):
