@@ -229,6 +229,10 @@ def run_predict(inputs: list[str], weights, *, out_dir=None, view="primary", bea
         return lines
 
     shard_spec = parse_shard(shard)
+    if shard_spec is not None and "-" in files:
+        raise InputError("--shard splits files, not stdin", hint="give files with --shard, or leave it out")
+    if shard_spec is not None and out_dir is None:
+        files = apply_shard(files, shard_spec)
     # to stdout, every file is read before any work (a bad one is exit 2); into -o, each file is an item of the batch
     pre = {f: lines_of(f) for f in files if f != "-"} if out_dir is None else {}
     if out_dir is not None:
