@@ -165,3 +165,21 @@ def test_demo_quick_json_is_ok(wise):
     assert code == 0, err
     doc = json.loads(out)
     assert doc["ok"] is True and set(doc["headline"]) == {"bleu", "chrf", "copy_bleu", "steps"}
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    import torch
+
+    from wisecli.engines.translate import api
+
+    kw = dict(synthetic=60, arch="micro", eval_every=2, vocab_size=300, valid_beam=1, valid_max=4, max_tokens=128,
+              device="cpu", progress=False)
+    api.train(tmp_path / "full", max_steps=4, **kw)
+    api.train(tmp_path / "part", max_steps=2, **kw)
+    torch.manual_seed(99)  # another process state: the checkpoint restores RNG, schedule and the bucket order
+    api.train(tmp_path / "part", max_steps=4, resume=True, **kw)
+    a = torch.load(tmp_path / "full/checkpoints/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "part/checkpoints/last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2 and a["scheduler"] == b["scheduler"]
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
