@@ -48,4 +48,6 @@ METHODS: list[MethodEntry] = [
                 "Correlation-wise smoothing: small, sensor-count-independent signatures of monitoring data."),
     MethodEntry("lattice", "wisecli.commands.lattice", "Solvers",
                 "Compliance design of lattice structures: full-order FEM on CPU/GPU (patented CWROM optional)."),
+    MethodEntry("translate", "wisecli.commands.translate", "Text",
+                "Layer-wise multi-view NMT: train, translate stdin/files (beam search, KV cache), BLEU/chrF."),
 ]

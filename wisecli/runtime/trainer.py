@@ -18,6 +18,9 @@ A run folder holds `config.json`, `metrics.jsonl` (one JSON line per epoch) and 
   and autocast, so every rank sees the same monitor; `on_epoch_end` runs on rank 0 only.
 - A non-finite epoch loss stops the run with WorkFailed (exit 1) after last.pt of the previous epoch.
 - `steps_per_epoch` caps an epoch at that many batches, starting the loader again when it runs out.
+- `scheduler_interval="step"` steps the LR scheduler after every optimizer step (warm-up and inverse square
+  root schedules counted in updates) instead of once per epoch (the default, "epoch"); its state is saved
+  in last.pt either way, so a resumed run continues at the same rate.
 - `log_every > 0` prints the running loss every that many steps and one summary line per epoch on stderr
   (for cluster logs, where no progress bar is drawn).
 AMP (Micikevicius et al. 2018, "Mixed precision training"): bf16 autocast where the GPU supports it, fp16
@@ -67,6 +70,7 @@ class TrainSpec:
     progress: bool = True
     steps_per_epoch: int | None = None
     log_every: int = 0
+    scheduler_interval: str = "epoch"
 
 
 @dataclass
@@ -157,6 +161,9 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
     mean loss (the trainer moves the batch to `device`, runs backward, clips, steps the optimizer)."""
     if spec.mode not in ("min", "max"):
         raise ValueError(f"TrainSpec.mode must be 'min' or 'max', not {spec.mode!r}")
+    if spec.scheduler_interval not in ("epoch", "step"):
+        raise ValueError(f"TrainSpec.scheduler_interval must be 'epoch' or 'step', not {spec.scheduler_interval!r}")
+    per_step = scheduler is not None and spec.scheduler_interval == "step"
     if spec.epochs < 1:
         raise InputError(f"epochs must be at least 1, not {spec.epochs}", hint="pass --epochs 1 or more")
 
@@ -250,6 +257,8 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
                     scaler.update()
                 else:
                     optimizer.step()
+                if per_step:
+                    scheduler.step()
                 if sums is None:
                     names = ["loss", *metrics]
                 values = torch.stack([loss.detach().float().reshape(())] +
@@ -285,7 +294,7 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
         if monitor not in record:
             raise KeyError(f"monitor '{monitor}' is not among the epoch's metrics: {sorted(record)}")
         record["lr"] = lr
-        if scheduler is not None:
+        if scheduler is not None and not per_step:
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(record[monitor])
             else:

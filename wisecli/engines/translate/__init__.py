@@ -1,0 +1,1 @@
+"""`wise translate`: layer-wise multi-view neural machine translation (Wang et al., COLING 2020)."""
