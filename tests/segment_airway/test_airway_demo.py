@@ -20,8 +20,16 @@ def test_demo_quick_cli_json():
 
 
 @pytest.mark.slow
+@pytest.mark.gpu
 def test_demo_gate_held_out_dsc():
-    doc = api.demo(quick=False, device="cpu", seed=0).as_dict()
+    """Spec §9 Demo: the full demo (8 + 2 `demo` phantoms, 120 steps at 48³, seed 0) reaches held-out DSC ≥ 50 %.
+    It takes ~145 s on 2 CPU cores, so it runs on the GPU (issue 13, point 11).
+
+    No smaller CPU form separates: measured on CPU (seed 0), the full preset with 2 + 1 phantoms and 30 steps
+    (~70 CPU-s) scores held-out DSC 1.9 % (loss 1.886 → 1.796), and the quick preset overfitting 1 phantom for
+    40 steps scores training DSC 8.0 % (loss 1.958 → 1.933): both still mark nearly the whole lung (precision
+    1–4 %, TD ~100 %), as an untrained model does. On CPU the suite keeps the quick smoke test above."""
+    doc = api.demo(quick=False, device="cuda", seed=0).as_dict()
     assert doc["headline"]["dsc"] >= 50.0, doc["headline"]
     assert doc["train"]["last_loss"] < doc["train"]["first_loss"]
     assert doc["ok"]
