@@ -35,13 +35,24 @@ def test_demo_gate_held_out_dsc():
     assert doc["ok"]
 
 
-@pytest.mark.slow
 def test_benchmark_quick_rows():
-    recs = [r.as_dict() for r in api.benchmark(device="cpu", quick=True, repeats=1)]
+    """The quick benchmark's inference, end-to-end and parse rows on CPU. The training row R6 (full-width WingsNet
+    and BasicUNet training steps) is left out with `no_train`, as the conformance example does, and checked on the
+    GPU below (issue 13, point 11): measured on a busy 2-core machine, this test took 130 CPU-s with R6 and 54
+    without."""
+    recs = [r.as_dict() for r in api.benchmark(device="cpu", quick=True, repeats=1, no_train=True)]
     rows = {r["row"]: r for r in recs}
-    assert {"R1", "R2", "R3", "R4", "R6", "R7"} <= set(rows)
+    assert {"R1", "R2", "R3", "R4", "R7"} <= set(rows) and "R6" not in rows
     assert rows["R7"]["identical"] is True
     assert all(r["ours_s"] > 0 for r in recs)
+
+
+@pytest.mark.gpu
+def test_benchmark_quick_training_row_on_gpu():
+    recs = [r.as_dict() for r in api.benchmark(device="cuda", quick=True, repeats=1)]
+    rows = {r["row"]: r for r in recs}
+    assert {"R1", "R2", "R3", "R4", "R6", "R7"} <= set(rows)
+    assert rows["R6"]["patches_per_s"] > 0 and rows["R6"]["peer_patches_per_s"] > 0
 
 
 @pytest.mark.gpu
