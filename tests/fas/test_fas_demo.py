@@ -38,12 +38,39 @@ def test_benchmark_quick_preset():
     assert doc["predict_videos_per_s"] > 0
 
 
-@pytest.mark.slow
-def test_demo_gate_pyramid_and_binary_mask():
-    """§9: pyramid and binary-mask reach test ACER <= 10 % on held-out LFW faces (mean of 2 seeds)."""
+def test_demo_gate_direction_on_cpu_one_seed_four_epochs():
+    """§9's claim in direction on CPU, at a size that fits the suite (issue 13, point 11): the demo's data and
+    model, one seed (0) and 4 epochs instead of 2 seeds and 13, must put pyramid and binary-mask far from chance
+    (ACER 0.5, AUC 0.5) on the held-out LFW faces: test ACER <= 0.25 and test AUC >= 0.85 for each mode.
+
+    Measured (CPU, seeds 0, 1, 2 at 4 epochs): pyramid test ACER 0.100 / 0.133 / 0.100, AUC 0.929 / 0.976 / 0.920;
+    binary-mask ACER 0.100 / 0.167 / 0.133, AUC 0.940 / 0.918 / 0.987. The worst seed keeps 0.083 of ACER and
+    0.068 of AUC to the thresholds. On one torch thread it takes 24 CPU-s (seed 0 again: ACER 0.10 / 0.10); two
+    threads on a busy machine only spin (140 CPU-s measured), so the test runs on one. The full gate (mean test
+    ACER <= 10 % over 2 seeds at 13 epochs, ~130 s on 2 CPU cores) is the GPU test below."""
     from wisecli.engines.fas.api import demo
 
-    doc = demo(quick=False, device="cpu").as_dict()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        doc = demo(quick=False, device="cpu", seeds=1, epochs=4).as_dict()
+    finally:
+        torch.set_num_threads(threads)
+    for mode in ("pyramid", "binary-mask"):
+        assert doc["mean"][mode]["test_acer"] <= 0.25, doc["mean"]
+        assert doc["mean"][mode]["test_auc"] >= 0.85, doc["mean"]
+    assert doc["simulated"] and all("cross_acer" in r for r in doc["rows"])  # the astronaut split is reported
+
+
+@pytest.mark.slow
+@pytest.mark.gpu
+def test_demo_gate_pyramid_and_binary_mask():
+    """§9: pyramid and binary-mask reach test ACER <= 10 % on held-out LFW faces (mean of 2 seeds), the full demo
+    (2 seeds × 13 epochs; ~130 s on 2 CPU cores, so it runs on the GPU; the CPU suite gates the same claim in
+    direction at 4 epochs, above)."""
+    from wisecli.engines.fas.api import demo
+
+    doc = demo(quick=False, device="cuda").as_dict()
     for mode in ("pyramid", "binary-mask"):
         assert doc["mean"][mode]["test_acer"] <= 0.10, doc["mean"]
     assert doc["gate"]["passed"] and doc["simulated"]

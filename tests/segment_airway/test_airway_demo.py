@@ -20,20 +20,39 @@ def test_demo_quick_cli_json():
 
 
 @pytest.mark.slow
+@pytest.mark.gpu
 def test_demo_gate_held_out_dsc():
-    doc = api.demo(quick=False, device="cpu", seed=0).as_dict()
+    """Spec §9 Demo: the full demo (8 + 2 `demo` phantoms, 120 steps at 48³, seed 0) reaches held-out DSC ≥ 50 %.
+    It takes ~145 s on 2 CPU cores, so it runs on the GPU (issue 13, point 11).
+
+    No smaller CPU form separates: measured on CPU (seed 0), the full preset with 2 + 1 phantoms and 30 steps
+    (~70 CPU-s) scores held-out DSC 1.9 % (loss 1.886 → 1.796), and the quick preset overfitting 1 phantom for
+    40 steps scores training DSC 8.0 % (loss 1.958 → 1.933): both still mark nearly the whole lung (precision
+    1–4 %, TD ~100 %), as an untrained model does. On CPU the suite keeps the quick smoke test above."""
+    doc = api.demo(quick=False, device="cuda", seed=0).as_dict()
     assert doc["headline"]["dsc"] >= 50.0, doc["headline"]
     assert doc["train"]["last_loss"] < doc["train"]["first_loss"]
     assert doc["ok"]
 
 
-@pytest.mark.slow
 def test_benchmark_quick_rows():
-    recs = [r.as_dict() for r in api.benchmark(device="cpu", quick=True, repeats=1)]
+    """The quick benchmark's inference, end-to-end and parse rows on CPU. The training row R6 (full-width WingsNet
+    and BasicUNet training steps) is left out with `no_train`, as the conformance example does, and checked on the
+    GPU below (issue 13, point 11): measured on a busy 2-core machine, this test took 130 CPU-s with R6 and 54
+    without."""
+    recs = [r.as_dict() for r in api.benchmark(device="cpu", quick=True, repeats=1, no_train=True)]
     rows = {r["row"]: r for r in recs}
-    assert {"R1", "R2", "R3", "R4", "R6", "R7"} <= set(rows)
+    assert {"R1", "R2", "R3", "R4", "R7"} <= set(rows) and "R6" not in rows
     assert rows["R7"]["identical"] is True
     assert all(r["ours_s"] > 0 for r in recs)
+
+
+@pytest.mark.gpu
+def test_benchmark_quick_training_row_on_gpu():
+    recs = [r.as_dict() for r in api.benchmark(device="cuda", quick=True, repeats=1)]
+    rows = {r["row"]: r for r in recs}
+    assert {"R1", "R2", "R3", "R4", "R6", "R7"} <= set(rows)
+    assert rows["R6"]["patches_per_s"] > 0 and rows["R6"]["peer_patches_per_s"] > 0
 
 
 @pytest.mark.gpu
