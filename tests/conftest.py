@@ -4,7 +4,9 @@ codes, stdout and stderr are exactly what the installed `wise` script gives."""
 from __future__ import annotations
 
 import io
+import signal
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,21 @@ def run_wise(*args: str, input: str | None = None) -> tuple[int, str, str]:
     finally:
         sys.stdin, sys.stdout, sys.stderr = old
     return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _sigint_kept(request):
+    """Ctrl-C must still work after every test. A test whose code leaves SIGINT ignored or blocked in this process
+    is named by a warning, and the handler is put back: every later subprocess would inherit it (in one full
+    run, every method's interrupt test then saw its `wise` ignore Ctrl-C)."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    handler = signal.getsignal(signal.SIGINT)
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    if handler is not before or blocked:
+        warnings.warn(f"{request.node.nodeid} left SIGINT {'blocked' if blocked else handler!r}; restored")
+        signal.signal(signal.SIGINT, before)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @pytest.fixture

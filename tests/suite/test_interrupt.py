@@ -4,7 +4,9 @@ not a terminal); once a first output exists under tmp/out it gets SIGINT and mus
 output of a clean run present.
 
 To make sure the batch is still running when the signal comes, the subprocess (`python -m wisecli`, through
-runpy) sleeps 1 s after each rename into tmp/out: atomic writes rename their temporary file into place.
+runpy) sleeps 1 s after each rename into tmp/out: atomic writes rename their temporary file into place. It starts
+with Ctrl-C as a terminal gives it (SIGINT handled, not blocked): an ignored or blocked SIGINT is inherited from
+the pytest process, where an earlier test's library code may have left it so (`tests/conftest.py` reports that).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import pytest
 from conformance_kit import (METHOD_NAMES, TMP_NAME, conformance, run_in, snapshot, stderr_summary)
 
 SLOW_RENAMES = r"""
-import os, runpy, sys, time
+import os, runpy, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 OUT = os.path.abspath(sys.argv.pop(1))
 def _slow(fn):
     def wrapped(src, dst, *a, **k):
