@@ -144,10 +144,19 @@ def demo_all(
         headline = doc.get("headline") or {}
         rows.append({"method": name, "ok": "yes" if ok else "NO", "seconds": round(seconds, 1),
                      "headline": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                           for k, v in headline.items()) or doc.get("error", "")})
+                                           for k, v in headline.items()) or doc.get("error", ""),
+                     "claims": _claims(doc.get("gates") or [])})
     sink.result({"demos": docs}, rows=rows, title="wise demo" + (" --full" if full else " (quick)"))
     if failed:
         raise PartialFailure(f"{failed} demo(s) failed", hint="run 'wise <method> demo --debug' for details")
+
+
+def _claims(gates: list[dict]) -> str:
+    """The demo's gates as `name value op threshold`, a failed one marked, so `ok` is read against its threshold."""
+    def num(x):
+        return f"{x:.4g}" if isinstance(x, float) else str(x)
+    return "; ".join(f"{g['gate']} {num(g['value'])} {g['op']} {num(g['threshold'])}{'' if g['ok'] else ' (MISSED)'}"
+                     for g in gates)
 
 
 @app.command(name="benchmark", rich_help_panel="Suite")
