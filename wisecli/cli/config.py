@@ -170,6 +170,8 @@ def resolve(
         for key, value in layer.items():
             if key not in defaults:
                 raise _unknown(key, known, where)
-            res.values[key] = coerce(key, value, defaults[key], where)
+            # an object given through the Python API (a torch.device, an array) is the caller's own: kept as is
+            plain = isinstance(value, (str, int, float, bool, list, tuple, dict, os.PathLike))
+            res.values[key] = coerce(key, value, defaults[key], where) if source != "flag" or plain else value
             res.sources[key] = source
     return res

@@ -57,16 +57,12 @@ _RUN_KEYS = ("device", "amp", "seed")
 
 
 def _resolve(verb: str, flags: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """DEFAULTS[verb] < --config < WISE_* < --set < the given values; a torch.device passes through as it is."""
+    """DEFAULTS[verb] < --config < WISE_* < --set < the given values (a torch.device passes as it is)."""
     from wisecli.cli.config import resolve
     from wisecli.cli.errors import InputError
 
-    device = flags.get("device")
-    keep = device is not None and not isinstance(device, str)
-    res = resolve(DEFAULTS[verb], flags={**flags, "device": None} if keep else flags)
+    res = resolve(DEFAULTS[verb], flags=flags)
     values = dict(res.values)
-    if keep:
-        values["device"] = device
     if values.get("seed") is not None and int(values["seed"]) < 0:
         raise InputError(f"--seed must be 0 or more, got {values['seed']}", hint="the default is 0")
     return values, res

@@ -63,12 +63,8 @@ def _resolve(verb: str, flags: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     from wisecli.cli.config import one_of, resolve
     from wisecli.cli.errors import InputError
 
-    device = flags.get("device")
-    keep = device is not None and not isinstance(device, str)
-    res = resolve(DEFAULTS[verb], flags={**flags, "device": None} if keep else flags)
+    res = resolve(DEFAULTS[verb], flags=flags)
     v = dict(res.values)
-    if keep:
-        v["device"] = device
     for k, allowed in _CHOICES.items():
         if k in v and v[k] is not None:
             one_of("--" + k.replace("_", "-"), v[k], allowed)
@@ -81,7 +77,7 @@ def _resolve(verb: str, flags: dict[str, Any]) -> tuple[dict[str, Any], Any]:
                 x = float(x)
             except ValueError:
                 raise InputError(f"--{k.replace('_', '-')} must be a number, not {v[k]!r}", hint="e.g. 1") from None
-            zero_ok = k in _NOT_NEGATIVE and not (k == "warmup" and False)
+            zero_ok = k in _NOT_NEGATIVE
             if not math.isfinite(x) or x < 0 or (x == 0 and not zero_ok):
                 raise InputError(f"--{k.replace('_', '-')} must be a finite number {'>= 0' if zero_ok else '> 0'}, "
                                  f"not {v[k]}", hint=f"the default is {DEFAULTS[verb][k]}")
