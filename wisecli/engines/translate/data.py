@@ -128,13 +128,12 @@ def collate(pairs: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]
     return {"src": src, "tgt_in": tin, "tgt_out": tout}
 
 
-def token_batches(pairs, max_tokens: int, seed: int) -> list[list[int]]:
-    """Index batches of at most `max_tokens` tokens, lengths bucketed with a seeded jitter."""
-    rng = random.Random(seed)
-    order = sorted(range(len(pairs)), key=lambda i: (max(len(pairs[i][0]), len(pairs[i][1])) + rng.random() * 2, i))
+def pack_by_tokens(order: list[int], lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Cut `order` into consecutive index batches whose padded size (longest × count) stays within `max_tokens`
+    (a single longer item gets a batch of its own)."""
     batches, cur, longest = [], [], 0
     for i in order:
-        n = max(len(pairs[i][0]), len(pairs[i][1]))
+        n = lengths[i]
         if cur and max(longest, n) * (len(cur) + 1) > max_tokens:
             batches.append(cur)
             cur, longest = [], 0
@@ -142,6 +141,15 @@ def token_batches(pairs, max_tokens: int, seed: int) -> list[list[int]]:
         longest = max(longest, n)
     if cur:
         batches.append(cur)
+    return batches
+
+
+def token_batches(pairs, max_tokens: int, seed: int) -> list[list[int]]:
+    """Index batches of at most `max_tokens` tokens, lengths bucketed with a seeded jitter."""
+    rng = random.Random(seed)
+    lengths = [max(len(a), len(t)) for a, t in pairs]
+    order = sorted(range(len(pairs)), key=lambda i: (lengths[i] + rng.random() * 2, i))
+    batches = pack_by_tokens(order, lengths, max_tokens)
     rng.shuffle(batches)
     return batches
 

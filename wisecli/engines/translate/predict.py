@@ -26,6 +26,7 @@ import torch
 from wisecli.cli.errors import InputError, WorkFailed
 from wisecli.runtime.checkpoints import load_checkpoint
 
+from .data import pack_by_tokens
 from .model import Translator, export_view
 from .tokenizer import BOS, EOS, PAD, UNK, ByteBPE
 
@@ -121,18 +122,8 @@ def beam_search(model: Translator, src: torch.Tensor, *, beam: int = 5, lenpen: 
 
 
 def _batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    out, cur, longest = [], [], 0
-    for i in order:
-        n = lengths[i]
-        if cur and max(longest, n) * (len(cur) + 1) > batch_tokens:
-            out.append(cur)
-            cur, longest = [], 0
-        cur.append(i)
-        longest = max(longest, n)
-    if cur:
-        out.append(cur)
-    return out
+    """Length-sorted index batches within `batch_tokens` (decoding order; the caller restores input order)."""
+    return pack_by_tokens(sorted(range(len(lengths)), key=lambda i: (lengths[i], i)), lengths, batch_tokens)
 
 
 class Translation:
