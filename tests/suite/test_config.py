@@ -46,3 +46,13 @@ def test_bad_config_files_and_set_words(tmp_path):
         resolve(DEFAULTS, config_file=bad, environ={})
     with pytest.raises(InputError, match="key=value"):
         resolve(DEFAULTS, sets=["lr"], environ={})
+
+
+def test_a_negative_seed_is_refused_from_any_layer_and_zero_is_kept():
+    d = {"seed": 0, "epochs": 3}
+    with pytest.raises(InputError, match="--seed must be 0 or more, got -1"):
+        resolve(d, flags={"seed": -1}, sets=[], environ={})
+    with pytest.raises(InputError, match="got -4"):
+        resolve(d, flags={}, sets=["seed=-4"], environ={})
+    assert resolve(d, flags={"seed": 0}, sets=[], environ={}).values["seed"] == 0
+    assert resolve({"epochs": -1}, flags={}, sets=[], environ={}).values["epochs"] == -1

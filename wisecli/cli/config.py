@@ -145,7 +145,8 @@ def resolve(
     env_prefix: str = "WISE_",
     environ: dict[str, str] | None = None,
 ) -> Resolved:
-    """Merge the layers; `flags` holds only options the user gave (None means not given).
+    """Merge the layers; `flags` holds only options the user gave (None means not given). A `seed` below 0
+    is refused here for every method (numpy and torch generators take 0 and up).
 
     `config_file` and `sets` left at None come from the verb's shared `--config`/`--set` (`cli.common`)."""
     from wisecli.cli.common import shared
@@ -174,4 +175,7 @@ def resolve(
             plain = isinstance(value, (str, int, float, bool, list, tuple, dict, os.PathLike))
             res.values[key] = coerce(key, value, defaults[key], where) if source != "flag" or plain else value
             res.sources[key] = source
+    seed = res.values.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed < 0:
+        raise InputError(f"--seed must be 0 or more, got {seed}", hint="seeds are 0, 1, 2, ...; the default is 0")
     return res

@@ -59,13 +59,9 @@ _RUN_KEYS = ("device", "amp", "seed")
 def _resolve(verb: str, flags: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """DEFAULTS[verb] < --config < WISE_* < --set < the given values (a torch.device passes as it is)."""
     from wisecli.cli.config import resolve
-    from wisecli.cli.errors import InputError
 
     res = resolve(DEFAULTS[verb], flags=flags)
-    values = dict(res.values)
-    if values.get("seed") is not None and int(values["seed"]) < 0:
-        raise InputError(f"--seed must be 0 or more, got {values['seed']}", hint="the default is 0")
-    return values, res
+    return dict(res.values), res
 
 
 def train(data: str | Path, out_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
