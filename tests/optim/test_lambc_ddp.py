@@ -5,10 +5,9 @@ equal, and equal to one process over the same global batches (spec §9: 1e-6), w
 from __future__ import annotations
 
 import os
-import socket
 
 import torch
-import torch.multiprocessing as mp
+from conftest import run_ranks
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler, TensorDataset
 
@@ -39,24 +38,12 @@ def _train(run_dir, ds, sampler, model, batch):
     return fit(model, opt, loader, _step, spec, device=torch.device("cpu"))
 
 
-def _worker(rank, port, folder):
-    import torch.distributed as dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD))
-    torch.set_num_threads(1)
+def _worker(rank, folder):
     x, y, model = _problem()
     ds = TensorDataset(x, y)
     res = _train(os.path.join(folder, f"run{rank}"), ds, DistributedSampler(ds, WORLD, rank, shuffle=False), model,
                  LOCAL_BATCH)
     torch.save({"state": res.model.state_dict()}, os.path.join(folder, f"rank{rank}.pt"))
-    dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_lambc_two_ranks_equal_one_process(tmp_path):
@@ -67,7 +54,7 @@ def test_lambc_two_ranks_equal_one_process(tmp_path):
     single = _train(tmp_path / "single", ds, SequentialSampler(ds), model, LOCAL_BATCH * WORLD)
     # forked ranks reuse this process's imports (torch, torch._dynamo): seconds instead of tens of seconds
     # for two fresh interpreters on 2 busy cores; they run one thread each (no OpenMP region after fork)
-    mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True, start_method="fork")
+    run_ranks(_worker, tmp_path, WORLD)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)["state"]
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)["state"]
     for k in r0:

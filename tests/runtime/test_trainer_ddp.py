@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import torch
-import torch.multiprocessing as mp
+from conftest import run_ranks
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
@@ -37,28 +36,16 @@ def _train(run_dir, loader, model):
     return fit(model, opt, loader, _step, spec, device=torch.device("cpu"))
 
 
-def _worker(rank, port, folder):
-    import torch.distributed as dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD))
-    torch.set_num_threads(1)
+def _worker(rank, folder):
     x, y, model = _problem()
     ds = TensorDataset(x, y)
     loader = DataLoader(ds, batch_size=LOCAL_BATCH, sampler=DistributedSampler(ds, WORLD, rank, shuffle=False))
     res = _train(os.path.join(folder, f"run{rank}"), loader, model)
     torch.save({"state": res.model.state_dict(), "history": res.history}, os.path.join(folder, f"rank{rank}.pt"))
-    dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ddp_two_ranks_match_each_other_and_a_single_process(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    run_ranks(_worker, tmp_path, WORLD)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for k in r0["state"]:
