@@ -166,7 +166,9 @@ class TokenLoader:
 
     def _make(self):
         b = token_batches(self.pairs, self.max_tokens, self.seed * 100003 + self.epoch)
-        return b[self.rank::self.world] if self.world > 1 else b
+        # every rank takes the same number of steps (one more on one rank would hang the gradient all-reduce):
+        # the last len % world batches of this interval's shuffle sit out, other ones each interval
+        return b[: len(b) - len(b) % self.world][self.rank::self.world]
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle the buckets for this interval."""
