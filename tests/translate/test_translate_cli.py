@@ -5,15 +5,15 @@ translation keeps one output line per input line, --jsonl parses, -o writes <ste
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conformance import _checkpoint, _pairs  # noqa: E402
+from conftest import conformance_module
 
-from wisecli.runtime.io import gettext as G  # noqa: E402
+from wisecli.runtime.io import gettext as G
+
+_checkpoint, _pairs = conformance_module(__file__)._checkpoint, conformance_module(__file__)._pairs
 
 CPU = ["--device", "cpu"]
 TRAIN = ["--arch", "micro", "--max-steps", "2", "--eval-every", "2", "--vocab-size", "300", "--valid-beam", "1",
@@ -183,3 +183,18 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert a["epoch"] == b["epoch"] == 2 and a["scheduler"] == b["scheduler"]
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
+
+
+def test_sentencepiece_run_trains_predicts_and_resumes_only_with_its_tokenizer(wise, files, tmp_path):
+    pytest.importorskip("sentencepiece")
+    tmp, src, tgt, _ = files
+    run = tmp_path / "sp"
+    code, out, err = wise("translate", "train", "-o", str(run), "--src", str(src), "--tgt", str(tgt), *TRAIN,
+                          "--tokenizer", "sentencepiece", "--json")
+    assert code == 0, err
+    code, out, err = wise("translate", "predict", "-", "--weights", str(run), "--beam", "1", *CPU,
+                          input="the dog sees a cat\n\nä ü\n")
+    assert code == 0, err
+    assert len(out.split("\n")) - 1 == 3 and out.split("\n")[1] == ""
+    _bad(wise, "train", "-o", str(run), "--src", str(src), "--tgt", str(tgt), *TRAIN, "--resume",
+         match="another tokenizer or vocabulary")

@@ -70,3 +70,32 @@ def test_state_survives_a_weights_only_load(tmp_path):
     assert back.merges == tok.merges and back.fingerprint() == tok.fingerprint()
     for t in GETTEXT_LIKE:
         assert back.encode(t) == tok.encode(t)
+
+
+def test_sentencepiece_round_trip_specials_determinism_and_checkpoint(tmp_path):
+    """The optional unigram tokenizer: exact round trip on NFC text (byte fallback covers unseen characters),
+    our special ids, the same model from the same data, and a weights_only checkpoint round trip."""
+    import pytest
+
+    pytest.importorskip("sentencepiece")
+    from wisecli.engines.translate.tokenizer import BOS, EOS, PAD, UNK, SentencePiece, learn_sentencepiece, \
+        tokenizer_from_state
+
+    rng = random.Random(1)
+    src, tgt = pairs(300, seed=2)
+    tok = learn_sentencepiece(src + tgt + GETTEXT_LIKE * 3, 400)
+    assert 260 < tok.vocab_size <= 400
+    assert [tok._sp.id_to_piece(i) for i in (PAD, BOS, EOS, UNK)] == ["<pad>", "<s>", "</s>", "<unk>"]
+    texts = GETTEXT_LIKE + [_random_text(rng) for _ in range(200)] + ["", " ", "  a  b  ", "\t\tx"]
+    for t in texts:
+        ids = tok.encode(t)
+        assert all(i > UNK for i in ids)  # no unknown: unseen characters fall back to bytes
+        assert tok.decode([BOS, *ids, EOS, PAD]) == unicodedata.normalize("NFC", t), repr(t)
+    again = learn_sentencepiece(src + tgt + GETTEXT_LIKE * 3, 400)
+    assert again.fingerprint() == tok.fingerprint()
+    torch.save({"tokenizer": tok.state()}, tmp_path / "t.pt")
+    back = tokenizer_from_state(torch.load(tmp_path / "t.pt", weights_only=True)["tokenizer"])
+    assert isinstance(back, SentencePiece) and back.fingerprint() == tok.fingerprint()
+    assert [back.encode(t) for t in GETTEXT_LIKE] == [tok.encode(t) for t in GETTEXT_LIKE]
+    # a frequent word is one piece, not its bytes
+    assert len(tok.encode(src[0].split()[0])) < len(src[0].split()[0].encode())

@@ -14,8 +14,8 @@ A device is "auto", "cpu", "cuda", "cuda:N" or a torch.device.
 
 Choices where the spec is silent (each written where it is made): `max_steps` 20,000 by default and rounded up
 to whole `eval_every` intervals; `val_select` = BLEU − 1e-3·loss/(1+loss); finished beams stay in the beam with
-a frozen score (predict.py); stdin is translated line by line, flushed; `--tokenizer sentencepiece` is refused
-(not built in this version); `evaluate` with two `--hyp` files bootstraps the second against the first.
+a frozen score (predict.py); stdin is translated line by line, flushed; `--tokenizer sentencepiece` (extra
+`mt`) keeps the exact round trip with identity normalisation and no dummy prefix (tokenizer.py); `evaluate` with two `--hyp` files bootstraps the second against the first.
 """
 
 from __future__ import annotations

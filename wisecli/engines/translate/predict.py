@@ -28,7 +28,7 @@ from wisecli.runtime.checkpoints import load_checkpoint
 
 from .data import pack_by_tokens
 from .model import Translator, export_view
-from .tokenizer import BOS, EOS, PAD, UNK, ByteBPE
+from .tokenizer import BOS, EOS, PAD, UNK, tokenizer_from_state
 
 METHOD = "translate"
 
@@ -40,7 +40,7 @@ def load_model(weights, device: torch.device, view: str = "primary"):
     doc = load_checkpoint(Path(weights), method=METHOD)
     try:
         cfg = doc["config"]["model"]
-        tok = ByteBPE.from_state(doc["tokenizer"])
+        tok = tokenizer_from_state(doc["tokenizer"])
         if view == "aux" and cfg["views"] < 2:
             raise InputError(f"{weights} is a 1-view model: it has no auxiliary view", hint="use --view primary")
         c1, state = export_view(cfg, doc["state_dict"], view)

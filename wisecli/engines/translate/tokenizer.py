@@ -10,6 +10,13 @@
   pair → chunk index, so each merge touches only the chunks holding the pair; ties go to the smaller pair of
   ids (deterministic); learning stops at `vocab_size` or when no pair occurs twice.
 - Encoding caches each chunk's ids.
+
+`--tokenizer sentencepiece` (extra `wisecli[mt]`) is a unigram SentencePiece model with byte fallback trained
+in process on NFC text, with the same special ids (pad 0, `<s>` 1, `</s>` 2, `<unk>` 3). Our settings where
+SentencePiece's defaults would break the exact round trip: identity normalisation (we apply NFC ourselves), no
+dummy prefix, whitespace runs kept; `hard_vocab_limit=False`, so `--vocab-size` is an upper bound on a small
+corpus. The serialized model is stored in the checkpoint as a uint8 tensor. `tokenizer_from_state` rebuilds
+either kind from a checkpoint.
 """
 
 from __future__ import annotations
@@ -163,3 +170,82 @@ def learn_bpe(texts, vocab_size: int = 8000, pattern: str = PATTERN) -> ByteBPE:
             else:
                 pair_count.pop(p, None)
     return ByteBPE(merges, pattern)
+
+
+class SentencePiece:
+    """Unigram SentencePiece with byte fallback: the same interface as `ByteBPE`."""
+
+    def __init__(self, proto: bytes):
+        import sentencepiece as spm
+
+        self.proto = bytes(proto)
+        self._sp = spm.SentencePieceProcessor(model_proto=self.proto)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids (specials, bytes, pieces)."""
+        return self._sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a text (no `<s>`/`</s>`)."""
+        return self._sp.encode(unicodedata.normalize("NFC", text))
+
+    def decode(self, ids) -> str:
+        """Text of token ids; special ids are skipped."""
+        return self._sp.decode([int(i) for i in ids if int(i) > UNK])
+
+    def state(self) -> dict:
+        """Checkpoint form: the serialized model as a uint8 tensor."""
+        import torch
+
+        proto = torch.frombuffer(bytearray(self.proto), dtype=torch.uint8).clone()
+        return {"kind": "sentencepiece", "proto": proto, "specials": list(SPECIALS)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "SentencePiece":
+        """Rebuild from `state()` (as loaded with weights_only=True)."""
+        return cls(state["proto"].numpy().tobytes())
+
+    def fingerprint(self) -> str:
+        """A short hash of the serialized model."""
+        import hashlib
+
+        return hashlib.sha256(self.proto).hexdigest()[:16]
+
+
+def learn_sentencepiece(texts, vocab_size: int = 8000, *, seed: int = 1) -> SentencePiece:
+    """Train a unigram model with byte fallback on `texts` (one thread, a fixed seed: the same data gives the
+    same model); at most 2M sentences are sampled."""
+    import io
+
+    import sentencepiece as spm
+
+    spm.set_random_generator_seed(seed)
+    lines = [unicodedata.normalize("NFC", t) for t in texts if t and "\n" not in t]
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=out, vocab_size=int(vocab_size), model_type="unigram",
+        byte_fallback=True, character_coverage=1.0, pad_id=PAD, bos_id=BOS, eos_id=EOS, unk_id=UNK,
+        normalization_rule_name="identity", add_dummy_prefix=False, remove_extra_whitespaces=False,
+        hard_vocab_limit=False, input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=1,
+        minloglevel=2)
+    return SentencePiece(out.getvalue())
+
+
+def tokenizer_from_state(state: dict):
+    """The tokenizer stored in a checkpoint (`ByteBPE` or `SentencePiece`)."""
+    if state.get("kind", "bpe") == "sentencepiece":
+        from importlib.util import find_spec
+
+        if find_spec("sentencepiece") is None:
+            from wisecli.cli.errors import InputError
+
+            raise InputError("this model's tokenizer is SentencePiece, and the sentencepiece package is missing",
+                             hint='pip install "wisecli[mt]"')
+        return SentencePiece.from_state(state)
+    return ByteBPE.from_state(state)
+
+
+def learn_tokenizer(kind: str, texts, vocab_size: int):
+    """Learn the tokenizer `kind` ("bpe" or "sentencepiece") on `texts`."""
+    return learn_sentencepiece(texts, vocab_size) if kind == "sentencepiece" else learn_bpe(texts, vocab_size)

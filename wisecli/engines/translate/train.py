@@ -25,7 +25,7 @@ from wisecli.cli.errors import InputError
 from .data import TokenLoader, collate, encode_pairs, hash_split, read_pairs
 from .loss import multiview_loss
 from .model import PRESETS, Translator, export_view, model_config, parameter_count
-from .tokenizer import ByteBPE, learn_bpe
+from .tokenizer import learn_tokenizer, tokenizer_from_state
 
 METHOD = "translate"
 AUX_KEYS = ("aux_layer", "share", "kl_alpha", "aux_weight", "kl_mode", "aux_norm")
@@ -63,8 +63,6 @@ def check_options(cfg: dict, given: dict) -> None:
         if find_spec("sentencepiece") is None:
             raise InputError("--tokenizer sentencepiece needs the sentencepiece package",
                              hint='pip install "wisecli[mt]", or use the built-in --tokenizer bpe')
-        raise InputError("--tokenizer sentencepiece is not built yet in this version",
-                         hint="use the built-in byte-level --tokenizer bpe (the default)")
     for k in ("kl_alpha", "aux_weight"):
         if not math.isfinite(float(cfg[k])) or float(cfg[k]) < 0:
             raise InputError(f"--{k.replace('_', '-')} must be a finite number >= 0, not {cfg[k]}", hint="e.g. 1")
@@ -134,7 +132,7 @@ def prepare(cfg: dict, data: dict, *, resume_doc: dict | None = None, sink=None)
     else:
         TS, TT, VS, VT = hash_split(S, T)
     if resume_doc is not None:
-        tok = ByteBPE.from_state(resume_doc["tokenizer"])
+        tok = tokenizer_from_state(resume_doc["tokenizer"])
         stored = resume_doc["config"]["train"]
         if cfg["vocab_size"] is None:
             cfg["vocab_size"] = stored.get("vocab_size")
@@ -146,7 +144,7 @@ def prepare(cfg: dict, data: dict, *, resume_doc: dict | None = None, sink=None)
         if cfg["vocab_size"] is None:
             cfg["vocab_size"] = 32000 if len(TS) > 10**6 else 8000
         t0 = time.perf_counter()
-        tok = learn_bpe(TS + TT, cfg["vocab_size"])
+        tok = learn_tokenizer(cfg["tokenizer"], TS + TT, cfg["vocab_size"])
         bpe_s = time.perf_counter() - t0
     if resume_doc is not None:
         bpe_s = 0.0
