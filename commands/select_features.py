@@ -37,8 +37,6 @@ XKey = Annotated[Optional[str], typer.Option("--x-key", help=".npz key of the fe
 YKey = Annotated[Optional[str], typer.Option("--y-key", help=".npz key of the labels.", rich_help_panel=_TABLE)]
 Deterministic = Annotated[Optional[bool], typer.Option("--deterministic", help="Deterministic CUDA kernels (same "
                                                        "seed, same ranking on the GPU; CPU runs always are).")]
-Compile = Annotated[Optional[bool], typer.Option("--compile", help="torch.compile the fixed-shape training step (CUDA "
-                                                 "graphs on CUDA); eager, with a warning, if compiling fails.")]
 K = Annotated[Optional[int], typer.Option("--k", help="Features to select (default: those with m ≥ 1/d).")]
 
 
@@ -77,7 +75,7 @@ def train(
     k: K = None, mask_net: MaskNet = None, mask_hidden: MaskHidden = None, mask_scale: MaskScale = None,
     task_net: TaskNet = None, hidden: Hidden = None, epochs: TrainEpochs = None, batch_size: o.BatchSize = None,
     lr: o.Lr = None, val_fraction: ValFraction = None, resume: o.Resume = False, overwrite: o.Overwrite = False,
-    compile: Compile = None, deterministic: Deterministic = None, sep: Sep = None, id_col: IdCol = None,
+    compile: o.Compile = None, deterministic: Deterministic = None, sep: Sep = None, id_col: IdCol = None,
     drop: Drop = None, drop_non_numeric: DropNonNumeric = None, impute: Impute = None, x_key: XKey = None,
     y_key: YKey = None, device: o.Device = None, amp: o.Amp = None, seed: o.Seed = None, json: o.Json = False,
     no_progress: o.NoProgress = False,
@@ -135,7 +133,7 @@ def evaluate(
     seeds: Seeds = None, refit: Refit = None, plot: o.Plot = None, mask_image: MaskImage = None,
     epochs: o.Epochs = None, batch_size: o.BatchSize = None, sep: Sep = None, id_col: IdCol = None,
     drop: Drop = None, drop_non_numeric: DropNonNumeric = None, impute: Impute = None, x_key: XKey = None,
-    y_key: YKey = None, skip_existing: o.SkipExisting = False, shard: o.Shard = None, compile: Compile = None,
+    y_key: YKey = None, skip_existing: o.SkipExisting = False, shard: o.Shard = None, compile: o.Compile = None,
     deterministic: Deterministic = None, device: o.Device = None, amp: o.Amp = None, json: o.Json = False,
     jsonl: o.Jsonl = False,
 ) -> None:
@@ -195,7 +193,7 @@ def benchmark(
                                      "set).")] = None,
     repeats: Annotated[Optional[int], typer.Option("--repeats", callback=o.at_least_one,
                                                    help="Timing repeats (median).")] = None,
-    quick: o.Quick = False, compile: Compile = None, device: o.Device = None, json: o.Json = False,
+    quick: o.Quick = False, compile: o.Compile = None, device: o.Device = None, json: o.Json = False,
 ) -> None:
     """FM's time to a full ranking and accuracy curve against mi, rfe-lr and l1, in one process."""
     from wisecli.engines.select_features import api

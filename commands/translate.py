@@ -85,7 +85,7 @@ def train(
     vocab_size: VocabSize = None, tokenizer: Tokenizer = None, max_tokens: MaxTokens = None,
     max_steps: MaxSteps = None, lr: o.Lr = None, warmup: Warmup = None, eval_every: EvalEvery = None,
     average_last: AverageLast = None, max_len: MaxLen = None, label_smoothing: LabelSmoothing = None,
-    valid_beam: ValidBeam = None, valid_max: ValidMax = None, resume: o.Resume = False,
+    valid_beam: ValidBeam = None, valid_max: ValidMax = None, compile: o.Compile = None, resume: o.Resume = False,
     overwrite: o.Overwrite = False, device: o.Device = None, amp: o.Amp = None, seed: o.Seed = None,
     json: o.Json = False, no_progress: o.NoProgress = False,
 ) -> None:
@@ -103,7 +103,7 @@ def train(
         aux_norm=aux_norm, kl_alpha=kl_alpha, aux_weight=aux_weight, kl_mode=kl_mode, norm=norm,
         vocab_size=vocab_size, tokenizer=tokenizer, max_tokens=max_tokens, max_steps=max_steps, lr=lr,
         warmup=warmup, eval_every=eval_every, average_last=average_last, max_len=max_len,
-        label_smoothing=label_smoothing, valid_beam=valid_beam, valid_max=valid_max, device=device, amp=amp,
+        label_smoothing=label_smoothing, valid_beam=valid_beam, valid_max=valid_max, compile=compile, device=device, amp=amp,
         seed=seed)
     sink.result(summary, rows=[{k: v for k, v in summary.items() if k != "last"}], title="wise translate train")
 

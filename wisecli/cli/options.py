@@ -30,6 +30,9 @@ Amp = Annotated[
                  rich_help_panel=_SHARED),
 ]
 Seed = Annotated[int, typer.Option("--seed", envvar="WISE_SEED", help="Random seed.", rich_help_panel=_SHARED)]
+Compile = Annotated[Optional[bool], typer.Option(
+    "--compile", help="torch.compile the training step (CUDA graphs for fixed shapes on CUDA); eager, with a warning, "
+                      "if compiling fails.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.", rich_help_panel=_SHARED)]
 Jsonl = Annotated[
     bool, typer.Option("--jsonl", help="Print one JSON record per input as it finishes.", rich_help_panel=_SHARED)

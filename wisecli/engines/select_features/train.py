@@ -16,11 +16,9 @@ f(s · m ⊙ x). Choices where the paper is silent, all options:
   The matrix is always kept on the device: the tables this tool is for (up to ~10^5 × 10^3) are far below a
   GPU's memory; streaming larger ones from the host is not implemented.
 - `compile` (off by default, spec §7): the fixed-shape training step (g, the batch mean, f and the loss;
-  `drop_last` keeps every batch the same shape) goes through `torch.compile(dynamic=False)`, in
-  "reduce-overhead" mode (CUDA graphs) on CUDA where the step is launch-bound. The first step also runs a
-  trial backward, so a compiler that fails on either pass (no C++ toolchain, an unsupported platform) is
-  caught there: a warning, then eager for the rest of the fit. The optimiser and the read-out stay eager.
-  The first compile costs seconds to a minute on a CPU; it pays off on long GPU fits, not on small CPU ones.
+  `drop_last` keeps every batch the same shape) goes through `runtime.compiled.compiled_step` (fixed shapes:
+  CUDA graphs on CUDA, where the step is launch-bound; a compiler failure is a warning, then eager). The
+  optimiser and the read-out stay eager.
 
 The training is written as a `step(model, batch) -> (loss, metrics)` and a `validate(model, epoch) -> dict`
 (the shared trainer's contract). `train_run` runs them through `wisecli.runtime.trainer.fit`, which writes the
@@ -41,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wisecli.runtime.compiled import compiled_step
 from wisecli.runtime.device import one_cpu_thread
 
 from .config import FMConfig
@@ -125,38 +124,10 @@ def make_step(device: torch.device, amp: bool, compile: bool = False, warn: Call
             logits = model(xb)
         return F.cross_entropy(logits, yb)
 
-    if not compile:
-        return lambda model, batch: (loss_of(model, *batch), {})
-    state: dict = {"fn": None}
-
-    def fall_back(exc: Exception) -> None:
-        text = str(exc).strip().splitlines()
-        (warn or _stderr_warning)(f"--compile: torch.compile failed ({type(exc).__name__}"
-                                  f"{': ' + text[0][:200] if text else ''}); training eagerly")
-        state["fn"] = loss_of
-
     def step(model: FMSelector, batch):
-        if state["fn"] is None:  # first step: compile, and prove the forward and backward passes once
-            try:
-                fn = torch.compile(loss_of, dynamic=False, mode="reduce-overhead" if device.type == "cuda" else None)
-                if device.type == "cuda":
-                    torch.compiler.cudagraph_mark_step_begin()
-                trial = fn(model, *batch)
-                torch.autograd.grad(trial, [p for p in model.parameters() if p.requires_grad])
-                state["fn"] = fn
-            except Exception as exc:  # any compiler failure: the fit goes on eagerly
-                fall_back(exc)
-        if state["fn"] is not loss_of and device.type == "cuda":
-            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the last step's graph outputs are spent
-        return state["fn"](model, *batch), {}
+        return loss_of(model, *batch), {}
 
-    return step
-
-
-def _stderr_warning(msg: str) -> None:
-    import sys
-
-    print(f"Warning: {msg}", file=sys.stderr)
+    return compiled_step(step, device, warn=warn) if compile else step
 
 
 def make_validate(x_all: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,

@@ -34,7 +34,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "tokenizer": "bpe", "max_tokens": 4096, "max_steps": 20000, "lr": None, "warmup": None,
         "eval_every": None, "average_last": 0, "max_len": 256, "valid_beam": 5, "valid_max": 2000,
         "src_col": 0, "tgt_col": 1, "direction": None, "placeholders": "drop", "encoding": "utf-8",
-        "seed": 1, **_RUN,
+        "compile": False, "seed": 1, **_RUN,
     },
     "predict": {"view": "primary", "nbest": 1, **_DECODE, **_RUN},
     "evaluate": {"tokenize": "13a", "lowercase": False, "chrf_word_order": 0, "backend": "auto",

@@ -9,7 +9,8 @@ Each interval ends with `validate`: the primary view's label-smoothed loss per t
 `valid_beam` decoding on at most `valid_max` validation pairs; `val_select` = BLEU − 1e-3·loss/(1+loss) (ties
 in BLEU go to the lower loss; never more than 0.001 BLEU) picks best.pt. `average_last K` writes `avg.pt`, the
 mean of the last K intervals' weights. The tokenizer is learned on the training pairs (both sides), stored in
-every checkpoint; `--resume` reuses the stored one and refuses another kind or vocabulary size.
+every checkpoint; `--resume` reuses the stored one and refuses another kind or vocabulary size. `--compile` puts
+the step through `runtime.compiled.compiled_step` with dynamic shapes (token buckets vary B and T; no CUDA graphs).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 from wisecli.cli.errors import InputError
+from wisecli.runtime.compiled import compiled_step
 
 from .data import TokenLoader, collate, encode_pairs, hash_split, read_pairs
 from .loss import multiview_loss
@@ -220,7 +222,10 @@ def run_training(data: dict, out_dir: Path | None, *, cfg: dict, given: dict, co
             save_checkpoint(run_dir / "checkpoints" / "avg.pt", method=METHOD, arch=cfg["arch"], config=config,
                             state_dict=avg, tokenizer=tok.state(), averaged=len(averaged))
 
-    res = fit(model, opt, loader, make_step(cfg), spec, device=dev, scheduler=sched,
+    step = make_step(cfg)
+    if cfg["compile"]:  # token buckets change the batch shape: dynamic shapes, no CUDA graphs
+        step = compiled_step(step, dev, dynamic=True, warn=sink.warn if sink is not None else None)
+    res = fit(model, opt, loader, step, spec, device=dev, scheduler=sched,
               validate=validation(mc, tok, prep["valid"], prep["valid_src"], prep["valid_tgt"], cfg),
               on_epoch_end=on_epoch_end, checkpoint_extra=lambda: {"tokenizer": tok.state()})
     seconds = time.perf_counter() - t0
