@@ -11,7 +11,10 @@ Geometry is in mm (LPS: x to the patient's left, y posterior, z superior), scale
   cos θ₁ = [1 + r^{4/n} − (1−r)^{4/n}]/(2r^{2/n}), and are 3d·U(0.7, 1.3) long; growth stops below the minimum
   Ø, with fewer than 10 points, or at the generation cap.
 - Raster: capsules in per-branch boxes, supersampled 2× per axis (partial volume); lumen −1000 HU, wall +30
-  HU, 0.15d + 0.2 mm thick; an artery (+40 HU, the bronchus' Ø) beside each branch of generation ≥ 2.
+  HU, 0.15d + 0.2 mm thick. The label is one 6-connected tree (issue 13 point 6): branches are rasterised
+  parents first, and a branch whose label voxels would not all join the tree 6-connected (too thin or short
+  for the spacing) ends the tree there with its descendants, in the image as in the label, so the analytic
+  tree (`tree_json`) lists exactly the branches the label holds; an artery (+40 HU, the bronchus' Ø) beside each branch of generation ≥ 2.
 - Scanner: Gaussian PSF (0.8 mm FWHM in-plane, the slice spacing along z), correlated noise (σ `noise_hu`),
   int16. Label: lumen fraction ≥ 0.5 (lumen only, as in ATM'22).
 
@@ -187,17 +190,18 @@ def grow_tree(rng, s, top, lungs, zbase, *, min_diameter, max_generation):
     return branches
 
 
-def _capsule_fraction(out, origin, spacing, a, b, radius, *, mode="max"):
-    """Max-accumulate into `out` (z, y, x) the fraction of each voxel within `radius` of segment a–b (a
-    sphere when a = b), estimated on 2×2×2 sub-samples per voxel, inside the segment's bounding box only.
-    `origin` and `spacing` are X Y Z; the grid's axes are the physical axes (identity direction)."""
+def _capsule_box(shape, origin, spacing, a, b, radius):
+    """(slices, fraction) of the voxels of a (z, y, x) grid of `shape` within `radius` of segment a–b (a
+    sphere when a = b), the fraction estimated on 2×2×2 sub-samples per voxel, inside the segment's bounding
+    box only (None when the box misses the grid). `origin` and `spacing` are X Y Z; the grid's axes are the
+    physical axes (identity direction)."""
     sp = np.asarray(spacing, float)
     lo = np.floor((np.minimum(a, b) - radius - origin) / sp - 1).astype(int)
     hi = np.ceil((np.maximum(a, b) + radius - origin) / sp + 1).astype(int)
-    shape_xyz = np.array(out.shape[::-1])
+    shape_xyz = np.array(shape[::-1])
     lo, hi = np.clip(lo, 0, shape_xyz), np.clip(hi + 1, 0, shape_xyz)
     if np.any(hi <= lo):
-        return
+        return None
     # sub-sample coordinates per axis: index ± 0.25 voxel
     axes = [origin[i] + (np.arange(lo[i], hi[i])[:, None] + np.array([-0.25, 0.25])[None]).ravel() * sp[i]
             for i in range(3)]
@@ -213,8 +217,61 @@ def _capsule_fraction(out, origin, spacing, a, b, radius, *, mode="max"):
     inside = (dx * dx + dy * dy + dz * dz <= radius * radius).astype(np.float32)
     nz, ny, nx = (hi - lo)[::-1]
     frac = inside.reshape(nz, 2, ny, 2, nx, 2).mean(axis=(1, 3, 5))
-    sl = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
-    np.maximum(out[sl], frac, out=out[sl])
+    return (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0])), frac
+
+
+def _capsule_fraction(out, origin, spacing, a, b, radius):
+    """Max-accumulate into `out` (z, y, x) the capsule fraction of `_capsule_box`."""
+    box = _capsule_box(out.shape, origin, spacing, a, b, radius)
+    if box is not None:
+        sl, frac = box
+        np.maximum(out[sl], frac, out=out[sl])
+
+
+def connected_tree(branches, shape, origin, spacing):
+    """Rasterise the lumen branch by branch, parents first, keeping a branch only when its label voxels
+    (fraction ≥ 0.5) add to the tree and every one of them joins it 6-connected; a branch too thin (or too
+    short) to do so at this spacing ends the tree there, its descendants go with it. Returns (the kept branches,
+    re-numbered in the same order with their parents and children, the lumen fraction): the label
+    `fraction ≥ 0.5` is one 6-connected tree and the branch list is exactly the branches it holds."""
+    from scipy import ndimage
+
+    six = ndimage.generate_binary_structure(3, 1)
+    lumen = np.zeros(shape, np.float32)
+    label = np.zeros(shape, bool)
+    kept: dict[int, int] = {}
+    for b in branches:  # a child comes after its parent in the list
+        if b.parent >= 0 and b.parent not in kept:
+            continue
+        box = _capsule_box(shape, origin, spacing, b.start, b.end, b.diameter / 2)
+        if box is None:
+            continue
+        sl, frac = box
+        own = frac >= 0.5
+        if not (own & ~label[sl]).any():
+            continue
+        # the box grown by a voxel holds every tree voxel a piece of this branch could touch
+        grown = tuple(slice(max(x.start - 1, 0), min(x.stop + 1, n)) for x, n in zip(sl, shape))
+        inner = tuple(slice(x.start - g.start, x.stop - g.start) for x, g in zip(sl, grown))
+        tree = label[grown]
+        mine = np.zeros_like(tree)
+        mine[inner] = own
+        comp, n = ndimage.label(tree | mine, six)
+        if tree.any():
+            joined = np.isin(comp[mine], np.unique(comp[tree])).all()
+        else:
+            joined = n == 1  # the trachea: one piece
+        if not joined:
+            continue
+        kept[b.id] = len(kept)
+        label[sl] |= own
+        np.maximum(lumen[sl], frac, out=lumen[sl])
+    out = []
+    for b in branches:
+        if b.id in kept:
+            out.append(Branch(kept[b.id], kept.get(b.parent, -1), b.generation, b.start, b.end, b.diameter,
+                              b.normal, [kept[c] for c in b.children if c in kept]))
+    return out, lumen
 
 
 def _smooth_noise(rng, shape, spacing, corr_mm, sigma):
@@ -395,13 +452,12 @@ def make_phantom(preset: str = "tiny", *, seed: int = 0, size=None, spacing=None
     top = np.array([X[np.abs(X).argmin()], Y[np.abs(Y + 10 * s).argmin()], ztop])
     branches = grow_tree(rng, s, top, lungs, zbase, min_diameter=min_d, max_generation=max_gen)
 
-    lumen = np.zeros(shape, np.float32)
+    branches, lumen = connected_tree(branches, shape, origin, sp)
     wall = np.zeros(shape, np.float32)
     artery = np.zeros(shape, np.float32) if vessels else None
     for b in branches:
         r = b.diameter / 2
         t = 0.15 * b.diameter + 0.2
-        _capsule_fraction(lumen, origin, sp, b.start, b.end, r)
         _capsule_fraction(wall, origin, sp, b.start, b.end, r + t)
         if vessels and b.generation >= 2:
             off = np.cross(_unit(b.end - b.start), b.normal)
