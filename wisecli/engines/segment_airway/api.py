@@ -205,11 +205,12 @@ def train(data: list, out_dir: Path | str | None = None, *, val: list | None = N
             raise TypeError(f"train() got an unexpected keyword argument {key!r}")
         flags[TRAIN_FLAGS[key]] = value
     flags.update(seed=seed)
-    cfg = dict(resolve(DEFAULTS["train"], flags=flags).values)
+    res = resolve(DEFAULTS["train"], flags=flags)
+    cfg = dict(res.values)
     seed_, amp_ = cfg.pop("seed"), True if amp is None else amp
     return run_training([str(d) for d in data], out_dir, cfg, val=[str(v) for v in val] if val else None,
                         device=device, amp=amp_, seed=seed_, init=init, resume=resume, overwrite=overwrite,
-                        sink=sink, progress=progress)
+                        sink=sink, progress=progress, defaulted={k for k, s in res.sources.items() if s == "default"})
 
 
 def info(weights: Path | str | None = None) -> dict:

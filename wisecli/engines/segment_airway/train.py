@@ -163,11 +163,82 @@ class _Stages:
         return 0.1 ** sum(e - self.e1 > m for m in milestones(2, self.e2))
 
 
+SIZE_KEYS = ("data.batch_size", "data.patches_per_case", "data.crop", "data.patch", "val.roi", "val.sw_batch")
+CPU_SIZES = {"data.batch_size": 1, "data.patches_per_case": 2, "data.crop": 64, "data.patch": 80, "val.roi": 96,
+             "val.sw_batch": 1}
+BASE_BYTES = 400 * 2**20  # Python, torch and the engine imported: 300 MB resident on CPU [measured], plus slack
+INFER_RATIO = 0.35        # no-grad forward peak / saved bytes per voxel: 840–1030 vs 2917 B on CPU [measured]
+PROBE = 16
+
+
+def memory_need(cfg: dict, per_voxel: float, params: int) -> int:
+    """Bytes a run with `cfg`'s sizes needs: base + weights, gradients, momentum and a checkpoint copy + loader
+    batches in flight (3 arrays a patch, 2 batches per worker and one in use) + the larger of a training step
+    (saved activations × 1.15: backward transients, measured 1.03–1.19 between batch sizes) and a validation or
+    hard-mining window batch (INFER_RATIO of the saved bytes)."""
+    b, crop, patch = int(cfg["data.batch_size"]), int(cfg["data.crop"]), int(cfg["data.patch"])
+    loader = (2 * int(cfg["data.workers"]) + 1) * b * 3 * patch ** 3 * 4
+    train = 1.15 * per_voxel * b * crop ** 3
+    infer = INFER_RATIO * per_voxel * int(cfg["val.sw_batch"]) * int(cfg["val.roi"]) ** 3
+    return int(BASE_BYTES + 16 * params + loader + max(train, infer))
+
+
+def _smaller(cfg: dict):
+    """Configurations with less memory, largest first: batch down to 1, then crop (and patch, same margin) by 16
+    down to 32, each with the validation batch down to 1 and its window down to 64."""
+    margin = int(cfg["data.patch"]) - int(cfg["data.crop"])
+    for crop in range(int(cfg["data.crop"]), 31, -16):
+        for b in range(int(cfg["data.batch_size"]), 0, -1):
+            for swb, roi in ((int(cfg["val.sw_batch"]), int(cfg["val.roi"])), (1, int(cfg["val.roi"])), (1, 64)):
+                yield {**cfg, "data.batch_size": b, "data.crop": crop, "data.patch": crop + margin,
+                       "val.sw_batch": swb, "val.roi": min(roi, int(cfg["val.roi"]))}
+
+
+def fit_memory(cfg: dict, dev, defaulted: set, in_channels: int, amp: bool, sink=None) -> dict:
+    """Issue 13 point 8. On the CPU, sizes the user left at their defaults become CPU_SIZES (said on stderr).
+    Then the run's memory (`memory_need`, activations measured with a 16³ probe on the device and autocast
+    of the run) is checked against `runtime.memory.available_bytes`: over 90 % of it is refused with the
+    largest smaller configuration that fits."""
+    import torch
+
+    from wisecli.cli.errors import InputError
+    from wisecli.runtime.memory import available_bytes, gib, saved_bytes
+
+    from .model import WingsNet
+
+    cfg = dict(cfg)
+    if dev.type == "cpu" and set(SIZE_KEYS) <= defaulted:
+        cfg.update(CPU_SIZES)
+        if sink is not None:
+            sink.info("training on the CPU: batch 1, 2 patches a case, crop 64³ (patch 80³), validation windows 96³ "
+                      "one at a time; the paper's batch 4 × 128³ needs a GPU (set data.* to change)")
+    model = WingsNet(in_channels=in_channels, width=float(cfg["model.width"])).to(dev)
+    x = torch.zeros(1, in_channels, PROBE, PROBE, PROBE, device=dev)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
+        per_voxel = saved_bytes(model, x, exclude=list(model.parameters())) / PROBE ** 3
+    params = sum(p.numel() for p in model.parameters())
+    del model, x
+    room = available_bytes(dev)
+    need = memory_need(cfg, per_voxel, params)
+    if room is None or need <= 0.9 * room:
+        return cfg
+    fits = next((c for c in _smaller(cfg) if memory_need(c, per_voxel, params) <= 0.9 * room), None)
+    where = "on the GPU" if dev.type == "cuda" else "of memory"
+    msg = (f"training needs about {gib(need)} (batch {cfg['data.batch_size']} × crop {cfg['data.crop']}³, "
+           f"validation {cfg['val.sw_batch']} × {cfg['val.roi']}³) and {gib(room)} {where} is free")
+    if fits is None:
+        raise InputError(msg, hint="even batch 1 × crop 32³ does not fit: free memory, or train on a GPU")
+    change = [f"--batch-size {fits['data.batch_size']}"] + [
+        f"--set {k}={fits[k]}" for k in ("data.crop", "data.patch", "val.sw_batch", "val.roi") if fits[k] != cfg[k]]
+    raise InputError(msg, hint=f"{' '.join(change)} fits (about {gib(memory_need(fits, per_voxel, params))})")
+
+
 def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True, seed=0, init=None,
-                 resume=False, overwrite=False, sink=None, progress=True) -> dict:
+                 resume=False, overwrite=False, sink=None, progress=True, defaulted: set = frozenset()) -> dict:
     """Both stages in one shared-trainer run (stage 2 continues from stage 1's last epoch with a fresh schedule
     and α 0.2); `checkpoints/stage1.pt` is the model at the end of stage 1. `cfg` holds every setting of
-    `api.DEFAULTS["train"]`, resolved. Every check (options, run folder, training pairs, --init) comes before
+    `api.DEFAULTS["train"]`, resolved; `defaulted` names the settings left at their defaults (`fit_memory` may
+    size those for the CPU). Every check (options, run folder, training pairs, --init, memory) comes before
     the first write."""
     import shutil
     from pathlib import Path
@@ -215,6 +286,8 @@ def run_training(data, run_dir, cfg: dict, *, val=None, device="auto", amp=True,
     last = run_dir / "checkpoints" / "last.pt"
     prev = load_checkpoint(last, method="segment-airway") if resume and last.is_file() else None  # before any write
     dist, dev = init_distributed(device)
+    cfg = fit_memory(cfg, dev, defaulted, len(windows), amp, sink)  # refuse what cannot fit, before any write
+    crop, patch = int(cfg["data.crop"]), int(cfg["data.patch"])
     prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, is_main=dist.rank == 0)
     seed_everything(seed + dist.rank)
 
