@@ -72,6 +72,25 @@ def _sigint_kept(request):
 
 
 @pytest.fixture
+def broken_compile(monkeypatch):
+    """torch.compile replaced by a compiler whose compiled function raises "no compiler here" when called;
+    yields the keyword options of each compile call."""
+    import torch
+
+    calls: list[dict] = []
+
+    def broken(fn, **kw):
+        calls.append(kw)
+
+        def run(*a, **k):
+            raise RuntimeError("no compiler here")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    return calls
+
+
+@pytest.fixture
 def wise():
     return run_wise
 

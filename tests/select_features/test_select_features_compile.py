@@ -36,13 +36,7 @@ def test_compile_gives_the_eager_selection():
     assert compiled.best_epoch == eager.best_epoch
 
 
-def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
-    def broken(fn, **kw):
-        def run(*a, **k):
-            raise RuntimeError("no compiler here")
-        return run
-
-    monkeypatch.setattr(torch, "compile", broken)
+def test_compile_failure_falls_back_to_eager_with_a_warning(broken_compile):
     x, y = _tiny()
     eager = train_selector(x, y, 2, _cfg(False), CPU)
     warnings: list[str] = []
@@ -52,19 +46,9 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     np.testing.assert_array_equal(fallback.scores, eager.scores)
 
 
-def test_cli_compile_flag_reaches_the_step_and_warns_on_stderr(monkeypatch, tmp_path):
+def test_cli_compile_flag_reaches_the_step_and_warns_on_stderr(broken_compile, tmp_path):
     from conftest import run_wise
 
-    calls = []
-
-    def broken(fn, **kw):
-        calls.append(kw)
-
-        def run(*a, **k):
-            raise RuntimeError("no compiler here")
-        return run
-
-    monkeypatch.setattr(torch, "compile", broken)
     x, y = _tiny()
     path = tmp_path / "t.csv"
     path.write_text("\n".join([",".join([f"f{j}" for j in range(12)] + ["y"])]
@@ -72,6 +56,6 @@ def test_cli_compile_flag_reaches_the_step_and_warns_on_stderr(monkeypatch, tmp_
     code, out, err = run_wise("select-features", "train", path, "--target", "y", "-o", tmp_path / "run",
                               "--epochs", "2", "--device", "cpu", "--compile", "--json")
     assert code == 0, err
-    assert calls == [{"dynamic": False, "mode": None}]
+    assert broken_compile == [{"dynamic": False, "mode": None}]
     assert "Warning: --compile: torch.compile failed" in err
     assert '"compile": true' in (tmp_path / "run" / "config.json").read_text()

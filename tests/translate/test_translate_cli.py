@@ -200,24 +200,14 @@ def test_sentencepiece_run_trains_predicts_and_resumes_only_with_its_tokenizer(w
          match="another tokenizer or vocabulary")
 
 
-def test_compile_reaches_the_step_with_dynamic_shapes_and_falls_back_with_a_warning(monkeypatch, files, tmp_path):
-    import torch
+def test_compile_reaches_the_step_with_dynamic_shapes_and_falls_back_with_a_warning(broken_compile, files,
+                                                                                      tmp_path):
     from conftest import run_wise
 
-    calls = []
-
-    def broken(fn, **kw):
-        calls.append(kw)
-
-        def run(*a, **k):
-            raise RuntimeError("no compiler here")
-        return run
-
-    monkeypatch.setattr(torch, "compile", broken)
     tmp, src, tgt, _ = files
     code, out, err = run_wise("translate", "train", "-o", str(tmp_path / "c"), "--src", str(src), "--tgt", str(tgt),
                               *TRAIN, "--compile", "--json")
     assert code == 0, err
-    assert calls == [{"dynamic": True, "mode": None}]
+    assert broken_compile == [{"dynamic": True, "mode": None}]
     assert "--compile: torch.compile failed" in err and "no compiler here" in err
     assert json.loads(out)["steps"] == 2
