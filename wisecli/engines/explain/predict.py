@@ -281,3 +281,256 @@ def run_inputs(inputs, *, model, out_dir, settings: dict, model_opts: dict, patt
     opts = BatchOptions(out_dir=out_dir, skip_existing=skip_existing, overwrite=overwrite, fail_fast=fail_fast)
     return run_batch(paths, process, outputs_for=lambda p: _outputs(out_dir, stem_of(p), method), options=opts,
                      sink=sink, run_record=rec)
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+
+METRICS = ("deletion", "insertion", "pointing", "color-deletion")
+
+
+def _find_map(folder: Path, stem: str) -> Path | None:
+    for name in (f"{stem}.mcrise.npy", f"{stem}.rise.npy", f"{stem}.npy"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _select(a: np.ndarray, cls: int, ids: list[int] | None, n_classes: int, path: Path) -> np.ndarray | None:
+    """The map of class `cls`: [H, W] (or [K, H, W] for an MC-RISE [K, C, H, W] file); None if the file has none."""
+    if a.ndim == 2:
+        return a
+    axis_c = a.shape[-3]
+    pick = None
+    if ids is not None:
+        pick = ids.index(cls) if cls in ids else None
+    elif axis_c == n_classes:
+        pick = cls
+    elif axis_c == 1:
+        pick = 0
+    if pick is None:
+        return None
+    return a[pick] if a.ndim == 3 else a[:, pick]
+
+
+def evaluate_maps(inputs, *, from_dir=None, maps_dir=None, model=None, settings: dict, model_opts: dict, boxes=None,
+                  curves=False, plot=None, sink=None) -> dict:
+    """The `evaluate` verb (see `api.evaluate`)."""
+    import json as _json
+
+    from wisecli.cli.inputs import expand_inputs
+    from wisecli.runtime.batch import stem_of
+    from wisecli.runtime.device import as_device
+
+    from . import metrics as M
+    from .data import class_boxes, read_boxes, read_map
+    from .model import load_model
+
+    names = [m.strip() for m in str(settings["metrics"]).split(",") if m.strip()]
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise InputError(f"unknown metric(s) {', '.join(bad) or '(none)'}", hint="choose from " + ", ".join(METRICS))
+    colors_run = None
+    if from_dir is not None:
+        from_dir = Path(from_dir)
+        rj = from_dir / "run.json"
+        if not rj.is_file():
+            raise InputError(f"--from {from_dir}: no run.json", hint="give the -o folder of 'wise explain run'")
+        try:
+            cfg = _json.loads(rj.read_text())["config"]["values"]
+        except (ValueError, KeyError, TypeError):
+            raise InputError(f"{rj} is not the run.json of 'wise explain run'", hint="rerun 'wise explain run'") from None
+        inputs = list(inputs) or _json.loads(rj.read_text()).get("inputs", [])
+        maps_dir, model = from_dir, model or cfg.get("model")
+        mo = dict(cfg.get("model_opts") or {})
+        if mo.get("input_size"):
+            mo["input_size"] = tuple(mo["input_size"])
+        model_opts = mo
+        colors_run = cfg.get("colors")
+    elif maps_dir is None:
+        raise InputError("evaluate needs --from OUT_DIR, or IMAGES with --maps DIR and --model M",
+                         hint="e.g. wise explain evaluate --from sal/")
+    paths = expand_inputs([str(i) for i in inputs], extensions=IMAGE_EXT)
+    maps_dir = Path(maps_dir)
+    if not maps_dir.is_dir():
+        raise InputError(f"maps folder not found: {maps_dir}", hint="give the folder of <stem>.npy maps")
+    if "pointing" in names and boxes is None:
+        raise InputError("--metrics pointing needs --boxes", hint="VOC XML folder, COCO JSON or CSV image,x0,y0,x1,y1,class")
+    step_s = str(settings["step"])
+    if step_s != "auto" and not (step_s.isdigit() and int(step_s) >= 1):
+        raise InputError(f"--step must be auto or a positive integer, got {step_s!r}", hint="e.g. --step auto")
+    rank_by = str(settings["rank_by"])
+    if rank_by != "total" and not (rank_by.startswith("color:") and rank_by[6:].isdigit()):
+        raise InputError(f"--rank-by {rank_by!r}", hint="total or color:K (K from 0)")
+    tol = float(settings["tolerance"])
+    if not (np.isfinite(tol) and tol > 0):
+        raise InputError(f"--tolerance must be positive, got {tol}", hint="e.g. --tolerance 15")
+    if settings["baseline"] not in ("none", "random") or settings["softmax"] not in ("auto", "on", "off"):
+        raise InputError("--baseline none|random and --softmax auto|on|off", hint="see --help")
+    items = []
+    for p in paths:     # every map, shape and box checked before any work
+        mp = _find_map(maps_dir, stem_of(p))
+        if mp is None:
+            raise InputError(f"no map for {p} in {maps_dir}", hint="maps are <stem>[.rise|.mcrise].npy")
+        a = read_map(mp)
+        meta = maps_dir / f"{stem_of(p)}.json"
+        ids, colors = None, colors_run
+        if meta.is_file() and mp.name.endswith((".rise.npy", ".mcrise.npy")):
+            try:
+                m = _json.loads(meta.read_text())
+                ids, colors = [int(c["id"]) for c in m["classes"]], m.get("colors") or colors
+            except (ValueError, KeyError, TypeError):
+                raise InputError(f"{meta} is not a record of 'wise explain run'", hint="rerun the run") from None
+        items.append((p, mp, a, ids, colors))
+    dev = as_device(settings["device"], sink=sink)
+    box = load_model(model, device=dev, **model_opts)
+    gt = read_boxes(boxes) if "pointing" in names else {}
+    if "color-deletion" in names and not any(a.ndim == 4 for _, _, a, _, _ in items):
+        raise InputError("--metrics color-deletion needs MC-RISE maps [K, C, H, W]", hint="run with --method mcrise")
+    loaded = []
+    for p, mp, a, ids, colors in items:
+        if a.ndim >= 3 and ids is not None and a.shape[-3] != len(ids):
+            raise InputError(f"map {mp} has {a.shape[-3]} classes, its record {len(ids)}", hint="keep maps and records together")
+        x = read_image01(p)
+        h0, w0 = x.shape[-2:]
+        if tuple(a.shape[-2:]) not in (tuple(box.size), (h0, w0)):
+            raise InputError(f"map {mp} is {a.shape[-2]}x{a.shape[-1]}; the model takes {box.size[0]}x{box.size[1]} "
+                             f"and the image is {h0}x{w0}", hint="maps must be at the model's or the image's size")
+        if a.ndim == 4 and rank_by != "total" and int(rank_by[6:]) >= a.shape[0]:
+            raise InputError(f"--rank-by {rank_by}: the maps have {a.shape[0]} colours", hint="K counts from 0")
+        cb = class_boxes(gt.get(stem_of(p), []), box.classes, h0, w0, stem_of(p), warn=getattr(sink, "warn", None)) \
+            if gt else {}
+        loaded.append((p, a, ids, colors, x, cb))
+
+    fwd = _forward(box, amp=False)
+    H, W = box.size
+    step = M.auto_step(H, W) if step_s == "auto" else int(step_s)
+    n_steps = (H * W + step - 1) // step
+    rng = np.random.default_rng(int(settings["seed"]))
+    records, rand_rows = [], []
+
+    def to_model(m: np.ndarray) -> Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)).to(dev)
+        if tuple(t.shape[-2:]) != (H, W):
+            lead = t.shape[:-2]
+            t = torch.nn.functional.interpolate(t.reshape(1, -1, *t.shape[-2:]), size=(H, W), mode="bilinear",
+                                                align_corners=False).reshape(*lead, H, W)
+        return t
+
+    with torch.inference_mode():
+        for p, a, ids, colors, x, cb in loaded:
+            xin = box.to_input(fit_to_model(x, box).to(dev))[0]
+            clean = fwd(xin[None])
+            use_sm = settings["softmax"] == "on" or (settings["softmax"] == "auto" and softmax_needed(clean))
+
+            def prob_fn(z, _sm=use_sm):
+                return scores_of(fwd(z), _sm)
+
+            cls = int(prob_fn(xin[None]).argmax())
+            rec = {"input": str(p), "class": cls, "class_name": box.classes[cls], "status": "ok"}
+            sel = _select(a, cls, ids, len(box.classes), p)
+            if sel is None and (a.ndim > 2):
+                rec.update(status="error", error=f"the map has no class {cls} (the model's top-1)")
+                records.append(rec)
+                if sink is not None:
+                    sink.record(rec)
+                continue
+            sm = to_model(sel)
+            rank_map = (sm.abs().sum(0) if rank_by == "total" else sm[int(rank_by[6:])]) if a.ndim == 4 else sm
+            di = [m for m in ("deletion", "insertion") if m in names]
+            if di:
+                cur = M.deletion_insertion(prob_fn, xin, rank_map, cls, step, which=di)
+                for m in di:
+                    rec[f"{m}_auc"] = M.auc(cur[m].cpu().numpy())
+                    if curves or plot is not None:
+                        rec[f"{m}_curve"] = cur[m].cpu().tolist()
+                if settings["baseline"] == "random":
+                    rr = {m: [] for m in di}
+                    for s in range(3):
+                        rc = M.deletion_insertion(prob_fn, xin, M.random_saliency((H, W), 1000 * s + len(records), dev),
+                                                  cls, step, which=di)
+                        for m in di:
+                            rr[m].append(M.auc(rc[m].cpu().numpy()))
+                    for m in di:
+                        rec[f"{m}_auc_random"] = float(np.mean(rr[m]))
+            if "pointing" in names:
+                h0, w0 = x.shape[-2:]
+                hits = []
+                for c, bxs in sorted(cb.items()):
+                    mc = _select(a, c, ids, len(box.classes), p)
+                    if mc is None:
+                        continue
+                    mc = np.abs(mc).sum(0) if mc.ndim == 3 else mc
+                    pt = M.max_point(mc, (h0, w0))
+                    mask = M.box_mask(bxs, h0, w0)
+                    hit = M.pointing_hit(pt, mask, tol)
+                    rp = [M.pointing_hit((rng.integers(0, h0), rng.integers(0, w0)), mask, tol) for _ in range(3)]
+                    hits.append({"class": box.classes[c], "hit": hit, "random": float(np.mean(rp))})
+                rec["pointing"] = hits
+                rec["pointing_hit"] = next((h["hit"] for h in hits if h["class"] == box.classes[cls]),
+                                           hits[0]["hit"] if hits else None)
+            if "color-deletion" in names and a.ndim == 4:
+                cols = colors if colors is not None and len(colors) == a.shape[0] else None
+                if cols is None:
+                    rec["color_deletion_auc"] = None
+                else:
+                    cin = box.color_input(cols)
+                    out = {}
+                    for k, c in enumerate(cols):
+                        cur = M.color_deletion(prob_fn, xin, sm[k], cin[k], cls, step)
+                        rnd = [M.auc(M.color_deletion(prob_fn, xin, M.random_saliency((H, W), 7 + s, dev), cin[k],
+                                                      cls, step).cpu().numpy()) for s in range(3)]
+                        out["#%02x%02x%02x" % tuple(c)] = {"auc": M.auc(cur.cpu().numpy()), "random": float(np.mean(rnd))}
+                    rec["color_deletion_auc"] = out
+            records.append(rec)
+            if sink is not None:
+                sink.record(rec)
+    summary = _summary(records)
+    protocol = {"step": step, "n_steps": n_steps, "substrates": {"deletion": "zeros in input space (mean colour)",
+                "insertion": "blur 11x11, sigma 5, zero padding 5, input space"}, "kernel": "gaussian_filter(impulse, 5)",
+                "score": "softmax probability of the clean top-1 class" if settings["softmax"] != "off" else "raw output",
+                "tie_rule": "stable, ties to the lower pixel index", "tolerance": tol, "n": len(records),
+                "rank_by": rank_by, "model_size": [H, W]}
+    if plot is not None:
+        _plot_curves(plot, records, curves)
+    return {"records": records, "summary": summary, "protocol": protocol}
+
+
+def _summary(records: list[dict]) -> dict:
+    from .metrics import bootstrap_ci, pointing_summary
+
+    out = {}
+    ok = [r for r in records if r["status"] == "ok"]
+    for key in ("deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random"):
+        vals = [r[key] for r in ok if r.get(key) is not None]
+        if vals:
+            out[key] = {"mean": float(np.mean(vals)), "ci95": bootstrap_ci(vals), "n": len(vals)}
+    pts = [(h["class"], h["hit"]) for r in ok for h in r.get("pointing") or []]
+    if pts:
+        ps = pointing_summary(pts)
+        rnd = [h["random"] for r in ok for h in r.get("pointing") or []]
+        out["pointing"] = {"mean": ps["overall"], "mean_per_class": ps["mean_per_class"],
+                           "ci95": bootstrap_ci([float(h) for _, h in pts]), "n": ps["n"]}
+        out["pointing_random"] = {"mean": float(np.mean(rnd)), "ci95": None, "n": len(rnd)}
+    cd = [r["color_deletion_auc"] for r in ok if r.get("color_deletion_auc")]
+    for col in (cd[0] if cd else {}):
+        vals = [d[col]["auc"] for d in cd if col in d]
+        out[f"color_deletion_auc {col}"] = {"mean": float(np.mean(vals)), "ci95": bootstrap_ci(vals), "n": len(vals)}
+        rv = [d[col]["random"] for d in cd if col in d]
+        out[f"color_deletion_auc_random {col}"] = {"mean": float(np.mean(rv)), "ci95": bootstrap_ci(rv), "n": len(rv)}
+    return out
+
+
+def _plot_curves(path, records, have_curves) -> None:
+    from wisecli.runtime.plots import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(1, 1, figsize=(5, 3.5))
+    for key in ("deletion", "insertion"):
+        cs = [r[f"{key}_curve"] for r in records if r.get(f"{key}_curve")]
+        if cs:
+            m = np.mean(np.asarray(cs, dtype=np.float64), 0)
+            ax.plot(np.linspace(0, 1, len(m)), m, label=f"{key} (AUC {np.mean([r[key + '_auc'] for r in records if key + '_auc' in r]):.3f})")
+    ax.set_xlabel("fraction of pixels changed")
+    ax.set_ylabel("class probability")
+    ax.legend()
+    save_figure(fig, path)
