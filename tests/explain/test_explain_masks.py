@@ -9,6 +9,13 @@ import pytest
 import torch
 
 from wisecli.engines.explain.algorithm import CHUNK, MaskGenerator, MaskSpec, estimate
+from wisecli.runtime.device import one_cpu_thread
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_cpu_thread(torch.device("cpu")):
+        yield
 
 
 @pytest.mark.parametrize("grid,h,w", [(3, 10, 11), (7, 16, 16), (7, 15, 9), (3, 8, 8)])
