@@ -226,7 +226,12 @@ def run_inputs(inputs, *, model, out_dir, settings: dict, model_opts: dict, patt
     box = load_model(model, device=dev, **model_opts)
     v = check_settings(box, settings)
     method = v["method"]
-    if method == "mcrise" and sink is not None:
+    warned = []
+
+    def warn_noise():   # once, after the first image was read (a lone unreadable input stays one Error: line)
+        if warned or method != "mcrise" or sink is None:
+            return
+        warned.append(True)
         k = len(v["colors"])
         if v["masks"] * (1 - v["keep_prob"]) / k < 500:
             sink.warn(f"N(1-q)/K = {v['masks'] * (1 - v['keep_prob']) / k:.0f} < 500: the maps will be noisy "
@@ -243,6 +248,7 @@ def run_inputs(inputs, *, model, out_dir, settings: dict, model_opts: dict, patt
     def process(path: Path) -> dict:
         t0 = time.perf_counter()
         x = read_image01(path)
+        warn_noise()
         h0, w0 = x.shape[-2:]
         r = explain_images(box, fit_to_model(x, box), method=method, masks=v["masks"], grid=v["grid"],
                            keep_prob=v["keep_prob"], colors=v["colors"], fill=v["fill"], debias=bool(v["debias"]),
