@@ -104,3 +104,35 @@ def test_pointing_game_cases():
     assert M.max_point(sal) == (1, 2)                                # ties: the first flat index
     s = M.pointing_summary([("a", True), ("a", False), ("b", True)])
     assert s["overall"] == pytest.approx(2 / 3) and s["mean_per_class"] == pytest.approx(0.75)
+
+
+def test_box_readers_and_all_difficult_classes_skipped(tmp_path):
+    import json
+
+    from wisecli.cli.errors import InputError
+    from wisecli.engines.explain.data import class_boxes, read_boxes
+
+    voc = tmp_path / "voc"
+    voc.mkdir()
+    (voc / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename>"
+        "<object><name>cat</name><difficult>1</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>"
+        "<object><name>dog</name><difficult>0</difficult><bndbox><xmin>2</xmin><ymin>3</ymin><xmax>8</xmax><ymax>9</ymax></bndbox></object>"
+        "<object><name>dog</name><difficult>1</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox></object>"
+        "</annotation>")
+    b = read_boxes(voc)
+    assert b["a"][1] == {"box": (1.0, 2.0, 7.0, 8.0), "class": "dog", "difficult": False}   # 1-based -> 0-based
+    cb = class_boxes(b["a"], ["cat", "dog"], 20, 20, "a")
+    assert list(cb) == [1] and len(cb[1]) == 2                                                # cat: all difficult
+    coco = tmp_path / "c.json"
+    coco.write_text(json.dumps({"images": [{"id": 7, "file_name": "x/b.png"}], "categories": [{"id": 3, "name": "dog"}],
+                                "annotations": [{"image_id": 7, "category_id": 3, "bbox": [2, 3, 4, 5]}]}))
+    assert read_boxes(coco) == {"b": [{"box": (2.0, 3.0, 5.0, 7.0), "class": "dog", "difficult": False}]}
+    csv = tmp_path / "b.csv"
+    csv.write_text("image,x0,y0,x1,y1,class,difficult\nq.png,1,2,3,4,cat,0\n")
+    assert read_boxes(csv)["q"][0]["box"] == (1.0, 2.0, 3.0, 4.0)
+    with pytest.raises(InputError, match="wholly outside"):
+        class_boxes([{"box": (30, 30, 40, 40), "class": "cat", "difficult": False}], ["cat"], 20, 20, "q")
+    warned = []
+    got = class_boxes([{"box": (-3, 2, 25, 4), "class": "cat", "difficult": False}], ["cat"], 20, 20, "q", warned.append)
+    assert got == {0: [(0, 2, 19, 4)]} and "clipped" in warned[0]
