@@ -97,7 +97,7 @@ def evaluate(
                        tolerance=tolerance, rank_by=rank_by, baseline=baseline, softmax=softmax, curves=curves,
                        plot=plot, input_size=input_size, mean=mean, std=std, value_range=value_range, bgr=bgr,
                        class_names=class_names, device=device, seed=seed, sink=sink)
-    rows = [{"metric": k, "mean": s.get("mean"), "ci95": s.get("ci95"), "n": s.get("n")}
+    rows = [{"metric": k, "mean": s.get("mean"), "ci95": s.get("ci95") and [round(v, 4) for v in s["ci95"]], "n": s.get("n")}
             for k, s in doc["summary"].items() if isinstance(s, dict)]
     sink.result(doc, rows=rows, title="wise explain evaluate")
 

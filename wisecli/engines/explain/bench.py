@@ -7,7 +7,7 @@ peer explains 2 of them, its time scaled to all), and the correctness line of §
 q = 0.7: our mean |S| against the offset of the faulty weighting, c(1−2q)/(q(1−q))). The bf16 maps' Pearson
 correlation with fp32 maps is recorded on CUDA. `small`: MONAI resnet18 at 64², N = 500, 2 images; `full`: MONAI
 resnet50 at 224², N = 4000, K = 3, 8 images (the CPU default is small); `--quick` without `--size` is a smoke
-run (resnet18 at 32², N = 32, 1 image) that checks the race runs, not its speed.
+run (wisecli's small-cnn at 32², N = 32, 1 image; importing MONAI alone takes seconds) that checks the race runs, not its speed.
 """
 
 from __future__ import annotations
@@ -21,9 +21,13 @@ from wisecli.runtime.results import BenchRecords
 
 
 def _model(arch: str, size: int, device):
+    torch.manual_seed(0)
+    if arch == "small-cnn":
+        from wisecli.nn.zoo import build
+
+        return build("small-cnn", in_channels=3, num_classes=10, image_size=size).eval().to(device)
     from monai.networks.nets import resnet18, resnet50
 
-    torch.manual_seed(0)
     make = resnet18 if arch == "resnet18" else resnet50
     net = make(spatial_dims=2, n_input_channels=3, num_classes=1000).eval().to(device)
     if device.type == "cuda":
@@ -60,14 +64,14 @@ def run(device="auto", *, quick: bool = False, size: str | None = None) -> Bench
 
     dev = as_device(device)
     size = size or ("tiny" if quick else "small" if dev.type != "cuda" else "full")
-    arch, hw, n, n_img, n_peer = {"tiny": ("resnet18", 32, 32, 1, 1), "small": ("resnet18", 64, 500, 2, 1),
+    arch, hw, n, n_img, n_peer = {"tiny": ("small-cnn", 32, 32, 1, 1), "small": ("resnet18", 64, 500, 2, 1),
                                   "full": ("resnet50", 224, 4000, 8, 2)}[size]
     colors = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
     net = _model(arch, hw, dev)
     box = from_module(net, channels=3, size=(hw, hw), device=dev)
     g = torch.Generator().manual_seed(0)
     x01 = torch.rand(n_img, 3, hw, hw, generator=g).to(dev)
-    records = BenchRecords(summary={"size": size, "arch": f"monai {arch} (random weights, 1000 classes)",
+    records = BenchRecords(summary={"size": size, "arch": f"{arch} (random weights)",
                                     "input": hw, "masks": n, "images": n_img, "peer_images": n_peer,
                                     "device": device_name(dev)})
 
