@@ -9,7 +9,8 @@ Choices where the spec is silent:
   `--mean`/`--std` are in the units of the range; their defaults are ImageNet's (0.485, 0.456, 0.406) /
   (0.229, 0.224, 0.225), times 255 under `0-255`. `--bgr` reverses the channel order after scaling. A
   classify checkpoint's own normalisation, size, channels and class names are used as they are.
-- An ONNX model's input size is read from its static input shape when it has one, else `--input-size` is needed.
+- An ONNX model's input size and channels are read from its static input shape when it has them, else
+  `--input-size` is needed. A TorchScript model has the channels of `--mean` (3 without it).
 - The model is probed once at load with two images: an output that is not [B, C] is refused (exit 2).
 """
 
@@ -156,12 +157,10 @@ def load_model(path, *, device="cpu", input_size=None, mean=None, std=None, valu
                              hint="export with torch.jit.script/trace and torch.jit.save") from None
         if input_size is None:
             raise InputError(f"{path}: a TorchScript model needs --input-size H W", hint="e.g. --input-size 224 224")
-        ch = int(channels or 3)
+        ch = int(channels or (len(mean) if mean is not None else 3))
         mean_, std_, scale = _prep(ch, mean, std, value_range)
         box = BlackBox(module, kind="torchscript", channels=ch, size=input_size, classes=[], mean=mean_, std=std_,
                        scale=scale, bgr=bgr, device=device, module=module, source=str(path))
-        if mean is None and ch != 3:
-            pass
         n = _probe(box, path)
         box.classes = _class_names(class_names, n)
         return box
