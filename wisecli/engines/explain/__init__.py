@@ -1,0 +1,1 @@
+"""wise explain: RISE and MC-RISE colour-wise saliency for black-box classifiers."""
