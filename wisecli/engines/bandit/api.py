@@ -23,9 +23,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "run": {"algos": list(ALGOS), "dim": 2, "arms": 20, "kappa": 400.0, "theta_direction": "ones",
             "arm_set": "fixed", "horizon": 3000, "replicates": 20, "seed": 0, "delta": 0.05, "env": "synthetic",
             "curve_points": 300, "norm_constraint": True, "lazy_every": 1, "projection": "ball", "ts_scale": 1.0,
-            "dtype": "float64", "device": "auto", "out_dir": "bandit-run"},
+            "beta_scale": 1.0, "dtype": "float64", "device": "auto", "out_dir": "bandit-run"},
     "evaluate": {"ci": 0.95, "bootstrap": 2000},
-    "demo": {"device": "auto", "seed": 0},
+    "demo": {"device": "auto", "seed": 0, "beta_scale": 0.01},
     "info": {"device": "auto"},
     "benchmark": {"algos": ["ofulog-r", "ecolog"], "replicates": 256, "rounds": 200, "peer": "auto",
                   "device": "auto"},
@@ -67,7 +67,7 @@ def _env_settings(cfg, kappa_given, theta_norm) -> dict:
     one_of("--theta-direction", p["theta_direction"], ("ones", "random"))
     one_of("--projection", p["projection"], ("ball", "rescale"))
     one_of("--dtype", p["dtype"], ("float64", "float32"))
-    for name in ("kappa", "delta", "ts_scale"):
+    for name in ("kappa", "delta", "ts_scale", "beta_scale"):
         _finite(f"--{name.replace('_', '-')}", p[name])
     _finite("--theta-norm", theta_norm)
     if p["dim"] < 1:
@@ -91,6 +91,9 @@ def _env_settings(cfg, kappa_given, theta_norm) -> dict:
         raise InputError(f"--lazy-every {p['lazy_every']} is below 1", hint="1 refits every round")
     if not p["ts_scale"] > 0:
         raise InputError(f"--ts-scale {p['ts_scale']} is not positive", hint="the default is 1")
+    if not p["beta_scale"] > 0:
+        raise InputError(f"--beta-scale {p['beta_scale']} is not positive",
+                         hint="1 is the paper's β_t; the demo's practical value is " f"{DEFAULTS['demo']['beta_scale']:g}")
     if theta_norm is not None:
         if theta_norm < 0:
             raise InputError(f"--theta-norm {theta_norm} is negative", hint="give ‖θ*‖ ≥ 0")
@@ -128,7 +131,7 @@ def run(*, algos=None, dim: int | None = None, arms: int | None = None, kappa: f
         horizon: int | None = None, replicates: int | None = None, seed: int | None = None,
         delta: float | None = None, env: str | None = None, curve_points: int | None = None,
         save_full: bool = False, plot=None, norm_constraint: bool | None = None, lazy_every: int | None = None,
-        projection: str | None = None, ts_scale: float | None = None, dtype: str | None = None, device=None,
+        projection: str | None = None, ts_scale: float | None = None, beta_scale: float | None = None, dtype: str | None = None, device=None,
         out_dir=None, overwrite: bool = False, skip_existing: bool = False, sink=None) -> dict:
     """Simulate the algorithms `algos` (a list or comma-separated; default all six) on R = `replicates`
     replicates of one environment (spec §2.6, §4) for `horizon` rounds, with common random numbers.
@@ -292,7 +295,8 @@ def demo(quick: bool = False, device=None, out_dir=None, seed: int | None = None
     T, R = horizon or T, replicates or R
     if T < 1 or R < 1:
         raise InputError("--horizon and --replicates must be 1 or more", hint="leave them out for the preset")
-    kw = dict(horizon=T, replicates=R, seed=cfg["seed"], curve_points=min(100, T), device=device or cfg["device"])
+    kw = dict(horizon=T, replicates=R, seed=cfg["seed"], curve_points=min(100, T), device=device or cfg["device"],
+              beta_scale=cfg["beta_scale"])
     if out_dir is not None:
         res = run(out_dir=out_dir, **kw)  # a non-empty -o is refused, never emptied
         records = res["records"]
@@ -306,10 +310,10 @@ def demo(quick: bool = False, device=None, out_dir=None, seed: int | None = None
 
     rows = summarize(records, at=[float(T)], reference="ofulog-r")
     means = {r["algo"]: r["mean"] for r in rows}
-    gate = Gate("glm-ucb − ofulog-r final regret", round(means["glm-ucb"] - means["ofulog-r"], 3), ">", 0.0)
+    gate = Gate(f"glm-ucb − ofulog-r(β×{cfg['beta_scale']:g}) final regret", round(means["glm-ucb"] - means["ofulog-r"], 3), ">", 0.0)
     return DemoResult("bandit", [gate] if preset else [], headline={a: round(v, 2) for a, v in means.items()},
                       details={"rows": rows, "seconds": round(time.perf_counter() - t0, 2), "horizon": T,
-                               "replicates": R, "gated": preset, "out_dir": str(out_dir) if out_dir is not None else None})
+                               "replicates": R, "gated": preset, "ofulog_r_beta_scale": cfg["beta_scale"], "out_dir": str(out_dir) if out_dir is not None else None})
 
 
 def info(device=None) -> dict:
