@@ -119,8 +119,8 @@ def demo(quick: o.Quick = False, out_dir: o.OutDir = None, device: o.Device = No
          seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.", callback=o.not_negative)] = None,
          horizon: Annotated[Optional[int], typer.Option("--horizon", help="Override the preset's T.", callback=o.at_least_one)] = None,
          replicates: Replicates = None, json: o.Json = False) -> None:
-    """d = 2, K = 20, κ = 400, T = 400, 8 replicates, all six algorithms (--quick: T = 200, 4 replicates);
-    ok when OFULog-r's mean final regret is below GLM-UCB's."""
+    """d = 2, K = 20, κ = 400, T = 400, 8 replicates, all six algorithms (--quick: T = 100, 4 replicates);
+    OFULog-r plays β_t × 0.01; ok when its mean final regret is below GLM-UCB's."""
     from wisecli.engines.bandit import api
 
     sink = Sink(json=json)

@@ -132,7 +132,7 @@ def read_existing(path: Path) -> list[dict]:
 
 def run(p: dict, *, out: Path | None, algos: list[str], device: torch.device, dtype: torch.dtype,
         skip_existing: bool, save_full: bool, plot: Path | None, sink=None, settings=None,
-        write: bool = True) -> dict:
+        write: bool = True, regret_png: bool = True) -> dict:
     """Simulate every algorithm in `algos` on the environment `p` (resolved settings); with `write`, into `out`.
     Returns {"records": [...], "summary": {...}, "outputs": [...]}."""
     from wisecli.runtime.device import device_name, oom_guard
@@ -197,7 +197,8 @@ def run(p: dict, *, out: Path | None, algos: list[str], device: torch.device, dt
         outputs.append(write_json(out / "summary.json", summary))
         from .plots import regret_plot
 
-        outputs.append(regret_plot(all_records, out / "regret.png"))
+        if regret_png:
+            outputs.append(regret_plot(all_records, out / "regret.png"))
         if plot is not None:
             outputs.append(regret_plot(all_records, plot))
         if curves is not None:
