@@ -320,7 +320,8 @@ def plan(arms: torch.Tensor, X: torch.Tensor, y: torch.Tensor, lam: float, L_hat
 
     Where the ball's own maximiser S·x/‖x‖ satisfies the loss constraint it is the answer, exactly (the loss
     constraint does not bind); the barrier iterations answer the other arms. On CPU the loop leaves a barrier
-    weight as soon as every program's Newton decrement is below `PLAN_DECREMENT` (centred to rounding), and skips
+    weight as soon as every program's Newton decrement over the weight is below `PLAN_DECREMENT_MID`
+    (`PLAN_DECREMENT` at the last weight: centred to ~1e-11 in value), and skips
     the barrier altogether when no arm needs it; on CUDA the fixed caps run (no host sync)."""
     R, K, d = arms.shape
     dt, dev = arms.dtype, arms.device
@@ -350,7 +351,7 @@ def plan(arms: torch.Tensor, X: torch.Tensor, y: torch.Tensor, lam: float, L_hat
 
     def take(th, step, bw, f0, try_full=True):
         """θ − α·step, α the first acceptable of 1, ½, ¼, … (0 if none): on CPU the full step is tried alone
-        first (it is almost always taken near the central path); the same answer as the whole list at once."""
+        first (`try_full`; often enough taken once centred); the same answer as the whole list at once."""
         alpha = None
         if cpu and try_full:
             better = _plan_accept(th, step, alphas[:1], arms, X, y, lam, bL, S2, bw, f0, w)
