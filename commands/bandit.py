@@ -64,6 +64,7 @@ def run(
     lazy_every: Annotated[Optional[int], typer.Option("--lazy-every", help="Refit the MLE every N rounds after 200.", callback=o.at_least_one, rich_help_panel=_ALG)] = None,
     projection: Annotated[Optional[Literal["ball", "rescale"]], typer.Option("--projection", help="GLOC/OL2M/ECOLog projection.", rich_help_panel=_ALG)] = None,
     ts_scale: Annotated[Optional[float], typer.Option("--ts-scale", help="TS-Laplace scale v.", callback=o.positive, rich_help_panel=_ALG)] = None,
+    beta_scale: Annotated[Optional[float], typer.Option("--beta-scale", help="Multiply OFULog-r's β_t (1: the paper's; the demo plays 0.01).", callback=o.positive, rich_help_panel=_ALG)] = None,
     dtype: Annotated[Optional[Literal["float64", "float32"]], typer.Option("--dtype", help="Compute precision.")] = None,
     out_dir: o.OutDir = None, overwrite: o.Overwrite = False, skip_existing: o.SkipExisting = False,
     device: o.Device = None, seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.", callback=o.not_negative)] = None,
@@ -77,7 +78,7 @@ def run(
     res = api.run(algos=algos, dim=dim, arms=arms, kappa=kappa, theta_norm=theta_norm, theta_direction=theta_direction,
                   arm_set=arm_set, horizon=horizon, replicates=replicates, seed=seed, delta=delta, env=env,
                   curve_points=curve_points, save_full=save_full, plot=plot, norm_constraint=norm_constraint,
-                  lazy_every=lazy_every, projection=projection, ts_scale=ts_scale, dtype=dtype, device=device,
+                  lazy_every=lazy_every, projection=projection, ts_scale=ts_scale, beta_scale=beta_scale, dtype=dtype, device=device,
                   out_dir=out_dir, overwrite=overwrite, skip_existing=skip_existing, sink=sink)
     sink.result(res["summary"], rows=_final_rows(res["summary"]), title="wise bandit run")
     sink.finish(res["records"], what="replicates")
@@ -118,8 +119,8 @@ def demo(quick: o.Quick = False, out_dir: o.OutDir = None, device: o.Device = No
          seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.", callback=o.not_negative)] = None,
          horizon: Annotated[Optional[int], typer.Option("--horizon", help="Override the preset's T.", callback=o.at_least_one)] = None,
          replicates: Replicates = None, json: o.Json = False) -> None:
-    """d = 2, K = 20, κ = 400, T = 400, 8 replicates, all six algorithms (--quick: T = 200, 4 replicates);
-    ok when OFULog-r's mean final regret is below GLM-UCB's."""
+    """d = 2, K = 20, κ = 400, T = 400, 8 replicates, all six algorithms (--quick: T = 100, 4 replicates);
+    OFULog-r plays β_t × 0.01; ok when its mean final regret is below GLM-UCB's."""
     from wisecli.engines.bandit import api
 
     sink = Sink(json=json)

@@ -114,3 +114,21 @@ def test_semi_synthetic_rows_and_theta():
     assert env.arm_set == "varying" and env.arms.shape == (1, 5, 4, 3)
     rows = env.arms[0, 0].numpy()
     assert len({tuple(r) for r in rows}) == 4  # drawn without replacement
+
+
+def test_beta_scale_shrinks_ofulog_r_set_and_is_recorded(tmp_path):
+    """--beta-scale multiplies β_t: on the same environment a much smaller set changes OFULog-r's play; the setting
+    is in the records (and their hash) only when it is not 1, so older runs resume unchanged."""
+    from wisecli.cli.errors import InputError
+
+    kw = dict(algos="ofulog-r", horizon=30, replicates=2, arms=5, curve_points=30, device="cpu")
+    a = api.run(out_dir=tmp_path / "a", **kw)
+    b = api.run(out_dir=tmp_path / "b", beta_scale=0.01, **kw)
+    assert "beta_scale" not in a["records"][0]["settings"]
+    assert b["records"][0]["settings"]["beta_scale"] == 0.01
+    assert a["records"][0]["env_hash"] != b["records"][0]["env_hash"]
+    assert [r["cum_regret"] for r in a["records"]] != [r["cum_regret"] for r in b["records"]]
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="beta-scale"):
+            api.run(out_dir=tmp_path / "c", beta_scale=bad, **kw)
+    assert not (tmp_path / "c").exists()

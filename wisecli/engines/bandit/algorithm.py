@@ -9,14 +9,32 @@ Choices where the spec is silent or where we depart from it (also listed by `wis
 - MLE: damped Newton from the previous estimate (0 at the start), the step length the largest of 1, ½, ¼, …, 2⁻¹⁰
   that satisfies Armijo (c = 1e-4); a full step is taken once the Newton step is below 1e-6 (the quadratic
   region, where rounding can hide the decrease); stop at step norm < 1e-8 or 25 iterations.
-- Planner of OFULog-r: log-barrier interior point, barrier weights 1, 10⁻¹, …, 10⁻⁸, 4 Newton steps each and
-  8 at the last; steps backtrack (1, ½, …, 2⁻¹¹) to stay strictly feasible and decrease the barrier objective.
-  The duality gap at the end is m·10⁻⁸ (m = 2 constraints), so values are exact to ~1e-8 absolute. Every round
-  starts from the centre (θ̂, or the ball-constrained MLE on radius 0.999·S when ‖θ̂‖ ≥ 0.999·S) rather than the
-  previous round's solution: the first barrier weight (1) moves any start to the central path anyway, and a
-  start near the boundary only costs steps. When the centre violates the loss constraint (the set C_t meets
-  the ball nowhere, which the theory excludes), β is raised to 2·(L(centre) − L(θ̂)) for that replicate and the
-  event `empty_confidence_set` is counted.
+- Planner of OFULog-r: log-barrier interior point, barrier weights 1, 10⁻², …, 10⁻⁸ (`BARRIER_WEIGHTS`), up to 4
+  Newton steps each and 8 at the last; before each new weight a predictor step along the central path's tangent
+  (θ + (1 − w'/w)·(w∇²Φ)⁻¹x); steps backtrack (1, ½, …, 2⁻⁹) to stay strictly feasible and not increase the
+  barrier objective (up to 100 ulp of rounding). On CPU a weight ends early once every program's Newton
+  decrement over the weight is below 0.5 (10⁻³ at the last weight), so values are exact to ~1e-10 absolute (the
+  duality gap m·10⁻⁸ dominates); on CUDA the fixed caps run. Where the ball's own maximiser S·x/‖x‖ meets the
+  loss constraint, it is the answer, exactly (on CPU a round whose arms all do skips the barrier). Every round
+  starts from the centre (θ̂, or the ball-constrained MLE on radius 0.999·S when ‖θ̂‖ ≥ 0.999·S) rather than
+  the previous round's solution: a start near the boundary only costs steps. When the centre violates the loss
+  constraint (the set C_t meets the ball nowhere, which the theory excludes), β is raised to 2·(L(centre) − L(θ̂))
+  for that replicate and the event `empty_confidence_set` is counted. A numerically singular barrier Hessian
+  gives that program a zero step (it keeps its feasible point) instead of stopping the batch.
+- OFULog-r's confidence level, `beta_scale` (`--beta-scale`, default 1: the paper's β_t = (γ + γ²/λ)², which is
+  the reference's formula too): C_t = {L_t(θ) − L_t(θ̂) ≤ s·β_t, ‖θ‖ ≤ S}. Finding (issue 18): with s = 1 the
+  set is, in the demo setting, the whole ball for hundreds of rounds (β_t ≈ 5000 at t = 400, while a wrong arm
+  is excluded only when its observations cost ~2.3 a pull in loss), so the exact planner's value is S·‖x‖ and
+  OFULog-r keeps playing the longest arm: seed 0, T = 400, R = 8, OFULog-r 195.9 vs GLM-UCB 158.8 (not
+  separated). The reference's figure does not show this because its planner (20 COBYLA steps from θ̂) stays
+  near θ̂, a much smaller set than the one it states. Practice scales a confidence width by a tuned constant
+  (LinUCB's α, Li et al. 2010, is the best-known case); we keep the paper's β_t as the default of `run` (the
+  figure reproduction must be untuned) and give the scale as an option. The demo plays s = 0.01 (a radius ×0.1),
+  chosen on seed 1, replicates 0–7, T = 400 before gating on seed 0 (s = 1, 0.3, 0.1, 0.03, 0.01, 0.001 gave
+  189, 157, 59, 11, 6.5, 10 against GLM-UCB's 158); GLM-UCB, ECOLog, GLOC and OL2M keep their theory radii.
+- Fixed arm sets: the MLE-based policies keep their history by arm (counts and reward sums over the K arms, the
+  same loss summed by arm), so a round costs O(K), not O(t); varying and semi-synthetic arms keep one row an
+  observation. The simulation runs under `torch.inference_mode`.
 - Lazy refits (`lazy_every` N): after round 200 θ̂ is refitted every N rounds; in between H_t, L_t(θ̂) and β_t
   are recomputed at the stale θ̂ with the current data. It applies to every MLE-based algorithm (OFULog-r,
   GLM-UCB, TS-Laplace).
@@ -44,10 +62,12 @@ BALL_OK = ("ecolog", "glm-ucb", "gloc", "ol2m", "ts-laplace")
 
 MLE_ITERS = 25
 MLE_TOL = 1e-8
-BARRIER_WEIGHTS = tuple(10.0 ** -i for i in range(9))
+BARRIER_WEIGHTS = tuple(10.0 ** -i for i in range(0, 9, 2))
 BARRIER_STEPS = 4
 BARRIER_FINAL_STEPS = 8
 PLAN_BACKTRACK = 10
+PLAN_DECREMENT = 1e-3
+PLAN_DECREMENT_MID = 0.5
 SECULAR_ITERS = 40
 
 
@@ -78,31 +98,54 @@ def _lam(lam, theta: torch.Tensor) -> torch.Tensor:
     return lam.view(-1, 1) if lam.dim() == 1 else lam
 
 
-def log_loss(theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, lam) -> torch.Tensor:
-    """Regularised log-loss L(θ) = Σ_s [softplus(x_sᵀθ) − y_s x_sᵀθ] + (λ/2)‖θ‖² for θ of shape (R, …, d),
-    history X (R, n, d), y (R, n); λ a float or (R,). Returns (R, …)."""
+def log_loss(theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, lam, w=None) -> torch.Tensor:
+    """Regularised log-loss L(θ) = Σ_s [w_s·softplus(x_sᵀθ) − y_s x_sᵀθ] + (λ/2)‖θ‖² for θ of shape (R, …, d),
+    history X (R, n, d), y (R, n); λ a float or (R,). `w` (R, n) are counts when rows stand for repeated arms
+    (y_s then the sum of their rewards: the same loss, summed by arm); None means one observation a row.
+    Returns (R, …)."""
     th = _flat(theta)
     z = torch.bmm(th, X.transpose(1, 2))  # (R, M, n)
-    val = (softplus(z) - y.unsqueeze(1) * z).sum(-1) + 0.5 * _lam(lam, th) * (th * th).sum(-1)
+    sp = softplus(z) if w is None else w.unsqueeze(1) * softplus(z)
+    val = (sp - y.unsqueeze(1) * z).sum(-1) + 0.5 * _lam(lam, th) * (th * th).sum(-1)
     return val.reshape(theta.shape[:-1])
 
 
-def grad_hess(theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, lam, hess: bool = True, XX=None):
+def grad_hess(theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, lam, hess: bool = True, XX=None, w=None):
     """Gradient (R, …, d) and Hessian (R, …, d, d) of `log_loss` at θ (R, …, d); `XX` (R, n, d·d) the outer
-    products x_s x_sᵀ when the caller has them."""
+    products x_s x_sᵀ when the caller has them; `w` the row counts as in `log_loss`."""
     th = _flat(theta)
     R, M, d = th.shape
     z = torch.bmm(th, X.transpose(1, 2))
     p = torch.sigmoid(z)
+    wp = p if w is None else w.unsqueeze(1) * p
     lam_t = _lam(lam, th).unsqueeze(-1) if torch.as_tensor(lam).dim() == 1 else _lam(lam, th)
-    g = torch.bmm(p - y.unsqueeze(1), X) + lam_t * th
+    g = torch.bmm(wp - y.unsqueeze(1), X) + lam_t * th
     if not hess:
         return g.reshape(theta.shape), None
     if XX is None:
         XX = (X.unsqueeze(-1) * X.unsqueeze(-2)).reshape(R, -1, d * d)
     eye = torch.eye(d, dtype=theta.dtype, device=theta.device)
-    H = torch.bmm(p * (1 - p), XX).reshape(R, M, d, d) + lam_t.unsqueeze(-1) * eye
+    H = torch.bmm(wp * (1 - p), XX).reshape(R, M, d, d) + lam_t.unsqueeze(-1) * eye
     return g.reshape(theta.shape), H.reshape(*theta.shape, d)
+
+
+def _loss_grad_hess(theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, lam: float, XX: torch.Tensor, w=None):
+    """`log_loss`, and the gradient and Hessian of `grad_hess`, at θ (R, M, d) from one product X θ (the
+    planner's inner loop; λ a float)."""
+    R, M, d = theta.shape
+    z = torch.bmm(theta, X.transpose(1, 2))  # (R, M, n)
+    p = torch.sigmoid(z)
+    sp = softplus(z)
+    if w is not None:
+        wu = w.unsqueeze(1)
+        sp, wp = wu * sp, wu * p
+    else:
+        wp = p
+    yz = y.unsqueeze(1)
+    loss = (sp - yz * z).sum(-1) + (0.5 * lam) * (theta * theta).sum(-1)
+    g = torch.bmm(wp - yz, X) + lam * theta
+    H = torch.bmm(wp * (1 - p), XX).reshape(R, M, d, d) + lam * torch.eye(d, dtype=theta.dtype, device=theta.device)
+    return loss, g, H
 
 
 def _can_stop(device: torch.device) -> bool:
@@ -111,15 +154,15 @@ def _can_stop(device: torch.device) -> bool:
 
 # --- MLE --------------------------------------------------------------------------------------------------
 def fit_mle(X: torch.Tensor, y: torch.Tensor, lam, theta0: torch.Tensor, *, radius: float | None = None,
-            iters: int = MLE_ITERS, tol: float = MLE_TOL):
+            iters: int = MLE_ITERS, tol: float = MLE_TOL, w=None):
     """argmin L(θ) (optionally over ‖θ‖ ≤ radius, by projected Newton: each step solves the Newton model on the
-    ball). Damped Newton from θ0 (R, d); returns (θ (R, d), converged (R,) bool)."""
+    ball). Damped Newton from θ0 (R, d); `w` row counts as in `log_loss`; returns (θ (R, d), converged (R,))."""
     theta = theta0.clone()
     R, d = theta.shape
     alphas = 2.0 ** -torch.arange(11, dtype=theta.dtype, device=theta.device)
     converged = torch.zeros(R, dtype=torch.bool, device=theta.device)
     for _ in range(iters):
-        g, H = grad_hess(theta, X, y, lam)
+        g, H = grad_hess(theta, X, y, lam, w=w)
         if radius is None:
             step = torch.linalg.solve(H, g.unsqueeze(-1)).squeeze(-1)
         else:
@@ -128,8 +171,8 @@ def fit_mle(X: torch.Tensor, y: torch.Tensor, lam, theta0: torch.Tensor, *, radi
         snorm = step.norm(dim=-1)
         converged = converged | (snorm < tol)
         cand = theta.unsqueeze(1) - alphas.view(1, -1, 1) * step.unsqueeze(1)  # (R, J, d)
-        Lc = log_loss(cand, X, y, lam)
-        L0 = log_loss(theta, X, y, lam)
+        Lc = log_loss(cand, X, y, lam, w)
+        L0 = log_loss(theta, X, y, lam, w)
         slope = (g * step).sum(-1)
         ok = Lc <= (L0 - 1e-4 * slope).unsqueeze(1) - 1e-4 * (alphas.view(1, -1) - 1) * slope.unsqueeze(1)
         ok[:, 0] |= snorm < 1e-6
@@ -194,10 +237,13 @@ def weighted_norm(x: torch.Tensor, Minv: torch.Tensor) -> torch.Tensor:
 
 # --- confidence radii (the formulas of spec §2.2–2.4) -------------------------------------------------------
 def chi2_log_ratio(d: int, lam: float) -> float:
-    """log(F_d(2λ)/F_d(λ)), F_d the χ²_d CDF (a host float: λ depends on the round only)."""
-    from scipy.stats import chi2
-
-    return float(chi2(d).logcdf(2 * lam) - chi2(d).logcdf(lam))
+    """log(F_d(2λ)/F_d(λ)), F_d the χ²_d CDF = P(d/2, x/2), the regularised lower incomplete gamma function
+    (`torch.special.gammainc`: no scipy.stats import, which costs a second of start-up). A host float."""
+    a = torch.tensor(d / 2, dtype=torch.float64)
+    x_hi, x_lo = torch.tensor(lam, dtype=torch.float64), torch.tensor(lam / 2, dtype=torch.float64)
+    # log(P(λ)/P(λ/2)) = log1p((Q(λ/2) − Q(λ))/P(λ/2)): no cancellation when both are near 1
+    diff = torch.special.gammaincc(a, x_lo) - torch.special.gammaincc(a, x_hi)
+    return float(torch.log1p(diff / torch.special.gammainc(a, x_lo)))
 
 
 def ofulogr_beta(logdet_H: torch.Tensor, lam: float, d: int, S: float, delta: float) -> torch.Tensor:
@@ -239,62 +285,114 @@ def ol2m_radius(logdet_V: torch.Tensor, c: int, lam: float, d: int, S: float, de
 
 
 # --- the OFULog-r planner ---------------------------------------------------------------------------------
-def _plan_accept(theta, step, alphas, arms, X, y, lam, bL, S2, w, f0):
-    """(R, K, J) mask: θ − α_j·step strictly feasible with a lower barrier objective than f0."""
+def _plan_accept(theta, step, alphas, arms, X, y, lam, bL, S2, w, f0, wts=None):
+    """(R, K, J) mask: θ − α_j·step strictly feasible with a lower barrier objective than f0 (barrier weight w,
+    history row counts `wts`)."""
     dt = theta.dtype
     J = alphas.numel()
     cand = theta.unsqueeze(2) - alphas.view(1, 1, J, 1) * step.unsqueeze(2)  # (R, K, J, d)
-    c1 = bL.unsqueeze(-1) - log_loss(cand, X, y, lam)
+    c1 = bL.unsqueeze(-1) - log_loss(cand, X, y, lam, wts)
     ok = c1 > 0
     fc = -(arms.unsqueeze(2) * cand).sum(-1) - w * torch.log(c1.clamp(min=torch.finfo(dt).tiny))
     if S2 is not None:
         c2 = S2 - (cand * cand).sum(-1)
         ok = ok & (c2 > 0)
         fc = fc - w * torch.log(c2.clamp(min=torch.finfo(dt).tiny))
-    return ok & (torch.where(ok, fc, torch.full_like(fc, float("inf"))) <= f0.unsqueeze(-1))
+    # "no increase" up to rounding (100 ulp of f): a centred program's tiny steps are not refused for noise
+    slack = 100 * torch.finfo(dt).eps * (f0.abs() + 1)
+    return ok & (torch.where(ok, fc, torch.full_like(fc, float("inf"))) <= (f0 + slack).unsqueeze(-1))
+
+
+def _safe_solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A⁻¹b batched; a program whose matrix is numerically singular (a barrier Hessian whose slacks underflowed)
+    gets a zero step instead of stopping the whole batch (it then keeps its feasible point)."""
+    x, info = torch.linalg.solve_ex(A, b.unsqueeze(-1))
+    x = x.squeeze(-1)
+    bad = (info != 0).unsqueeze(-1) | ~torch.isfinite(x)
+    return torch.where(bad, torch.zeros_like(x), x)
 
 
 def plan(arms: torch.Tensor, X: torch.Tensor, y: torch.Tensor, lam: float, L_hat: torch.Tensor,
-         beta: torch.Tensor, centre: torch.Tensor, S: float | None):
+         beta: torch.Tensor, centre: torch.Tensor, S: float | None, w=None):
     """max_{θ ∈ C} x_kᵀθ for every arm: C = {L(θ) − L_hat ≤ β, ‖θ‖ ≤ S} (S None: no ball). arms (R, K, d),
-    centre (R, d) strictly feasible. Returns (values (R, K), θ (R, K, d))."""
+    centre (R, d) strictly feasible, `w` the history's row counts (see `log_loss`). Returns (values (R, K),
+    θ (R, K, d)).
+
+    Where the ball's own maximiser S·x/‖x‖ satisfies the loss constraint it is the answer, exactly (the loss
+    constraint does not bind); the barrier iterations answer the other arms. On CPU the loop leaves a barrier
+    weight as soon as every program's Newton decrement over the weight is below `PLAN_DECREMENT_MID`
+    (`PLAN_DECREMENT` at the last weight: centred to ~1e-11 in value), and skips
+    the barrier altogether when no arm needs it; on CUDA the fixed caps run (no host sync)."""
     R, K, d = arms.shape
     dt, dev = arms.dtype, arms.device
+    cpu = _can_stop(dev)
     eye = torch.eye(d, dtype=dt, device=dev)
     alphas = 2.0 ** -torch.arange(PLAN_BACKTRACK, dtype=dt, device=dev)
-    J = alphas.numel()
-    theta = centre.unsqueeze(1).expand(R, K, d).clone()
     bL = (beta + L_hat).view(R, 1)
     S2 = None if S is None else S * S
+    ball_theta = inside = None
+    if S is not None:
+        ball_theta = S * arms / arms.norm(dim=-1, keepdim=True).clamp(min=torch.finfo(dt).tiny)
+        inside = log_loss(ball_theta, X, y, lam, w) <= bL  # (R, K)
+        if cpu and bool(inside.all()):
+            return (arms * ball_theta).sum(-1), ball_theta
+    theta = centre.unsqueeze(1).expand(R, K, d).clone()
     XX = (X.unsqueeze(-1) * X.unsqueeze(-2)).reshape(R, -1, d * d)
-    schedule = [(w, BARRIER_STEPS) for w in BARRIER_WEIGHTS[:-1]] + [(BARRIER_WEIGHTS[-1], BARRIER_FINAL_STEPS)]
-    for w, steps in schedule:
+    schedule = [(bw, BARRIER_STEPS) for bw in BARRIER_WEIGHTS[:-1]] + [(BARRIER_WEIGHTS[-1], BARRIER_FINAL_STEPS)]
+
+    def barrier(th, bw):
+        s1 = bL - log_loss(th, X, y, lam, w)  # (R, K), > 0 inside
+        f0 = -(arms * th).sum(-1) - bw * torch.log(s1)
+        s2 = None
+        if S2 is not None:
+            s2 = S2 - (th * th).sum(-1)
+            f0 = f0 - bw * torch.log(s2)
+        return s1, s2, f0
+
+    def take(th, step, bw, f0, try_full=True):
+        """θ − α·step, α the first acceptable of 1, ½, ¼, … (0 if none): on CPU the full step is tried alone
+        first (`try_full`; often enough taken once centred); the same answer as the whole list at once."""
+        alpha = None
+        if cpu and try_full:
+            better = _plan_accept(th, step, alphas[:1], arms, X, y, lam, bL, S2, bw, f0, w)
+            if bool(better.all()):
+                alpha = torch.ones_like(f0)
+        if alpha is None:
+            better = _plan_accept(th, step, alphas, arms, X, y, lam, bL, S2, bw, f0, w)
+            has = better.any(-1)
+            first = torch.argmax(better.to(torch.int8), dim=-1)
+            alpha = torch.where(has, alphas[first], torch.zeros_like(f0))
+        return th - alpha.unsqueeze(-1) * step
+
+    hess = prev_bw = None
+    for bw, steps in schedule:
+        if hess is not None:
+            # predictor along the central path: θ(w') ≈ θ(w) + (1 − w'/w)·(w∇²Φ)⁻¹x, the tangent at w
+            pred = _safe_solve(hess, arms) * (1 - bw / prev_bw)
+            theta = take(theta, -pred, bw, barrier(theta, bw)[2], try_full=False)  # often overshoots
+        prev_bw = bw
         for _ in range(steps):
-            g, H = grad_hess(theta, X, y, lam, XX=XX)
-            s1 = bL - log_loss(theta, X, y, lam)  # (R, K), > 0
-            f0 = -(arms * theta).sum(-1) - w * torch.log(s1)
-            grad = -arms + w * g / s1.unsqueeze(-1)
-            hess = w * (H / s1[..., None, None] + g.unsqueeze(-1) * g.unsqueeze(-2) / (s1 * s1)[..., None, None])
+            Lth, g, H = _loss_grad_hess(theta, X, y, lam, XX, w)
+            s1 = bL - Lth
+            f0 = -(arms * theta).sum(-1) - bw * torch.log(s1)
+            s2 = None
             if S2 is not None:
                 s2 = S2 - (theta * theta).sum(-1)
-                f0 = f0 - w * torch.log(s2)
-                grad = grad + w * 2 * theta / s2.unsqueeze(-1)
-                hess = hess + w * (2 * eye / s2[..., None, None]
-                                   + 4 * theta.unsqueeze(-1) * theta.unsqueeze(-2) / (s2 * s2)[..., None, None])
-            step = torch.linalg.solve(hess, grad.unsqueeze(-1)).squeeze(-1)
-            # the first acceptable step of 1, ½, ¼, …: on CPU the full step is tried alone first (it is almost
-            # always taken once near the central path); the answer is the same as trying the whole list at once
-            alpha = None
-            if _can_stop(dev):
-                better = _plan_accept(theta, step, alphas[:1], arms, X, y, lam, bL, S2, w, f0)
-                if bool(better.all()):
-                    alpha = torch.ones_like(f0)
-            if alpha is None:
-                better = _plan_accept(theta, step, alphas, arms, X, y, lam, bL, S2, w, f0)
-                has = better.any(-1)
-                first = torch.argmax(better.to(torch.int8), dim=-1)
-                alpha = torch.where(has, alphas[first], torch.zeros_like(f0))
-            theta = theta - alpha.unsqueeze(-1) * step
+                f0 = f0 - bw * torch.log(s2)
+            grad = -arms + bw * g / s1.unsqueeze(-1)
+            hess = bw * (H / s1[..., None, None] + g.unsqueeze(-1) * g.unsqueeze(-2) / (s1 * s1)[..., None, None])
+            if s2 is not None:
+                grad = grad + bw * 2 * theta / s2.unsqueeze(-1)
+                hess = hess + bw * (2 * eye / s2[..., None, None]
+                                    + 4 * theta.unsqueeze(-1) * theta.unsqueeze(-2) / (s2 * s2)[..., None, None])
+            step = _safe_solve(hess, grad)
+            theta = take(theta, step, bw, f0)
+            # Newton decrement λ² = ∇ᵀH⁻¹∇ (over the weight: the scale-free centrality of the barrier problem)
+            if cpu and bool(((grad * step).sum(-1) < bw * (PLAN_DECREMENT if bw == BARRIER_WEIGHTS[-1]
+                                                            else PLAN_DECREMENT_MID)).all()):
+                break
+    if ball_theta is not None:
+        theta = torch.where(inside.unsqueeze(-1), ball_theta, theta)
     values = (arms * theta).sum(-1)
     return values, theta
 
@@ -335,13 +433,24 @@ class Policy:
 
 
 class _MLEPolicy(Policy):
-    """Shared history and MLE for OFULog-r, GLM-UCB and TS-Laplace."""
+    """Shared history and MLE for OFULog-r, GLM-UCB and TS-Laplace.
+
+    The history is X (R, n, d), y (R, n), one row an observation; on a fixed arm set (`bind_arms`) it is kept by
+    arm instead, X = the K arms, w (R, K) the pull counts and y (R, K) the reward sums: the same loss, gradient
+    and Hessian (summed by arm), at a cost that no longer grows with t."""
 
     def __init__(self, *a, **k):
         super().__init__(*a, **k)
         self.X = torch.zeros(self.R, self.T, self.d, dtype=self.dtype, device=self.device)
         self.Y = torch.zeros(self.R, self.T, dtype=self.dtype, device=self.device)
+        self.W = None
         self.theta_hat = torch.zeros(self.R, self.d, dtype=self.dtype, device=self.device)
+
+    def bind_arms(self, arms: torch.Tensor) -> None:
+        """Keep the history by arm: `arms` (R, K, d) is the arm set of every round."""
+        self.X = arms
+        self.Y = torch.zeros(arms.shape[:2], dtype=self.dtype, device=self.device)
+        self.W = torch.zeros_like(self.Y)
 
     def lam(self) -> float:
         return float(self.d)
@@ -351,22 +460,31 @@ class _MLEPolicy(Policy):
         return self.n <= 200 or every <= 1 or self.n % every == 0
 
     def record(self, x, y) -> None:
-        self.X[:, self.n] = x
-        self.Y[:, self.n] = y
+        if self.W is not None:
+            hit = (self.X == x.unsqueeze(1)).all(-1).to(self.dtype)  # (R, K): the played arm (x is one of them)
+            hit = hit * (hit.cumsum(-1) == 1)  # the first of identical arms
+            self.W = self.W + hit
+            self.Y = self.Y + hit * y.unsqueeze(-1)
+        else:
+            self.X[:, self.n] = x
+            self.Y[:, self.n] = y
         self.n += 1
 
     def hist(self):
-        return self.X[:, :self.n], self.Y[:, :self.n]
+        """(X, y, w) of the loss (see `log_loss`): w None for one row an observation."""
+        if self.W is not None:
+            return self.X, self.Y, self.W
+        return self.X[:, :self.n], self.Y[:, :self.n], None
 
     def refit(self) -> None:
         if self.refit_due():
-            X, Y = self.hist()
-            self.theta_hat, conv = fit_mle(X, Y, self.lam(), self.theta_hat)
+            X, Y, W = self.hist()
+            self.theta_hat, conv = fit_mle(X, Y, self.lam(), self.theta_hat, w=W)
             self.count("newton_not_converged", ~conv)
 
 
 class OFULogR(_MLEPolicy):
-    """OFULog-r (Abeille, Faury, Calauzènes 2021) with the exact batched planner."""
+    """OFULog-r (Abeille, Faury, Calauzènes 2021) with the exact batched planner; β_t times `beta_scale`."""
 
     name = "ofulog-r"
 
@@ -376,25 +494,26 @@ class OFULogR(_MLEPolicy):
     def choose(self, arms: torch.Tensor, t: int) -> torch.Tensor:
         if self.n == 0:
             return self.rand["first_arm"]
-        X, Y = self.hist()
+        X, Y, W = self.hist()
         lam = self.lam()
         S = self.S if self.cfg.get("norm_constraint", True) else None
-        _, H = grad_hess(self.theta_hat, X, Y, lam)
+        _, H = grad_hess(self.theta_hat, X, Y, lam, w=W)
         beta = ofulogr_beta(torch.linalg.slogdet(H)[1], lam, self.d, self.S, self.delta)
-        L_hat = log_loss(self.theta_hat, X, Y, lam)
+        beta = beta * float(self.cfg.get("beta_scale", 1.0))
+        L_hat = log_loss(self.theta_hat, X, Y, lam, W)
         centre = self.theta_hat
         if S is not None:
             inner = 0.999 * S
             outside = self.theta_hat.norm(dim=-1) >= inner
             if device_any(outside):
                 cb, _ = fit_mle(X, Y, lam, self.theta_hat * (inner / self.theta_hat.norm(dim=-1, keepdim=True)
-                                                              .clamp(min=inner)), radius=inner)
+                                                              .clamp(min=inner)), radius=inner, w=W)
                 centre = torch.where(outside.unsqueeze(-1), cb, self.theta_hat)
-        gap = log_loss(centre, X, Y, lam) - L_hat
+        gap = log_loss(centre, X, Y, lam, W) - L_hat
         empty = gap >= beta
         self.count("empty_confidence_set", empty)
         beta = torch.where(empty, 2 * gap, beta)
-        values, _ = plan(arms, X, Y, lam, L_hat, beta, centre, S)
+        values, _ = plan(arms, X, Y, lam, L_hat, beta, centre, S, w=W)
         return values.argmax(-1)
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -440,8 +559,8 @@ class TSLaplace(_MLEPolicy):
     name = "ts-laplace"
 
     def ellipsoid(self):
-        X, Y = self.hist()
-        _, H = grad_hess(self.theta_hat, X, Y, self.lam())
+        X, Y, W = self.hist()
+        _, H = grad_hess(self.theta_hat, X, Y, self.lam(), w=W)
         v = float(self.cfg.get("ts_scale", 1.0))
         return self.theta_hat, H, torch.full((self.R,), v, dtype=self.dtype, device=self.device)
 

@@ -26,7 +26,7 @@ from wisecli.cli.errors import InputError
 from . import algorithm as alg
 from . import synthetic as syn
 
-CURVE_SETTINGS = ("norm_constraint", "lazy_every", "projection", "ts_scale", "dtype")
+CURVE_SETTINGS = ("norm_constraint", "lazy_every", "projection", "ts_scale", "beta_scale", "dtype")
 
 
 def curve_grid(horizon: int, points: int) -> np.ndarray:
@@ -37,7 +37,13 @@ def curve_grid(horizon: int, points: int) -> np.ndarray:
 def simulate(algo: str, env: syn.Env, *, horizon: int, S: float, delta: float, seed: int, cfg: dict,
              dtype: torch.dtype, device: torch.device) -> dict:
     """Play `algo` on `env` for `horizon` rounds; returns {"regret": (R, T) per-round pseudo-regret (host float64),
-    "events": {name: (R,) counts}}."""
+    "events": {name: (R,) counts}}. Runs under `torch.inference_mode` (no autograd bookkeeping per op)."""
+    with torch.inference_mode():
+        return _simulate(algo, env, horizon=horizon, S=S, delta=delta, seed=seed, cfg=cfg, dtype=dtype, device=device)
+
+
+def _simulate(algo: str, env: syn.Env, *, horizon: int, S: float, delta: float, seed: int, cfg: dict,
+              dtype: torch.dtype, device: torch.device) -> dict:
     R = env.theta_star.shape[0]
     d = env.theta_star.shape[1]
     K = 0 if env.arms is None else env.arms.shape[-2]
@@ -48,6 +54,8 @@ def simulate(algo: str, env: syn.Env, *, horizon: int, S: float, delta: float, s
     U = env.U.to(device=device, dtype=dtype)
     best = env.best.to(device=device, dtype=dtype)
     arms_all = None if env.arms is None else env.arms.to(device=device, dtype=dtype)
+    if arms_all is not None and env.arm_set == "fixed" and hasattr(pol, "bind_arms"):
+        pol.bind_arms(arms_all)
     regret = torch.zeros(R, horizon, dtype=dtype, device=device)
     rows = torch.arange(R, device=device)
     for t in range(horizon):
@@ -124,7 +132,7 @@ def read_existing(path: Path) -> list[dict]:
 
 def run(p: dict, *, out: Path | None, algos: list[str], device: torch.device, dtype: torch.dtype,
         skip_existing: bool, save_full: bool, plot: Path | None, sink=None, settings=None,
-        write: bool = True) -> dict:
+        write: bool = True, regret_png: bool = True) -> dict:
     """Simulate every algorithm in `algos` on the environment `p` (resolved settings); with `write`, into `out`.
     Returns {"records": [...], "summary": {...}, "outputs": [...]}."""
     from wisecli.runtime.device import device_name, oom_guard
@@ -133,7 +141,10 @@ def run(p: dict, *, out: Path | None, algos: list[str], device: torch.device, dt
     from .metrics import summarize_final
 
     cfg = {k: p[k] for k in ("norm_constraint", "lazy_every", "projection", "ts_scale")}
+    cfg["beta_scale"] = float(p.get("beta_scale", 1.0))
     curve_settings = {**cfg, "dtype": p["dtype"]}
+    if cfg["beta_scale"] == 1.0:
+        del curve_settings["beta_scale"]  # the paper's β_t: records (and their hash) as before the option
     envd = env_settings(p)
     ehash = env_hash(envd, curve_settings)
     grid = curve_grid(p["horizon"], p["curve_points"])
@@ -186,7 +197,8 @@ def run(p: dict, *, out: Path | None, algos: list[str], device: torch.device, dt
         outputs.append(write_json(out / "summary.json", summary))
         from .plots import regret_plot
 
-        outputs.append(regret_plot(all_records, out / "regret.png"))
+        if regret_png:
+            outputs.append(regret_plot(all_records, out / "regret.png"))
         if plot is not None:
             outputs.append(regret_plot(all_records, plot))
         if curves is not None:
