@@ -25,6 +25,7 @@ METHOD_VERBS = {
     "fas": ("simulate",),
     "reid": ("query",),
     "classify": ("study",),
+    "code-search": ("query",),
 }
 
 METHODS: list[MethodEntry] = [
@@ -50,4 +51,6 @@ METHODS: list[MethodEntry] = [
                 "Compliance design of lattice structures: full-order FEM on CPU/GPU (patented CWROM optional)."),
     MethodEntry("translate", "wisecli.commands.translate", "Text",
                 "Layer-wise multi-view NMT: train, translate stdin/files (beam search, KV cache), BLEU/chrF."),
+    MethodEntry("code-search", "wisecli.commands.code_search", "Text",
+                "COSEA code search: conv encoders with layer-wise attention; index source trees, query, MRR vs BM25."),
 ]
