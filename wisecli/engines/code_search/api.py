@@ -210,7 +210,7 @@ def info(weights: str | Path | None = None) -> dict:
 def benchmark(device=None, quick: bool = False, *, size: str | None = None, weights: str | Path | None = None) -> list:
     """Race COSEA search against plain BM25 on one device: index build (functions/s), batch-256 query throughput,
     single-query latency; `size` small (5,000 functions, 200 queries), gpu (10,000, 1,000), full (30,000, 2,000);
-    quick: 1,000 functions, 50 queries. Defaults: device "auto", size "small". Returns BenchRecords {case, ours_s,
+    quick: 300 functions, 20 queries. Defaults: device "auto", size "small". Returns BenchRecords {case, ours_s,
     peer_s, speedup, device} (peer = BM25)."""
     from .bench import run
 

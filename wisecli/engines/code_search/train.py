@@ -6,9 +6,10 @@ mode="max")` with validation pool `all`. The first `warmup_epochs` epochs (defau
 the pure loss) train with `infonce`, switched by epoch in the loader's `sampler.set_epoch`, which the trainer calls.
 Shuffling is seeded per epoch (the same on every rank; each rank takes every world-th batch under torchrun).
 Data: `stdlib` (this interpreter's standard library), `site-packages:numpy,scipy` (installed packages, parsed
-only), folders/files of Python source, or pairs JSONL (`query`, `code`; CodeSearchNet fields read). Python sources
-split by top-level module (hash, `val_split` of them to validation); JSONL pairs by their `path`'s first part, else
-by the code hash. `--format cosqa|staqc` are not built in this version.
+only), folders/files of Python source, or pairs JSONL (`query`, `code`; CodeSearchNet fields read). Pairs split by
+top-level module (JSONL pairs: their `path`'s first part, else the code hash) with `data.module_split`: the last
+10 % of the hash buckets are the test split and never trained on (`evaluate --split test` reads them), `val_split`
+of them validate, the rest train. `--format cosqa|staqc` are not built in this version.
 """
 
 from __future__ import annotations
@@ -112,12 +113,15 @@ def load_pairs(sources: list[str], fmt: str = "auto", keep_docstrings: bool = Fa
 
 
 def split_pairs(pairs: list[D.Pair], val: float) -> tuple[list[D.Pair], list[D.Pair]]:
-    """(train, val) by module hash (or code hash without a module): `val` of the buckets to validation."""
+    """(train, val) by the module hash split of data.module_split (the code hash without a module): `val` of the
+    buckets validate, the last 10 % are the test split, held out here for `evaluate --split test`."""
     tr, va = [], []
     for p in pairs:
-        key = p.module or p.hash
-        h = int(hashlib.sha256(("val:" + key).encode()).hexdigest()[:8], 16) % 1000 / 1000
-        (va if h < val else tr).append(p)
+        s = D.module_split(p.module or p.hash, val=val, test=0.1)
+        if s == "train":
+            tr.append(p)
+        elif s == "val":
+            va.append(p)
     return tr, va
 
 
