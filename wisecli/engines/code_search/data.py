@@ -25,6 +25,7 @@ import json
 import re
 import sysconfig
 import textwrap
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -125,12 +126,29 @@ def _stmt_children(node):
         yield from c.body
 
 
+def parse(source: str) -> ast.Module:
+    """`ast.parse` with room on the stack: CPython 3.11 sizes the AST converter's depth budget from the Python
+    recursion limit minus the current depth, and reports running out as "SystemError: AST constructor recursion
+    depth mismatch" (python/cpython#106905) when called deep in a stack (an in-process test runner). The limit is
+    raised to 10,000 for the call; a file that still fails is a ValueError (an item error)."""
+    import sys
+
+    old = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(max(old, 10000))
+        return ast.parse(source)
+    except SystemError as exc:
+        raise ValueError(f"the parser gave up: {exc}") from None
+    finally:
+        sys.setrecursionlimit(old)
+
+
 def extract_functions(source: str, path: str, module: str = "", file_sha256: str = "",
                       documented_only: bool = False) -> list[Function]:
     """Every function and method of `source` (nested ones too) with `__qualname__`-style names
     (`C.m`, `f.<locals>.g`); `documented_only` skips the code side of functions without a docstring (training
     pairs). Raises SyntaxError/ValueError when the source does not parse."""
-    tree = ast.parse(source)
+    tree = parse(source)
     lines = source.splitlines(keepends=True)
     out: list[Function] = []
 
@@ -340,8 +358,10 @@ def read_jsonl(path: Path | str, *, strict: bool = True, errors: list | None = N
                     continue
                 rec["_line"] = i
                 recs.append(rec)
-    except (UnicodeDecodeError, OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (UnicodeDecodeError, OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise InputError(f"cannot read {path}: {exc}", hint="give a UTF-8 JSONL file (.gz ok)") from None
+    if strict and not recs:
+        raise InputError(f"{path} holds no JSON records", hint="one JSON object per line")
     return recs
 
 

@@ -184,7 +184,7 @@ def build_index(sources: list[str], weights, out: Path, *, fmt: str, exclude, ma
         funcs += [(f, None) for f in fs]
         records.append({"input": str(p), "status": "ok", "functions": len(fs), "embedded": len(fs)})
     if not funcs:
-        raise InputError("no functions found in the inputs", hint="give Python source with functions, or JSONL with 'code'")
+        raise InputError(f"no functions found in {', '.join(str(s) for s in sources)}", hint="give Python source with functions, or JSONL with 'code'")
     new = [i for i, (_, r) in enumerate(funcs) if r is None]
     ids = [vocab.encode(code_tokens(funcs[i][0].code, int(mc["max_code_len"]))) for i in new]
     with torch.no_grad():
@@ -453,7 +453,7 @@ def evaluate_data(sources: list[str], *, weights, fmt: str, split: str, pool: st
         pairs = [p for p in pairs if D.module_split(p.module or p.hash) == split]
     if len(pairs) < 2:
         shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
-        raise InputError(f"fewer than 2 usable pairs to evaluate ({len(pairs)}; {shown})",
+        raise InputError(f"fewer than 2 usable pairs to evaluate in {', '.join(sources)} ({len(pairs)}; {shown})",
                          hint="give source with docstrings of at least 3 words, or a pairs JSONL")
     methods = (method,) if compare is None or compare == method else (method, compare)
     model = vocab = ck_sha = None

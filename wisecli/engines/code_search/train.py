@@ -276,7 +276,7 @@ def run_training(sources: list[str], out_dir: Path | None, *, cfg: dict, val_sou
         train, val = split_pairs(pairs, frac)
     if len(train) < 2:
         shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
-        raise InputError(f"fewer than 2 usable training pairs ({len(train)}; {shown})",
+        raise InputError(f"fewer than 2 usable training pairs in {', '.join(sources)} ({len(train)}; {shown})",
                          hint="give more source with docstrings of at least 3 words, or a pairs JSONL")
     vocab = None
     last = last_checkpoint(out_dir) if resume else None
