@@ -44,6 +44,8 @@ def train(
     margin: Annotated[Optional[float], _opt("--margin", "Hinge margin δ.", o.positive)] = None,
     tau: Annotated[Optional[float], _opt("--tau", "Temperature of the softmax losses.", o.positive)] = None,
     symmetric: Annotated[Optional[bool], _opt("--symmetric/--one-way", "Add the code→query direction.")] = None,
+    negatives: Annotated[Optional[Literal["batch", "queue"]],
+                         _opt("--negatives", "queue: also the last 4,096 codes.")] = None,
     warmup_epochs: Annotated[Int, _opt("--warmup-epochs", "Epochs of infonce first (0: none).", o.not_negative)] = None,
     batch: Annotated[Int, _opt("--batch", "Pairs per batch.", o.at_least_one)] = None,
     epochs: o.Epochs = None, lr: o.Lr = None,
@@ -63,9 +65,9 @@ def train(
     doc = api.train(data, out_dir, val=val, resume=resume, overwrite=overwrite, progress=not no_progress, sink=sink,
                     argv=sys.argv, format=fmt, val_split=val_split, dim=dim, layers=layers, pool=pool,
                     share_embeddings=share_embeddings, loss=loss, margin=margin, tau=tau, symmetric=symmetric,
-                    warmup_epochs=warmup_epochs, batch=batch, epochs=epochs, lr=lr, max_code_len=max_code_len,
-                    max_query_len=max_query_len, vocab_size=vocab_size, keep_docstrings=keep_docstrings,
-                    device=device, amp=amp, seed=seed)
+                    negatives=negatives, warmup_epochs=warmup_epochs, batch=batch, epochs=epochs, lr=lr,
+                    max_code_len=max_code_len, max_query_len=max_query_len, vocab_size=vocab_size,
+                    keep_docstrings=keep_docstrings, device=device, amp=amp, seed=seed)
     sink.result(doc, title="wise code-search train")
 
 

@@ -167,3 +167,31 @@ def test_training_smoke_loss_decreases():
         _, _, res = fit_pairs(pairs, [], cfg, torch.device("cpu"))
     losses = [r["train_loss"] for r in res.history]
     assert all(math.isfinite(x) for x in losses) and losses[1] < losses[0], losses
+
+
+def test_queue_negatives_join_the_hardest_search():
+    torch.manual_seed(2)
+    q = torch.nn.functional.normalize(torch.randn(4, 8, dtype=torch.float64), dim=1)
+    c = torch.nn.functional.normalize(torch.randn(4, 8, dtype=torch.float64), dim=1)
+    extra = torch.nn.functional.normalize(torch.randn(6, 8, dtype=torch.float64), dim=1)
+    ch = torch.tensor([1, 2, 3, 4])
+    eh = torch.tensor([1, 9, 9, 9, 3, 9])   # queue entries 0 and 4 are copies of codes 0 and 2
+    same = not_negative(ch)
+    esame = ch[:, None] == eh[None, :]
+    got = contrastive(q, c, same, "hardest", margin=0.2, extra=extra, extra_same=esame)
+    s = torch.cat([q @ c.T, q @ extra.T], 1).tolist()
+    full_same = torch.cat([same, esame], 1).tolist()
+    want = 0.0
+    for i in range(4):
+        best = max(s[i][j] for j in range(10) if not full_same[i][j])
+        want += max(0.0, 0.2 - s[i][i] + best)
+    assert abs(float(got) - want / 4) < 1e-6
+    from wisecli.engines.code_search.train import PairLoader, make_step
+
+    loader = PairLoader({"q": [[2, 3]] * 6, "c": [[4, 5, 6]] * 6, "ch": torch.arange(6), "qh": torch.arange(6)},
+                        3, 0, "hardest", 0)
+    step = make_step(loader, {"margin": 0.2, "tau": 0.05, "symmetric": False, "negatives": "queue"}, queue_size=4)
+    m = Cosea({"vocab": 10, "dim": 8, "layers": 1, "pool": "layerwise"})
+    for b in loader:
+        loss, _ = step(m, b)
+        assert torch.isfinite(loss)

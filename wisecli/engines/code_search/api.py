@@ -12,8 +12,8 @@ Settings left at None come from `DEFAULTS[verb]`, then `--config`/`WISE_*`/`--se
 Choices where the spec is silent are written in the module that makes them (data.py: extraction, queries,
 splits; model.py: the Siamese initialisation; train.py: schedule, warm-up, split of JSONL pairs; predict.py: the
 index layout, updates, tie rule; demo.py: the demo's modules and the gate that does not separate on CPU).
-Not built in this version: `--attention cross` and `query --rerank`, `--negatives queue`, `--format
-cosqa|staqc`, `evaluate --distractors`.
+Not built in this version: `--attention cross` and `query --rerank`, `--format cosqa|staqc`,
+`evaluate --distractors`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _MODEL = {"dim": 256, "layers": 3, "pool": "layerwise", "share_embeddings": True
           "max_query_len": 32, "vocab_size": 50000}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "train": {**_MODEL, "format": "auto", "val_split": "module:0.1", "loss": "hardest", "margin": 0.2, "tau": 0.05,
-              "symmetric": False, "warmup_epochs": None, "batch": 512, "epochs": 30, "lr": 1e-3,
+              "symmetric": False, "negatives": "batch", "warmup_epochs": None, "batch": 512, "epochs": 30, "lr": 1e-3,
               "keep_docstrings": False, "seed": 0, "device": "auto", "amp": True},
     "predict": {"format": "python", "exclude": [".git", "__pycache__", ".venv", "venv", "build", "dist",
                                                 "node_modules", "site-packages"],
@@ -41,7 +41,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 _CHOICES = {"pool": ("layerwise", "max-last"), "format": ("auto", "pairs", "csn", "python", "jsonl"),
             "loss": ("hardest", "hardest-softmax", "infonce", "hinge-sum", "hinge-random"),
             "method": ("cosea", "bm25", "hybrid"), "compare": (None, "bm25"), "split": ("all", "train", "val", "test"),
-            "size": ("small", "gpu", "full")}
+            "size": ("small", "gpu", "full"), "negatives": ("batch", "queue")}
 _POSITIVE = ("dim", "layers", "max_code_len", "max_query_len", "vocab_size", "margin", "tau", "batch", "epochs", "lr",
              "max_file_mb", "k")
 _NOT_NEGATIVE = ("warmup_epochs", "show_code", "bootstrap", "seed")
@@ -96,7 +96,8 @@ def train(data: list[str | Path], out_dir: str | Path | None = None, *, val: lis
     `stdlib`, `site-packages:numpy,scipy`. Validation: `val` data, else `val_split` ("module:0.1") of the modules.
     `settings` are the keys of `DEFAULTS["train"]`: dim 256, layers 3, pool "layerwise" (or "max-last"),
     share_embeddings True, max_code_len 256, max_query_len 32, vocab_size 50000, format "auto", loss "hardest",
-    margin 0.2, tau 0.05, symmetric False, warmup_epochs max(1, 10 % of epochs), batch 512, epochs 30, lr 1e-3,
+    margin 0.2, tau 0.05, symmetric False, negatives "batch" (or "queue": also the last 4,096 codes),
+    warmup_epochs max(1, 10 % of epochs), batch 512, epochs 30, lr 1e-3,
     keep_docstrings False, seed 0, device "auto", amp True. Writes config.json, metrics.jsonl (train_loss, val_mrr,
     val_r1, lr), checkpoints/last.pt|best.pt (with the vocabulary), splits.json, run.json. Returns {run_dir,
     train_pairs, val_pairs, vocab, best_val_mrr, best_epoch, epochs, device, seconds}."""
@@ -194,7 +195,8 @@ def info(weights: str | Path | None = None) -> dict:
                          "vocabulary": "count >= 2, at most 50,000, shared by both sides"},
            "capabilities": {"pool": ["layerwise", "max-last"], "loss": list(_CHOICES["loss"]),
                             "search": ["cosea", "bm25", "hybrid (RRF)"], "incremental_index": True, "ddp": "torchrun",
-                            "not_built": ["--attention cross", "--rerank", "--negatives queue", "cosqa/staqc formats"]},
+                            "negatives": ["batch", "queue"],
+                            "not_built": ["--attention cross", "--rerank", "cosqa/staqc formats"]},
            "peers": {"rank_bm25": find_spec("rank_bm25") is not None, "bm25s": find_spec("bm25s") is not None}}
     if weights is not None:
         import torch

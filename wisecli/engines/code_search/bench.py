@@ -1,7 +1,8 @@
 """Our side of `wise code-search benchmark` (specs/code-search.md §7): COSEA search against plain BM25, one
 process, one device. Corpus: the standard library's functions (then installed numpy, scipy, torch, scikit-learn
 in sorted path order) cut at the size's count; queries: docstring first sentences of the standard library.
-Model: `weights`, else an untrained COSEA (d 256, code length 256 on CUDA; d 64, length 128 on the CPU) over the corpus's vocabulary (the timing rows do not depend on
+Model: `weights`, else an untrained COSEA (d 256, code length 256 on CUDA; d 64, length 128 on the CPU) over
+the corpus's vocabulary (the timing rows do not depend on
 training; accuracy is `evaluate`'s and the demo's business; the spec's MRR rows are not part of this version's
 benchmark).
 Cases: index build (parse + tokenise + encode vs parse + tokenise + sparse matrix), batch-256 query throughput

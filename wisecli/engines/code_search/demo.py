@@ -6,7 +6,8 @@ Modules (module hash split, specs §4): full: the 40 largest training-split modu
 pairs), the 12 largest test-split modules (≈860 pairs), d 64, code length 128, 3 epochs; quick: the 40 largest
 training modules of at most 30 KB (≈400 pairs), the 12 largest test modules of at most 150 KB (≈260 pairs),
 d 128, code length 64, 1 epoch (seconds on 2 cores; measured at d 64 this size gave 4.8-4.9× random, short of
-the gate, and d 128 gave 7.5×). Training and encoding run on one CPU thread (`runtime.device.one_cpu_thread`): on shared cores the
+the gate, and d 128 gave 7.5×). Training and encoding run on one CPU thread (`runtime.device.one_cpu_thread`):
+on shared cores the
 small convolutions are 5-10× faster so.
 Gates: COSEA's MRR ≥ 5× a random ranking's (H_N/N, pool `all`); the full demo also gates the spec's second claim,
 COSEA's MRR ≥ 3× random on the test queries whose BM25 score of the true code is 0 (no shared token). Measured on

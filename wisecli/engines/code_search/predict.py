@@ -184,7 +184,8 @@ def build_index(sources: list[str], weights, out: Path, *, fmt: str, exclude, ma
         funcs += [(f, None) for f in fs]
         records.append({"input": str(p), "status": "ok", "functions": len(fs), "embedded": len(fs)})
     if not funcs:
-        raise InputError(f"no functions found in {', '.join(str(s) for s in sources)}", hint="give Python source with functions, or JSONL with 'code'")
+        raise InputError(f"no functions found in {', '.join(str(s) for s in sources)}",
+                         hint="give Python source with functions, or JSONL with 'code'")
     new = [i for i, (_, r) in enumerate(funcs) if r is None]
     ids = [vocab.encode(code_tokens(funcs[i][0].code, int(mc["max_code_len"]))) for i in new]
     with torch.no_grad():
@@ -234,13 +235,15 @@ def load_index(folder, check_rows: bool = True) -> dict:
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         raise InputError(f"{folder / 'index.json'} is corrupt ({type(exc).__name__})", hint=hint) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InputError(f"{folder / 'index.json'}: unknown index format {meta.get('format') if isinstance(meta, dict) else None!r}",
+        got = meta.get("format") if isinstance(meta, dict) else None
+        raise InputError(f"{folder / 'index.json'}: unknown index format {got!r}",
                          hint=f"this version reads {FORMAT}; re-index with --overwrite")
     try:
         emb = np.load(folder / "embeddings.npy", allow_pickle=False)
         funcs = [json.loads(l) for l in (folder / "functions.jsonl").read_text(encoding="utf-8").splitlines() if l]
     except (OSError, ValueError, EOFError, UnicodeDecodeError) as exc:
-        raise InputError(f"index {folder} is damaged ({type(exc).__name__}: {exc})", hint="re-index with --overwrite") from None
+        raise InputError(f"index {folder} is damaged ({type(exc).__name__}: {exc})",
+                         hint="re-index with --overwrite") from None
     if check_rows and (emb.ndim != 2 or emb.shape[0] != len(funcs)):
         raise InputError(f"index {folder} is inconsistent: {emb.shape[0] if emb.ndim else 0} embeddings but "
                          f"{len(funcs)} functions", hint="re-index with --overwrite")
@@ -250,7 +253,8 @@ def load_index(folder, check_rows: bool = True) -> dict:
             with np.load(folder / "bm25.npz", allow_pickle=False) as z:
                 bm = BM25.load_arrays(z)
         except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise InputError(f"{folder / 'bm25.npz'} is damaged ({type(exc).__name__})", hint="re-index with --overwrite") from None
+            raise InputError(f"{folder / 'bm25.npz'} is damaged ({type(exc).__name__})",
+                             hint="re-index with --overwrite") from None
         if bm.weights.shape[0] != len(funcs):
             raise InputError(f"index {folder} is inconsistent: bm25.npz has {bm.weights.shape[0]} rows, "
                              f"functions.jsonl {len(funcs)}", hint="re-index with --overwrite")

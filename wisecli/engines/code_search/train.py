@@ -167,12 +167,26 @@ class PairLoader:
                    "ch": self.enc["ch"][b], "qh": self.enc["qh"][b]}
 
 
-def make_step(loader: PairLoader, cfg: dict):
-    """The trainer's `step(model, batch) -> (loss, metrics)`."""
+def make_step(loader: PairLoader, cfg: dict, queue_size: int = 4096):
+    """The trainer's `step(model, batch) -> (loss, metrics)`; with `negatives="queue"` the hardest negative is also
+    searched among the last `queue_size` code embeddings (detached; per process, not saved in last.pt)."""
+    memory: dict = {"e": None, "h": None}
+
     def step(model, batch):
         q, c = model(batch["q"], batch["c"])
         same = not_negative(batch["ch"], batch["qh"])
-        loss = contrastive(q, c, same, loader.kind, margin=cfg["margin"], tau=cfg["tau"], symmetric=cfg["symmetric"])
+        extra = extra_same = None
+        if cfg.get("negatives", "batch") == "queue" and memory["e"] is not None:
+            extra = memory["e"].to(q.dtype)
+            extra_same = batch["ch"][:, None] == memory["h"][None, :]
+        loss = contrastive(q, c, same, loader.kind, margin=cfg["margin"], tau=cfg["tau"], symmetric=cfg["symmetric"],
+                           extra=extra, extra_same=extra_same)
+        if cfg.get("negatives", "batch") == "queue":
+            e = c.detach().float()
+            h = batch["ch"]
+            if memory["e"] is not None:
+                e, h = torch.cat([e, memory["e"]])[:queue_size], torch.cat([h, memory["h"]])[:queue_size]
+            memory["e"], memory["h"] = e, h
         return loss, {}
     return step
 
