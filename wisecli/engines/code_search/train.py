@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import site
-import sysconfig
 import time
 from pathlib import Path
 
@@ -33,20 +31,25 @@ from .tokenizer import Vocab, code_tokens, query_tokens
 METHOD = "code-search"
 
 
-def _site_dirs() -> list[Path]:
-    dirs = [Path(p) for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]]]
-    return sorted({d for d in dirs if d.is_dir()})
-
-
 def _package_files(name: str) -> tuple[Path, list[tuple[Path, str]]]:
-    for d in _site_dirs():
-        p = d / name
-        if p.is_dir():
-            return d, [(f, name) for f in sorted(p.rglob("*.py"))
-                       if not (D.SKIP_DIRS & set(f.relative_to(d).parts[1:-1]))]
-        if (d / f"{name}.py").is_file():
-            return d, [(d / f"{name}.py", name)]
-    raise InputError(f"package not installed: {name}", hint="site-packages:NAME,... names installed packages")
+    """(base folder, [(file, split unit)]) of an installed top-level package or module, found with
+    `importlib.util.find_spec` (which locates it without running it)."""
+    from importlib.util import find_spec
+
+    try:
+        spec = find_spec(name) if name.isidentifier() else None
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        raise InputError(f"package not installed: {name}", hint="site-packages:NAME,... names installed packages")
+    if spec.submodule_search_locations:
+        root = Path(list(spec.submodule_search_locations)[0])
+        files = [f for f in sorted(root.rglob("*.py")) if not (D.SKIP_DIRS & set(f.relative_to(root).parts[:-1]))]
+        # split unit: the package's sub-module (numpy.linalg), so one package spreads over the splits
+        return root.parent, [(f, f"{name}.{f.relative_to(root).parts[0].removesuffix('.py')}") for f in files]
+    if spec.origin and spec.origin.endswith(".py"):
+        return Path(spec.origin).parent, [(Path(spec.origin), name)]
+    raise InputError(f"{name} has no Python source to read", hint="name a package installed as .py files")
 
 
 def python_files(word: str) -> tuple[Path, list[tuple[Path, str]]]:
