@@ -139,13 +139,14 @@ def evaluate(
     method: Annotated[Optional[Literal["cosea", "bm25", "hybrid"]], _opt("--method", "Ranking.")] = None,
     compare: Annotated[Optional[Literal["bm25"]], _opt("--compare", "Paired bootstrap against BM25.")] = None,
     bootstrap: Annotated[Int, _opt("--bootstrap", "Resamples for the intervals.", o.not_negative)] = None,
+    distractors: Annotated[Optional[list[Path]], _opt("--distractors", "More codes in the pool (data).")] = None,
     device: o.Device = None, seed: o.Seed = None, json: o.Json = False, jsonl: o.Jsonl = False,
 ) -> None:
     """MRR, R@1/5/10, nDCG@10 with the candidate pool stated (--jsonl: per-query ranks)."""
     from wisecli.engines.code_search import api
 
     sink = Sink(json=json, jsonl=jsonl)
-    doc = api.evaluate(data, weights=weights, sink=sink, format=fmt, split=split, pool=pool, method=method,
+    doc = api.evaluate(data, weights=weights, distractors=distractors, sink=sink, format=fmt, split=split, pool=pool, method=method,
                        compare=compare, bootstrap=bootstrap, seed=seed, device=device)
     for r in doc["per_query"]:
         sink.record(r)

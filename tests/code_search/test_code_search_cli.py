@@ -146,3 +146,20 @@ def test_demo_quick_is_ok(wise):
     assert code == 0, err
     doc = json.loads(out)
     assert doc["ok"] and doc["headline"]["pool"] > 100
+
+
+def test_evaluate_pool_and_distractors(wise, setup, tmp_path):
+    _, src, pairs, ck = setup
+    code, out, err = wise("code-search", "evaluate", str(pairs), "--method", "bm25", "--pool", "3", "--json",
+                          "--bootstrap", "0", *CPU)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["protocol"]["pool_size"] == 3 and doc["protocol"]["dropped_remainder"] == 1
+    assert doc["results"]["bm25"]["queries"] == 6
+    extra = tmp_path / "more.jsonl"
+    extra.write_text(json.dumps({"query": "unused words here", "code": "def zz(a):\n    return a * 2\n"}) + "\n"
+                     + pairs.read_text().splitlines()[0] + "\n")  # the second is a test code: dropped
+    code, out, err = wise("code-search", "evaluate", str(pairs), "--method", "bm25", "--distractors", str(extra),
+                          "--json", *CPU)
+    assert code == 0, err
+    assert json.loads(out)["protocol"]["pool_size"] == 8

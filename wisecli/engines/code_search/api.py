@@ -13,7 +13,7 @@ Choices where the spec is silent are written in the module that makes them (data
 splits; model.py: the Siamese initialisation; train.py: schedule, warm-up, split of JSONL pairs; predict.py: the
 index layout, updates, tie rule; demo.py: the demo's modules and the gate that does not separate on CPU).
 Not built in this version: `--attention cross` and `query --rerank`, `--format cosqa|staqc`,
-`evaluate --distractors`.
+`evaluate --distractors INDEX` (DATA is read).
 """
 
 from __future__ import annotations
@@ -151,18 +151,20 @@ def query(index: str | Path, queries: list[str], *, weights: str | Path | None =
                      path_glob=v["path_glob"], show_code=int(v["show_code"]), device=v["device"], sink=sink)
 
 
-def evaluate(data: list[str | Path], *, weights: str | Path | None = None, sink=None, **settings: Any) -> dict:
+def evaluate(data: list[str | Path], *, weights: str | Path | None = None, distractors: list | None = None, sink=None,
+             **settings: Any) -> dict:
     """MRR, R@1/5/10, nDCG@10 (95 % bootstrap intervals) of the (query, code) pairs of `data` (as `train` reads
     it; `split` keeps one module split), with the pool stated. Defaults: format "auto", split "all", pool "all"
     (or N), method "cosea" ("bm25", "hybrid"; cosea and hybrid need `weights`), compare None ("bm25": paired
-    bootstrap of the MRR difference), bootstrap 1000, seed 0, device "auto". Returns {protocol, results,
-    per_query[, compare]}."""
+    bootstrap of the MRR difference), bootstrap 1000, seed 0, device "auto"; `distractors` (data read the same
+    way) add their codes to the pool `all`. Returns {protocol, results, per_query[, compare]}."""
     from .predict import evaluate_data
 
     v, _ = _resolve("evaluate", settings)
     return evaluate_data([str(d) for d in data], weights=weights, fmt=v["format"], split=v["split"],
                          pool=str(v["pool"]), method=v["method"], compare=v["compare"], bootstrap=int(v["bootstrap"]),
-                         seed=int(v["seed"]), device=v["device"], sink=sink)
+                         seed=int(v["seed"]), device=v["device"], sink=sink,
+                         distractors=[str(d) for d in distractors] if distractors else None)
 
 
 def demo(quick: bool = False, device=None, *, sink=None):

@@ -382,17 +382,18 @@ def _code_lines(f: dict, n: int) -> str:
 # -- evaluation -----------------------------------------------------------------------------------------------
 
 def score_matrices(pairs: list[D.Pair], methods: tuple[str, ...], model=None, vocab=None, device=None,
-                   depth: int = 100) -> dict[str, torch.Tensor]:
-    """[M, M] scores of every query against every pair's code for each method (cosea, bm25, hybrid); hybrid is
-    the RRF of the two top-`depth` lists (rows outside both lists score 0)."""
+                   depth: int = 100, distractors: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """[M, M + K] scores of every query against every pair's code (then the K `distractors` codes) for each method
+    (cosea, bm25, hybrid); hybrid is the RRF of the two top-`depth` lists (rows outside both lists score 0)."""
     out: dict[str, torch.Tensor] = {}
+    codes = [p.code for p in pairs] + list(distractors or [])
     if "cosea" in methods or "hybrid" in methods:
         mc = model.cfg
         q = embed(model.query, [vocab.encode(query_tokens(p.query, int(mc["max_query_len"]))) for p in pairs], device)
-        c = embed(model.code, [vocab.encode(code_tokens(p.code, int(mc["max_code_len"]))) for p in pairs], device)
+        c = embed(model.code, [vocab.encode(code_tokens(x, int(mc["max_code_len"]))) for x in codes], device)
         out["cosea"] = (q @ c.T).float()
     if "bm25" in methods or "hybrid" in methods:
-        bm = BM25.fit([code_tokens(p.code, 10**6) for p in pairs])
+        bm = BM25.fit([code_tokens(x, 10**6) for x in codes])
         out["bm25"] = torch.from_numpy(bm.scores([query_tokens(p.query, 10**6) for p in pairs])).float().to(
             device or "cpu")
     if "hybrid" in methods:
@@ -409,15 +410,22 @@ def score_matrices(pairs: list[D.Pair], methods: tuple[str, ...], model=None, vo
 
 def run_evaluate(pairs: list[D.Pair], *, methods: tuple[str, ...], pool: str, model=None, vocab=None, device=None,
                  bootstrap: int = 1000, seed: int = 0, ck_sha: str | None = None, docstrings: str = "removed",
-                 split_rule: str = "") -> dict:
-    """MRR, R@1/5/10, nDCG@10 with 95 % bootstrap intervals per method, per-query ranks, and the protocol block."""
+                 split_rule: str = "", distractors: list[D.Pair] | None = None) -> dict:
+    """MRR, R@1/5/10, nDCG@10 with 95 % bootstrap intervals per method, per-query ranks, and the protocol block.
+    `distractors` (pool `all` only): more codes in every query's pool (their queries unused; codes with a test
+    code's hash are dropped first)."""
     from .metrics import TIE_RULE, bootstrap as boot, chunk_pools, random_mrr, ranks_from_scores, summary
 
     m = len(pairs)
-    hashes = torch.tensor([int(p.hash[:15], 16) if p.hash else i for i, p in enumerate(pairs)], dtype=torch.long)
-    mats = score_matrices(pairs, methods, model, vocab, device)
+    test_h = {p.hash for p in pairs}
+    extra = [d for d in (distractors or []) if d.hash not in test_h]
+    if extra and pool != "all":
+        raise InputError("--distractors works with --pool all", hint="drop --pool N, or the distractors")
+    hashes = torch.tensor([int(p.hash[:15], 16) if p.hash else i for i, p in enumerate(pairs)] +
+                          [int(d.hash[:15], 16) for d in extra], dtype=torch.long)
+    mats = score_matrices(pairs, methods, model, vocab, device, distractors=[d.code for d in extra])
     if pool == "all":
-        groups, dropped, size = [np.arange(m)], 0, m
+        groups, dropped, size = [np.arange(m)], 0, m + len(extra)
     else:
         n = int(pool)
         if n > m:
@@ -429,15 +437,17 @@ def run_evaluate(pairs: list[D.Pair], *, methods: tuple[str, ...], pool: str, mo
         ranks, kept = [], []
         for g in groups:
             gi = torch.as_tensor(g, device=s.device)
-            sub = s[gi][:, gi]
-            ranks.append(ranks_from_scores(sub, torch.arange(len(g), device=s.device), hashes.to(s.device)[gi]).cpu())
+            cols = torch.cat([gi, torch.arange(m, s.shape[1], device=s.device)]) if pool == "all" else gi
+            sub = s[gi][:, cols]
+            ranks.append(ranks_from_scores(sub, torch.arange(len(g), device=s.device), hashes.to(s.device)[cols]).cpu())
             kept.append(torch.as_tensor(g))
         r = torch.cat(ranks)
         doc = summary(r)
         doc["mrr_ci95"] = boot((1.0 / r.double()).numpy(), bootstrap, seed)
         results[name] = doc
         per_query[name] = dict(zip(torch.cat(kept).tolist(), r.tolist()))
-    protocol = {"pool": f"all ({size} codes)" if pool == "all" else f"{size} (1 true + {size - 1} distractors)",
+    protocol = {"pool": f"all ({size} codes{f', {len(extra)} distractors' if extra else ''})" if pool == "all"
+                else f"{size} (1 true + {size - 1} distractors)",
                 "pool_size": size, "queries": sum(len(g) for g in groups), "dropped_remainder": int(dropped),
                 "tie_rule": TIE_RULE, "docstrings": docstrings, "split": split_rule, "checkpoint_sha256": ck_sha,
                 "random_mrr": random_mrr(size)}
@@ -445,7 +455,7 @@ def run_evaluate(pairs: list[D.Pair], *, methods: tuple[str, ...], pool: str, mo
 
 
 def evaluate_data(sources: list[str], *, weights, fmt: str, split: str, pool: str, method: str, compare,
-                  bootstrap: int, seed: int, device, sink=None) -> dict:
+                  bootstrap: int, seed: int, device, sink=None, distractors: list[str] | None = None) -> dict:
     """The `evaluate` verb: read the pairs (as `train` does), keep one module split, rank, summarise."""
     from wisecli.runtime.device import as_device, one_cpu_thread
 
@@ -453,6 +463,7 @@ def evaluate_data(sources: list[str], *, weights, fmt: str, split: str, pool: st
     from .train import load_pairs
 
     pairs, counts = load_pairs(sources, fmt if fmt != "jsonl" else "pairs")
+    extra = load_pairs(distractors, fmt if fmt != "jsonl" else "pairs")[0] if distractors else None
     if split != "all":
         pairs = [p for p in pairs if D.module_split(p.module or p.hash) == split]
     if len(pairs) < 2:
@@ -469,7 +480,7 @@ def evaluate_data(sources: list[str], *, weights, fmt: str, split: str, pool: st
         ck_sha = sha256(ck_path)
     with one_cpu_thread(dev):
         doc = run_evaluate(pairs, methods=methods, pool=pool, model=model, vocab=vocab, device=dev,
-                           bootstrap=bootstrap, seed=seed, ck_sha=ck_sha,
+                           bootstrap=bootstrap, seed=seed, ck_sha=ck_sha, distractors=extra,
                            split_rule=f"top-level module hash 80/10/10, split {split}")
     if len(methods) == 2:
         a, b = doc["per_query"][methods[0]], doc["per_query"][methods[1]]
