@@ -38,6 +38,7 @@ def train(
     dim: Annotated[Int, _opt("--dim", "Embedding width d.", o.at_least_one)] = None,
     layers: Annotated[Int, _opt("--layers", "Convolution blocks L.", o.at_least_one)] = None,
     pool: Annotated[Optional[Literal["layerwise", "max-last"]], _opt("--pool", "Layer-wise attention or max-pool.")] = None,
+    attention: Annotated[Optional[Literal["self", "cross"]], _opt("--attention", "cross: also a reranker.")] = None,
     share_embeddings: Annotated[Optional[bool], _opt("--share-embeddings/--no-share-embeddings", "One table.")] = None,
     loss: Annotated[Optional[Literal["hardest", "hardest-softmax", "infonce", "hinge-sum", "hinge-random"]],
                     _opt("--loss", "Contrastive loss.")] = None,
@@ -63,7 +64,7 @@ def train(
 
     sink = Sink(json=json)
     doc = api.train(data, out_dir, val=val, resume=resume, overwrite=overwrite, progress=not no_progress, sink=sink,
-                    argv=sys.argv, format=fmt, val_split=val_split, dim=dim, layers=layers, pool=pool,
+                    argv=sys.argv, format=fmt, val_split=val_split, dim=dim, layers=layers, pool=pool, attention=attention,
                     share_embeddings=share_embeddings, loss=loss, margin=margin, tau=tau, symmetric=symmetric,
                     negatives=negatives, warmup_epochs=warmup_epochs, batch=batch, epochs=epochs, lr=lr,
                     max_code_len=max_code_len, max_query_len=max_query_len, vocab_size=vocab_size,
@@ -106,6 +107,7 @@ def query(
     k: Annotated[Int, _opt("-k", "Results per query.", o.at_least_one)] = None,
     method: Annotated[Optional[Literal["cosea", "bm25", "hybrid"]], _opt("--method", "Ranking.")] = None,
     weights: o.Weights = None,
+    rerank: Annotated[Int, _opt("--rerank", "Rescore the top K with the cross reranker.", o.not_negative)] = None,
     path_glob: Annotated[Optional[str], _opt("--path-glob", "Only functions whose path matches.")] = None,
     show_code: Annotated[Int, _opt("--show-code", "First N lines of each result.", o.not_negative)] = None,
     device: o.Device = None, json: o.Json = False, jsonl: o.Jsonl = False,
@@ -122,8 +124,8 @@ def query(
             words += [line.strip() for line in text.splitlines() if line.strip()]
         else:
             words.append(q)
-    out = api.query(index, words, weights=weights, sink=sink, k=k, method=method, path_glob=path_glob,
-                    show_code=show_code, device=device)
+    out = api.query(index, words, weights=weights, sink=sink, k=k, method=method, rerank=rerank,
+                    path_glob=path_glob, show_code=show_code, device=device)
     for r in out:
         sink.record(r)
     rows = [{"query": r["query"], **{c: m[c] for c in ("rank", "score", "path", "lineno", "qualname")}}
@@ -146,8 +148,8 @@ def evaluate(
     from wisecli.engines.code_search import api
 
     sink = Sink(json=json, jsonl=jsonl)
-    doc = api.evaluate(data, weights=weights, distractors=distractors, sink=sink, format=fmt, split=split, pool=pool, method=method,
-                       compare=compare, bootstrap=bootstrap, seed=seed, device=device)
+    doc = api.evaluate(data, weights=weights, distractors=distractors, sink=sink, format=fmt, split=split, pool=pool,
+                       method=method, compare=compare, bootstrap=bootstrap, seed=seed, device=device)
     for r in doc["per_query"]:
         sink.record(r)
     sink.info("  ".join(f"{k}: {v}" for k, v in doc["protocol"].items()))

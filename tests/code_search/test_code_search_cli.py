@@ -163,3 +163,39 @@ def test_evaluate_pool_and_distractors(wise, setup, tmp_path):
                           "--json", *CPU)
     assert code == 0, err
     assert json.loads(out)["protocol"]["pool_size"] == 8
+
+
+def test_cross_attention_reranks_the_top_k(wise, setup, tmp_path):
+    _, src, pairs, ck = setup
+    run = tmp_path / "run"
+    code, out, err = wise("code-search", "train", str(pairs), "-o", str(run), "--dim", "8", "--layers", "1",
+                          "--epochs", "1", "--batch", "4", "--attention", "cross", "--val-split", "module:0.4",
+                          "--no-progress", "--json", *CPU)
+    assert code == 0, err
+    idx = tmp_path / "idx"
+    code, out, err = wise("code-search", "predict", str(src), "--weights", str(run), "-o", str(idx), *CPU)
+    assert code == 0, err
+    code, out, err = wise("code-search", "query", str(idx), "read a csv file", "-k", "7", "--json", *CPU)
+    plain = json.loads(out)[0]["results"]
+    code, out, err = wise("code-search", "query", str(idx), "read a csv file", "-k", "7", "--rerank", "3", "--json",
+                          *CPU)
+    assert code == 0, err
+    rr = json.loads(out)[0]["results"]
+    key = lambda r: (r["path"], r["lineno"])  # noqa: E731
+    assert sorted(map(key, rr[:3])) == sorted(map(key, plain[:3])) and list(map(key, rr[3:])) == list(map(key, plain[3:]))
+    assert rr[0]["score"] >= rr[1]["score"] >= rr[2]["score"]
+    _bad(wise, "query", str(C._index(setup[0])), "x", "--rerank", "2", "--weights", str(ck), *CPU,
+         match="--attention cross")
+
+
+def test_cross_scores_ignore_padding():
+    import torch
+
+    from wisecli.engines.code_search.model import Cosea, pad_batch
+
+    torch.manual_seed(0)
+    m = Cosea({"vocab": 40, "dim": 16, "layers": 2, "pool": "layerwise", "attention": "cross"}).eval()
+    q, c = [[3, 4], [5, 6, 7]], [[8, 9, 10], [11, 12]]
+    a = m.cross_score(pad_batch(q), pad_batch(c))
+    b = m.cross_score(pad_batch(q, 20), pad_batch(c, 30))
+    assert torch.allclose(a, b, atol=1e-6) and a.shape == (2,)

@@ -12,7 +12,7 @@ Settings left at None come from `DEFAULTS[verb]`, then `--config`/`WISE_*`/`--se
 Choices where the spec is silent are written in the module that makes them (data.py: extraction, queries,
 splits; model.py: the Siamese initialisation; train.py: schedule, warm-up, split of JSONL pairs; predict.py: the
 index layout, updates, tie rule; demo.py: the demo's modules and the gate that does not separate on CPU).
-Not built in this version: `--attention cross` and `query --rerank`, `--format cosqa|staqc`,
+Not built in this version: `--format cosqa|staqc`,
 `evaluate --distractors INDEX` (DATA is read).
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 METHOD = "code-search"
-_MODEL = {"dim": 256, "layers": 3, "pool": "layerwise", "share_embeddings": True, "max_code_len": 256,
+_MODEL = {"dim": 256, "layers": 3, "pool": "layerwise", "attention": "self", "share_embeddings": True, "max_code_len": 256,
           "max_query_len": 32, "vocab_size": 50000}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "train": {**_MODEL, "format": "auto", "val_split": "module:0.1", "loss": "hardest", "margin": 0.2, "tau": 0.05,
@@ -31,22 +31,22 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "predict": {"format": "python", "exclude": [".git", "__pycache__", ".venv", "venv", "build", "dist",
                                                 "node_modules", "site-packages"],
                 "max_file_mb": 5.0, "no_bm25": False, "batch": 512, "device": "auto"},
-    "query": {"k": 10, "method": "cosea", "path_glob": None, "show_code": 0, "device": "auto"},
+    "query": {"k": 10, "method": "cosea", "rerank": 0, "path_glob": None, "show_code": 0, "device": "auto"},
     "evaluate": {"format": "auto", "split": "all", "pool": "all", "method": "cosea", "compare": None,
                  "bootstrap": 1000, "seed": 0, "device": "auto"},
     "demo": {"device": "auto"},
     "info": {},
     "benchmark": {"device": "auto", "size": "small"},
 }
-_CHOICES = {"pool": ("layerwise", "max-last"), "format": ("auto", "pairs", "csn", "python", "jsonl"),
+_CHOICES = {"pool": ("layerwise", "max-last"), "attention": ("self", "cross"), "format": ("auto", "pairs", "csn", "python", "jsonl"),
             "loss": ("hardest", "hardest-softmax", "infonce", "hinge-sum", "hinge-random"),
             "method": ("cosea", "bm25", "hybrid"), "compare": (None, "bm25"), "split": ("all", "train", "val", "test"),
             "size": ("small", "gpu", "full"), "negatives": ("batch", "queue")}
 _POSITIVE = ("dim", "layers", "max_code_len", "max_query_len", "vocab_size", "margin", "tau", "batch", "epochs", "lr",
              "max_file_mb", "k")
-_NOT_NEGATIVE = ("warmup_epochs", "show_code", "bootstrap", "seed")
+_NOT_NEGATIVE = ("warmup_epochs", "show_code", "bootstrap", "seed", "rerank")
 _CAPS = {"dim": 4096, "layers": 12, "max_code_len": 4096, "max_query_len": 1024, "vocab_size": 10**6,
-         "batch": 65536, "epochs": 100000, "k": 10**6, "show_code": 10**5, "bootstrap": 10**6, "max_file_mb": 1e4}
+         "batch": 65536, "epochs": 100000, "k": 10**6, "rerank": 10**5, "show_code": 10**5, "bootstrap": 10**6, "max_file_mb": 1e4}
 
 
 def _resolve(verb: str, flags: dict[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -94,7 +94,8 @@ def train(data: list[str | Path], out_dir: str | Path | None = None, *, val: lis
 
     `data`: folders or `.py` files (functions with docstrings), pairs JSONL (`query`, `code`; CodeSearchNet fields),
     `stdlib`, `site-packages:numpy,scipy`. Validation: `val` data, else `val_split` ("module:0.1") of the modules.
-    `settings` are the keys of `DEFAULTS["train"]`: dim 256, layers 3, pool "layerwise" (or "max-last"),
+    `settings` are the keys of `DEFAULTS["train"]`: dim 256, layers 3, pool "layerwise" (or "max-last"), attention
+    "self" (or "cross": also train the query-dependent reranker on the hardest in-batch negative),
     share_embeddings True, max_code_len 256, max_query_len 32, vocab_size 50000, format "auto", loss "hardest",
     margin 0.2, tau 0.05, symmetric False, negatives "batch" (or "queue": also the last 4,096 codes),
     warmup_epochs max(1, 10 % of epochs), batch 512, epochs 30, lr 1e-3,
@@ -141,13 +142,14 @@ def predict(sources: list[str | Path], weights: str | Path | None = None, out_di
 def query(index: str | Path, queries: list[str], *, weights: str | Path | None = None, sink=None,
           **settings: Any) -> list[dict]:
     """Answer `queries` from the index folder `index`. Defaults: k 10, method "cosea" (or "bm25", "hybrid"),
-    path_glob None, show_code 0, device "auto"; `weights` defaults to the checkpoint named in index.json (which must
+    rerank 0 (K > 0: rescore the top K with the `--attention cross` reranker; Python-file indexes), path_glob None, show_code 0, device "auto"; `weights` defaults to the checkpoint named in index.json (which must
     exist and match its SHA-256). Returns one record per query {query, method, index, seconds, results[{rank,
     score, path, lineno, end_lineno, qualname, signature}]}."""
     from .predict import run_query
 
     v, _ = _resolve("query", settings)
-    return run_query(Path(index), list(queries), k=int(v["k"]), method=v["method"], weights=weights, rerank=None,
+    return run_query(Path(index), list(queries), k=int(v["k"]), method=v["method"], weights=weights,
+                     rerank=int(v["rerank"]),
                      path_glob=v["path_glob"], show_code=int(v["show_code"]), device=v["device"], sink=sink)
 
 
@@ -198,7 +200,8 @@ def info(weights: str | Path | None = None) -> dict:
            "capabilities": {"pool": ["layerwise", "max-last"], "loss": list(_CHOICES["loss"]),
                             "search": ["cosea", "bm25", "hybrid (RRF)"], "incremental_index": True, "ddp": "torchrun",
                             "negatives": ["batch", "queue"],
-                            "not_built": ["--attention cross", "--rerank", "cosqa/staqc formats"]},
+                            "attention": ["self", "cross (reranking, query --rerank K)"],
+                            "not_built": ["cosqa/staqc formats", "--distractors INDEX"]},
            "peers": {"rank_bm25": find_spec("rank_bm25") is not None, "bm25s": find_spec("bm25s") is not None}}
     if weights is not None:
         import torch

@@ -7,6 +7,8 @@ One encoder per side (code, query), same shape, one shared embedding table (`sha
 - per layer l ∈ {0..L}, attention pooling over non-pad positions: a_{l,t} = softmax_t(u_lᵀ tanh(W_l h_{l,t} + b_l)),
   s_l = Σ_t a_{l,t} h_{l,t};
 - layer-wise attention: β_l = softmax_l(gᵀ tanh(V s_l)); e = normalize(W_o Σ_l β_l s_l).
+`attention="cross"` adds a query-dependent pooling for reranking: the code's layer-l pooling uses the query's s_l^q
+as context, a_{l,t} ∝ exp(s_l^qᵀ W_l h_{l,t} / √d) (W_l starts at the identity), the rest as above.
 `pool="max-last"`: max-pool of the last layer and W_o (the CodeSearchNet CNN baseline). The embedding does not
 depend on the query, so a codebase is embedded once.
 Initialisation (our choice): the query encoder starts as a copy of the code encoder's weights (trained apart from
@@ -54,23 +56,32 @@ class SideEncoder(nn.Module):
 
     def forward(self, ids: Tensor, return_weights: bool = False):
         """Unit embeddings [B, d] (and β [B, L+1] with `return_weights`)."""
+        e, beta, _ = self.pooled(ids)
+        return (e, beta) if return_weights else e
+
+    def pooled(self, ids: Tensor, context: Tensor | None = None, cross_w: Tensor | None = None):
+        """(unit embeddings [B, d], β [B, L+1] or None, layer summaries [B, L+1, d] or None). With `context`
+        [B, L+1, d] (the query's summaries) and `cross_w` [L+1, d, d], layer l pools with
+        a_{l,t} ∝ exp(context_lᵀ W_l h_{l,t}) (the `--attention cross` reranker)."""
         hs, mask = self.hidden(ids)
         if self.pool == "max-last":
             h = hs[-1].masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
             h = torch.where(mask.any(1, keepdim=True), h, torch.zeros_like(h))
-            e = F.normalize(self.out(h), dim=-1)
-            return (e, None) if return_weights else e
+            return F.normalize(self.out(h), dim=-1), None, None
         summaries = []
         empty = ~mask.any(1, keepdim=True)
         for l, h in enumerate(hs):
-            logit = (torch.tanh(self.att_w[l](h)) * self.att_u[l]).sum(-1)
-            logit = logit.masked_fill(~mask | False, float("-inf")).masked_fill(empty, 0.0)
+            if context is None:
+                logit = (torch.tanh(self.att_w[l](h)) * self.att_u[l]).sum(-1)
+            else:
+                logit = torch.einsum("bd,de,bte->bt", context[:, l], cross_w[l], h) / math.sqrt(h.shape[-1])
+            logit = logit.masked_fill(~mask, float("-inf")).masked_fill(empty, 0.0)
             a = torch.softmax(logit.float(), dim=1).to(h.dtype)
             summaries.append((a.unsqueeze(-1) * h).sum(1))
         s = torch.stack(summaries, 1)                                     # [B, L+1, d]
         beta = torch.softmax((torch.tanh(self.layer_v(s)) * self.layer_g).sum(-1).float(), dim=1).to(s.dtype)
         e = F.normalize(self.out((beta.unsqueeze(-1) * s).sum(1)), dim=-1)
-        return (e, beta) if return_weights else e
+        return e, beta, s
 
 
 class Cosea(nn.Module):
@@ -85,6 +96,8 @@ class Cosea(nn.Module):
             nn.Embedding(int(cfg["vocab"]), d, padding_idx=0)
         self.code = SideEncoder(self.code_embed, d, L, cfg.get("pool", "layerwise"), cfg.get("dropout", 0.1))
         self.query = SideEncoder(self.query_embed, d, L, cfg.get("pool", "layerwise"), cfg.get("dropout", 0.1))
+        if cfg.get("attention", "self") == "cross" and cfg.get("pool", "layerwise") == "layerwise":
+            self.cross_w = nn.Parameter(torch.eye(d).repeat(L + 1, 1, 1))
         own = {k: v for k, v in self.code.state_dict().items() if not k.startswith("embed.")}
         self.query.load_state_dict(own, strict=False)  # Siamese start: the query side begins as a copy
 
@@ -98,6 +111,15 @@ class Cosea(nn.Module):
 
     def forward(self, q: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         return self.encode_query(q), self.encode_code(c)
+
+    def cross_score(self, q: Tensor, c: Tensor) -> Tensor:
+        """[B] query-dependent scores of aligned pairs (q_i, c_i): the code's layer-l pooling attends with the
+        query's layer-l summary as context (`--attention cross`; for reranking a bi-encoder's top K)."""
+        if not hasattr(self, "cross_w"):
+            raise ValueError("this model was trained without --attention cross")
+        eq, _, sq = self.query.pooled(q)
+        ec, _, _ = self.code.pooled(c, context=sq, cross_w=self.cross_w)
+        return (eq * ec).sum(-1)
 
 
 def pad_batch(seqs: list[list[int]], min_len: int = 1) -> Tensor:

@@ -338,10 +338,9 @@ def run_query(index, queries: list[str], *, k: int, method: str, weights, rerank
     if not queries or any(not q.strip() for q in queries):
         raise InputError("empty query", hint="give the query text as an argument, @queries.txt, or - (lines on stdin)")
     idx = load_index(index)
-    if rerank:
-        raise InputError("--rerank needs --attention cross, which this version does not build",
-                         hint="leave --rerank out (the bi-encoder ranking)")
     model = vocab = dev = None
+    if rerank and method == "bm25":
+        raise InputError("--rerank rescores COSEA's ranking", hint="use --method cosea or hybrid with --rerank")
     if method in ("cosea", "hybrid"):
         dev = as_device(device, sink=sink)
         stored = idx["meta"].get("checkpoint")
@@ -353,10 +352,16 @@ def run_query(index, queries: list[str], *, k: int, method: str, weights, rerank
         if sha256(ck_path) != idx["meta"]["checkpoint_sha256"]:
             raise InputError(f"index {index} was built with another checkpoint than {weights}",
                              hint="re-index with these weights, or drop --weights")
+        if rerank and not hasattr(model, "cross_w"):
+            raise InputError("--rerank needs a checkpoint trained with --attention cross",
+                             hint="train with --attention cross, or leave --rerank out")
     out = []
     t0 = time.perf_counter()
-    hits = search(queries, idx, method=method, k=k, model=model, vocab=vocab, device=dev, path_glob=path_glob,
-                  sink=sink)
+    hits = search(queries, idx, method=method, k=max(k, rerank or 0), model=model, vocab=vocab, device=dev,
+                  path_glob=path_glob, sink=sink)
+    if rerank:
+        hits = [rerank_hits(q, h[:rerank], idx, model, vocab, dev) + h[rerank:] for q, h in zip(queries, hits)]
+    hits = [h[:k] for h in hits]
     per = (time.perf_counter() - t0) / len(queries)
     for q, h in zip(queries, hits):
         res = []
@@ -369,6 +374,34 @@ def run_query(index, queries: list[str], *, k: int, method: str, weights, rerank
             res.append(r)
         out.append({"query": q, "method": method, "index": str(index), "seconds": per, "results": res})
     return out
+
+
+def rerank_hits(query: str, hits: list[tuple[int, float]], idx: dict, model, vocab, device) -> list[tuple[int, float]]:
+    """The hits rescored by the cross reranker (code re-read from the indexed files; ties keep the earlier row)."""
+    if not hits:
+        return hits
+    mc = idx["meta"]["model"]
+    codes, cache = [], {}
+    for row, _ in hits:
+        f = idx["functions"][row]
+        if f["path"] not in cache:
+            try:
+                cache[f["path"]] = {(g.start_lineno, g.qualname): g.code for g in
+                                    D.extract_functions(Path(f["path"]).read_text(encoding="utf-8"), f["path"])}
+            except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+                cache[f["path"]] = {}
+        code = cache[f["path"]].get((f["start_lineno"], f["qualname"]))
+        if code is None:
+            raise InputError(f"cannot rerank: {f['path']}:{f['start_lineno']} changed or is gone since indexing",
+                             hint="update the index (predict --skip-existing), or leave --rerank out")
+        codes.append(vocab.encode(code_tokens(code, int(mc["max_code_len"]))))
+    from .model import pad_batch
+
+    q = pad_batch([vocab.encode(query_tokens(query, int(mc["max_query_len"])))] * len(hits)).to(device)
+    with torch.no_grad():
+        s = model.cross_score(q, pad_batch(codes).to(device)).float().cpu()
+    order = sorted(range(len(hits)), key=lambda i: (-float(s[i]), i))
+    return [(hits[i][0], float(s[i])) for i in order]
 
 
 def _code_lines(f: dict, n: int) -> str:

@@ -184,6 +184,15 @@ def make_step(loader: PairLoader, cfg: dict, queue_size: int = 4096):
             extra_same = batch["ch"][:, None] == memory["h"][None, :]
         loss = contrastive(q, c, same, loader.kind, margin=cfg["margin"], tau=cfg["tau"], symmetric=cfg["symmetric"],
                            extra=extra, extra_same=extra_same)
+        if hasattr(model, "module"):
+            model = model.module
+        if hasattr(model, "cross_w"):  # the reranker: the positive against the bi-encoder's hardest negative
+            with torch.no_grad():
+                j = (q @ c.T).float().masked_fill(same, float("-inf")).argmax(1)
+            pos = model.cross_score(batch["q"], batch["c"])
+            neg = model.cross_score(batch["q"], batch["c"][j])
+            has = ~same.all(1)
+            loss = loss + torch.where(has, (cfg["margin"] - pos + neg).clamp_min(0), torch.zeros_like(pos)).mean()
         if cfg.get("negatives", "batch") == "queue":
             e = c.detach().float()
             h = batch["ch"]
@@ -223,6 +232,7 @@ def lr_factor(epochs: int):
 
 def model_config(cfg: dict, vocab: int) -> dict:
     return {"vocab": vocab, "dim": int(cfg["dim"]), "layers": int(cfg["layers"]), "pool": cfg["pool"],
+            "attention": cfg.get("attention", "self"),
             "share_embeddings": bool(cfg["share_embeddings"]), "dropout": 0.1,
             "max_code_len": int(cfg["max_code_len"]), "max_query_len": int(cfg["max_query_len"]),
             "keep_docstrings": bool(cfg.get("keep_docstrings", False))}
