@@ -15,6 +15,7 @@ from pathlib import Path
 VALID_EDGES: dict[str, set[str]] = {
     "train --warmup-epochs": {"0"},    # 0: the pure loss from epoch 1
     "query --show-code": {"0"},        # 0: no code lines
+    "query --rerank": {"0"},           # 0: no reranking
     "evaluate --bootstrap": {"0"},     # 0: no intervals
 }
 STDIN: set[str] = {"predict SOURCES"}  # "-" reads JSONL snippets with --format jsonl
