@@ -25,6 +25,7 @@ METHOD_VERBS = {
     "fas": ("simulate",),
     "reid": ("query",),
     "classify": ("study",),
+    "code-search": ("query",),
 }
 
 METHODS: list[MethodEntry] = [
@@ -52,4 +53,6 @@ METHODS: list[MethodEntry] = [
                 "Layer-wise multi-view NMT: train, translate stdin/files (beam search, KV cache), BLEU/chrF."),
     MethodEntry("explain", "wisecli.commands.explain", "Vision",
                 "RISE and MC-RISE colour-wise saliency of black-box classifiers; deletion/insertion, pointing game."),
+    MethodEntry("code-search", "wisecli.commands.code_search", "Text",
+                "COSEA code search: conv encoders with layer-wise attention; index source trees, query, MRR vs BM25."),
 ]

@@ -1,0 +1,1 @@
+"""wise code-search: COSEA convolutional code search with layer-wise attention."""
