@@ -79,7 +79,7 @@ class SparseResNet18(nn.Module):
     """ResNet-18 with one importance map and gated stride-1 blocks (see the module docstring)."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size: int = 32, width: float = 1.0,
-                 downsample_blocks: bool = False):
+                 downsample_blocks: bool = False, branch_channels: int = 16):
         super().__init__()
         w = [max(1, int(round(c * width))) for c in (64, 128, 256, 512)]
         self.small = image_size <= SMALL_STEM_MAX
@@ -93,7 +93,7 @@ class SparseResNet18(nn.Module):
             setattr(self, f"layer{s}", nn.ModuleList([BasicBlock(cin, c, stride), BasicBlock(c, c, 1)]))
             cin = c
         self.fc = nn.Linear(cin, num_classes)
-        self.importance = Branch(w[0])
+        self.importance = Branch(w[0], int(branch_channels))
         self.downsample_blocks = bool(downsample_blocks)
 
     def forward(self, x: Tensor, rho: float = 1.0, *, exec_: str = "masked", rule: str = "regional", tile: int = 8,
