@@ -78,7 +78,7 @@ def train(data: str | Path, out_dir: str | Path | None = None, *, init: str | Pa
 def predict(inputs: list[str | Path], weights: str | Path | None = None, output: str | Path | None = None, *,
             density: float | None = None, mac_budget: float | None = None, exec: str | None = None,
             chunk: int | None = None, batch_size: int | None = None, force: bool | None = None,
-            save_masks: bool = False, pattern: str | None = None, shard: str | None = None,
+            calibration: str | Path | None = None, save_masks: bool = False, pattern: str | None = None, shard: str | None = None,
             overwrite: bool = False, skip_existing: bool = False, device=None, sink=None, argv=None) -> dict:
     """Apply a trained gated network at a run-time density (`density` rho in (0, 1], or `mac_budget` f, a fraction
     of the dense MACs, inverted through the checkpoint's density curve; neither: rho = 1).
@@ -93,7 +93,8 @@ def predict(inputs: list[str | Path], weights: str | Path | None = None, output:
     v, _ = _resolve("predict", {"density": density, "mac_budget": mac_budget, "exec": exec, "chunk": chunk,
                                 "batch_size": batch_size, "force": force, "device": device})
     return predict_inputs([str(i) for i in inputs], weights, output, v, save_masks=save_masks, pattern=pattern,
-                          shard=shard, overwrite=overwrite, skip_existing=skip_existing, sink=sink, argv=argv)
+                          shard=shard, overwrite=overwrite, skip_existing=skip_existing, sink=sink, argv=argv,
+                          calibration=calibration)
 
 
 def evaluate(data: str | Path, *, weights: str | Path | None = None, density: str | None = None,
