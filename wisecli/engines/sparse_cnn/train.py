@@ -191,7 +191,25 @@ def check_train_cfg(cfg: dict) -> None:
 def run_training(data: str, out_dir: Path | None, *, cfg: dict, config_record: dict, device, amp: bool, seed: int,
                  init: Path | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
                  sink=None) -> dict:
-    """Train into the run folder (spec §3 `train`); returns {run_dir, epochs, best_metric, best_epoch, last}."""
+    """Train into the run folder (spec §3 `train`); returns {run_dir, epochs, best_metric, best_epoch, last}.
+    `threads` > 0 sets torch's CPU intra-op threads for the run (restored after)."""
+    check_train_cfg(cfg)
+    threads = cfg.get("threads") or 0
+    if not float(threads) >= 0 or int(threads) != float(threads):
+        raise InputError(f"threads must be 0 or a positive integer, got {threads}", hint="--set threads=1")
+    if int(threads) > 0:
+        old = torch.get_num_threads()
+        torch.set_num_threads(int(threads))
+        try:
+            return _run(data, out_dir, cfg=cfg, config_record=config_record, device=device, amp=amp, seed=seed,
+                        init=init, resume=resume, overwrite=overwrite, progress=progress, sink=sink)
+        finally:
+            torch.set_num_threads(old)
+    return _run(data, out_dir, cfg=cfg, config_record=config_record, device=device, amp=amp, seed=seed, init=init,
+                resume=resume, overwrite=overwrite, progress=progress, sink=sink)
+
+
+def _run(data, out_dir, *, cfg, config_record, device, amp, seed, init, resume, overwrite, progress, sink) -> dict:
     from wisecli.runtime.checkpoints import load_checkpoint
     from wisecli.runtime.device import as_device, device_name, seed_everything
     from wisecli.runtime.io.atomic import write_json
@@ -200,7 +218,6 @@ def run_training(data: str, out_dir: Path | None, *, cfg: dict, config_record: d
 
     from .model import build
 
-    check_train_cfg(cfg)
     task = cfg["task"]
     if out_dir is None:
         raise InputError("train needs -o RUN_DIR", hint="e.g. -o runs/sparse")
