@@ -9,7 +9,9 @@ Choices [reconstructed] (also in `info()["choices"]`):
   rho = 1). One decision for the whole net (not per stage).
 - Classification predict reads images as the shared readers do (uint8, resized to the trained size with
   INTER_AREA/INTER_LINEAR, grey replicated or colour averaged to the trained channels), normalised with the
-  training statistics. SR predict pads by reflection to a tile multiple and crops back, processes inputs larger
+  training statistics. SR predict takes any size as it is (partial border tiles; the gather path zero-pads
+  internally as the dense convs do, so rho is exact on the image: the spec's reflection padding would put
+  mask pixels outside it), processes inputs larger
   than `--chunk` LR pixels in overlapping chunks (overlap 16 LR pixels), writes 8- or 16-bit PNGs as the input.
 - `evaluate --mask random|sobel`: uniform noise (seeded) or the Sobel gradient magnitude of the input's grey image
   (pooled to the map's resolution) replaces P, with the same rule and density. Latency: median of 10 timed full

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from wisecli.cli.errors import InputError
 
@@ -14,17 +13,13 @@ OVERLAP = 16
 
 
 def _forward(model, lr: torch.Tensor, rho: float, exec_: str, kw: dict, tile: int):
-    """SR of one (1, 3, h, w) LR image: reflect-padded to a tile multiple, cropped back; (sr, P, mask)."""
-    h, w = lr.shape[-2:]
-    ph, pw = -h % tile, -w % tile
-    x = F.pad(lr, (0, pw, 0, ph), mode="reflect") if (ph or pw) and min(h, w) > max(ph, pw) else \
-        F.pad(lr, (0, pw, 0, ph), mode="replicate")
+    """SR of one (1, 3, h, w) LR image; (sr, P, mask, stats). Any size works as it is: the masks take partial
+    border tiles and the gather path pads internally (zeros, as the dense convs), so rho is exact on the image."""
     from .gating import Stats
 
     st = Stats(1, lr.device)
-    sr, P, masks = model(x, rho, exec_=exec_, stats=st, return_maps=True, **kw)
-    s = model.scale
-    return sr[..., : s * h, : s * w], P, (masks[0] if masks else None), st
+    sr, P, masks = model(lr, rho, exec_=exec_, stats=st, return_maps=True, **kw)
+    return sr, P, (masks[0] if masks else None), st
 
 
 def super_resolve(model, lr, rho, exec_, kw, chunk: int):
