@@ -23,7 +23,9 @@ def test_classification_gate_saving_at_equal_accuracy():
     from wisecli.engines.sparse_cnn.train import run_training
     from wisecli.runtime.device import one_cpu_thread
 
-    cfg = _train_cfg("classify", quick=True)
+    from wisecli.engines.sparse_cnn.api import DEFAULTS
+
+    cfg = _train_cfg("classify", True, DEFAULTS["train"])
     cfg.update(epochs=4)
     with one_cpu_thread(torch.device("cpu")), tempfile.TemporaryDirectory() as tmp:
         run_training("builtin:digits", Path(tmp) / "run", cfg=cfg, config_record={}, device="cpu", amp=False, seed=0,

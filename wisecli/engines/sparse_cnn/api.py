@@ -122,7 +122,7 @@ def demo(quick: bool = False, device=None, *, task: str | None = None, sink=None
     from .demo import run_demo
 
     v, _ = _resolve("demo", {"device": device, "task": task})
-    return run_demo(quick=quick, device=v["device"], task=v["task"], sink=sink)
+    return run_demo(quick=quick, device=v["device"], task=v["task"], sink=sink, train_defaults=DEFAULTS["train"])
 
 
 def info() -> dict:

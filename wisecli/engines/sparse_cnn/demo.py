@@ -23,10 +23,8 @@ from pathlib import Path
 from wisecli.runtime.results import DemoResult, Gate
 
 
-def _train_cfg(task: str, quick: bool) -> dict:
-    from .api import DEFAULTS
-
-    cfg = {k: v for k, v in DEFAULTS["train"].items() if k not in ("device", "amp", "seed")}
+def _train_cfg(task: str, quick: bool, train_defaults: dict) -> dict:
+    cfg = {k: v for k, v in train_defaults.items() if k not in ("device", "amp", "seed")}
     if task == "classify":
         cfg.update(task="classify", width=0.125, epochs=2 if quick else 5, batch_size=32 if quick else 64, image_size=16 if quick else 32,
                    **{"sparse.branch_channels": 4})
@@ -36,14 +34,14 @@ def _train_cfg(task: str, quick: bool) -> dict:
     return cfg
 
 
-def run_demo(quick: bool, device, task: str = "classify", sink=None, seed: int = 0) -> DemoResult:
+def run_demo(quick: bool, device, task: str = "classify", sink=None, seed: int = 0, *, train_defaults: dict) -> DemoResult:
     from .predict import evaluate_model
     from .train import run_training
 
     from wisecli.runtime.device import as_device, one_cpu_thread
 
     t0 = time.perf_counter()
-    cfg = _train_cfg(task, quick)
+    cfg = _train_cfg(task, quick, train_defaults)
     dev = as_device(device, sink=sink)
     with one_cpu_thread(dev), tempfile.TemporaryDirectory(prefix="wise-sparse-cnn-") as tmp:
         data = "builtin:digits" if task == "classify" else "builtin:skimage-sr:train"

@@ -204,3 +204,18 @@ def gated_residual(x: Tensor, plan: Plan | None, exec_: str, conv1: nn.Conv2d, m
     m_t = mp[:, 0][idx][..., None]                                   # (n, T, T, 1)
     onhwc.index_put_(idx, act(onhwc[idx] + m_t * f.permute(0, 2, 3, 1)))
     return out[:, :, :H, :W]
+
+
+class Branch(nn.Module):
+    """The importance branch: conv3x3 C->16, ReLU, conv3x3 16->1, sigmoid."""
+
+    def __init__(self, channels: int, hidden: int = 16):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, hidden, 3, padding=1)
+        self.conv2 = nn.Conv2d(hidden, 1, 3, padding=1)
+
+    def forward(self, x: Tensor, stats: Stats | None = None) -> Tensor:
+        if stats is not None:
+            hw = x.shape[-2] * x.shape[-1]
+            stats.add_overhead(conv_macs(self.conv1, hw) + conv_macs(self.conv2, hw))
+        return torch.sigmoid(self.conv2(F.relu(self.conv1(x))))

@@ -17,24 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .gating import Plan, Stats, conv_macs, gated_residual
+from .gating import Branch, Plan, Stats, conv_macs, gated_residual
 
 SMALL_STEM_MAX = 64
-
-
-class Branch(nn.Module):
-    """The importance branch: conv3x3 C->16, ReLU, conv3x3 16->1, sigmoid."""
-
-    def __init__(self, channels: int, hidden: int = 16):
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, hidden, 3, padding=1)
-        self.conv2 = nn.Conv2d(hidden, 1, 3, padding=1)
-
-    def forward(self, x: Tensor, stats: Stats | None = None) -> Tensor:
-        if stats is not None:
-            hw = x.shape[-2] * x.shape[-1]
-            stats.add_overhead(conv_macs(self.conv1, hw) + conv_macs(self.conv2, hw))
-        return torch.sigmoid(self.conv2(F.relu(self.conv1(x))))
 
 
 class BasicBlock(nn.Module):

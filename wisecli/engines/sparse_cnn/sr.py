@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import bicubic_macs, imresize
-from .gating import Plan, Stats, conv_macs, dilate, gated_residual
-from .model import Branch
+from .gating import Branch, Plan, Stats, conv_macs, dilate, gated_residual
 
 
 class SRBlock(nn.Module):
