@@ -127,7 +127,7 @@ def info(json: o.Json = False) -> None:
 @app.command()
 def benchmark(
     quick: o.Quick = False, device: o.Device = None,
-    size: Annotated[Optional[Literal["quick", "gpu", "full"]], typer.Option("--size", help="Workload sizes.")] = None,
+    size: Annotated[Optional[Literal["auto", "quick", "gpu", "full"]], typer.Option("--size", help="Workload sizes.")] = None,
     case: Annotated[Optional[Literal["all", "layers", "resnet18", "srresnet"]], typer.Option("--case", help="Which races.")] = None,
     json: o.Json = False,
 ) -> None:

@@ -36,7 +36,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                  "batch_size": 64, "force": False, "device": "auto", "seed": 0},
     "demo": {"task": "classify", "device": "auto"},
     "info": {},
-    "benchmark": {"device": "auto", "size": "quick", "case": "all"},
+    "benchmark": {"device": "auto", "size": "auto", "case": "all"},
 }
 _RUN_KEYS = ("device", "amp", "seed")
 
@@ -152,13 +152,19 @@ def benchmark(device=None, quick: bool = False, *, size: str | None = None, case
     """Race the gather path against dense (the peer: the same net on every pixel) in one process, spec §7:
     per-layer 3x3 convs and whole networks at several densities; records {case, ours_s, peer_s, speedup, device,
     density, saving_counted, saving_executed, tile_occupancy} and a summary with the break-even density per case.
-    Defaults: device "auto", size "quick" (CPU-sized; "gpu" the .ci preset; "full" spec §7), case "all"
-    (layers, resnet18, srresnet). `quick` forces the smallest size. Returns `runtime.results.BenchRecords`."""
+    Defaults: device "auto", size "auto" (CUDA: "gpu", the .ci preset; CPU: "quick"; "full" is spec §7), case
+    "all" (layers, resnet18, srresnet). `quick` forces the smallest size. Returns `runtime.results.BenchRecords`."""
     from wisecli.cli.config import one_of
 
     from .bench import run
 
     v, _ = _resolve("benchmark", {"device": device, "size": size, "case": case})
-    one_of("--size", v["size"], ("quick", "gpu", "full"))
+    one_of("--size", v["size"], ("auto", "quick", "gpu", "full"))
     one_of("--case", v["case"], ("all", "layers", "resnet18", "srresnet"))
-    return run(v["device"], "quick" if quick else v["size"], v["case"])
+    from wisecli.runtime.device import as_device
+
+    dev = as_device(v["device"])
+    size = "quick" if quick else v["size"]
+    if size == "auto":
+        size = "gpu" if dev.type == "cuda" else "quick"
+    return run(dev, size, v["case"])
