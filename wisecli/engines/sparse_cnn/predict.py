@@ -210,6 +210,11 @@ def _predict_classify(paths, model, doc, rho, exec_, output, *, shard, overwrite
             stem = output.name[:-6] if output.name.endswith(".jsonl") else output.name
             output = output.with_name(f"{stem}.part-{sh[0]}-of-{sh[1]}.jsonl")
         if skip_existing and output.is_file():
+            rec = RunRecord("sparse-cnn predict", config={"weights": str(weights), "skipped": True}, device=None,
+                            seed=None, inputs=[str(p) for p in paths], argv=argv)
+            rec.add_output(output)
+            rec.set("items", {"total": len(paths), "failed": 0, "skipped": len(paths)})
+            rec.write(output.parent)
             return {"output": str(output), "status": "skipped", "inputs": len(paths), "errors": 0,
                     "records": [{"input": str(p), "status": "skipped", "output": str(output)} for p in paths]}
         if not skip_existing:
