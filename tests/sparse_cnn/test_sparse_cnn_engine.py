@@ -250,3 +250,17 @@ def test_psnr_ssim_match_skimage():
         ref = structural_similarity(yh, ys, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                     data_range=255)
         assert float(s[i]) == pytest.approx(ref, abs=1e-4)
+
+
+def test_unfold_gemm_peer_equals_masked_block():
+    from wisecli.engines.sparse_cnn.bench import _Block
+    from wisecli.engines.sparse_cnn.peers import unfold_gemm_block
+
+    torch.manual_seed(0)
+    blk = _randomise_bn(_Block(6)).eval()
+    x = torch.relu(torch.randn(2, 6, 19, 23))
+    plan = Plan.build(torch.rand(2, 1, 19, 23), 0.3, "regional", 8, 1.5, False)
+    with torch.no_grad():
+        ref = blk(x, plan, "masked")
+        out = unfold_gemm_block(x, plan.mask, blk.conv1, lambda h: F.relu(blk.bn1(h)), blk.conv2, blk.bn2, F.relu)
+    assert (out - ref).abs().max() < 1e-5

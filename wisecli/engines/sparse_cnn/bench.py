@@ -4,7 +4,8 @@ one process, one device, random weights, smooth random importance fields (blurre
 the ratio of two latencies measured here. Each record carries density, saving_counted, saving_executed,
 tile_occupancy and the max |gather - masked| of the outputs; the summary gives the break-even density of each
 case (the highest measured density at which gather beat dense; 0 when it never did) and `break_even` (their
-minimum over the network cases), which `predict --calibration` reads.
+minimum over the network cases), which `predict --calibration` reads. The layer cases also race gather against
+the SMSR-style sparse form (im2col columns of the active pixels times the weights, `peers.py`) below rho = 1.
 
 Sizes: `quick` (CPU seconds): a 16-channel block at 32x32, resnet18 / 8 at 32x32, srresnet 4x16 x2 at LR 32x32;
 `gpu` (the .ci preset): the four ResNet 3x3 layers at batch 64, srresnet x4 at LR 128x128 batch 8, densities
@@ -87,6 +88,21 @@ def _race_net(name, net, x, P, rho, device, reps, tile=8):
     return rec
 
 
+def _race_unfold(name, blk, x, plan, rho, device, reps):
+    """gather against the SMSR-style im2col GEMM over the active pixels (peers.py), same block and mask."""
+    from .peers import unfold_gemm_block
+
+    def peer():
+        return unfold_gemm_block(x, plan.mask, blk.conv1, lambda h: F.relu(blk.bn1(h)), blk.conv2, blk.bn2, F.relu)
+
+    with torch.no_grad(), _ctx(device):
+        err = float((blk(x, plan, "gather").float() - peer().float()).abs().max())
+        return race(name, lambda: blk(x, plan, "gather"), peer, device=device, peer_name="unfold-GEMM (SMSR)",
+                    repeats=reps, warmup=2, density=rho, max_err_vs_peer=err,
+                    dtype="bfloat16" if device.type == "cuda" else "float32", batch=int(x.shape[0]),
+                    size=list(x.shape[-2:]))
+
+
 def run(device, size: str, case: str) -> BenchRecords:
     from wisecli.runtime.device import as_device, device_name, one_cpu_thread
 
@@ -110,6 +126,8 @@ def run(device, size: str, case: str) -> BenchRecords:
                     plan = Plan.build(P, rho, "regional", 8, 1.5, False)
                     records.append(_race_net(f"layer {c}@{hw}", lambda x_, r, exec_, stats=None, **k:
                                              blk(x_, plan, exec_, stats), x, P, rho, dev, reps))
+                    if rho < 1.0:
+                        records.append(_race_unfold(f"layer {c}@{hw} vs unfold-GEMM", blk, x, plan, rho, dev, reps))
         if case in ("all", "resnet18") and cfg["resnet18"] is not None:
             w, hw, b = cfg["resnet18"]
             net = SparseResNet18(3, 1000 if hw > 64 else 10, hw, width=w).to(dev).eval()
@@ -127,6 +145,8 @@ def run(device, size: str, case: str) -> BenchRecords:
                 records.append(_race_net(f"srresnet x{s} {hw}", net, x, P, rho, dev, reps))
     cases: dict[str, float] = {}
     for r in records:
+        if r.peer != "dense":
+            continue
         best = cases.setdefault(r.case, 0.0)
         if r.speedup is not None and r.speedup > 1 and r.extra["density"] > best:
             cases[r.case] = r.extra["density"]

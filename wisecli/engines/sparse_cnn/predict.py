@@ -137,7 +137,8 @@ def pick_exec(exec_: str, rho: float, device, calibration=None, slack: float = 1
     be = 0.5
     if calibration is not None:
         try:
-            be = float(json.loads(Path(calibration).read_text())["summary"]["break_even"])
+            doc = json.loads(Path(calibration).read_text())
+            be = float(doc.get("summary", doc)["break_even"])
         except (OSError, ValueError, KeyError, TypeError):
             raise InputError(f"cannot read the break-even density from {calibration}",
                              hint="give the output of 'wise sparse-cnn benchmark --json'") from None
