@@ -127,21 +127,21 @@ def invert_budget(curve: list[dict], budget: float, rho_min: float, force: bool)
 
 
 def pick_exec(exec_: str, rho: float, device, calibration=None, slack: float = 1.5) -> str:
-    """The execution path for --exec auto (module docstring)."""
+    """The execution path for --exec auto (module docstring); a given calibration file is checked first."""
+    be = 0.5
+    if calibration is not None:
+        try:
+            doc = json.loads(Path(calibration).read_text())
+            be = float(doc.get("summary", doc)["break_even"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise InputError(f"cannot read the break-even density from {calibration}",
+                             hint="give the output of 'wise sparse-cnn benchmark --json'") from None
     if exec_ != "auto":
         return exec_
     if rho >= 1.0:
         return "dense"
     if device.type != "cuda":
         return "masked"
-    be = 0.5
-    if calibration is not None:
-        try:
-            doc = json.loads(Path(calibration).read_text())
-            be = float(doc.get("summary", doc)["break_even"])
-        except (OSError, ValueError, KeyError, TypeError):
-            raise InputError(f"cannot read the break-even density from {calibration}",
-                             hint="give the output of 'wise sparse-cnn benchmark --json'") from None
     return "gather" if slack * rho < be else "dense"
 
 
