@@ -362,7 +362,7 @@ def evaluate_model(data: str, weights, v: dict, *, plot=None, sink=None) -> dict
                               "size": list(x.shape[-2:]), "dtype": "float32"}
         rows.append(row)
     doc_out = {"task": task, "data": str(data), "weights": str(weights), "mask": v["mask"], "rows": rows,
-               "device": device_name(device)}
+               "device": device_name(device), "density_for_saving": _density_for_saving(doc, task)}
     if task == "sr":
         from .metrics import psnr_y, ssim_y
         from .data import imresize
@@ -375,6 +375,17 @@ def evaluate_model(data: str, weights, v: dict, *, plot=None, sink=None) -> dict
         _plot(rows, task, plot)
         doc_out["plot"] = str(plot)
     return doc_out
+
+
+def _density_for_saving(doc, task) -> dict:
+    """The density at which the counted saving reaches 50 % (classification) / 90 % (SR), from the checkpoint's
+    curve (linear interpolation; None when the trained range does not reach it)."""
+    target = 0.9 if task == "sr" else 0.5
+    try:
+        rho = invert_budget(doc.get("density_curve") or [], 1 - target, 0.0, False)
+    except InputError:
+        rho = None
+    return {"saving": target, "density": rho}
 
 
 def _class_batches(data, doc, device, bs):
