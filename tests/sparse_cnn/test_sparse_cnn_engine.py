@@ -264,3 +264,20 @@ def test_unfold_gemm_peer_equals_masked_block():
         ref = blk(x, plan, "masked")
         out = unfold_gemm_block(x, plan.mask, blk.conv1, lambda h: F.relu(blk.bn1(h)), blk.conv2, blk.bn2, F.relu)
     assert (out - ref).abs().max() < 1e-5
+
+
+def test_folded_bn_equals_unfolded_on_every_path():
+    from wisecli.engines.sparse_cnn.model import fold_bn
+
+    torch.manual_seed(0)
+    net = _randomise_bn(SparseResNet18(3, 10, 32, width=0.125)).eval()
+    folded = fold_bn(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 35, 33)
+    with torch.no_grad():
+        for ex, rho in (("dense", 1.0), ("masked", 0.3), ("gather", 0.3)):
+            assert (net(x, rho, exec_=ex) - folded(x, rho, exec_=ex)).abs().max() < 1e-5
+    sr = _randomise_bn(SRResNet(2, 8, 2, batchnorm=True)).eval()
+    lr = torch.rand(1, 3, 17, 19)
+    with torch.no_grad():
+        assert (sr(lr, 0.3, exec_="gather") - fold_bn(sr)(lr, 0.3, exec_="gather")).abs().max() < 1e-5

@@ -10,7 +10,8 @@ the SMSR-style sparse form (im2col columns of the active pixels times the weight
 Sizes: `quick` (CPU seconds): a 16-channel block at 32x32, resnet18 / 8 at 32x32, srresnet 4x16 x2 at LR 32x32;
 `gpu` (the .ci preset): the four ResNet 3x3 layers at batch 64, srresnet x4 at LR 128x128 batch 8, densities
 {1, 0.3, 0.1}; `full`: resnet18 at 224x224 batch 64, srresnet x4 at LR 256x256, densities {1, 0.7, 0.5, 0.3, 0.1}.
-On CUDA both sides run in bf16 autocast with channels_last, BN in eval mode.
+Networks have BN folded into the convs (both sides); on CUDA both sides run in bf16 autocast (the layer cases
+also channels_last).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def _race_unfold(name, blk, x, plan, rho, device, reps):
 def run(device, size: str, case: str) -> BenchRecords:
     from wisecli.runtime.device import as_device, device_name, one_cpu_thread
 
-    from .model import SparseResNet18
+    from .model import SparseResNet18, fold_bn
     from .sr import SRResNet
 
     dev = as_device(device)
@@ -130,7 +131,7 @@ def run(device, size: str, case: str) -> BenchRecords:
                         records.append(_race_unfold(f"layer {c}@{hw} vs unfold-GEMM", blk, x, plan, rho, dev, reps))
         if case in ("all", "resnet18") and cfg["resnet18"] is not None:
             w, hw, b = cfg["resnet18"]
-            net = SparseResNet18(3, 1000 if hw > 64 else 10, hw, width=w).to(dev).eval()
+            net = fold_bn(SparseResNet18(3, 1000 if hw > 64 else 10, hw, width=w).eval()).to(dev)
             x = torch.randn(b, 3, hw, hw, device=dev)
             s1 = hw if hw <= 64 else hw // 4
             P = smooth_field(b, s1, s1, 16 * s1 / 56, 1, dev)

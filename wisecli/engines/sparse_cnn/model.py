@@ -153,3 +153,39 @@ def analytic_dense_macs(in_channels: int, num_classes: int, size: int, width: fl
             total += 2 * (hw * hw * c * c * 9 * 2)
         cin = c
     return total + w[3] * num_classes
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """conv followed by BN (eval) as one conv with a bias: w' = w g/s, b' = (b - mu) g/s + beta."""
+    s = (bn.running_var + bn.eps).sqrt()
+    g = bn.weight / s
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, conv.groups, bias=True).to(conv.weight.device, conv.weight.dtype)
+    b = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    with torch.no_grad():
+        out.weight.copy_(conv.weight * g.view(-1, 1, 1, 1))
+        out.bias.copy_((b - bn.running_mean) * g + bn.bias)
+    return out
+
+
+@torch.no_grad()
+def fold_bn(model: nn.Module) -> nn.Module:
+    """Inference copy of a SparseResNet18 / SRResNet (sr.batchnorm) with every BN folded into its conv (spec §2.3);
+    BN becomes identity. The model must be in eval mode; the input model is not changed."""
+    import copy
+
+    m = copy.deepcopy(model).eval()
+    if isinstance(m, SparseResNet18):
+        m.conv1, m.bn1 = _fold(m.conv1, m.bn1), nn.Identity()
+        for s in range(1, 5):
+            for blk in getattr(m, f"layer{s}"):
+                blk.conv1, blk.bn1 = _fold(blk.conv1, blk.bn1), nn.Identity()
+                blk.conv2, blk.bn2 = _fold(blk.conv2, blk.bn2), nn.Identity()
+                if blk.downsample is not None:
+                    blk.downsample = nn.Sequential(_fold(blk.downsample[0], blk.downsample[1]), nn.Identity())
+        return m
+    for blk in getattr(m, "blocks", []):
+        if isinstance(blk.bn1, nn.BatchNorm2d):
+            blk.conv1, blk.bn1 = _fold(blk.conv1, blk.bn1), nn.Identity()
+            blk.conv2, blk.bn2 = _fold(blk.conv2, blk.bn2), nn.Identity()
+    return m

@@ -42,6 +42,7 @@ CHOICES = {
     "gather_small_stages": "a stage whose map is smaller than 2T runs masked on the gather path",
     "mac_budget": "linear interpolation of the checkpoint's density curve; below the dense floor: refused",
     "exec_auto": "one decision per net: CUDA gather below break-even (default 0.5), else dense; CPU masked",
+    "inference": "BN folded into the convs on every path (predict, evaluate, benchmark); fp32 on CPU",
     "bicubic": "MATLAB imresize: Keys a=-0.5, antialias, symmetric borders (data.py)",
     "sr_validation": "builtin:skimage-sr holds out its last training photo; a folder its last 10 %",
 }
@@ -52,7 +53,7 @@ def load_model(weights, device):
     """(model in eval mode on device, checkpoint dict) of a sparse-cnn checkpoint (file or run folder)."""
     from wisecli.runtime.checkpoints import load_checkpoint
 
-    from .model import build
+    from .model import build, fold_bn
 
     if weights is None:
         raise InputError("--weights is required", hint="give a checkpoint written by 'wise sparse-cnn train'")
@@ -63,7 +64,7 @@ def load_model(weights, device):
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise InputError(f"{weights}: the checkpoint does not describe a sparse-cnn network ({type(exc).__name__})",
                          hint="give a checkpoint written by 'wise sparse-cnn train'") from None
-    return model.to(device).eval(), doc
+    return fold_bn(model.eval()).to(device), doc
 
 
 def dense_floor(model, doc, device) -> float:
