@@ -74,6 +74,17 @@ def test_bad_inputs_exit_2(tmp, data, ckpt, sr_ckpt):
     _bad(["train", str(data), "-o", str(tmp / "r4"), "--task", "sr", "--arch", "resnet18", *CPU], "not an SR network")
 
 
+def test_resume_with_another_scale_or_task_exit_2(tmp, sr_ckpt):
+    import shutil
+
+    run = tmp / "srrun"
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(sr_ckpt, run / "checkpoints" / "last.pt")           # an x2 SR run
+    _bad(["train", "builtin:skimage-sr", "-o", str(run), "--task", "sr", "--scale", "4", "--resume", *CPU],
+         "--scale 2")
+    _bad(["train", "builtin:digits", "-o", str(run), "--resume", *CPU], "'sr' run")
+
+
 def test_predict_jsonl_and_file(tmp, data, ckpt):
     imgs = [str(p) for p in sorted((data / "b").iterdir())[:3]]
     out = tmp / "preds.jsonl"

@@ -221,6 +221,14 @@ def _run(data, out_dir, *, cfg, config_record, device, amp, seed, init, resume, 
     task = cfg["task"]
     if out_dir is None:
         raise InputError("train needs -o RUN_DIR", hint="e.g. -o runs/sparse")
+    prev = Path(out_dir) / "checkpoints" / "last.pt"
+    if resume and prev.is_file():
+        old = load_checkpoint(prev, method=METHOD)
+        if old.get("task") != task:
+            raise InputError(f"{prev} is a '{old.get('task')}' run, not '{task}'", hint="resume with the same --task")
+        if task == "sr" and int(old.get("scale", 0)) != int(cfg["scale"]):
+            raise InputError(f"{prev} was trained at --scale {old.get('scale')}, not {cfg['scale']}",
+                             hint="resume with the same --scale, or start a new run folder")
     init_doc = None
     if init is not None:
         init_doc = load_checkpoint(init, method="classify")
