@@ -10,8 +10,8 @@ the SMSR-style sparse form (im2col columns of the active pixels times the weight
 Sizes: `quick` (CPU seconds): a 16-channel block at 32x32, resnet18 / 8 at 32x32, srresnet 4x16 x2 at LR 32x32;
 `gpu` (the .ci preset): the four ResNet 3x3 layers at batch 64, srresnet x4 at LR 128x128 batch 8, densities
 {1, 0.3, 0.1}; `full`: resnet18 at 224x224 batch 64, srresnet x4 at LR 256x256, densities {1, 0.7, 0.5, 0.3, 0.1}.
-Networks have BN folded into the convs (both sides); on CUDA both sides run in bf16 autocast (the layer cases
-also channels_last).
+Networks have BN folded into the convs (both sides); on CUDA both sides run in bf16 autocast with
+channels_last.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ SIZES = {
 
 
 def _race_net(name, net, x, P, rho, device, reps, tile=8):
+    if device.type == "cuda" and isinstance(net, torch.nn.Module):
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     kw = {"rule": "regional", "tile": tile, "importance": P}
     st_g, st_m = Stats(x.shape[0], device), Stats(x.shape[0], device)
     with torch.no_grad(), _ctx(device):
