@@ -35,6 +35,8 @@ METHODS: list[MethodEntry] = [
                 "Face anti-spoofing: pixel-wise and pyramid supervision (CDCN, ResNet), PAD metrics."),
     MethodEntry("reid", "wisecli.commands.reid", "Vision",
                 "Vehicle re-ID with viewpoint-aware channel-wise attention (VCAM): train, embed, rank, query."),
+    MethodEntry("sparse-cnn", "wisecli.commands.sparse_cnn", "Vision",
+                "Pixel-wise structured sparse CNNs: one importance map, run-time density; counted MACs and latency."),
     MethodEntry("classify", "wisecli.commands.classify", "Learning",
                 "Image and feature classifiers: LAMBC, CDB loss, rotation-invariant convs, implicit BNNs."),
     MethodEntry("select-features", "wisecli.commands.select_features", "Learning",

@@ -1,0 +1,55 @@
+"""Training: a run stopped after epoch 1 and resumed equals the uninterrupted run (model, optimizer, RNG and the
+density generator restored from last.pt); the run folder holds density_curve.json and the checkpoint its curve."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from tests.conftest import conformance_module
+
+conf = conformance_module(__file__)
+
+
+def _train(data, out, epochs, resume=False):
+    from wisecli.engines.sparse_cnn import api
+
+    return api.train(str(data), out, epochs=epochs, batch_size=4, width=0.125, image_size=16, val_fraction=0.25,
+                     device="cpu", threads=1, resume=resume, progress=False, **{"sparse.branch_channels": 4})
+
+
+def test_resume_continues_bit_for_bit(tmp_path, monkeypatch):
+    import pytest
+
+    from wisecli.engines.sparse_cnn import train as tr
+    from wisecli.runtime.checkpoints import load_checkpoint
+
+    data = conf.write_folder(tmp_path / "shapes", n_per_class=6)
+    real, calls = tr.measure, []
+
+    def counting(*a, **k):
+        calls.append(1)
+        if stop_at[0] is not None and len(calls) > stop_at[0]:
+            raise KeyboardInterrupt        # Ctrl-C in epoch 2's validation: last.pt holds epoch 1
+        return real(*a, **k)
+
+    stop_at = [None]
+    monkeypatch.setattr(tr, "measure", counting)
+    _train(data, tmp_path / "full", 2)
+    stop_at[0], calls[:] = len(calls) // 2, []
+    with pytest.raises(KeyboardInterrupt):
+        _train(data, tmp_path / "part", 2)
+    stop_at[0] = None
+    _train(data, tmp_path / "part", 2, resume=True)
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt", method="sparse-cnn")
+    b = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt", method="sparse-cnn")
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+    assert torch.equal(a["rho_rng"], b["rho_rng"])
+    curve = json.loads((tmp_path / "full" / "density_curve.json").read_text())["curve"]
+    assert [c["density"] for c in curve] == sorted(c["density"] for c in a["density_curve"])
+    fr = [c["macs_fraction"] for c in curve]
+    assert fr == sorted(fr)                      # more density, more counted MACs
+    rec = [json.loads(ln) for ln in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert {"val_acc_d100", "val_acc_d050", "val_acc_d025", "val_acc_dmin", "val_saving_d025", "val_score"} <= set(rec[-1])

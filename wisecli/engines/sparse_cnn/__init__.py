@@ -1,0 +1,1 @@
+"""wise sparse-cnn: pixel-wise structured sparse CNNs with run-time density control."""
