@@ -10,6 +10,9 @@ A sentence of n words has n + 1 predicted tokens. q(z|x) is the posterior of the
 - KL = mean KL(q ‖ p); `kl_twr` = mean R_TWR over all positions.
 - MI (He et al. 2019) = E_x E_q log q(z|x) − E_x E_q log q(z), the aggregate posterior q(z) over the **whole**
   evaluation set (one sample per sentence, chunked); a slightly negative value is reported as measured.
+  **Ours:** E_q log q(z|x) is estimated with the same sample as log q(z) (He et al.'s `calc_mi` uses the
+  closed-form entropy): the same expectation with less noise, and exactly 0 for a collapsed posterior
+  (the closed form left ±0.2 nats of Monte Carlo noise on 40 sentences).
 - AU = #{d : Var_x E_q[z_d|x] ≥ `au_delta`} with the unbiased variance (`calc_au`); `au_var` the variances.
 - as-coded (the reference's evaluation, reproduced only on request): sentences in length order, batches of
   `batch_size`, the encoder run unpacked over the padded batch; recon at z = μ of the padded last position
@@ -70,8 +73,8 @@ def mutual_information(mu: Tensor, lv: Tensor, generator=None, chunk: int = 1024
     N, d = mu.shape
     if N < 2:
         return 0.0
-    neg_ent = (-0.5 * d * LOG2PI - 0.5 * (1 + lv).sum(-1)).mean()
     z = sample(mu, lv, 1, generator)
+    neg_ent = log_normal(z, mu, lv).mean()
     logq = []
     for i in range(0, N, chunk):
         zi = z[i:i + chunk, None, :]                                       # [c, 1, d]
