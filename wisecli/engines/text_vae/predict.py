@@ -169,13 +169,13 @@ def run_predict(inputs: list[str], weights, *, mode: str, out_dir=None, n=20, de
     from wisecli.runtime.io.text import read_lines
 
     files = [str(p) for p in inputs or []]
-    if mode in ("reconstruct", "encode") and not files:
-        raise InputError(f"--mode {mode} needs text files or '-' (lines on stdin)", hint="e.g. echo 'a line' | wise text-vae predict --weights RUN --mode reconstruct -")
     if mode == "interpolate" or interpolate is not None:
         if not interpolate or len(interpolate) != 2:
             raise InputError("--mode interpolate needs --interpolate A B (two sentences)",
                              hint='e.g. --interpolate "the dog barked" "a cat slept"')
         mode = "interpolate"
+    if mode in ("reconstruct", "encode") and not files:
+        raise InputError(f"--mode {mode} needs text files or '-' (lines on stdin)", hint="e.g. echo 'a line' | wise text-vae predict --weights RUN --mode reconstruct -")
     if mode in ("sample", "interpolate") and files:
         raise InputError(f"--mode {mode} reads no input files", hint="leave out the INPUTS, or use --mode reconstruct")
     if files.count("-") > 1:
