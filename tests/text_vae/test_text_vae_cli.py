@@ -13,7 +13,8 @@ from conftest import conformance_module, run_wise
 
 conf = conformance_module(__file__)
 CPU = ["--device", "cpu"]
-TINY = ["--emb", "8", "--hidden", "8", "--z-dim", "2", "--epochs", "1", "--batch-size", "32", "--no-progress", *CPU]
+SIZE = ["--emb", "8", "--hidden", "8", "--z-dim", "2", "--batch-size", "32", "--no-progress", *CPU]
+TINY = [*SIZE, "--epochs", "1"]
 
 
 def _bad(*args, match: str, input: str | None = None):
@@ -46,8 +47,8 @@ def run(files):
 
 def test_resume_continues_and_refuses_other_settings(files, run):
     tmp, train, _, _ = files
-    code, out, err = run_wise("text-vae", "train", str(train), "-o", str(run), *TINY[:-4], "--epochs", "2",
-                              "--batch-size", "32", "--no-progress", *CPU, "--resume", "--json")
+    code, out, err = run_wise("text-vae", "train", str(train), "-o", str(run), *SIZE, "--epochs", "2", "--resume",
+                              "--json")
     assert code == 0, err
     assert json.loads(out)["epochs"] == 2
     _bad("train", str(train), "-o", str(run), *TINY, "--resume", "--hidden", "9", match="other model settings")

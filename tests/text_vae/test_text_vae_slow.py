@@ -25,9 +25,16 @@ from wisecli.engines.text_vae.synthetic import lm_sentences
 pytestmark = pytest.mark.slow
 
 
-@functools.lru_cache(maxsize=1)
-def _trained():
-    vocab, models = recipe_models()
+@functools.lru_cache(maxsize=None)
+def _one(kind: str):
+    vocab, models = recipe_models(kinds=(kind,))
+    return vocab, models[kind]
+
+
+def _trained(*kinds):
+    """(vocabulary, {kind: model retrained from the recipe}, test ids, test topics); one model per test's budget."""
+    models = {k: _one(k)[1] for k in kinds}
+    vocab = _one(kinds[0])[0]
     te, fac = lm_sentences(300, seed=2)
     seqs, _ = D.encode_all(vocab, te, how="reference", max_len=50)
     return vocab, models, seqs, np.asarray(fac["topic"])
@@ -48,13 +55,13 @@ def _nmi(model, seqs, topics) -> float:
 
 
 def test_twr_keeps_an_informative_latent():
-    _, models, seqs, _ = _trained()
+    _, models, seqs, _ = _trained("twr")
     r = evaluate(models["twr"], seqs, iw_samples=20, iw_chunk=20, elbo_samples=2, seed=1)
     assert r["au"] >= 2 and r["mi"] > 0.5 and r["kl"] >= 1, r
 
 
 def test_annealed_vae_collapses_where_twr_does_not():
-    _, models, seqs, topics = _trained()
+    _, models, seqs, topics = _trained("vae", "twr")  # the twr model comes from the previous test's cache
     t = evaluate(models["twr"], seqs, iw_samples=1, iw_chunk=1, elbo_samples=1, seed=1, with_iw=False)
     v = evaluate(models["vae"], seqs, iw_samples=1, iw_chunk=1, elbo_samples=1, seed=1, with_iw=False)
     assert v["kl"] < 0.5 * t["kl"], (v["kl"], t["kl"])
@@ -62,7 +69,7 @@ def test_annealed_vae_collapses_where_twr_does_not():
 
 
 def test_shipped_demo_weights_match_the_recipe():
-    vocab, models, _, _ = _trained()
+    vocab, models, _, _ = _trained("twr", "vae")
     shipped = load_demo_models(torch.device("cpu"))
     assert shipped is not None, "demo_weights.npz/.json missing: run demo.write_demo_weights()"
     v2, m2 = shipped
