@@ -184,7 +184,14 @@ def run_predict(inputs: list[str], weights, *, mode: str, out_dir=None, n=20, de
         raise InputError("-o writes one output per input file", hint="give files as INPUTS, or leave out -o")
     if npy is not None and mode != "encode":
         raise InputError("--npy only applies to --mode encode", hint="drop --npy, or use --mode encode")
-    pre = {f: read_lines(f, encoding=encoding) for f in files} if out_dir is None else {}
+    def lines_of(f: str) -> list[str]:
+        lines = read_lines(f, encoding=encoding)
+        if not lines:
+            raise InputError(f"{'stdin' if f == '-' else f} is empty: no line to {mode}",
+                             hint="give text, one sentence a line")
+        return lines
+
+    pre = {f: lines_of(f) for f in files} if out_dir is None else {}
     if npy is not None:
         from wisecli.runtime.io.atomic import refuse_existing
 
@@ -202,7 +209,7 @@ def run_predict(inputs: list[str], weights, *, mode: str, out_dir=None, n=20, de
                    batch_size=batch_size)
     t0 = time.perf_counter()
     if out_dir is not None:
-        return _to_folder(pr, [Path(f) for f in files], mode, Path(out_dir), encoding, overwrite, skip_existing,
+        return _to_folder(pr, [Path(f) for f in files], mode, Path(out_dir), lines_of, overwrite, skip_existing,
                           sink, argv, dev, t0)
     if mode == "sample":
         records = pr.sample(int(n))
@@ -230,12 +237,11 @@ def run_predict(inputs: list[str], weights, *, mode: str, out_dir=None, n=20, de
             "device": str(dev)}
 
 
-def _to_folder(pr, files, mode, out_dir, encoding, overwrite, skip_existing, sink, argv, dev, t0):
+def _to_folder(pr, files, mode, out_dir, lines_of, overwrite, skip_existing, sink, argv, dev, t0):
     from wisecli.cli.common import shared
     from wisecli.cli.output import Sink
     from wisecli.runtime.batch import BatchOptions, run_batch, stem_of
     from wisecli.runtime.io.atomic import write_text
-    from wisecli.runtime.io.text import read_lines
     from wisecli.runtime.runrecord import RunRecord
 
     sink = sink or Sink(quiet=True)
@@ -246,7 +252,7 @@ def _to_folder(pr, files, mode, out_dir, encoding, overwrite, skip_existing, sin
                          hint="give them different names, or write into different -o folders")
 
     def process(p: Path) -> dict:
-        lines = read_lines(p, encoding=encoding)
+        lines = lines_of(str(p))
         recs = pr.reconstruct(lines) if mode == "reconstruct" else pr.encode(lines)
         write_text(out_for[p], "".join(_text_of(r, mode).replace("\n", " ") + "\n" for r in recs))
         return {"output": str(out_for[p]), "lines": len(recs)}
