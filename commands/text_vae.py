@@ -55,7 +55,8 @@ def train(
                                   o.not_negative)] = None,
     kl_start: Annotated[Optional[float], _opt("--kl-start", "VAE: first KL weight.", o.not_negative)] = None,
     anneal_epochs: Annotated[Int, _opt("--anneal-epochs", "VAE: epochs to reach weight 1.", o.not_negative)] = None,
-    tokenize: Annotated[Optional[Literal["reference", "whitespace"]], _opt("--tokenize", "Tokeniser.", panel=_D)] = None,
+    tokenize: Annotated[Optional[Literal["reference", "whitespace"]],
+                        _opt("--tokenize", "Tokeniser.", panel=_D)] = None,
     min_count: Annotated[Int, _opt("--min-count", "Rarer words become <unk>.", o.at_least_one, _D)] = None,
     max_vocab: Annotated[Int, _opt("--max-vocab", "Vocabulary cap.", o.at_least_one, _D)] = None,
     max_len: Annotated[Int, _opt("--max-len", "Longer lines are dropped (counted).", o.at_least_one, _D)] = None,
@@ -82,9 +83,11 @@ def train(
 def predict(
     inputs: Annotated[Optional[list[str]], typer.Argument(help="Text files, or - for lines on stdin.")] = None,
     weights: Weights = None, out_dir: o.OutDir = None,
-    mode: Annotated[Optional[Literal["sample", "reconstruct", "encode", "interpolate"]], _opt("--mode", "What to do.")] = None,
+    mode: Annotated[Optional[Literal["sample", "reconstruct", "encode", "interpolate"]],
+                    _opt("--mode", "What to do.")] = None,
     n: Annotated[Int, _opt("--n", "Sentences to sample.", o.at_least_one)] = None,
-    decode: Annotated[Optional[Literal["greedy", "sample"]], _opt("--decode", "Decoding.")] = None,
+    decode: Annotated[Optional[Literal["greedy", "sample", "beam"]], _opt("--decode", "Decoding.")] = None,
+    beam: Annotated[Int, _opt("--beam", "Beam size (--decode beam).", o.at_least_one)] = None,
     temperature: Annotated[Optional[float], _opt("--temperature", "Softmax temperature.", o.positive)] = None,
     z: Annotated[Optional[Literal["mean", "sample"]], _opt("--z", "reconstruct from mu or a sample.")] = None,
     interpolate: Annotated[Optional[tuple[str, str]], _opt("--interpolate", "Two sentences A B.")] = None,
@@ -101,7 +104,7 @@ def predict(
     from wisecli.engines.text_vae import api
 
     sink = Sink(json=json, jsonl=jsonl)
-    doc = api.predict(inputs, weights, out_dir, mode=mode, n=n, decode=decode, temperature=temperature, z=z,
+    doc = api.predict(inputs, weights, out_dir, mode=mode, n=n, decode=decode, beam=beam, temperature=temperature, z=z,
                       interpolate=list(interpolate) if interpolate else None, steps=steps, npy=npy,
                       batch_size=batch_size, encoding=encoding, seed=seed, overwrite=overwrite,
                       skip_existing=skip_existing, device=device, sink=sink, jsonl=jsonl, argv=sys.argv)

@@ -14,7 +14,7 @@ Choices where the spec is silent or that deviate from the reference (also in `in
 R_TWR averaged over each sentence's own positions; the proper metrics (ELBO, IW-NLL, whole-set MI, AU) by
 default and the reference's numbers only with `metrics="as-coded"|"both"`, labelled "not a bound"; best.pt
 by validation ELBO NLL; early stopping after `patience` epochs. Not built in this version (refused with a
-hint): `--task dialogue` (and its formats), beam decoding.
+hint): `--task dialogue` (and its formats).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
               "epochs": 200, "patience": 10, "kl_start": 0.1, "anneal_epochs": 10, "tokenize": "reference",
               "min_count": 1, "max_vocab": None, "max_len": 100, "encoding": "utf-8", "seed": 999,
               "device": "auto", "amp": True},
-    "predict": {"mode": "reconstruct", "n": 20, "decode": "greedy", "temperature": 1.0, "z": "mean", "steps": 8,
+    "predict": {"mode": "reconstruct", "n": 20, "decode": "greedy", "beam": 5, "temperature": 1.0, "z": "mean",
+                "steps": 8,
                 "batch_size": 256, "encoding": "utf-8", "seed": 1, "device": "auto"},
     "evaluate": {"metrics": "proper", "iw_samples": 500, "iw_chunk": 100, "elbo_samples": 10, "au_delta": 0.01,
                  "batch_size": 64, "encoding": "utf-8", "seed": 1, "device": "auto"},
@@ -42,14 +43,14 @@ _CHOICES = {"task": ("lm", "dialogue"), "format": ("lines", "dailydialog", "swda
             "model": ("twr", "vae", "lm"), "z_mode": ("last", "mean", "sum"),
             "kl_scope": ("all", "last25", "last50", "last75", "last1"), "rnn": ("lstm", "gru"),
             "tokenize": ("reference", "whitespace"), "mode": ("sample", "reconstruct", "encode", "interpolate"),
-            "decode": ("greedy", "sample"), "z": ("mean", "sample"), "metrics": ("proper", "as-coded", "both"),
+            "decode": ("greedy", "sample", "beam"), "z": ("mean", "sample"), "metrics": ("proper", "as-coded", "both"),
             "corpus": ("wordnet", "gettext", "pydoc")}
-_POSITIVE = ("z_dim", "emb", "hidden", "lr", "batch_size", "epochs", "min_count", "max_vocab", "max_len", "n",
+_POSITIVE = ("z_dim", "emb", "hidden", "lr", "batch_size", "epochs", "min_count", "max_vocab", "max_len", "n", "beam",
              "temperature", "steps", "iw_samples", "iw_chunk", "elbo_samples", "au_delta")
 _NOT_NEGATIVE = ("dropout", "patience", "kl_start", "anneal_epochs", "seed")
 _CAPS = {"z_dim": 4096, "emb": 65536, "hidden": 65536, "batch_size": 2**20, "epochs": 10**6, "max_len": 10**5,
          "n": 10**7, "steps": 10**5, "iw_samples": 10**7, "iw_chunk": 10**7, "elbo_samples": 10**5,
-         "max_vocab": 10**8, "min_count": 10**9}
+         "max_vocab": 10**8, "min_count": 10**9, "beam": 256}
 
 
 def _resolve(verb: str, flags: dict[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -121,7 +122,8 @@ def train(train_file: str | Path, out_dir: str | Path | None = None, *, valid: s
 
 def predict(inputs: list[str | Path] | None = None, weights: str | Path | None = None,
             out_dir: str | Path | None = None, *, mode: str | None = None, n: int | None = None,
-            decode: str | None = None, temperature: float | None = None, z: str | None = None,
+            decode: str | None = None, beam: int | None = None, temperature: float | None = None,
+            z: str | None = None,
             interpolate: list[str] | None = None, steps: int | None = None, npy: str | Path | None = None,
             batch_size: int | None = None, encoding: str | None = None, seed: int | None = None,
             overwrite: bool = False, skip_existing: bool = False, device=None, sink=None, jsonl: bool = False,
@@ -130,15 +132,17 @@ def predict(inputs: list[str | Path] | None = None, weights: str | Path | None =
     prior), "reconstruct" (each input line, z = μ or `z="sample"`), "encode" ({line, text, mu, logvar, kl}; `npy`
     writes the μ matrix), "interpolate" (`interpolate=[A, B]`, `steps` points). Inputs: text files or `-`
     (stdin); with `out_dir` one output file per input (atomic). Defaults: mode "reconstruct", n 20, decode
-    "greedy", temperature 1, z "mean", steps 8, batch_size 256, encoding "utf-8", seed 1, device "auto".
+    "greedy" ("sample", "beam"), beam 5, temperature 1, z "mean", steps 8, batch_size 256, encoding "utf-8",
+    seed 1, device "auto".
     Returns {records, lines, errors, seconds, device}."""
     from .predict import run_predict
 
-    v, _ = _resolve("predict", {"mode": mode, "n": n, "decode": decode, "temperature": temperature, "z": z,
+    v, _ = _resolve("predict", {"mode": mode, "n": n, "decode": decode, "beam": beam, "temperature": temperature,
+                                "z": z,
                                 "steps": steps, "batch_size": batch_size, "encoding": encoding, "seed": seed,
                                 "device": device})
     return run_predict([str(i) for i in inputs or []], weights, mode=v["mode"], out_dir=out_dir, n=int(v["n"]),
-                       decode_how=v["decode"], temperature=float(v["temperature"]), z=v["z"],
+                       decode_how=v["decode"], beam=int(v["beam"]), temperature=float(v["temperature"]), z=v["z"],
                        interpolate=interpolate, steps=int(v["steps"]), npy=npy, encoding=v["encoding"],
                        batch_size=int(v["batch_size"]), seed=int(v["seed"]), overwrite=overwrite,
                        skip_existing=skip_existing, device=v["device"], sink=sink, jsonl=jsonl, argv=argv)
@@ -188,10 +192,11 @@ def info(weights: str | Path | None = None) -> dict:
            "reads": ["text, one sentence a line (.gz, stdin '-')", "checkpoints of 'wise text-vae train'"],
            "writes": ["run folder (config.json, metrics.jsonl, checkpoints/*.pt, run.json)",
                       "stdout lines / JSONL", "-o DIR: <stem>.txt|.jsonl per input", "--npy μ matrix"],
-           "capabilities": {"models": ["twr", "vae", "lm"], "tasks": ["lm"], "decode": ["greedy", "sample"],
+           "capabilities": {"models": ["twr", "vae", "lm"], "tasks": ["lm"], "decode": ["greedy", "sample", "beam"],
                             "metrics": ["ELBO", "IW-NLL", "PPL", "KL", "KL_TWR", "MI (whole set)", "AU",
                                         "as-coded (labelled)"], "ddp": "torchrun",
-                            "not_built": ["--task dialogue", "dialogue formats", "beam decoding"]},
+                            "not_built": ["--task dialogue", "dialogue formats", "predict --mode respond",
+                                          "--embeddings"]},
            "corpora": corpora_found(),
            "deviations": [
                "packed sequences (the reference runs padded batches unpacked)",

@@ -1,7 +1,8 @@
 """Our side of `benchmark` (spec §7): (1) training sentences/s, packed length buckets vs the reference-style step
 (`peers.reference_step`); (2) IW-NLL at K = 500 (chunks of 100), batched over sentences vs the batch-1 loop;
 (3) sampling sentences/s (ours alone). Synthetic sentences (§4) with the spec's sizes (E 512, H 256, z 32) on
-CUDA; CPU: E = H = 64, z 8, K 50, few sentences; quick: E = H = 16, z 4, K 8, a smoke run of the three cases. Timed by `runtime.bench.race` (median of repeats)."""
+CUDA; CPU: E = H = 64, z 8, K 50, few sentences; quick: E = H = 16, z 4, K 8, a smoke run of the three cases.
+Timed by `runtime.bench.race` (median of repeats)."""
 
 from __future__ import annotations
 

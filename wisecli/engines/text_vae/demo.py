@@ -168,4 +168,5 @@ def run_demo(*, quick: bool, device, corpus: str | None = None, steps: int | Non
     return DemoResult("text-vae", gates, headline,
                       {"rows": rows, "data": name, "steps": n_steps, "seconds": time.perf_counter() - t0,
                        "samples": samples,
-                       "reconstructions": [{"input": vocab.decode(s[1:]), "output": r} for s, r in zip(tseqs[:3], recon)]})
+                       "reconstructions": [{"input": vocab.decode(s[1:]), "output": r}
+                                           for s, r in zip(tseqs[:3], recon)]})

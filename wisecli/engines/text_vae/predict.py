@@ -2,9 +2,9 @@
 
 Modes: `sample` (z ~ N(0, I), `n` sentences), `reconstruct` (z = μ of q(z|x), or a sample with `z="sample"`),
 `encode` (JSONL {line, text, mu, logvar, kl}, or one `[N, z]` array of μ with `npy`), `interpolate` (μ_A → μ_B
-in `steps` points). Decoding is batched on the device: `greedy` (argmax) or `sample` (softmax at
-`temperature`); `<pad>`, `<s>`, `<unk>` never come out; at most `max_tokens` words (our choice: 2 × the
-model's `max_len`, capped at 100). Beam search is not built in this version (our choice: refused with a hint).
+in `steps` points). Decoding is batched on the device: `greedy` (argmax), `sample` (softmax at
+`temperature`) or `beam` (`beam` 5, length-normalised final choice); `<pad>`, `<s>`, `<unk>` never come out;
+at most `max_tokens` words (our choice: 2 × the model's `max_len`, capped at 100).
 Lines are read whole (stdin with `-`) and answered in order, one output line (or record) per input line;
 with `-o DIR` each input file gives `<stem>.txt` (or `.jsonl` for encode), atomically, through
 `runtime.batch.run_batch`. An empty input line gives an empty output line. `lm` checkpoints only sample.
@@ -32,12 +32,14 @@ METHOD = "text-vae"
 def load_model(weights, device: torch.device):
     """(model in eval mode on `device`, vocabulary, checkpoint document) of a checkpoint or run folder."""
     if weights is None:
-        raise InputError("--weights is required", hint="give a run folder written by 'wise text-vae train' or its best.pt")
+        raise InputError("--weights is required",
+                         hint="give a run folder written by 'wise text-vae train' or its best.pt")
     p = Path(weights)
     if p.is_dir():
         cand = p / "checkpoints" / "best.pt"
         if not cand.is_file():
-            raise InputError(f"{p} holds no checkpoints/best.pt", hint="give a run folder written by 'wise text-vae train'")
+            raise InputError(f"{p} holds no checkpoints/best.pt",
+                             hint="give a run folder written by 'wise text-vae train'")
         p = cand
     doc = load_checkpoint(p, method=METHOD)
     try:
@@ -83,6 +85,42 @@ def decode(model, z: torch.Tensor | None, n: int, *, max_tokens: int = 40, how: 
     return res
 
 
+@torch.no_grad()
+def beam_decode(model, z: torch.Tensor | None, n: int, *, beam: int = 5, max_tokens: int = 40) -> list[list[int]]:
+    """Batched beam search over `n` sentences (all beams of all sentences in one batch): a finished beam stays
+    with a frozen score; the final choice divides each score by its length (words + `</s>`)."""
+    dev = next(model.parameters()).device
+    V = model.out.out_features
+    zz = None if z is None else z.repeat_interleave(beam, 0)
+    tok = torch.full((n * beam,), D.BOS, dtype=torch.long, device=dev)
+    scores = torch.full((n, beam), -float("inf"), device=dev)
+    scores[:, 0] = 0.0
+    finished = torch.zeros(n * beam, dtype=torch.bool, device=dev)
+    hist = torch.zeros(n * beam, 0, dtype=torch.long, device=dev)
+    base = (torch.arange(n, device=dev) * beam)[:, None]
+    state = None
+    for t in range(max_tokens):
+        logits, state = model.step_logits(tok, zz, state)
+        logits[:, [D.PAD, D.BOS, D.UNK]] = -float("inf")
+        lp = torch.log_softmax(logits, -1)
+        lp[finished] = -float("inf")
+        lp[finished, D.EOS] = 0.0
+        top, idx = (scores.view(-1, 1) + lp).view(n, beam * V).topk(beam, 1)
+        sel = (base + idx // V).view(-1)
+        tok = (idx % V).view(-1)
+        state = tuple(h[:, sel] for h in state) if isinstance(state, tuple) else state[:, sel]
+        hist = torch.cat([hist[sel], tok[:, None]], 1)
+        finished = finished[sel] | (tok == D.EOS)
+        scores = top
+        if t % 8 == 7 and bool(finished.all()):
+            break
+    is_eos = hist == D.EOS
+    length = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, torch.full_like(tok, hist.shape[1])).float()
+    best = (scores / length.view(n, beam)).argmax(1)
+    rows = hist[(base[:, 0] + best)].tolist()
+    return [r[: r.index(D.EOS)] if D.EOS in r else r for r in rows]
+
+
 def _encode_lines(model, vocab, lines, cfg_train, dev):
     how = cfg_train.get("tokenize", "reference")
     seqs = [vocab.encode(D.tokenize(ln, how)) for ln in lines]
@@ -96,7 +134,8 @@ class Predictor:
     """The model loaded once, with its decoding settings."""
 
     def __init__(self, model, vocab, doc, dev, *, decode_how="greedy", temperature=1.0, z="mean", seed=1,
-                 batch_size=256):
+                 batch_size=256, beam=5):
+        self.beam = int(beam)
         self.model, self.vocab, self.doc, self.dev = model, vocab, doc, dev
         self.how, self.temperature, self.z = decode_how, float(temperature), z
         self.gen = torch.Generator(device=dev).manual_seed(int(seed))
@@ -106,6 +145,9 @@ class Predictor:
         self.cfg_train = doc["config"].get("train", {})
 
     def _dec(self, z, n):
+        if self.how == "beam":
+            ids = beam_decode(self.model, z, n, beam=self.beam, max_tokens=self.max_tokens)
+            return [self.vocab.decode(s + [D.EOS]) for s in ids]
         ids = decode(self.model, z, n, max_tokens=self.max_tokens, how=self.how, temperature=self.temperature,
                      generator=self.gen)
         return [self.vocab.decode(s + [D.EOS]) for s in ids]
@@ -161,7 +203,8 @@ def _text_of(rec: dict, mode: str) -> str:
     return rec["text"]
 
 
-def run_predict(inputs: list[str], weights, *, mode: str, out_dir=None, n=20, decode_how="greedy", temperature=1.0,
+def run_predict(inputs: list[str], weights, *, mode: str, out_dir=None, n=20, decode_how="greedy", beam=5,
+                temperature=1.0,
                 z="mean", interpolate=None, steps=8, npy=None, encoding="utf-8", batch_size=256, seed=1,
                 overwrite=False, skip_existing=False, device="auto", sink=None, jsonl=False, argv=None) -> dict:
     """The `predict` verb (module docstring). Returns {records, lines, errors, seconds, device}."""
@@ -175,7 +218,8 @@ def run_predict(inputs: list[str], weights, *, mode: str, out_dir=None, n=20, de
                              hint='e.g. --interpolate "the dog barked" "a cat slept"')
         mode = "interpolate"
     if mode in ("reconstruct", "encode") and not files:
-        raise InputError(f"--mode {mode} needs text files or '-' (lines on stdin)", hint="e.g. echo 'a line' | wise text-vae predict --weights RUN --mode reconstruct -")
+        raise InputError(f"--mode {mode} needs text files or '-' (lines on stdin)",
+                         hint="e.g. echo 'a line' | wise text-vae predict --weights RUN --mode reconstruct -")
     if mode in ("sample", "interpolate") and files:
         raise InputError(f"--mode {mode} reads no input files", hint="leave out the INPUTS, or use --mode reconstruct")
     if files.count("-") > 1:
@@ -206,7 +250,7 @@ def run_predict(inputs: list[str], weights, *, mode: str, out_dir=None, n=20, de
         raise InputError(f"--mode {mode} needs a latent, but {weights} is a language model (--model lm)",
                          hint="use --mode sample, or a twr/vae run")
     pr = Predictor(model, vocab, doc, dev, decode_how=decode_how, temperature=temperature, z=z, seed=seed,
-                   batch_size=batch_size)
+                   batch_size=batch_size, beam=beam)
     t0 = time.perf_counter()
     if out_dir is not None:
         return _to_folder(pr, [Path(f) for f in files], mode, Path(out_dir), lines_of, overwrite, skip_existing,
