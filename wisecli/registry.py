@@ -57,4 +57,6 @@ METHODS: list[MethodEntry] = [
                 "RISE and MC-RISE colour-wise saliency of black-box classifiers; deletion/insertion, pointing game."),
     MethodEntry("code-search", "wisecli.commands.code_search", "Text",
                 "COSEA code search: conv encoders with layer-wise attention; index source trees, query, MRR vs BM25."),
+    MethodEntry("text-vae", "wisecli.commands.text_vae", "Text",
+                "TWR-VAE text VAE: train, sample, reconstruct, encode; ELBO, IW-NLL, KL, MI, active units."),
 ]

@@ -10,6 +10,7 @@ chrF (Popović 2015/2017): character 1–6-grams without whitespace, plus word 1
 2, punctuation split off words as sacreBLEU does), β = 2; precision and recall averaged over the orders with
 non-zero hypothesis and reference counts; corpus statistics summed; with several references a sentence counts
 the statistics of its best-scoring reference.
+`nltk_sentence_bleu` is NLTK's sentence BLEU with its smoothing methods 0, 3 and 7 (dialogue metrics).
 Signatures follow sacreBLEU's format; `version:` names our backend (`builtin`) or sacrebleu's version.
 """
 
@@ -175,6 +176,71 @@ def sentence_bleu(hyp: str, refs: list[str], *, tokenize_name: str = "13a", lowe
     """Smoothed sentence BLEU (exp smoothing, effective order), as sacrebleu.sentence_bleu."""
     return bleu_from_stats(bleu_stats(hyp, refs, tokenize_name=tokenize_name, lowercase=lowercase),
                            effective_order=True)["score"]
+
+
+def _nltk_precision(refs: list[list[str]], hyp: list[str], n: int) -> tuple[int, int]:
+    """NLTK's `modified_precision` as (numerator, denominator) unreduced: clipped n-gram matches over
+    max(1, hypothesis n-grams)."""
+    grams = Counter(tuple(hyp[i:i + n]) for i in range(len(hyp) - n + 1))
+    best: Counter = Counter()
+    for r in refs:
+        for g, k in Counter(tuple(r[i:i + n]) for i in range(len(r) - n + 1)).items():
+            best[g] = max(best[g], k)
+    return sum(min(k, best[g]) for g, k in grams.items()), max(1, sum(grams.values()))
+
+
+def nltk_sentence_bleu(refs: list[list[str]], hyp: list[str], *, weights=(0.25, 0.25, 0.25, 0.25),
+                       smoothing: int = 0, k: float = 5.0) -> float:
+    """NLTK 3.x `sentence_bleu(refs, hyp, weights, smoothing_function=SmoothingFunction().method<smoothing>)` on
+    pre-tokenised words, written out here without nltk (Chen & Cherry 2014, "A systematic comparison of
+    smoothing techniques for sentence-level BLEU"; NLTK's transcription, `k` = 5 as its default):
+    - 0: no smoothing (a zero precision becomes the smallest float, as NLTK does);
+    - 3: NIST geometric smoothing, the i-th zero precision is 1 / (2^i · denominator) (in [0, 1]);
+    - 7: method 4 then method 5, as NLTK codes them. Method 4 gives the i-th zero precision
+      1 / (2^i · k / ln |hyp|) / denominator (only when |hyp| > 1); method 5 replaces p_n by the mean of the
+      previous smoothed value (p_1 + 1 before the first), p_n and p_{n+1}, where the extra precision beyond
+      the last weight is NLTK's hard-coded **order 5** (not len(weights) + 1). That averaging can lift a
+      score above 1 (identical 6-token sentences with weights 1/3: 1.1539); it is reproduced, not fixed.
+    Brevity penalty from the closest reference length (ties: the shorter); 0 when no unigram matches."""
+    weights = tuple(float(w) for w in weights)
+    orders = len(weights)
+    hyp_len = len(hyp)
+    prec = [_nltk_precision(refs, hyp, n) for n in range(1, orders + 1)]
+    if prec[0][0] == 0:
+        return 0.0
+    ref_len = min((abs(len(r) - hyp_len), len(r)) for r in refs)[1] if refs else 0
+    if hyp_len > ref_len:
+        bp = 1.0
+    elif hyp_len == 0:
+        bp = 0.0
+    else:
+        bp = math.exp(1 - ref_len / hyp_len)
+    p: list[float] = [num / den for num, den in prec]
+    if smoothing == 0:
+        p = [x if num else sys.float_info.min for x, (num, _) in zip(p, prec)]
+    elif smoothing == 3:
+        inc = 1
+        for i, (num, den) in enumerate(prec):
+            if num == 0:
+                p[i] = 1 / (2 ** inc * den)
+                inc += 1
+    elif smoothing == 7:
+        inc = 1
+        for i, (num, den) in enumerate(prec):  # method 4
+            if num == 0 and hyp_len > 1:
+                p[i] = (1 / (2 ** inc * k / math.log(hyp_len))) / den
+                inc += 1
+        num5, den5 = _nltk_precision(refs, hyp, 5)  # method 5, with NLTK's fixed order 5
+        plus = p + [num5 / den5]
+        prev = p[0] + 1
+        for i in range(orders):
+            p[i] = (prev + p[i] + plus[i + 1]) / 3
+            prev = p[i]
+    else:
+        raise ValueError(f"NLTK smoothing method {smoothing} is not written here (0, 3, 7 are)")
+    if any(x <= 0 for x in p):
+        return 0.0
+    return bp * math.exp(math.fsum(w * math.log(x) for w, x in zip(weights, p)))
 
 
 _PUNCTS = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")

@@ -21,6 +21,9 @@ A run folder holds `config.json`, `metrics.jsonl` (one JSON line per epoch) and 
 - `scheduler_interval="step"` steps the LR scheduler after every optimizer step (warm-up and inverse square
   root schedules counted in updates) instead of once per epoch (the default, "epoch"); its state is saved
   in last.pt either way, so a resumed run continues at the same rate.
+- `patience=N` (default None: off) stops after N epochs in a row without a strict improvement of the monitor
+  (early stopping; counted from the best epoch, so a resumed run counts on): the last record gets
+  `"early_stop": true` and `TrainResult.stopped_early` is set. Without it no record changes.
 - `log_every > 0` prints the running loss every that many steps and one summary line per epoch on stderr
   (for cluster logs, where no progress bar is drawn).
 AMP (Micikevicius et al. 2018, "Mixed precision training"): bf16 autocast where the GPU supports it, fp16
@@ -71,6 +74,7 @@ class TrainSpec:
     steps_per_epoch: int | None = None
     log_every: int = 0
     scheduler_interval: str = "epoch"
+    patience: int | None = None
 
 
 @dataclass
@@ -82,6 +86,7 @@ class TrainResult:
     last_metrics: dict
     history: list[dict] = field(default_factory=list)
     model: nn.Module | None = None
+    stopped_early: bool = False
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -164,6 +169,8 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
     if spec.scheduler_interval not in ("epoch", "step"):
         raise ValueError(f"TrainSpec.scheduler_interval must be 'epoch' or 'step', not {spec.scheduler_interval!r}")
     per_step = scheduler is not None and spec.scheduler_interval == "step"
+    if spec.patience is not None and int(spec.patience) < 1:
+        raise ValueError(f"TrainSpec.patience must be None or at least 1, not {spec.patience!r}")
     if spec.epochs < 1:
         raise InputError(f"epochs must be at least 1, not {spec.epochs}", hint="pass --epochs 1 or more")
 
@@ -229,7 +236,13 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
     except TypeError:
         per_epoch = None
 
+    def _stale(epoch: int) -> bool:
+        return spec.patience is not None and epoch - (best_epoch or 0) >= int(spec.patience)
+
+    stopped = bool(history) and _stale(start_epoch - 1)  # a resumed run that had already stopped
     for epoch in range(start_epoch, spec.epochs + 1):
+        if stopped:
+            break
         t0 = time.perf_counter()
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -305,6 +318,9 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
         improved = _improved(record[monitor], best, spec.mode)
         if improved:
             best, best_epoch = float(record[monitor]), epoch
+        if _stale(epoch):
+            stopped = True
+            record["early_stop"] = True
         if writes:
             extra = checkpoint_extra() if checkpoint_extra is not None else {}
             best_doc = {"metric": monitor, "mode": spec.mode, "value": best, "epoch": best_epoch}
@@ -329,7 +345,7 @@ def fit(model: nn.Module, optimizer, train_loader: Iterable, step: Callable[[nn.
 
         dist.barrier()
     return TrainResult(best_metric=best, best_epoch=best_epoch, last_metrics=history[-1] if history else {},
-                       history=history, model=model)
+                       history=history, model=model, stopped_early=stopped)
 
 
 def fit_in_memory(model: nn.Module, optimizer, train_loader: Iterable,
@@ -337,11 +353,12 @@ def fit_in_memory(model: nn.Module, optimizer, train_loader: Iterable,
                   amp: bool = True, grad_clip: float | None = None, scheduler=None,
                   steps_per_epoch: int | None = None, validate: Callable[[nn.Module, int], dict] | None = None,
                   monitor: str = "val_loss", mode: str = "min", show_progress: bool = False,
-                  on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+                  on_epoch_end: Callable[[int, dict], None] | None = None,
+                  patience: int | None = None) -> TrainResult:
     """`fit` without a run folder: the same loop (AMP, clipping, schedules, per-epoch records, divergence
     check), nothing written. For demos, benchmarks, refits and inner loops that keep the model in memory."""
     spec = TrainSpec(epochs=epochs, run_dir=None, method="", arch="", config={}, grad_clip=grad_clip, amp=amp,
-                     monitor=monitor, mode=mode, progress=show_progress, steps_per_epoch=steps_per_epoch)
+                     monitor=monitor, mode=mode, progress=show_progress, steps_per_epoch=steps_per_epoch, patience=patience)
     return fit(model, optimizer, train_loader, step, spec, device=device, scheduler=scheduler, validate=validate,
                on_epoch_end=on_epoch_end)
 

@@ -1,0 +1,178 @@
+"""The `train` verb (spec §2.1–2.2): text → vocabulary → TWR-VAE, plain VAE or LM with the shared trainer.
+
+Recipe: Adam lr 1e-4, eps 1e-6, coupled weight decay 1e-5, no clipping, batch 64, sum-reduced loss (the
+reference's; its Adam settings assume it). **Ours:** `runtime.trainer.fit` for at most `epochs` (200) epochs,
+validation every epoch, best.pt on `val_nll_elbo` (proper ELBO NLL on the validation set, 10 samples),
+`patience` 10 epochs of early stopping; validation also logs `val_ppl_elbo`, `val_kl`, `val_au`, `val_mi` every
+epoch (collapse is seen while it happens). `train_loss` is the batch's summed loss averaged over batches;
+`train_recon`, `train_kl`, `train_kl_twr` are per sentence. The `vae` KL weight β rises linearly from
+`kl_start` to 1 over `anneal_epochs` epochs, per step from the global step (epoch − 1)·steps + i, the epoch
+coming from the loader's `set_epoch` (resume-safe). The vocabulary lives in every checkpoint; `--resume`
+reuses it and refuses a run whose stored vocabulary or model differs from the options given.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from wisecli.cli.errors import InputError
+
+from . import data as D
+from .loss import objective
+from .metrics import evaluate
+from .model import TextVAE, model_config, parameter_count
+
+METHOD = "text-vae"
+MODEL_KEYS = ("model", "emb", "hidden", "z_dim", "rnn", "dropout", "z_mode")
+
+
+def beta_at(step: int, kl_start: float, anneal_steps: int) -> float:
+    """The annealed KL weight at global step `step` (0-based): linear from kl_start to 1, then 1."""
+    if anneal_steps <= 0:
+        return 1.0
+    return min(1.0, kl_start + (1.0 - kl_start) * step / anneal_steps)
+
+
+def make_step(cfg: dict, loader=None, steps_per_epoch: int = 1):
+    """The trainer's `step(model, batch)`; the β schedule from the loader's epoch and a step counter."""
+    state = {"epoch": None, "i": 0}
+    anneal = int(cfg.get("anneal_epochs", 10)) * steps_per_epoch
+
+    def step(model, batch):
+        ep = getattr(getattr(loader, "sampler", None), "epoch", 1)
+        if state["epoch"] != ep:
+            state.update(epoch=ep, i=0)
+        g = (ep - 1) * steps_per_epoch + state["i"]
+        state["i"] += 1
+        beta = beta_at(g, float(cfg.get("kl_start", 0.1)), anneal)
+        net = getattr(model, "module", model)
+        loss, m = objective(net, batch["x"], batch["lengths"], beta=beta, kl_scope=cfg.get("kl_scope") or "all")
+        return loss, {**m, "beta": torch.tensor(beta)}
+    return step
+
+
+def train_in_memory(seqs: list[list[int]], mc: dict, *, steps: int, batch_size: int = 64, lr: float = 1e-4,
+                    kl_start: float = 0.1, anneal_steps: int = 0, kl_scope: str = "all", seed: int = 1,
+                    device=torch.device("cpu")) -> TextVAE:
+    """Train a model on encoded sentences for `steps` updates without a run folder (demo, gates, benchmark)."""
+    torch.manual_seed(seed)
+    model = TextVAE(mc).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-6, weight_decay=1e-5)
+    loader = D.SentenceLoader(seqs, batch_size, seed=seed)
+    done, epoch = 0, 1
+    model.train()
+    while done < steps:
+        loader.sampler.set_epoch(epoch)
+        for b in loader:
+            x, L = b["x"].to(device), b["lengths"].to(device)
+            loss, _ = objective(model, x, L, beta=beta_at(done, kl_start, anneal_steps), kl_scope=kl_scope)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            done += 1
+            if done >= steps:
+                break
+        epoch += 1
+    model.eval()
+    return model
+
+
+def check_options(cfg: dict, given: dict) -> None:
+    """§8's option conflicts, before any data is read."""
+    if cfg.get("task", "lm") != "lm":
+        raise InputError("--task dialogue is not built in this version", hint="train a language model: --task lm")
+    if cfg["model"] == "vae" and given.get("z_mode") not in (None, "last"):
+        raise InputError(f"--z-mode {given['z_mode']} needs the per-step latents of --model twr",
+                         hint="the plain VAE decodes the last state: drop --z-mode, or use --model twr")
+    if cfg["model"] != "twr" and given.get("kl_scope") is not None:
+        raise InputError(f"--kl-scope only applies to --model twr, not {cfg['model']}",
+                         hint="drop --kl-scope, or train --model twr")
+    if not 0 <= float(cfg["dropout"]) < 1:
+        raise InputError(f"--dropout must lie in [0, 1), not {cfg['dropout']}", hint="the default is 0.5")
+    if not 0 <= float(cfg["kl_start"]) <= 1:
+        raise InputError(f"--kl-start must lie in [0, 1], not {cfg['kl_start']}", hint="the default is 0.1")
+
+
+def run_training(train_file, out_dir, *, valid_file=None, cfg: dict, given: dict, config_record: dict, device,
+                 amp: bool, seed: int, resume: bool, overwrite: bool, progress: bool, sink=None, argv=None) -> dict:
+    """The whole `train` verb. Returns {run_dir, epochs, best_epoch, best_val_nll_elbo, stopped_early, ...}."""
+    from wisecli.runtime.checkpoints import load_checkpoint
+    from wisecli.runtime.device import as_device, seed_everything
+    from wisecli.runtime.rundir import last_checkpoint, prepare_run_dir
+    from wisecli.runtime.runrecord import RunRecord
+    from wisecli.runtime.trainer import TrainSpec, _dist, fit
+
+    if out_dir is None:
+        raise InputError("train needs a run folder", hint="pass -o RUN")
+    lines = D.read_sentences(train_file, encoding=cfg["encoding"])
+    vlines = D.read_sentences(valid_file, encoding=cfg["encoding"]) if valid_file is not None else None
+    check_options(cfg, given)
+    dev = as_device(device, sink=sink)
+    if vlines is None:
+        lines, vlines = D.hash_valid(lines, 5.0)
+    how = cfg["tokenize"]
+    resume_doc = None
+    last = last_checkpoint(out_dir) if resume else None
+    if last is not None:
+        resume_doc = load_checkpoint(last, method=METHOD)
+        vocab = D.Vocab.from_state(resume_doc["vocab"])
+        stored = resume_doc["config"]["model"]
+        want = {k: cfg[k] for k in MODEL_KEYS}
+        if {k: stored.get(k) for k in MODEL_KEYS} != want or stored.get("vocab") != len(vocab):
+            raise InputError(f"--resume with other model settings than {last} was trained with",
+                             hint="resume with the run's settings, or start a new run folder")
+        new = D.Vocab.build([D.tokenize(s, how) for s in lines if len(D.tokenize(s, how)) <= cfg["max_len"]],
+                            min_count=int(cfg["min_count"]), max_vocab=cfg["max_vocab"])
+        if new.itos != vocab.itos:
+            raise InputError("--resume with training text whose vocabulary differs from the run's",
+                             hint="resume on the same training file and --tokenize/--min-count/--max-vocab")
+    else:
+        toks = [D.tokenize(s, how) for s in lines]
+        vocab = D.Vocab.build([t for t in toks if 0 < len(t) <= cfg["max_len"]], min_count=int(cfg["min_count"]),
+                              max_vocab=cfg["max_vocab"])
+    seqs, dropped = D.encode_all(vocab, lines, how=how, max_len=int(cfg["max_len"]))
+    vseqs, vdropped = D.encode_all(vocab, vlines, how=how, max_len=int(cfg["max_len"]))
+    if not seqs or not vseqs:
+        which = "training" if not seqs else "validation"
+        raise InputError(f"no {which} sentence is left after dropping {dropped if not seqs else vdropped} over "
+                         f"--max-len {cfg['max_len']} words", hint="raise --max-len, or check the data")
+    run_dir = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    seed_everything(seed)
+    mc = model_config(len(vocab), **{k: cfg[k] for k in MODEL_KEYS})
+    model = TextVAE(mc)
+    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]), eps=1e-6, weight_decay=1e-5,
+                           fused=True if dev.type == "cuda" else None)
+    rank, world = _dist()
+    loader = D.SentenceLoader(seqs, int(cfg["batch_size"]), seed=seed, rank=rank, world=world)
+    config = {"model": mc, "train": {k: v for k, v in cfg.items()}}
+    spec = TrainSpec(epochs=int(cfg["epochs"]), run_dir=run_dir, method=METHOD, arch=cfg["model"], config=config,
+                     amp=amp, monitor="val_nll_elbo", mode="min", resume=resume, progress=progress,
+                     patience=int(cfg["patience"]) if cfg["patience"] else None)
+
+    def validate(m, epoch):
+        r = evaluate(m, vseqs, elbo_samples=10, batch_size=int(cfg["batch_size"]), seed=seed, with_iw=False)
+        return {"nll_elbo": r["nll_elbo"], "ppl_elbo": r["ppl_elbo"], "kl": r["kl"], "au": r["au"], "mi": r["mi"]}
+
+    def on_epoch_end(epoch, rec):
+        if sink is not None:
+            sink.info(f"epoch {epoch}: loss {rec['train_loss']:.2f} val_nll_elbo {rec['val_nll_elbo']:.3f} "
+                      f"kl {rec['val_kl']:.3f} au {rec['val_au']:.0f}")
+
+    t0 = time.perf_counter()
+    res = fit(model, opt, loader, make_step(cfg, loader, len(loader)), spec, device=dev, validate=validate,
+              on_epoch_end=on_epoch_end, checkpoint_extra=lambda: {"vocab": vocab.state()})
+    seconds = time.perf_counter() - t0
+    record = RunRecord("text-vae train", config=config_record, device=str(dev), seed=seed, argv=argv,
+                       inputs=[str(p) for p in (train_file, valid_file) if p is not None])
+    record.set("data", {"train_sentences": len(seqs), "valid_sentences": len(vseqs), "dropped_over_max_len": dropped,
+                        "valid_dropped": vdropped, "vocab": len(vocab)})
+    record.timing("train", seconds)
+    if rank == 0:
+        record.write(run_dir)
+    return {"run_dir": str(run_dir), "model": cfg["model"], "epochs": len(res.history), "best_epoch": res.best_epoch,
+            "best_val_nll_elbo": res.best_metric, "stopped_early": res.stopped_early, "vocab": len(vocab),
+            "train_sentences": len(seqs), "dropped": dropped, "params": parameter_count(model), "device": str(dev),
+            "seconds": seconds, "last": res.last_metrics}
