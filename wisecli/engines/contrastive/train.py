@@ -134,7 +134,7 @@ def _warn(msg: str, sink=None) -> None:
         print(f"Warning: {msg}", file=sys.stderr)
 
 
-def resolve_settings(cfg: dict, n: int, image_size: int, sink=None) -> dict:
+def resolve_settings(cfg: dict, n: int, image_size: int, sink=None, warn: bool = True) -> dict:
     """Fill the data-dependent defaults and check the §8 limits (exit 2) before any work."""
     out = dict(cfg)
     epochs, batch = int(out["epochs"]), int(out["batch_size"])
@@ -153,7 +153,8 @@ def resolve_settings(cfg: dict, n: int, image_size: int, sink=None) -> dict:
     queue = int(out["queue"])
     cap = max(1, n - batch)
     if queue > cap:
-        _warn(f"queue {queue} capped at N - batch = {cap}", sink)
+        if warn:
+            _warn(f"queue {queue} capped at N - batch = {cap}", sink)
         queue = cap
     out["queue"] = queue
     out["image_size"] = image_size
@@ -321,7 +322,7 @@ def run_train(data, out_dir, *, cfg: dict, device, amp: bool, seeds: list[int], 
                                               need_labels=True, what="--val")
     for a in arms:
         arm_config(a, {**cfg, "mix": cfg["mix"]}, int(ds.X.shape[-1]))
-    resolve_settings(cfg, ds.n, int(ds.X.shape[-1]), sink=None)
+    resolve_settings(cfg, ds.n, int(ds.X.shape[-1]), warn=False)
     if len(arms) == 1 and len(seeds) == 1:
         s = run_one(ds, Path(out_dir), cfg=cfg, arm_name=arms[0], seed=seeds[0], device=device, amp=amp, resume=resume,
                     overwrite=overwrite, progress=progress, sink=sink, val=vs, config_record=config_record)
