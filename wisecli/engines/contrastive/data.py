@@ -80,6 +80,8 @@ def read_images(source, *, image_size: int | None = None, labels: str | Path | N
     sources = [str(s) for s in source] if isinstance(source, (list, tuple)) else [str(source)]
     text = sources[0]
     path = Path(text).expanduser()
+    if path.is_dir() and not _flat_images(path) and not any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
+        raise InputError(f"no images in {text}", hint=DATA_HINT)
     if len(sources) > 1 or text.startswith("@") or any(ch in text for ch in "*?["):
         data = _unlabelled(list_images(sources), image_size, ", ".join(sources))
     elif text.startswith("builtin:") or (path.is_dir() and not _flat_images(path)):
