@@ -46,11 +46,11 @@ def stratified_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(out))
 
 
-def fit_logreg(X: Tensor, y: Tensor, num_classes: int, l2: float, max_iter: int = 200) -> tuple[Tensor, Tensor]:
+def fit_logreg(X: Tensor, y: Tensor, num_classes: int, l2: float, max_iter: int = 100) -> tuple[Tensor, Tensor]:
     """(W (C, D), b (C,)) minimising mean CE + (l2/2)|W|^2 by full-batch L-BFGS."""
     W = torch.zeros(num_classes, X.shape[1], device=X.device, requires_grad=True)
     b = torch.zeros(num_classes, device=X.device, requires_grad=True)
-    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10,
+    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-5, tolerance_change=1e-9,
                             history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
