@@ -76,7 +76,7 @@ def examples(tmp: Path) -> dict[str, list[str]]:
     cpu = ["--device", "cpu"]
     return {
         "train": [str(flat), "-o", str(out), "--arch", "monai-resnet18", "--width", "0.125", "--epochs", "2",
-                  "--batch-size", "4", "--k", "2", "--clusters", "2", "--clim-start", "1", "--resolutions", "12",
+                  "--batch-size", "4", "--queue", "4", "--k", "2", "--clusters", "2", "--clim-start", "1", "--resolutions", "12",
                   "--no-progress", *cpu],
         "evaluate": [str(ckpt), "--train", str(lab), "--test", str(lab), "--protocol", "knn,linear", "--knn-k", "3", *cpu],
         "predict": [str(flat), "--weights", str(ckpt), "-o", str(out), *cpu],

@@ -224,13 +224,14 @@ def run_one(data, run_dir: Path | None, *, cfg: dict, arm_name: str, seed: int, 
             vs = read_images(val, image_size=s, need_labels=True, what="--val")
         if vs.X.shape[1] != c:
             raise InputError(f"--val has {vs.X.shape[1]} channels, the training data {c}", hint="use the same kind of images")
-    full = resolve_settings(cfg, n, s, sink)
+    full = resolve_settings(cfg, n, s, warn=False)
     arm = arm_config(arm_name, full, s)
     record = {**{k: v for k, v in full.items()}, "arm": arm_name, **arm, "seed": seed, "data": str(ds.source)}
     if run_dir is not None:
         prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
         if resume:
             _check_resume(Path(run_dir), record)
+    resolve_settings(cfg, n, s, sink)  # now the queue-cap warning, after every check that can refuse the run
     seed_everything(seed)
     Xf = torch.from_numpy(ds.X).float() / 255
     mean = Xf.mean(dim=(0, 2, 3)).tolist()
@@ -289,6 +290,11 @@ def run_one(data, run_dir: Path | None, *, cfg: dict, arm_name: str, seed: int, 
 def _check_resume(run_dir: Path, record: dict) -> None:
     import json
 
+    from wisecli.runtime.checkpoints import load_checkpoint
+
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.is_file():
+        load_checkpoint(last, method="contrastive")  # a corrupt or foreign last.pt is exit 2 before any work
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
         return
