@@ -39,6 +39,8 @@ METHODS: list[MethodEntry] = [
                 "Pixel-wise structured sparse CNNs: one importance map, run-time density; counted MACs and latency."),
     MethodEntry("classify", "wisecli.commands.classify", "Learning",
                 "Image and feature classifiers: LAMBC, CDB loss, rotation-invariant convs, implicit BNNs."),
+    MethodEntry("contrastive", "wisecli.commands.contrastive", "Learning",
+                "CLIM contrastive pretraining: MoCo v2 with centre-wise neighbour positives, cutmix and multi-resolution views."),
     MethodEntry("select-features", "wisecli.commands.select_features", "Learning",
                 "Rank table columns for a classification task with the FM-module; evaluate, cut tables."),
     MethodEntry("nnls", "wisecli.commands.nnls", "Solvers",

@@ -1,0 +1,1 @@
+"""`wise contrastive`: CLIM contrastive pretraining (see api.py)."""
