@@ -50,4 +50,6 @@ METHODS: list[MethodEntry] = [
                 "Compliance design of lattice structures: full-order FEM on CPU/GPU (patented CWROM optional)."),
     MethodEntry("translate", "wisecli.commands.translate", "Text",
                 "Layer-wise multi-view NMT: train, translate stdin/files (beam search, KV cache), BLEU/chrF."),
+    MethodEntry("leakage", "wisecli.commands.leakage", "Learning",
+                "Layer-wise leakage of a private attribute in federated updates: V-information, Jacobian sensitivity."),
 ]
