@@ -129,6 +129,24 @@ def test_run_writes_the_report_and_resume_restarts_at_the_next_round(tmp_path):
     assert all(abs(r["vinfo_diff"]) < 1e-12 and isinstance(r["vinfo_diff_ci95"], list) for r in ev["rows"])
 
 
+def test_update_observations_sample_level_forest_and_exact(tmp_path):
+    data = str(_npz(tmp_path))
+    args = [a for a in FAST]
+    args[args.index("linear")] = "linear,forest,best"
+    code, stdout, err = run_wise("leakage", "run", data, *args, "--observe", "update", "--local-steps", "2",
+                                 "--property-level", "sample", "--sensitivity", "exact", "--layers", "modules",
+                                 "--set", "n_sens=2", "--json")
+    assert code == 0, err
+    doc = json.loads(stdout)
+    fams = {r["family"] for r in doc["records"]}
+    assert fams == {"linear", "forest", "best"}
+    assert all(r["sens_estimator"] == "exact" and r["sens_fro"] >= 0 for r in doc["records"])
+    best = [r for r in doc["records"] if r["family"] == "best"]
+    for b in best:
+        same = [r for r in doc["records"] if r["layer"] == b["layer"] and r["family"] != "best"]
+        assert b["vinfo_bits"] == max(r["vinfo_bits"] for r in same)
+
+
 def test_evaluate_without_features_and_bad_reports(tmp_path):
     rep = conf.write_report(tmp_path / "a" / "leakage.json")
     code, stdout, err = run_wise("leakage", "evaluate", str(rep), "--json")

@@ -181,7 +181,9 @@ def run(source, out_dir: Path | None, cfg: dict, *, device, resume: bool = False
         def audit(r: int, p: dict) -> None:
             if r not in audit_rounds or r in done:
                 return
-            res = audit_round(model, p, Xd, yd, data, cfg, r, device)
+            from wisecli.runtime.device import oom_guard
+
+            res = oom_guard(lambda: audit_round(model, p, Xd, yd, data, cfg, r, device), option_hint="--chunk")
             results[r] = res
             if out_dir is not None:
                 for rec in res["records"]:
