@@ -84,6 +84,14 @@ def _numeric_array(a, name: str, source: str) -> np.ndarray:
     return a
 
 
+def _member(z, key: str, path: Path) -> np.ndarray:
+    try:
+        return np.asarray(z[key])
+    except Exception:  # noqa: BLE001 - a corrupt member (zlib, zip, object array) is a bad file
+        raise InputError(f"cannot read array '{key}' of {path}: corrupt or not a plain array",
+                         hint="write it again with np.savez (plain numeric arrays)") from None
+
+
 def load(source: str | Path | None, *, dataset: str | None, attribute: str | None, task_label: str | None,
          client: str | None, image_size: int | None, planted: str, clients: int, seed: int) -> AuditData:
     """Read the audit data (see the module docstring); every problem is an InputError naming the file."""
@@ -103,26 +111,36 @@ def load(source: str | Path | None, *, dataset: str | None, attribute: str | Non
     path = Path(source)
     if not path.exists():
         raise InputError(f"data not found: {path}", hint="give an .npz or a CSV with an image folder")
-    lab = read_labeled(path, image_size=image_size, val_fraction=0.0)
+    import zipfile
+
+    try:
+        lab = read_labeled(path, image_size=image_size, val_fraction=0.0)
+    except zipfile.BadZipFile:
+        raise InputError(f"cannot read {path}: not a valid .npz (zip) file, truncated or corrupt",
+                         hint="write it again with np.savez(file, X=X, y=y, s=s)") from None
     n = len(lab.y)
     suffix = path.suffix.lower()
     if suffix == ".npz":
         akey, ckey = attribute or "s", client or "client"
-        with np.load(path, allow_pickle=False) as z:
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+            raise InputError(f"cannot read {path}: not a valid .npz file", hint="write it with np.savez") from None
+        with z:
             keys = set(z.files)
             if akey not in keys:
                 raise InputError(f"{path} has no array '{akey}' (the private attribute; it has {', '.join(sorted(keys))})",
                                  hint="store it as s (np.savez(f, X=X, y=y, s=s)) or name it with --attribute")
-            cols = {akey: z[akey]}
+            cols = {akey: _member(z, akey, path)}
             if ckey in keys:
-                cols[ckey] = z[ckey]
+                cols[ckey] = _member(z, ckey, path)
             elif client is not None:
                 raise InputError(f"{path} has no array '{ckey}' (--client)", hint=f"its arrays: {', '.join(sorted(keys))}")
             if task_label not in (None, "y"):
                 if task_label not in keys:
                     raise InputError(f"{path} has no array '{task_label}' (--task-label)",
                                      hint=f"its arrays: {', '.join(sorted(keys))}")
-                cols["__y"] = z[task_label]
+                cols["__y"] = _member(z, task_label, path)
     else:
         akey, ckey = attribute or "attribute", client or "client"
         cols = {}
