@@ -143,6 +143,19 @@ def fit_logistic(X: Tensor, y: Tensor, masks: Tensor, C: float, K: int, max_iter
     return Wd[:, :, :d], Wd[:, :, d], gmax
 
 
+def _hessians(Xt: Tensor, w: Tensor, budget: int = 1 << 21) -> Tensor:
+    """(G, Q, d, d) X^T diag(w_q) X for every dataset g and problem q, in chunks of problems so the weighted copy
+    of X stays within `budget` entries (large temporaries cost page faults: seconds of system time on CPU)."""
+    G, n, d = Xt.shape
+    Q = w.shape[1]
+    step = max(1, budget // max(1, G * n * d))
+    out = torch.empty(G, Q, d, d, dtype=Xt.dtype, device=Xt.device)
+    for i in range(0, Q, step):
+        wx = Xt[:, None] * w[:, i:i + step, :, None]
+        out[:, i:i + step] = wx.transpose(-1, -2) @ Xt[:, None]
+    return out
+
+
 def fit_logistic_newton(X: Tensor, y: Tensor, masks: Tensor, C: float, init: Tensor | None = None,
                         max_iter: int = 50, tol: float = 1e-9) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Binary s: the same problems as `fit_logistic` (sigmoid parametrisation) solved by batched Newton (IRLS)
@@ -172,7 +185,9 @@ def fit_logistic_newton(X: Tensor, y: Tensor, masks: Tensor, C: float, init: Ten
         if float(gmax.max()) < tol:
             break
         w = m * p * (1 - p)
-        H = (Xt[:, None] * w[..., None]).transpose(-1, -2) @ Xt[:, None] + torch.diag(lam)
+        # the Hessian in fp32 (half the time); gradient, objective and solve stay fp64, so an inexact Newton
+        # direction still converges to the fp64 optimum (the stopping test is on the fp64 gradient)
+        H = _hessians(Xt.float(), w.float()).double() + torch.diag(lam)
         step = torch.linalg.solve(H, g[..., None])[..., 0]
         f0 = obj(th)
         slack = 1e-12 * f0.abs()
