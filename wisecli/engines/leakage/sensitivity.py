@@ -32,6 +32,17 @@ from torch.func import functional_call, grad, jacrev, jvp, vmap
 JACREV_LIMIT = 20_000_000
 
 
+def _quiet_forward_ad():
+    """torch (2.13) loads its forward-AD decompositions through the deprecated `torch.jit.script` on the first
+    `jvp`: a DeprecationWarning about torch's internals that users cannot act on; silenced around our JVPs."""
+    import warnings
+
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=DeprecationWarning)
+    return ctx
+
+
 def _single_grad_fn(model: nn.Module, params: dict, names: list[str], latent: str | None = None):
     """g(x, y) -> {name: ∇_{θ_name} ℓ} for ONE sample x (no batch dim), y a 0-d long tensor; with `latent`, x is
     that module's output for one sample."""
@@ -103,7 +114,14 @@ def hutchinson(model: nn.Module, params: dict, x: Tensor, y: Tensor, probes: int
     ||J u||² averaged over the directions u (k, *x.shape[1:])} or None}. One JVP covers every layer."""
     names, x = _setup(model, params, x, latent)
     g = _single_grad_fn(model, params, names, latent)
+    quiet = _quiet_forward_ad()
+    try:
+        return _hutchinson(g, names, x, y, probes, generator, u, chunk)
+    finally:
+        quiet.__exit__(None, None, None)
 
+
+def _hutchinson(g, names, x, y, probes, generator, u, chunk) -> dict:
     def jv(xi, yi, v):
         return jvp(lambda z: g(z, yi), (xi,), (v,))[1]
 
@@ -143,11 +161,15 @@ def exact_norms(model: nn.Module, params: dict, x: Tensor, y: Tensor, *, method:
 
     sweep = vmap(jv, in_dims=(None, None, 0))
     out = {n: torch.zeros(x.shape[0], dtype=x.dtype, device=x.device) for n in names}
-    for i in range(x.shape[0]):
-        for s in range(0, nx, chunk):
-            r = sweep(x[i], y[i], eye[s:s + chunk])
-            for n in names:
-                out[n][i] += r[n].flatten(1).pow(2).sum()
+    quiet = _quiet_forward_ad()
+    try:
+        for i in range(x.shape[0]):
+            for s in range(0, nx, chunk):
+                r = sweep(x[i], y[i], eye[s:s + chunk])
+                for n in names:
+                    out[n][i] += r[n].flatten(1).pow(2).sum()
+    finally:
+        quiet.__exit__(None, None, None)
     return out
 
 
