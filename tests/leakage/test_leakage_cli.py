@@ -101,13 +101,14 @@ def test_run_writes_the_report_and_resume_restarts_at_the_next_round(tmp_path):
     data = str(_npz(tmp_path))
     out = tmp_path / "run"
     args = ["run", data, "-o", str(out), *FAST, "--fl-rounds", "2", "--local-steps", "2", "--audit-rounds", "1,2",
-            "--clients", "4", "--save-features", "--json"]
+            "--clients", "4", "--save-features", "--plot", str(tmp_path / "pic.png"), "--json"]
     code, stdout, err = run_wise("leakage", *args)
     assert code == 0, err
     doc = json.loads(stdout)
     assert {r["round"] for r in doc["records"]} == {1, 2}
     for f in ("leakage.json", "leakage.jsonl", "leakage.png", "run.json", "features/round_2.npz", "fedavg/round_2.pt"):
         assert (out / f).is_file(), f
+    assert (tmp_path / "pic.png").read_bytes()[:4] == b"\x89PNG"
     full = json.loads((out / "leakage.json").read_text())
     # interrupt after round 1: drop round 2's checkpoint and records, then resume
     (out / "fedavg" / "round_2.pt").unlink()
