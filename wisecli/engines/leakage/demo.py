@@ -5,10 +5,15 @@ private attribute, independent of the digit); a BN-free `small-cnn`; FedAvg (20 
 the audit of the last round with the permutation control and Hutchinson sensitivity.
 
 Presets [reconstructed for 2 CPU cores; written here, shown in the output]:
-- full: 10 rounds, 600 observations (B = 8), family `quadratic`, sketch D = 64, `--layers modules` (conv1,
-  conv2, fc1, fc2: weight and bias together), 64 sensitivity samples;
+- full: 10 rounds, 600 observations (B = 8), family `quadratic`, sketch D = 32, one layer per parameter tensor
+  (the spec's default `--layers tensors`), 64 sensitivity samples;
 - quick: 3 rounds, 200 observations, family `linear`, the same D and layers, 32 sensitivity samples.
-D = 64 instead of the spec's 256 keeps the batched Newton probes within the CPU budget.
+D = 32 instead of the spec's 256 keeps the batched Newton probes within the CPU budget; tensors of at most D
+entries (conv1.bias: 16, conv2.bias: 32, fc2.bias: 10) are not sketched at all.
+Measured (2-core CPU, seed 0): full: accuracy 0.891; conv1.bias 0.62 [0.53, 0.70] bits, conv2.weight 0.13,
+fc1.weight 0.11, fc2.weight 0.064, fc2.bias 0.045; controls within ±0.008. With `--layers modules` (weight and
+bias sketched together to D = 64) the same audit read only 0.05 bits everywhere (conv1 0.051, conv2 0.056,
+fc2 0.052): mixing the 16 bias coordinates of conv1 into a random projection of 160 dilutes the strongest signal.
 
 Gates: full = the spec §9 claim (accuracy ≥ 0.85; the best layer's Î ≥ 0.10 bits with its CI above 0; the
 control within ±0.03 bits for every layer; the best layer is conv1 or conv2 and exceeds fc2 by ≥ 0.1 bits).
@@ -25,7 +30,7 @@ from pathlib import Path
 
 def preset(quick: bool) -> dict:
     base = {"dataset": "digits", "arch": "small-cnn", "clients": 10, "local_steps": 20, "train_batch": 16, "lr": 0.2,
-            "batch_size": 8, "sketch": 64, "layers": "modules", "sensitivity": "hutchinson", "probes": 8,
+            "batch_size": 8, "sketch": 32, "layers": "tensors", "sensitivity": "hutchinson", "probes": 8,
             "control": True, "seed": 0}
     if quick:
         return {**base, "fl_rounds": 3, "n_obs": 200, "families": "linear", "n_sens": 32}
