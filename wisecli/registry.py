@@ -61,4 +61,6 @@ METHODS: list[MethodEntry] = [
                 "COSEA code search: conv encoders with layer-wise attention; index source trees, query, MRR vs BM25."),
     MethodEntry("text-vae", "wisecli.commands.text_vae", "Text",
                 "TWR-VAE text VAE: train, sample, reconstruct, encode; ELBO, IW-NLL, KL, MI, active units."),
+    MethodEntry("leakage", "wisecli.commands.leakage", "Learning",
+                "Layer-wise leakage of a private attribute in federated updates: V-information, Jacobian sensitivity."),
 ]
