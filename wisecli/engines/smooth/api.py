@@ -48,7 +48,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                  "folds": 5, "repeats": 5, "mixed_windows": "last", "quirks": "fixed", "convention": "scripts",
                  **_READ, "seed": 0},
     "record": {"interval": 1.0, "repeat": 1, "rest": 0.0, "disk_mb": 256},
-    "demo": {"source": "proc", "device": "auto", "seed": 0},
+    # samples: the synthetic series' length (0: 4 000 with --quick, else 20 000); folds: its blocked CV folds
+    "demo": {"source": "proc", "device": "auto", "seed": 0, "samples": 0, "folds": 5},
     "info": {},
     "benchmark": {"sensors": [128, 1024, 4096], "windows": [200000, 100000, 20000], "blocks": [20, 40, 40],
                   "window": 60, "step": 1, "device": "auto", "seed": 0},
@@ -325,29 +326,35 @@ def record(output: Path | str | None = None, *, interval: float | None = None, d
 
 # ----------------------------------------------------------------------------------------------------- demo
 def demo(quick: bool = False, device=None, *, source: str | None = None, out_dir: Path | str | None = None,
-         seed: int | None = None, warn=None, info=None):
+         seed: int | None = None, samples: int | None = None, folds: int | None = None, warn=None, info=None):
     """End to end: record this machine (``proc``) or take embedded data (``synthetic``, ``basicmotions``), fit,
     signatures, the signature PNG and a CS-versus-baselines table. Returns a ``runtime.results.DemoResult``
     (gates: the artefacts, the time limits of the quick demos, and the accuracy claims where the spec states them;
     details: source, results, out_dir, outputs, background_load for proc). Without ``out_dir`` it works in a
     temporary folder removed at the end.
 
-    Defaults (``DEFAULTS["demo"]``): source proc (synthetic where /proc is unreadable), device auto, seed 0.
+    Defaults (``DEFAULTS["demo"]``): source proc (synthetic where /proc is unreadable), device auto, seed 0,
+    samples 0 and folds 5 (the synthetic source's length and blocked CV folds; ``--set samples=N --set folds=K``).
     ``quick``: 4 s per /proc segment at 0.2 s (else 10 s at 0.25 s), T = 4 000 synthetic samples (else 20 000)."""
     from wisecli.runtime.device import as_device
 
     from .demo import run_demo
 
-    v = _resolve("demo", source=source, seed=seed,
+    v = _resolve("demo", source=source, seed=seed, samples=samples, folds=folds,
                  device=device if not hasattr(device, "type") else str(device)).values
     if v["seed"] < 0:
         raise InputError(f"--seed must be 0 or more, got {v['seed']}", hint="e.g. --seed 0")
+    if v["samples"] != 0 and v["samples"] < 300:
+        raise InputError(f"samples must be 0 (the mode's size) or at least 300, got {v['samples']}",
+                         hint="e.g. --set samples=1000")
+    if v["folds"] < 2:
+        raise InputError(f"folds must be at least 2, got {v['folds']}", hint="e.g. --set folds=3")
     one_of("--source", v["source"], ("proc", "synthetic", "basicmotions"))
     if v["source"] == "basicmotions" and not _have_aeon():
         raise InputError("the basicmotions data set needs aeon", hint="pip install 'wisecli[data]'")
     dev = as_device(device if hasattr(device, "type") else v["device"])
     return run_demo(quick=quick, device=dev, source=v["source"], out_dir=Path(out_dir) if out_dir else None,
-                    seed=v["seed"], warn=warn, info=info)
+                    seed=v["seed"], samples=v["samples"], folds=v["folds"], warn=warn, info=info)
 
 
 # ---------------------------------------------------------------------------------------------------- info
