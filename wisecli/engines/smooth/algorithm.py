@@ -122,7 +122,7 @@ FIXED = Quirks()
 REFERENCE = Quirks(frozenset(ALL_QUIRKS))
 CONVENTIONS = ("scripts", "dcdb")
 CONVENTION_TEXT = {
-    "scripts": "the authors' Python scripts: der = (N[e]-N[e-W])/W; walk by (C+1)*cv; eps 1e-4; exact block bounds",
+    "scripts": "the authors' Python scripts: der = (N(e)-N(e-W))/W; walk by (C+1)*cv; eps 1e-4; exact block bounds",
     "dcdb": "DCDB Wintermute CS operator: der = mean of the W-1 differences inside the window; walk by the mean "
             "off-diagonal correlation; eps 0; float32 block bounds",
 }
