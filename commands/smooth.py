@@ -25,6 +25,7 @@ Blocks = Annotated[Optional[int], typer.Option("--blocks", callback=o.at_least_o
                                                help="Blocks B (signature 2*min(B,S)).")]
 Scale = Annotated[Optional[float], typer.Option("--scale", callback=o.positive, help="Signature scale (1e9 matches DCDB).")]
 Quirks = Annotated[Optional[str], typer.Option("--quirks", help="fixed | reference | a list such as Q2,Q4.")]
+Convention = Annotated[Optional[Literal["scripts", "dcdb"]], typer.Option("--convention", help="scripts = the authors' Python scripts; dcdb = DCDB's Wintermute CS operator (derivative, walk, eps, block bounds).")]
 TimeCol = Annotated[Optional[str], typer.Option("--time-col", help="Time column (default time/timestamp/ts, else first; 'none').", rich_help_panel=_DATA)]
 Sensors = Annotated[Optional[list[str]], typer.Option("--sensors", help="Glob of sensor columns to keep (repeatable).", rich_help_panel=_DATA)]
 Exclude = Annotated[Optional[list[str]], typer.Option("--exclude", help="Glob of columns to leave out (repeatable).", rich_help_panel=_DATA)]
@@ -45,7 +46,7 @@ def fit(
     scale: Scale = None,
     export_dcdb: Annotated[Optional[Path], typer.Option("--export-dcdb", help="Also write the DCDB layout.")] = None,
     import_dcdb: Annotated[Optional[Path], typer.Option("--import-dcdb", help="Convert a DCDB model instead of fitting.")] = None,
-    quirks: Quirks = None,
+    quirks: Quirks = None, convention: Convention = None,
     time_col: TimeCol = None, sensors: Sensors = None, exclude: Exclude = None, label_col: LabelCol = None,
     layout: Layout = None, sort_time: SortTime = False, dedupe: Dedupe = None, gaps: Gaps = None,
     align_tolerance: AlignTol = None,
@@ -57,7 +58,7 @@ def fit(
 
     sink = Sink(json=json)
     doc = api.fit(inputs, output, blocks=blocks, window=window, step=step, eps=eps, scale=scale, quirks=quirks,
-                  export_dcdb=export_dcdb, import_dcdb=import_dcdb, time_col=time_col, sensors=sensors,
+                  convention=convention, export_dcdb=export_dcdb, import_dcdb=import_dcdb, time_col=time_col, sensors=sensors,
                   exclude=exclude, label_col=label_col, layout=layout, sort_time=sort_time, dedupe=dedupe, gaps=gaps,
                   align_tolerance=align_tolerance, device=device, overwrite=overwrite, warn=sink.warn)
     sink.result(doc, rows=[{k: v for k, v in doc.items() if k != "constant_sensors"}], title="wise smooth fit")
@@ -78,6 +79,7 @@ def run(
     time_col: TimeCol = None, sensors: Sensors = None, exclude: Exclude = None, label_col: LabelCol = None,
     layout: Layout = None, sort_time: SortTime = False, dedupe: Dedupe = None, gaps: Gaps = None,
     align_tolerance: AlignTol = None,
+    by_position: Annotated[bool, typer.Option("--by-position", help="Map the selected sensor columns to the model's sensors in order (e.g. a model fitted on .npy: s0, s1, ...).", rich_help_panel=_DATA)] = False,
     device: o.Device = None, skip_existing: o.SkipExisting = False,
     overwrite: o.Overwrite = False, fail_fast: o.FailFast = False, shard: o.Shard = None,
     json: o.Json = False, jsonl: o.Jsonl = False,
@@ -94,7 +96,7 @@ def run(
                    precision=precision, time_col=time_col, sensors=sensors, exclude=exclude, label_col=label_col,
                    layout=layout, sort_time=sort_time, dedupe=dedupe, gaps=gaps, align_tolerance=align_tolerance,
                    device=device, skip_existing=skip_existing, overwrite=overwrite, fail_fast=fail_fast, shard=shard,
-                   sink=sink)
+                   by_position=by_position, sink=sink)
     if inputs != ["-"]:  # the stream's data went to stdout already
         sink.result({"items": recs}, rows=recs, columns=["input", "status", "windows", "output", "seconds"],
                     title="wise smooth run")
@@ -118,7 +120,7 @@ def evaluate(
     renormalize: Annotated[bool, typer.Option("--renormalize", help="Per-row min-max before the information loss.")] = False,
     dataset: Annotated[Optional[Literal["basicmotions", "synthetic"]], o.DATASET] = None,
     mixed_windows: Annotated[Optional[Literal["last", "drop"]], typer.Option("--mixed-windows", help="last = label at the last sample; drop = leave out windows spanning two labels.")] = None,
-    quirks: Quirks = None,
+    quirks: Quirks = None, convention: Convention = None,
     time_col: TimeCol = None, sensors: Sensors = None, exclude: Exclude = None,
     layout: Layout = None, sort_time: SortTime = False, dedupe: Dedupe = None, gaps: Gaps = None,
     align_tolerance: AlignTol = None,
@@ -131,6 +133,7 @@ def evaluate(
     doc = api.evaluate(inputs, label_col=label_col, labels=labels, target_col=target_col, task=task, methods=methods,
                        window=window, step=step, cv=cv, folds=folds, repeats=repeats, test=test, info_loss=info_loss,
                        renormalize=renormalize, dataset=dataset, mixed_windows=mixed_windows, quirks=quirks,
+                       convention=convention,
                        time_col=time_col, sensors=sensors, exclude=exclude, layout=layout, sort_time=sort_time,
                        dedupe=dedupe, gaps=gaps, align_tolerance=align_tolerance, seed=seed, warn=sink.warn,
                        progress=sink.debug)
@@ -203,8 +206,9 @@ def info(json: o.Json = False) -> None:
     from wisecli.engines.smooth import api
 
     doc = api.info()
-    rows = [{"item": k, "value": v} for k, v in doc.items() if k != "quirks"]
+    rows = [{"item": k, "value": v} for k, v in doc.items() if k not in ("quirks", "conventions")]
     rows += [{"item": f"quirk {k}", "value": v} for k, v in doc["quirks"].items()]
+    rows += [{"item": f"convention {k}", "value": v} for k, v in doc["conventions"].items()]
     Sink(json=json).result(doc, rows=rows, title="wise smooth info")
 
 

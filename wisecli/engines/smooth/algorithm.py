@@ -24,6 +24,31 @@ Choices where the spec is silent:
 - Several training series are concatenated in time for min, max and the correlation matrix (rows are samples;
   no window crosses a join there because fitting uses no windows).
 - NaN samples are ignored by min/max and rows holding NaN are left out of the correlation.
+
+Conventions (``--convention``; default ``scripts``). The engine follows the authors' Python reproduction
+scripts (``scripts``). ``dcdb`` follows the CS operator of DCDB's Wintermute framework (the production C++ code by
+the paper's first author, ``CSOperator.cpp``: ``convertToCorrelation``, ``computePermutation``, ``normalize``,
+``getAvg``, ``getDer``, ``computeSignature``); side by side:
+
+============== ====================================================== ======================================================
+step           scripts (default)                                      dcdb
+============== ====================================================== ======================================================
+derivative     (N[e] − N[e−W])/W: the W differences ending at e, the  mean of the W−1 differences *inside* the window:
+               sample before the window included                      (N[e] − N[e−W+1])/(W−1); 0 when W = 1
+correlation    Pearson, NaN → 0, then C + 1 (range [0, 2])            cov/(σᵢσⱼ + 1e-5) with the 1/n covariance, no shift
+walk score     (C+1)[π_{k−1}, j] · cv[j], cv = column mean of C + 1   C[π_{k−1}, j] · c̄[j], c̄ = mean off-diagonal
+               with the diagonal included                             correlation of j; π₀ = argmax c̄
+normalisation  (x − min)/(max − min + eps), eps 1e-4                  (x − min)/(max − min) (eps 0; a constant sensor → 0)
+block bounds   exact integers (Q2 switches to float64)                DCDB's float32 L = S/nb, ⌊b·L⌋, ⌈(b+1)·L⌉, clamped to S
+============== ====================================================== ======================================================
+
+Not reproduced from DCDB (documented departures): DCDB stores readings as int64, so it truncates each normalised
+value, each window mean and each block mean to an integer (with its default scaling factor 1e6 that moves a value
+by at most a few units in 1e6; pass ``--scale 1000000`` to get DCDB's units); it resamples the training data with
+cubic B-splines onto a uniform grid before the correlation (our inputs are already aligned samples); it keeps
+min/max as integers; and its float32 block bounds may run past the last sensor (279 (S, B) pairs with S ≤ 4096,
+B ∈ {5, 10, 20, 40, 200} read beyond the permutation vector), which we clamp to S. Ties go to the lowest index in
+both conventions (DCDB's strict ``>`` over an ordered set).
 """
 
 from __future__ import annotations
@@ -95,6 +120,19 @@ class Quirks:
 
 FIXED = Quirks()
 REFERENCE = Quirks(frozenset(ALL_QUIRKS))
+CONVENTIONS = ("scripts", "dcdb")
+CONVENTION_TEXT = {
+    "scripts": "the authors' Python scripts: der = (N(e)-N(e-W))/W; walk by (C+1)*cv; eps 1e-4; exact block bounds",
+    "dcdb": "DCDB Wintermute CS operator: der = mean of the W-1 differences inside the window; walk by the mean "
+            "off-diagonal correlation; eps 0; float32 block bounds",
+}
+DCDB_CORR_EPS = 1e-5  # DCDB convertToCorrelation: cov_ij / (sqrt(cov_ii)·sqrt(cov_jj) + 0.00001)
+
+
+def check_convention(convention: str) -> str:
+    if convention not in CONVENTIONS:
+        raise InputError(f"unknown convention {convention!r}", hint="use scripts (default) or dcdb")
+    return convention
 
 
 # ----------------------------------------------------------------------------------------------------- fit
@@ -167,6 +205,43 @@ def correlation_walk_torch(C: np.ndarray, device) -> np.ndarray:
     return order.cpu().numpy()
 
 
+def correlation_walk_dcdb(X: np.ndarray, constant: np.ndarray) -> np.ndarray:
+    """DCDB's ``convertToCorrelation`` + ``computePermutation`` on the sensor columns of ``X`` (T × S).
+
+    C_ij = cov_ij/(σᵢσⱼ + 1e-5) off the diagonal (1/n covariance), c̄_i = mean of C_ij over j ≠ i (stored on the
+    diagonal by DCDB), π₀ = argmax c̄, then the unvisited j maximising c̄[j]·C[π_{k−1}, j]; ties → lowest index.
+    Rows holding NaN are left out; a constant sensor's correlations are exactly 0 (as DCDB computes them in exact
+    arithmetic: its covariance row is 0).
+    """
+    x = np.asarray(X, dtype=np.float64)
+    x = x[~np.isnan(x).any(axis=1)]
+    S = x.shape[1]
+    if S == 1:
+        return np.zeros(1, dtype=np.int64)
+    if x.shape[0] < 1:
+        C = np.zeros((S, S))
+    else:
+        xc = x - x.mean(axis=0, keepdims=True)
+        cov = xc.T @ xc / x.shape[0]
+        sd = np.sqrt(np.diagonal(cov))
+        C = cov / (sd[:, None] * sd[None, :] + DCDB_CORR_EPS)
+    C[constant, :] = 0.0
+    C[:, constant] = 0.0
+    np.fill_diagonal(C, 0.0)
+    cbar = C.sum(axis=1) / (S - 1)
+    G = C * cbar[None, :]
+    order = np.empty(S, dtype=np.int64)
+    visited = np.zeros(S, dtype=bool)
+    cur = int(np.argmax(cbar))
+    order[0] = cur
+    visited[cur] = True
+    for k in range(1, S):
+        cur = int(np.argmax(np.where(visited, -np.inf, G[cur])))
+        order[k] = cur
+        visited[cur] = True
+    return order
+
+
 @dataclass
 class Model:
     """A fitted CS model: sensor names (original order), order π, per-sensor min and max, and the defaults."""
@@ -183,6 +258,7 @@ class Model:
     quirks: Quirks = FIXED
     constant_sensors: list[str] = field(default_factory=list)
     fit_info: dict = field(default_factory=dict)
+    convention: str = "scripts"
 
     @property
     def n_sensors(self) -> int:
@@ -190,9 +266,13 @@ class Model:
 
 
 def fit(series: "list[np.ndarray] | np.ndarray", sensors: list[str] | None = None, *, blocks: int = 20,
-        window: int = 60, step: int = 10, eps: float = 1e-4, scale: float = 1.0, quirks=None,
-        device: str = "cpu") -> Model:
-    """Steps 1-5 on one or more (T × S) training series (concatenated in time)."""
+        window: int = 60, step: int = 10, eps: float | None = None, scale: float = 1.0, quirks=None,
+        device: str = "cpu", convention: str = "scripts") -> Model:
+    """Steps 1-5 on one or more (T × S) training series (concatenated in time), in the authors' scripts'
+    convention or DCDB's (``convention``; ``eps`` None: 1e-4 for scripts, 0 for dcdb)."""
+    check_convention(convention)
+    if eps is None:
+        eps = 0.0 if convention == "dcdb" else 1e-4
     if isinstance(series, np.ndarray):
         series = [series] if series.ndim == 2 else list(series)
     X = np.concatenate([np.asarray(s, dtype=np.float64) for s in series], axis=0)
@@ -210,26 +290,34 @@ def fit(series: "list[np.ndarray] | np.ndarray", sensors: list[str] | None = Non
         raise InputError(f"sensors with no numeric value in the training data: {', '.join(bad[:10])}",
                          hint="drop them with --exclude (all-NaN sensors are dropped when reading files)")
     constant = fmax == fmin
-    C = correlation_matrix(X, constant, device)
-    if str(device).startswith("cuda") and S >= 1024:
-        order = correlation_walk_torch(C, device)
+    if convention == "dcdb":
+        order = correlation_walk_dcdb(X, constant)
     else:
-        order = correlation_walk(C)
+        C = correlation_matrix(X, constant, device)
+        if str(device).startswith("cuda") and S >= 1024:
+            order = correlation_walk_torch(C, device)
+        else:
+            order = correlation_walk(C)
     return Model(sensors=sensors, order=order, fmin=fmin, fmax=fmax, eps=float(eps), blocks=int(blocks),
                  window=int(window), step=int(step), scale=float(scale), quirks=Quirks.parse(quirks),
                  constant_sensors=[sensors[i] for i in np.flatnonzero(constant)],
-                 fit_info={"rows": int(X.shape[0]), "inputs": len(series)})
+                 fit_info={"rows": int(X.shape[0]), "inputs": len(series)}, convention=convention)
 
 
 # ------------------------------------------------------------------------------------------ signatures
-def block_bounds(S: int, blocks: int, quirks: Quirks = FIXED) -> list[tuple[int, int]]:
+def block_bounds(S: int, blocks: int, quirks: Quirks = FIXED, convention: str = "scripts") -> list[tuple[int, int]]:
     """Step 10: block b covers sorted rows [start, stop) with nb = min(B, S).
 
     Fixed: exact integers ⌊b·S/nb⌋ and ⌈(b+1)·S/nb⌉. Q2: the reference's floating-point L = S/nb, ⌊b·L⌋, ⌈(b+1)·L⌉.
+    ``convention="dcdb"``: DCDB's float32 ``_blockLen = (float)S/(float)nb``, ⌊L·b⌋, ⌈L·(b+1)⌉ (clamped to S).
     """
     nb = min(int(blocks), S)
     out = []
-    if "Q2" in quirks:
+    if convention == "dcdb":
+        L = np.float32(S) / np.float32(nb)
+        for b in range(nb):
+            out.append((int(np.floor(L * np.float32(b))), min(S, int(np.ceil(L * np.float32(b + 1))))))
+    elif "Q2" in quirks:
         L = S / nb
         for b in range(nb):
             out.append((math.floor(b * L), min(S, math.ceil((b + 1) * L))))
@@ -239,9 +327,9 @@ def block_bounds(S: int, blocks: int, quirks: Quirks = FIXED) -> list[tuple[int,
     return out
 
 
-def block_matrix(S: int, blocks: int, quirks: Quirks = FIXED) -> np.ndarray:
+def block_matrix(S: int, blocks: int, quirks: Quirks = FIXED, convention: str = "scripts") -> np.ndarray:
     """The nb × S averaging matrix M over *sorted* rows (overlapping rows counted in both blocks)."""
-    bounds = block_bounds(S, blocks, quirks)
+    bounds = block_bounds(S, blocks, quirks, convention)
     M = np.zeros((len(bounds), S))
     for b, (lo, hi) in enumerate(bounds):
         M[b, lo:hi] = 1.0 / (hi - lo)
@@ -264,6 +352,13 @@ def feature_names(model: Model, blocks: int | None = None, mode: str = "split") 
     if mode == "split":
         return [f"{b}-avg" for b in base] + [f"{b}-der" for b in base]
     return list(base)
+
+
+def norm_range(model: Model) -> np.ndarray:
+    """The min-max denominator max − min + eps; where it is 0 (a constant sensor with eps 0, DCDB's convention),
+    1, as DCDB's ``normalize`` does (the clipped value is then 0 either way)."""
+    rng = model.fmax - model.fmin + model.eps
+    return np.where(rng > 0, rng, 1.0)
 
 
 def signatures(model: Model, X, *, window: int | None = None, step: int | None = None,
@@ -290,12 +385,13 @@ def signatures(model: Model, X, *, window: int | None = None, step: int | None =
         x = x.unsqueeze(0)
     n, T, S = x.shape
     e = np.asarray(window_ends(T, W, st, q) if ends is None else ends, dtype=np.int64)
-    M = block_matrix(S, B, q)
+    dcdb = model.convention == "dcdb"
+    M = block_matrix(S, B, q, model.convention)
     Mpi = np.zeros_like(M)
     Mpi[:, model.order] = M  # M acts on sorted rows; M_π acts on the original sensor order
     Mt = torch.as_tensor(Mpi.T.copy(), dtype=dtype, device=dev)
     lo = torch.as_tensor(model.fmin, dtype=dtype, device=dev)
-    rng = torch.as_tensor(model.fmax - model.fmin + model.eps, dtype=dtype, device=dev)
+    rng = torch.as_tensor(norm_range(model), dtype=dtype, device=dev)
     nb = M.shape[0]
     avg = torch.empty(n, len(e), nb, dtype=dtype, device=dev)
     der = torch.empty(n, len(e), nb, dtype=dtype, device=dev)
@@ -310,7 +406,12 @@ def signatures(model: Model, X, *, window: int | None = None, step: int | None =
         torch.cumsum(Y, dim=1, dtype=torch.float64, out=P[:, 1:])
         rel = torch.as_tensor(ce - t0, device=dev)
         avg[:, c0:c0 + len(ce)] = ((P[:, rel + 1] - P[:, rel - W + 1]) / W).to(dtype)
-        der[:, c0:c0 + len(ce)] = (Y[:, rel] - Y[:, rel - W]) / W
+        if not dcdb:
+            der[:, c0:c0 + len(ce)] = (Y[:, rel] - Y[:, rel - W]) / W
+        elif W > 1:  # DCDB: the W−1 differences inside the window
+            der[:, c0:c0 + len(ce)] = (Y[:, rel] - Y[:, rel - W + 1]) / (W - 1)
+        else:
+            der[:, c0:c0 + len(ce)] = 0.0
     if sc != 1.0:
         avg *= sc
         der *= sc
@@ -342,13 +443,13 @@ class Stream:
         self.W = model.window if window is None else int(window)
         self.step = model.step if step is None else int(step)
         B = model.blocks if blocks is None else int(blocks)
-        self.M = block_matrix(model.n_sensors, B, model.quirks)
+        self.M = block_matrix(model.n_sensors, B, model.quirks, model.convention)
         self.mode = mode
         self.scale = model.scale if scale is None else float(scale)
         self.buf = np.zeros((self.W + 1, model.n_sensors))
         self.sum = np.zeros(model.n_sensors)
         self.t = 0  # samples seen
-        self.rng = model.fmax - model.fmin + model.eps
+        self.rng = norm_range(model)
 
     def push(self, row) -> "np.ndarray | None":
         """Add sample t; return the signature of the window ending at t when t = W + step·v, else None."""
@@ -366,7 +467,12 @@ class Stream:
         if t < W or (t - W) % self.step:
             return None
         a = self.M @ (self.sum / W) * self.scale
-        d = self.M @ ((r - self.buf[(t - W) % (W + 1)]) / W) * self.scale
+        if self.m.convention != "dcdb":
+            d = self.M @ ((r - self.buf[(t - W) % (W + 1)]) / W) * self.scale
+        elif W > 1:  # DCDB: the W−1 differences inside the window
+            d = self.M @ ((r - self.buf[(t - W + 1) % (W + 1)]) / (W - 1)) * self.scale
+        else:
+            d = np.zeros(self.M.shape[0])
         if self.mode == "split":
             return np.concatenate([a, d])
         if self.mode == "complex":
@@ -393,7 +499,7 @@ def to_dict(m: Model) -> dict:
     return {"format": FORMAT, "sensors": list(m.sensors), "order": [int(i) for i in m.order],
             "min": [float(v) for v in m.fmin], "max": [float(v) for v in m.fmax], "eps": m.eps,
             "blocks": m.blocks, "window": m.window, "step": m.step, "scale": m.scale, "quirks": m.quirks.name,
-            "constant_sensors": list(m.constant_sensors), "fit": info}
+            "constant_sensors": list(m.constant_sensors), "convention": m.convention, "fit": info}
 
 
 def check_finite(m: Model, source: str = "model") -> None:
@@ -435,7 +541,10 @@ def from_dict(d: dict, source: str = "model") -> Model:
         return Model(sensors=list(d["sensors"]), order=order, fmin=fmin, fmax=fmax, eps=float(d["eps"]),
                      blocks=int(d["blocks"]), window=int(d["window"]), step=int(d["step"]),
                      scale=float(d.get("scale", 1.0)), quirks=Quirks.parse(d.get("quirks", "fixed")),
-                     constant_sensors=list(d.get("constant_sensors", [])), fit_info=dict(d.get("fit", {})))
+                     constant_sensors=list(d.get("constant_sensors", [])), fit_info=dict(d.get("fit", {})),
+                     convention=check_convention(d.get("convention", "scripts")))
+    except InputError as exc:
+        raise InputError(f"{source}: {exc.message}", hint="refit it with `wise smooth fit`") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{source}: broken model file ({exc})", hint="refit it with `wise smooth fit`") from None
 

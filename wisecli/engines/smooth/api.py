@@ -16,6 +16,12 @@ Choices where the spec is silent (also listed by ``info``):
 - ``benchmark`` uses W = 60 and step 1 (every sample ends a window), float32 on CUDA and float64 on CPU.
 - An infinite cell in an input is refused (exit 2, row and column named); model files are strict JSON, so a
   model with a non-finite min/max is never written.
+- ``--convention scripts`` (default) follows the authors' Python scripts, ``--convention dcdb`` DCDB's Wintermute
+  CS operator (derivative over the W-1 differences inside the window, walk by the mean off-diagonal correlation,
+  eps 0, float32 block bounds); the model file records it and ``run`` follows it. An imported DCDB model keeps
+  the convention given to ``fit`` (default scripts): add --convention dcdb for DCDB's signatures.
+- A model fitted on .npy has sensors s0, s1, ...; ``run --by-position`` maps an input's selected sensor columns
+  to the model's sensors in order (a CSV with other names); without it a missing sensor is exit 2.
 """
 
 from __future__ import annotations
@@ -31,16 +37,19 @@ METHOD = "smooth"
 _READ = {"layout": "auto", "gaps": "split"}
 DEFAULT_METHODS = "cs:5,cs:10,cs:20,cs:40,tuncer,bodik,lan,stats"
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "fit": {"blocks": 20, "window": 60, "step": 10, "eps": 1e-4, "scale": 1.0, "quirks": "fixed", **_READ,
-            "device": "cpu"},
+    # eps: 1e-4 in the scripts convention, 0 in DCDB's, unless given
+    "fit": {"blocks": 20, "window": 60, "step": 10, "eps": 1e-4, "scale": 1.0, "quirks": "fixed",
+            "convention": "scripts", **_READ, "device": "cpu"},
     # window, step, blocks and scale: None = the model's
     "run": {"window": None, "step": None, "blocks": None, "scale": None, "format": "csv", "precision": "auto",
             **_READ, "device": "auto"},
     # window/step: 20/5 with --dataset basicmotions, 30/5 with --dataset synthetic, unless given
     "evaluate": {"task": "classify", "methods": DEFAULT_METHODS, "window": 60, "step": 10, "cv": "blocked",
-                 "folds": 5, "repeats": 5, "mixed_windows": "last", "quirks": "fixed", **_READ, "seed": 0},
+                 "folds": 5, "repeats": 5, "mixed_windows": "last", "quirks": "fixed", "convention": "scripts",
+                 **_READ, "seed": 0},
     "record": {"interval": 1.0, "repeat": 1, "rest": 0.0, "disk_mb": 256},
-    "demo": {"source": "proc", "device": "auto", "seed": 0},
+    # samples: the synthetic series' length (0: 4 000 with --quick, else 20 000); folds: its blocked CV folds
+    "demo": {"source": "proc", "device": "auto", "seed": 0, "samples": 0, "folds": 5},
     "info": {},
     "benchmark": {"sensors": [128, 1024, 4096], "windows": [200000, 100000, 20000], "blocks": [20, 40, 40],
                   "window": 60, "step": 1, "device": "auto", "seed": 0},
@@ -96,7 +105,7 @@ def _have_aeon() -> bool:
 # ------------------------------------------------------------------------------------------------------ fit
 def fit(inputs=None, output: Path | str | None = None, *, blocks: int | None = None, window: int | None = None,
         step: int | None = None, eps: float | None = None, scale: float | None = None, quirks: str | None = None,
-        export_dcdb: Path | None = None, import_dcdb: Path | None = None, time_col: str | None = None,
+        convention: str | None = None, export_dcdb: Path | None = None, import_dcdb: Path | None = None, time_col: str | None = None,
         sensors: list[str] | None = None, exclude: list[str] | None = None, label_col: str | None = None,
         layout: str | None = None, sort_time: bool = False, dedupe: str | None = None, gaps: str | None = None,
         align_tolerance: float | None = None, device=None, overwrite: bool = False, warn=None) -> dict:
@@ -105,8 +114,9 @@ def fit(inputs=None, output: Path | str | None = None, *, blocks: int | None = N
     instead (sensor names from ``inputs`` when given). Returns the summary: ``sensors, rows, constant_sensors,
     order_head, all_nan_sensors, seconds, model`` (+ ``dcdb``).
 
-    Defaults (``DEFAULTS["fit"]``): blocks 20, window 60, step 10, eps 1e-4, scale 1.0, quirks fixed, layout auto,
-    gaps split, device cpu (CUDA only speeds up the walk from S = 1 024 sensors)."""
+    Defaults (``DEFAULTS["fit"]``): blocks 20, window 60, step 10, eps 1e-4 (0 with convention dcdb), scale 1.0,
+    quirks fixed, convention scripts, layout auto, gaps split, device cpu (CUDA only speeds up the walk from
+    S = 1 024 sensors)."""
     from wisecli.runtime.device import as_device
 
     from . import algorithm as A
@@ -120,16 +130,21 @@ def fit(inputs=None, output: Path | str | None = None, *, blocks: int | None = N
     if output is None:
         raise InputError("no output model file", hint="give -o model.json")
     cfg = _resolve("fit", blocks=blocks, window=window, step=step, eps=eps, scale=scale, quirks=quirks,
-                   layout=layout, gaps=gaps, device=device if not hasattr(device, "type") else str(device))
-    v = cfg.values
+                   convention=convention, layout=layout, gaps=gaps,
+                   device=device if not hasattr(device, "type") else str(device))
+    v = dict(cfg.values)
     _check_params(blocks=v["blocks"], window=v["window"], step=v["step"])
     _check_positive(eps=v["eps"], scale=v["scale"])
     A.Quirks.parse(v["quirks"])
+    one_of("--convention", v["convention"], A.CONVENTIONS)
+    if v["convention"] == "dcdb" and cfg.sources["eps"] == "default":
+        v["eps"] = 0.0  # DCDB normalises by max − min
     opts = _read_options(v, time_col=time_col, sensors=sensors, exclude=exclude, label_col=label_col,
                          sort_time=sort_time, dedupe=dedupe, align_tolerance=align_tolerance)
     dev = as_device(device if hasattr(device, "type") else v["device"])
     return train.fit(paths, Path(output), opts=opts, blocks=v["blocks"], window=v["window"], step=v["step"],
-                     eps=v["eps"], scale=v["scale"], quirks=v["quirks"], device=str(dev), export_dcdb=export_dcdb,
+                     eps=v["eps"], scale=v["scale"], quirks=v["quirks"], convention=v["convention"], device=str(dev),
+                     export_dcdb=export_dcdb,
                      import_dcdb=import_dcdb, overwrite=overwrite, warn=warn)
 
 
@@ -141,7 +156,7 @@ def run(model: Path | str, inputs, out_dir: Path | str | None = None, *, window:
         label_col: str | None = None, layout: str | None = None, sort_time: bool = False,
         dedupe: str | None = None, gaps: str | None = None, align_tolerance: float | None = None, device=None,
         skip_existing: bool = False, overwrite: bool = False, fail_fast: bool = False, shard: str | None = None,
-        stdin=None, stdout=None, sink=None) -> list[dict]:
+        by_position: bool = False, stdin=None, stdout=None, sink=None) -> list[dict]:
     """CS signatures of every window of every input with the model at ``model`` (model.json): one
     ``{stem}.sig.csv`` (``window_end, time, features``) or ``{stem}.sig.npy`` per input in ``out_dir`` (default
     the current folder), ``{stem}.sig.png`` with ``preview``, and ``run.json``. ``mode``: ``split`` (avg then der),
@@ -153,7 +168,9 @@ def run(model: Path | str, inputs, out_dir: Path | str | None = None, *, window:
     (``Sink.finish``). ``sink`` (a ``cli.output.Sink``) gets the warnings and ``--jsonl`` records.
 
     Defaults (``DEFAULTS["run"]``): window/step/blocks/scale from the model, format csv, precision auto (fp32 on
-    CUDA, fp64 on CPU), layout auto, gaps split, device auto."""
+    CUDA, fp64 on CPU), layout auto, gaps split, device auto. Sensors match the model by name (a missing one is
+    exit 2); ``by_position`` maps the input's selected sensor columns to the model's sensors in order (.npy
+    inputs always match by position). The signatures follow the model's convention (scripts or dcdb)."""
     from dataclasses import replace
 
     from wisecli.cli.common import shared
@@ -188,7 +205,8 @@ def run(model: Path | str, inputs, out_dir: Path | str | None = None, *, window:
             out.write(text)
             out.flush()
 
-        n = P.stream(m, stdin or sys.stdin, write, opts=replace(opts, quirks=m.quirks), warn=sink.warn, **kw)
+        n = P.stream(m, stdin or sys.stdin, write, opts=replace(opts, quirks=m.quirks), warn=sink.warn,
+                     by_position=by_position, **kw)
         return [{"input": "-", "status": "ok", "samples": n, "output": "-"}]
     from wisecli.runtime.device import as_device
 
@@ -197,7 +215,7 @@ def run(model: Path | str, inputs, out_dir: Path | str | None = None, *, window:
     return P.run_files(m, items, Path(out_dir) if out_dir else Path("."), opts=opts, config=cfg, model_path=model,
                        precision=v["precision"], device=dev, fmt=v["format"], preview=preview,
                        skip_existing=skip_existing, overwrite=overwrite, fail_fast=fail_fast,
-                       debug=bool(shared("debug", False)), sink=sink, **kw)
+                       debug=bool(shared("debug", False)), sink=sink, by_position=by_position, **kw)
 
 
 # ------------------------------------------------------------------------------------------------- evaluate
@@ -206,7 +224,7 @@ def evaluate(inputs=None, *, label_col: str | None = None, labels: Path | None =
              window: int | None = None, step: int | None = None, cv: str | None = None, folds: int | None = None,
              repeats: int | None = None, test=None, info_loss: bool = False, renormalize: bool = False,
              dataset: str | None = None, mixed_windows: str | None = None, quirks: str | None = None,
-             time_col: str | None = None, sensors: list[str] | None = None, exclude: list[str] | None = None,
+             convention: str | None = None, time_col: str | None = None, sensors: list[str] | None = None, exclude: list[str] | None = None,
              layout: str | None = None, sort_time: bool = False, dedupe: str | None = None, gaps: str | None = None,
              align_tolerance: float | None = None, seed: int | None = None, warn=None, progress=None) -> dict:
     """Classify (weighted F1) or regress (NRMSE) from CS signatures and the baselines with leakage-free CV,
@@ -216,7 +234,7 @@ def evaluate(inputs=None, *, label_col: str | None = None, labels: Path | None =
 
     Defaults (``DEFAULTS["evaluate"]``): task classify, methods cs:5,cs:10,cs:20,cs:40,tuncer,bodik,lan,stats,
     window 60 and step 10 (20/5 for basicmotions, 30/5 for synthetic), cv blocked, folds 5, repeats 5,
-    mixed_windows last, quirks fixed, layout auto, gaps split, seed 0."""
+    mixed_windows last, quirks fixed, convention scripts, layout auto, gaps split, seed 0."""
     from dataclasses import replace
 
     from . import algorithm as A
@@ -228,7 +246,8 @@ def evaluate(inputs=None, *, label_col: str | None = None, labels: Path | None =
     if labels is not None and not Path(labels).is_file():
         raise InputError(f"{labels}: no such labels file", hint="one label per line, or a .npy array")
     cfg = _resolve("evaluate", task=task, methods=methods, window=window, step=step, cv=cv, folds=folds,
-                   repeats=repeats, mixed_windows=mixed_windows, quirks=quirks, layout=layout, gaps=gaps, seed=seed)
+                   repeats=repeats, mixed_windows=mixed_windows, quirks=quirks, convention=convention, layout=layout,
+                   gaps=gaps, seed=seed)
     v = dict(cfg.values)
     if dataset is not None:
         one_of("--dataset", dataset, tuple(_DATASET_WINDOWS))
@@ -242,6 +261,7 @@ def evaluate(inputs=None, *, label_col: str | None = None, labels: Path | None =
     one_of("--cv", v["cv"], ("blocked", "shuffled", "group", "split"))
     one_of("--mixed-windows", v["mixed_windows"], ("last", "drop"))
     q = A.Quirks.parse(v["quirks"])
+    one_of("--convention", v["convention"], A.CONVENTIONS)
     E.parse_methods(v["methods"])  # unknown methods and missing extras before any reading
     opts = _read_options(v, time_col=time_col, sensors=sensors, exclude=exclude, label_col=label_col,
                          target_col=target_col, sort_time=sort_time, dedupe=dedupe, align_tolerance=align_tolerance)
@@ -275,7 +295,8 @@ def evaluate(inputs=None, *, label_col: str | None = None, labels: Path | None =
             test_series = D.read_all(tpaths, ro, warn)
     recs = E.evaluate(train, methods=v["methods"], window=v["window"], step=v["step"], cv=cv_, folds=v["folds"],
                       repeats=v["repeats"], seed=v["seed"], task=v["task"], test=test_series, info=info_loss,
-                      renormalize=renormalize, quirks=q, mixed=v["mixed_windows"], progress=progress)
+                      renormalize=renormalize, quirks=q, mixed=v["mixed_windows"], progress=progress,
+                      convention=v["convention"])
     return {"results": recs, "window": v["window"], "step": v["step"]}
 
 
@@ -305,29 +326,35 @@ def record(output: Path | str | None = None, *, interval: float | None = None, d
 
 # ----------------------------------------------------------------------------------------------------- demo
 def demo(quick: bool = False, device=None, *, source: str | None = None, out_dir: Path | str | None = None,
-         seed: int | None = None, warn=None, info=None):
+         seed: int | None = None, samples: int | None = None, folds: int | None = None, warn=None, info=None):
     """End to end: record this machine (``proc``) or take embedded data (``synthetic``, ``basicmotions``), fit,
     signatures, the signature PNG and a CS-versus-baselines table. Returns a ``runtime.results.DemoResult``
     (gates: the artefacts, the time limits of the quick demos, and the accuracy claims where the spec states them;
     details: source, results, out_dir, outputs, background_load for proc). Without ``out_dir`` it works in a
     temporary folder removed at the end.
 
-    Defaults (``DEFAULTS["demo"]``): source proc (synthetic where /proc is unreadable), device auto, seed 0.
+    Defaults (``DEFAULTS["demo"]``): source proc (synthetic where /proc is unreadable), device auto, seed 0,
+    samples 0 and folds 5 (the synthetic source's length and blocked CV folds; ``--set samples=N --set folds=K``).
     ``quick``: 4 s per /proc segment at 0.2 s (else 10 s at 0.25 s), T = 4 000 synthetic samples (else 20 000)."""
     from wisecli.runtime.device import as_device
 
     from .demo import run_demo
 
-    v = _resolve("demo", source=source, seed=seed,
+    v = _resolve("demo", source=source, seed=seed, samples=samples, folds=folds,
                  device=device if not hasattr(device, "type") else str(device)).values
     if v["seed"] < 0:
         raise InputError(f"--seed must be 0 or more, got {v['seed']}", hint="e.g. --seed 0")
+    if v["samples"] != 0 and v["samples"] < 300:
+        raise InputError(f"samples must be 0 (the mode's size) or at least 300, got {v['samples']}",
+                         hint="e.g. --set samples=1000")
+    if v["folds"] < 2:
+        raise InputError(f"folds must be at least 2, got {v['folds']}", hint="e.g. --set folds=3")
     one_of("--source", v["source"], ("proc", "synthetic", "basicmotions"))
     if v["source"] == "basicmotions" and not _have_aeon():
         raise InputError("the basicmotions data set needs aeon", hint="pip install 'wisecli[data]'")
     dev = as_device(device if hasattr(device, "type") else v["device"])
     return run_demo(quick=quick, device=dev, source=v["source"], out_dir=Path(out_dir) if out_dir else None,
-                    seed=v["seed"], warn=warn, info=info)
+                    seed=v["seed"], samples=v["samples"], folds=v["folds"], warn=warn, info=info)
 
 
 # ---------------------------------------------------------------------------------------------------- info
@@ -342,6 +369,7 @@ def info() -> dict:
         "paper": "Netti et al., Correlation-wise Smoothing, IPDPS 2021, DOI 10.1109/IPDPS49936.2021.00010",
         "defaults": DEFAULTS,
         "quirks": {q: A.QUIRK_TEXT[q] for q in A.ALL_QUIRKS},
+        "conventions": dict(A.CONVENTION_TEXT),
         "inputs": ["wide CSV/TSV (time column + numeric sensors)", "HPC-ODA folder (--layout hpcoda)",
                    ".npy time x sensors or runs x time x sensors", "- (a wide CSV on stdin, streamed)"],
         "outputs": ["{stem}.sig.csv (window_end,time,features)", "{stem}.sig.npy", "{stem}.sig.png (--preview)",

@@ -161,10 +161,28 @@ def select_columns(header: list[str], opts: ReadOptions, source: str) -> tuple[i
     return tidx, idx
 
 
+def missing_sensors_error(source: str, missing: list[str], model_sensors: list[str], n_input: int) -> InputError:
+    """The model's sensors absent from an input: one Error line naming them and a Hint on mapping by position."""
+    more = f" (+{len(missing) - 10} more)" if len(missing) > 10 else ""
+    if n_input == len(model_sensors):
+        hint = (f"the input has {n_input} sensor columns, as many as the model: map them to the model's sensors "
+                "in order with --by-position (or rename the columns)")
+    else:
+        hint = (f"the model has {len(model_sensors)} sensors, the input {n_input} sensor columns: select "
+                f"{len(model_sensors)} with --sensors/--exclude and map them in order with --by-position, or "
+                "rename the columns")
+    return InputError(f"{source}: model sensors missing: {', '.join(missing[:10])}{more}", hint=hint)
+
+
 def restrict(header: list[str], idx: list[int], opts: ReadOptions, source: str, warn=None) -> list[int]:
-    """With ``opts.keep`` (a model's sensors): only those columns are read; the others are ignored, warned."""
+    """With ``opts.keep`` (a model's sensors): only those columns are read; the others are ignored, warned. A model
+    sensor that is not among the selected columns is an InputError (exit 2) naming it."""
     if opts.keep is None:
         return idx
+    have = {header[i] for i in idx}
+    missing = [n for n in opts.keep if n not in have]
+    if missing:
+        raise missing_sensors_error(source, missing, list(opts.keep), len(idx))
     keep = set(opts.keep)
     extra = [header[i] for i in idx if header[i] not in keep]
     if extra and warn:
@@ -415,14 +433,13 @@ def match_sensors(s: Series, model_sensors: list[str], source: str, warn=None, b
     if by_position:
         if s.values.shape[1] != len(model_sensors):
             raise InputError(f"{source}: {s.values.shape[1]} sensors, the model has {len(model_sensors)}",
-                             hint=".npy inputs match the model by position; give the same sensors in the same order")
+                             hint="sensors matched by position (.npy inputs, --by-position) must be the model's "
+                                  "number, in its order: select them with --sensors/--exclude")
         return s.values
     pos = {n: i for i, n in enumerate(s.sensors)}
     missing = [n for n in model_sensors if n not in pos]
     if missing:
-        raise InputError(f"{source}: model sensors missing: {', '.join(missing[:10])}"
-                         + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else ""),
-                         hint="give the same sensors the model was fitted on")
+        raise missing_sensors_error(source, missing, model_sensors, len(s.sensors))
     extra = [n for n in s.sensors if n not in set(model_sensors)]
     if extra and warn:
         warn(f"{source}: {len(extra)} sensor(s) not in the model ignored: {', '.join(extra[:5])}")

@@ -261,7 +261,7 @@ def _time_features(fn, n: int) -> float:
 def evaluate(series: list[Series], *, methods: str = DEFAULT_METHODS, window: int = 60, step: int = 10,
              cv: str = "blocked", folds: int = 5, repeats: int = 5, seed: int = 0, task: str = "classify",
              test: list[Series] | None = None, info: bool = False, renormalize: bool = False, quirks=None,
-             mixed: str = "last", progress=None) -> list[dict]:
+             mixed: str = "last", progress=None, convention: str = "scripts") -> list[dict]:
     """One record per method (spec §3 ``evaluate``)."""
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.metrics import f1_score
@@ -292,7 +292,8 @@ def evaluate(series: list[Series], *, methods: str = DEFAULT_METHODS, window: in
     with progress_lines("smooth evaluate", len(meths) * len(splits)) as advance:
         y = np.concatenate([w.y for w in allw])
         classes = sorted(set(y.tolist())) if task == "classify" else None
-        ref_model = fit([w.series.values for w in allw], blocks=20, window=window, step=step, quirks=q)
+        ref_model = fit([w.series.values for w in allw], blocks=20, window=window, step=step, quirks=q,
+                        convention=convention)
         base_cache: dict[str, np.ndarray] = {}
         records = []
         for name, B in meths:
@@ -308,10 +309,11 @@ def evaluate(series: list[Series], *, methods: str = DEFAULT_METHODS, window: in
                     t0 = time.perf_counter()
                     if "Q1" in q:
                         q1_model = q1_model or fit([w.series.values for w in allw], blocks=B, window=window, step=step,
-                                                   quirks=q)
+                                                   quirks=q, convention=convention)
                         model = q1_model
                     else:
-                        model = fit(training_samples(allw, tr, window), blocks=B, window=window, step=step, quirks=q)
+                        model = fit(training_samples(allw, tr, window), blocks=B, window=window, step=step, quirks=q,
+                                    convention=convention)
                     fit_secs.append(time.perf_counter() - t0)
                     F = cs_features(model, allw, window, step, B)
                 elif name == "minirocket":
@@ -352,7 +354,8 @@ def evaluate(series: list[Series], *, methods: str = DEFAULT_METHODS, window: in
             nt = min(2000, len(w0.ends))
             if name == "cs":
                 sig_len = 2 * min(B, ref_model.n_sensors)
-                m_all = fit([w.series.values for w in allw], blocks=B, window=window, step=step, quirks=q)
+                m_all = fit([w.series.values for w in allw], blocks=B, window=window, step=step, quirks=q,
+                            convention=convention)
                 us = _time_features(lambda: signatures(m_all, w0.series.values, window=window, blocks=B,
                                                        ends=w0.ends[:nt]), nt)
             elif name == "minirocket":

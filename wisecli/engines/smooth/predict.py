@@ -65,15 +65,16 @@ def signatures_of(model: A.Model, series: list[D.Series], source: str, *, window
 
 def run_one(model: A.Model, item: Path, out_dir: Path, *, opts: D.ReadOptions, window: int, step: int,
             blocks: int, mode: str, scale: float, precision: str, device: str, fmt: str, preview: bool,
-            warn=None) -> dict:
+            warn=None, by_position: bool = False) -> dict:
     """One input → ``{stem}.sig.csv|npy`` (and ``.sig.png``), written atomically; returns its record."""
     from wisecli.runtime.batch import stem_of
     from wisecli.runtime.io.atomic import save_npy
 
     from .plots import write_preview
 
-    series = D.read_input(item, replace(opts, quirks=model.quirks, keep=list(model.sensors)), warn)
-    by_pos = Path(item).suffix.lower() == ".npy"
+    by_pos = by_position or Path(item).suffix.lower() == ".npy"
+    series = D.read_input(item, replace(opts, quirks=model.quirks, keep=None if by_pos else list(model.sensors)),
+                          warn)
     t0 = time.perf_counter()
     ends, times, sig = signatures_of(model, series, str(item), window=window, step=step, blocks=blocks,
                                      mode=mode, scale=scale, precision=precision, device=device,
@@ -97,7 +98,7 @@ def run_one(model: A.Model, item: Path, out_dir: Path, *, opts: D.ReadOptions, w
 def run_files(model: A.Model, items: list[Path], out_dir: Path, *, opts: D.ReadOptions, config, model_path,
               window: int, step: int, blocks: int, mode: str, scale: float, precision: str, device,
               fmt: str, preview: bool, skip_existing: bool, overwrite: bool, fail_fast: bool, debug: bool,
-              sink) -> list[dict]:
+              sink, by_position: bool = False) -> list[dict]:
     """The model-once batch (``runtime.batch.run_batch``) with ``run.json`` in ``out_dir``."""
     from wisecli.runtime.batch import BatchOptions, run_batch
     from wisecli.runtime.runrecord import RunRecord
@@ -108,7 +109,8 @@ def run_files(model: A.Model, items: list[Path], out_dir: Path, *, opts: D.ReadO
 
     def process(item: Path) -> dict:
         return run_one(model, item, out_dir, opts=opts, window=window, step=step, blocks=blocks, mode=mode,
-                       scale=scale, precision=prec, device=str(device), fmt=fmt, preview=preview, warn=sink.warn)
+                       scale=scale, precision=prec, device=str(device), fmt=fmt, preview=preview, warn=sink.warn,
+                       by_position=by_position)
 
     from wisecli.runtime.progress import progress
 
@@ -119,7 +121,7 @@ def run_files(model: A.Model, items: list[Path], out_dir: Path, *, opts: D.ReadO
 
 
 def stream(model: A.Model, lines, write, *, opts: D.ReadOptions, window: int, step: int, blocks: int,
-           mode: str, scale: float, warn=None) -> int:
+           mode: str, scale: float, warn=None, by_position: bool = False) -> int:
     """The lone ``-``: a wide CSV on ``lines`` (header first); one flushed output line per signature. Returns the
     number of samples read."""
     it = iter(lines)
@@ -131,13 +133,16 @@ def stream(model: A.Model, lines, write, *, opts: D.ReadOptions, window: int, st
     delim = "\t" if "\t" in head and "," not in head else ","
     header = [h.strip() for h in next(csv.reader([head], delimiter=delim))]
     tidx, idx = D.select_columns(header, opts, "stdin")
-    idx = D.restrict(header, idx, replace(opts, keep=list(model.sensors)), "stdin", warn)
-    names = [header[i] for i in idx]
-    missing = [n for n in model.sensors if n not in names]
-    if missing:
-        raise InputError(f"stdin: model sensors missing: {', '.join(missing[:10])}",
-                         hint="give the same sensors the model was fitted on")
-    cols = [idx[names.index(n)] for n in model.sensors]
+    if by_position:
+        if len(idx) != model.n_sensors:
+            raise InputError(f"stdin: {len(idx)} sensor columns, the model has {model.n_sensors}",
+                             hint="sensors matched by position (--by-position) must be the model's number, in its "
+                                  "order: select them with --sensors/--exclude")
+        cols = list(idx)
+    else:
+        idx = D.restrict(header, idx, replace(opts, keep=list(model.sensors)), "stdin", warn)
+        names = [header[i] for i in idx]
+        cols = [idx[names.index(n)] for n in model.sensors]
     st = A.Stream(model, window=window, step=step, blocks=blocks, mode=mode, scale=scale)
     fnames = A.feature_names(model, blocks, mode)
     if mode == "complex":

@@ -19,7 +19,8 @@ from . import data as D
 
 
 def fit(paths: list[Path], output: Path, *, opts: D.ReadOptions, blocks: int = 20, window: int = 60,
-        step: int = 10, eps: float = 1e-4, scale: float = 1.0, quirks="fixed", device: str = "cpu",
+        step: int = 10, eps: float = 1e-4, scale: float = 1.0, quirks="fixed", convention: str = "scripts",
+        device: str = "cpu",
         export_dcdb: Path | None = None, import_dcdb: Path | None = None, overwrite: bool = False,
         warn=None) -> dict:
     """Learn π, min and max over all inputs (read with ``opts``) and write the model; returns the summary."""
@@ -32,7 +33,8 @@ def fit(paths: list[Path], output: Path, *, opts: D.ReadOptions, blocks: int = 2
     refuse_existing(Path(output), overwrite)
     if export_dcdb:
         refuse_existing(Path(export_dcdb), overwrite)
-    kw = dict(blocks=blocks, window=window, step=step, eps=eps, scale=scale, quirks=q)
+    kw = dict(blocks=blocks, window=window, step=step, eps=eps, scale=scale, quirks=q,
+              convention=A.check_convention(convention))
     t0 = time.perf_counter()
     if import_dcdb is not None:
         try:
