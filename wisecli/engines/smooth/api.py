@@ -255,8 +255,6 @@ def evaluate(inputs=None, *, label_col: str | None = None, labels: Path | None =
             if cfg.sources[key] == "default":
                 v[key] = val
     _check_params(window=v["window"], step=v["step"], repeats=v["repeats"])
-    if v["seed"] < 0:
-        raise InputError(f"--seed must be 0 or more, got {v['seed']}", hint="e.g. --seed 0")
     one_of("--task", v["task"], ("classify", "regress"))
     one_of("--cv", v["cv"], ("blocked", "shuffled", "group", "split"))
     one_of("--mixed-windows", v["mixed_windows"], ("last", "drop"))
@@ -342,8 +340,6 @@ def demo(quick: bool = False, device=None, *, source: str | None = None, out_dir
 
     v = _resolve("demo", source=source, seed=seed, samples=samples, folds=folds,
                  device=device if not hasattr(device, "type") else str(device)).values
-    if v["seed"] < 0:
-        raise InputError(f"--seed must be 0 or more, got {v['seed']}", hint="e.g. --seed 0")
     if v["samples"] != 0 and v["samples"] < 300:
         raise InputError(f"samples must be 0 (the mode's size) or at least 300, got {v['samples']}",
                          hint="e.g. --set samples=1000")
@@ -409,8 +405,6 @@ def benchmark(device=None, quick: bool = False, *, sensors: list[int] | str | No
         v["windows"] = v["windows"] if src["windows"] != "default" else [20000] * n
         v["blocks"] = v["blocks"] if src["blocks"] != "default" else [20] * n
     _check_params(window=v["window"], step=v["step"])
-    if v["seed"] < 0:
-        raise InputError(f"--seed must be 0 or more, got {v['seed']}", hint="e.g. --seed 0")
     bench.check_sizes(v["sensors"], v["windows"], v["blocks"])
     dev = as_device(device if hasattr(device, "type") else v["device"])
     return bench.race_all(dev, quick=quick, sensors=v["sensors"], windows=v["windows"], blocks=v["blocks"],
