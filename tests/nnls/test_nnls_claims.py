@@ -45,10 +45,10 @@ def test_hsi_margins_and_support_f1():
 
 @pytest.mark.parametrize("R", [25, 49])
 def test_hybrid_fronts_beat_every_columnwise_heuristic(R):
-    from threadpoolctl import threadpool_limits
+    from wisecli.runtime.device import one_blas_thread
 
     B = faces()
-    with threadpool_limits(1, user_api="blas"):  # NMF's small GEMMs: 13 CPU-s with 2 spinning threads, 2.5 with 1
+    with one_blas_thread():  # NMF's small GEMMs: 13 CPU-s with 2 spinning threads, 2.5 with 1
         A = make_dictionary(f"nmf:{R}", B, seed=0)
     # the dictionary is learned on all 100 faces; the fronts run on the first 50 (half the enumeration: R = 25
     # 67 -> 35 CPU-s). Margins at R = 25 (pp, min over the three heuristics) a = 1..4: 0.18, 0.77, 0.96, 1.04

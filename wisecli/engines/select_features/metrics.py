@@ -48,16 +48,6 @@ def recall_at_k(ranking, informative, k: int) -> float:
     return len(set(np.asarray(ranking)[:k].tolist()) & set(informative)) / len(informative)
 
 
-def small_blas(limit: int = 1):
-    """BLAS limited to ``limit`` thread(s) for the duration of a ``with``, for the small GEMMs of a logistic
-    regression (n × k with k ≤ a few hundred). Measured on MNIST-5k, k = 50 (81 L-BFGS iterations, identical with
-    either setting): 0.16 CPU-s with one OpenBLAS thread, 13 CPU-s with two on a loaded 2-core machine (the
-    second thread spins waiting for work). Nothing changes outside the block."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=limit, user_api="blas")
-
-
 def refit_logreg(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                  cols) -> dict:
     """Accuracy and balanced accuracy of a logistic regression on columns `cols` (train-split scaling)."""
@@ -65,10 +55,12 @@ def refit_logreg(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.preprocessing import StandardScaler
 
+    from wisecli.runtime.device import one_blas_thread
+
     t0 = time.perf_counter()
     cols = np.asarray(cols)
     scaler = StandardScaler().fit(x_train[:, cols])
-    with warnings.catch_warnings(), small_blas():
+    with warnings.catch_warnings(), one_blas_thread():
         warnings.simplefilter("ignore")
         clf = LogisticRegression(max_iter=3000).fit(scaler.transform(x_train[:, cols]), y_train)
     pred = clf.predict(scaler.transform(x_test[:, cols]))

@@ -41,10 +41,10 @@ def rank_rfe_lr(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
 
     d = x.shape[1]
     step = 1 if d <= 100 else math.ceil(0.02 * d)
-    from .metrics import small_blas
+    from wisecli.runtime.device import one_blas_thread
 
     # one BLAS thread: the peer at its best on small GEMMs (0.22 instead of 2.0 CPU-s on the quick set, same ranking)
-    with warnings.catch_warnings(), small_blas():
+    with warnings.catch_warnings(), one_blas_thread():
         warnings.simplefilter("ignore")
         rfe = RFE(LogisticRegression(max_iter=2000), n_features_to_select=1, step=step).fit(x, y)
     return _order(rfe.ranking_.astype(float))
