@@ -14,7 +14,7 @@ import typer
 
 from wisecli.cli import options as o
 from wisecli.cli.common import MethodApp
-from wisecli.cli.output import Sink
+from wisecli.cli.output import Sink, info_rows
 
 app = MethodApp("classify", help="Classifiers with LAMBC, CDB loss, rotation-invariant convs and implicit BNNs.",
                 rich_markup_mode="rich")
@@ -151,9 +151,7 @@ def info(json: o.Json = False) -> None:
     from wisecli.engines.classify import api
 
     doc = api.info()
-    rows = [{"item": k, "value": v} for k, v in doc.items() if not isinstance(v, dict)]
-    rows += [{"item": f"choice {k}", "value": v} for k, v in doc["choices"].items()]
-    rows += [{"item": f"default {k}", "value": v} for k, v in doc["defaults"].items()]
+    rows = info_rows(doc, {"choices": "choice", "defaults": "default"})
     Sink(json=json).result(doc, rows=rows, title="wise classify info")
 
 

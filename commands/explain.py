@@ -14,7 +14,7 @@ import typer
 
 from wisecli.cli import options as o
 from wisecli.cli.common import MethodApp
-from wisecli.cli.output import Sink
+from wisecli.cli.output import Sink, info_rows
 
 app = MethodApp("explain", help="RISE and MC-RISE colour-wise saliency for black-box classifiers (PyTorch, TorchScript, ONNX).",
                 rich_markup_mode="rich")
@@ -122,9 +122,7 @@ def info(json: o.Json = False) -> None:
     from wisecli.engines.explain import api
 
     doc = api.info()
-    rows = [{"item": k, "value": v} for k, v in doc.items() if not isinstance(v, dict)]
-    rows += [{"item": f"choice {k}", "value": v} for k, v in doc["choices"].items()]
-    rows += [{"item": f"formula {k}", "value": v} for k, v in doc["formulas"].items()]
+    rows = info_rows(doc, {"choices": "choice", "formulas": "formula"})
     Sink(json=json).result(doc, rows=rows, title="wise explain info")
 
 

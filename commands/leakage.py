@@ -14,7 +14,7 @@ import typer
 
 from wisecli.cli import options as o
 from wisecli.cli.common import MethodApp
-from wisecli.cli.output import Sink
+from wisecli.cli.output import Sink, info_rows
 
 app = MethodApp("leakage", help="Per-layer leakage of a private attribute in federated updates: V-information, "
                                 "Jacobian sensitivity.", rich_markup_mode="rich")
@@ -109,9 +109,7 @@ def info(json: o.Json = False) -> None:
     from wisecli.engines.leakage import api
 
     doc = api.info()
-    rows = [{"item": k, "value": v} for k, v in doc.items() if not isinstance(v, dict)]
-    rows += [{"item": f"choice {k}", "value": v} for k, v in doc["choices"].items()]
-    rows += [{"item": f"default {k}", "value": v} for k, v in doc["defaults"].items()]
+    rows = info_rows(doc, {"choices": "choice", "defaults": "default"})
     Sink(json=json).result(doc, rows=rows, title="wise leakage info")
 
 

@@ -13,7 +13,7 @@ import typer
 
 from wisecli.cli import options as o
 from wisecli.cli.common import MethodApp
-from wisecli.cli.output import Sink
+from wisecli.cli.output import Sink, info_rows
 
 app = MethodApp("reid", help="Vehicle re-ID with viewpoint-aware channel-wise attention (VCAM).",
                 rich_markup_mode="rich")
@@ -204,9 +204,7 @@ def info(json: o.Json = False) -> None:
     from wisecli.engines.reid import api
 
     doc = api.info()
-    rows = [{"item": k, "value": v} for k, v in doc.items() if not isinstance(v, dict)]
-    rows += [{"item": f"layout {k}", "value": v} for k, v in doc["layouts"].items()]
-    rows += [{"item": f"default {k}", "value": v} for k, v in doc["defaults"].items()]
+    rows = info_rows(doc, {"layouts": "layout", "defaults": "default"})
     Sink(json=json).result(doc, rows=rows, title="wise reid info")
 
 

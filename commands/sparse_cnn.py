@@ -13,7 +13,7 @@ import typer
 
 from wisecli.cli import options as o
 from wisecli.cli.common import MethodApp
-from wisecli.cli.output import Sink
+from wisecli.cli.output import Sink, info_rows
 
 app = MethodApp("sparse-cnn", help="Pixel-wise structured sparse CNNs: one importance map, density set at run time; "
                 "counted MACs and measured latency side by side.", rich_markup_mode="rich")
@@ -117,10 +117,7 @@ def info(json: o.Json = False) -> None:
     from wisecli.engines.sparse_cnn import api
 
     doc = api.info()
-    rows = [{"item": k, "value": v} for k, v in doc.items() if not isinstance(v, (dict, list))]
-    rows += [{"item": f"mask {k}", "value": v} for k, v in doc["mask_rules"].items()]
-    rows += [{"item": f"exec {k}", "value": v} for k, v in doc["exec"].items()]
-    rows += [{"item": f"choice {k}", "value": v} for k, v in doc["choices"].items()]
+    rows = info_rows(doc, {"mask_rules": "mask", "exec": "exec", "choices": "choice"})
     Sink(json=json).result(doc, rows=rows, title="wise sparse-cnn info")
 
 

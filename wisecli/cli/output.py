@@ -40,6 +40,16 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def info_rows(doc: dict, expand: dict[str, str] | None = None) -> list[dict]:
+    """The `info` table of a method: a row per top-level item of `doc` that is not a dict (nested dicts are left
+    to `--json`), then a row per entry of each dict named in `expand` (doc key -> row prefix, e.g. {"choices":
+    "choice"})."""
+    rows = [{"item": k, "value": v} for k, v in doc.items() if not isinstance(v, dict)]
+    for key, prefix in (expand or {}).items():
+        rows += [{"item": f"{prefix} {k}", "value": v} for k, v in doc[key].items()]
+    return rows
+
+
 class Sink:
     """Where a command's words go; one per command invocation."""
 
