@@ -56,3 +56,17 @@ def test_a_negative_seed_is_refused_from_any_layer_and_zero_is_kept():
         resolve(d, flags={}, sets=["seed=-4"], environ={})
     assert resolve(d, flags={"seed": 0}, sets=[], environ={}).values["seed"] == 0
     assert resolve({"epochs": -1}, flags={}, sets=[], environ={}).values["epochs"] == -1
+
+
+def test_check_settings_refuses_out_of_range_values_with_the_flag_name():
+    from wisecli.cli.config import check_settings
+
+    d = {"lr": 1e-3, "dropout": 0.1, "beam": 4, "mode": "a", "name": "x"}
+    kw = dict(choices={"mode": ("a", "b")}, positive=("lr", "beam"), not_negative=("dropout",), caps={"beam": 256})
+    check_settings({**d, "dropout": 0.0}, d, **kw)  # zero is fine where not negative is the rule
+    for bad, match in [({"lr": 0.0}, "--lr must be a finite number > 0"), ({"lr": float("nan")}, "--lr must"),
+                       ({"dropout": -0.5}, "--dropout must be a finite number >= 0"),
+                       ({"beam": 300}, "--beam 300 is too large"), ({"mode": "c"}, "--mode 'c' is not one of"),
+                       ({"name": 2**31}, "--name 2147483648 is too large")]:
+        with pytest.raises(InputError, match=match):
+            check_settings({**d, **bad}, d, **kw)

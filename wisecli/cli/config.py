@@ -110,6 +110,35 @@ def one_of(flag: str, value: Any, allowed) -> None:
                      hint=f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(names)}")
 
 
+def check_settings(values: dict[str, Any], defaults: dict[str, Any], *, choices: dict | None = None,
+                   positive=(), not_negative=(), caps: dict | None = None) -> None:
+    """Refuse (exit 2) a resolved setting outside its range: a key of `choices` not among its values, a key of
+    `positive` that is not a finite number > 0, of `not_negative` not ≥ 0, of `caps` above its cap, any int
+    of 2³¹ or more. Values from `--config`, `--set`, `WISE_*` and the Python API pass no Typer check."""
+    import math
+
+    for k, allowed in (choices or {}).items():
+        if values.get(k) is not None:
+            one_of("--" + k.replace("_", "-"), values[k], allowed)
+    for k, x in values.items():
+        flag, hint = "--" + k.replace("_", "-"), f"the default is {defaults.get(k)}"
+        if x is None or isinstance(x, bool) or not isinstance(x, (int, float, str)):
+            continue
+        if k in positive or k in not_negative:
+            try:
+                x = float(x)
+            except ValueError:
+                raise InputError(f"{flag} must be a number, not {values[k]!r}", hint="e.g. 1") from None
+            zero_ok = k in not_negative
+            if not math.isfinite(x) or x < 0 or (x == 0 and not zero_ok):
+                raise InputError(f"{flag} must be a finite number {'>= 0' if zero_ok else '> 0'}, not {values[k]}",
+                                 hint=hint)
+        if k in (caps or {}) and isinstance(x, (int, float)) and x > caps[k]:
+            raise InputError(f"{flag} {values[k]} is too large (at most {caps[k]:g})", hint=hint)
+        if isinstance(x, int) and abs(x) >= 2**31:
+            raise InputError(f"{flag} {x} is too large", hint=hint)
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """A `--config` TOML file as flat dotted keys; unreadable or invalid files are input errors."""
     try:

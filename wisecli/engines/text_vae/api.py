@@ -55,32 +55,12 @@ _CAPS = {"z_dim": 4096, "emb": 65536, "hidden": 65536, "batch_size": 2**20, "epo
 
 def _resolve(verb: str, flags: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """DEFAULTS[verb] < --config < WISE_* < --set < the given values, checked (exit 2 on a bad value)."""
-    import math
-
-    from wisecli.cli.config import one_of, resolve
+    from wisecli.cli.config import check_settings, resolve
     from wisecli.cli.errors import InputError
 
     res = resolve(DEFAULTS[verb], flags=flags)
     v = dict(res.values)
-    for k, allowed in _CHOICES.items():
-        if k in v and v[k] is not None:
-            one_of("--" + k.replace("_", "-"), v[k], allowed)
-    for k in v:
-        x = v[k]
-        if x is None or isinstance(x, bool) or not isinstance(x, (int, float, str)):
-            continue
-        if k in _POSITIVE or k in _NOT_NEGATIVE:
-            try:
-                x = float(x)
-            except ValueError:
-                raise InputError(f"--{k.replace('_', '-')} must be a number, not {v[k]!r}", hint="e.g. 1") from None
-            zero_ok = k in _NOT_NEGATIVE
-            if not math.isfinite(x) or x < 0 or (x == 0 and not zero_ok):
-                raise InputError(f"--{k.replace('_', '-')} must be a finite number {'>= 0' if zero_ok else '> 0'}, "
-                                 f"not {v[k]}", hint=f"the default is {DEFAULTS[verb][k]}")
-            if k in _CAPS and x > _CAPS[k]:
-                raise InputError(f"--{k.replace('_', '-')} {v[k]} is too large (at most {_CAPS[k]:g})",
-                                 hint=f"the default is {DEFAULTS[verb][k]}")
+    check_settings(v, DEFAULTS[verb], choices=_CHOICES, positive=_POSITIVE, not_negative=_NOT_NEGATIVE, caps=_CAPS)
     if v.get("encoding") is not None:
         import codecs
 

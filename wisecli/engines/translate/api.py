@@ -58,36 +58,12 @@ _NOT_NEGATIVE = ("kl_alpha", "aux_weight", "label_smoothing", "average_last", "s
 
 def _resolve(verb: str, flags: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """DEFAULTS[verb] < --config < WISE_* < --set < the given values, checked; a torch.device passes as it is."""
-    import math
-
-    from wisecli.cli.config import one_of, resolve
+    from wisecli.cli.config import check_settings, resolve
     from wisecli.cli.errors import InputError
 
     res = resolve(DEFAULTS[verb], flags=flags)
     v = dict(res.values)
-    for k, allowed in _CHOICES.items():
-        if k in v and v[k] is not None:
-            one_of("--" + k.replace("_", "-"), v[k], allowed)
-    for k in v:
-        x = v[k]
-        if x is None or isinstance(x, bool) or not isinstance(x, (int, float, str)):
-            continue
-        if k in _POSITIVE or k in _NOT_NEGATIVE:
-            try:
-                x = float(x)
-            except ValueError:
-                raise InputError(f"--{k.replace('_', '-')} must be a number, not {v[k]!r}", hint="e.g. 1") from None
-            zero_ok = k in _NOT_NEGATIVE
-            if not math.isfinite(x) or x < 0 or (x == 0 and not zero_ok):
-                raise InputError(f"--{k.replace('_', '-')} must be a finite number {'>= 0' if zero_ok else '> 0'}, "
-                                 f"not {v[k]}", hint=f"the default is {DEFAULTS[verb][k]}")
-    for k, top in _CAPS.items():
-        if v.get(k) is not None and float(v[k]) > top:
-            raise InputError(f"--{k.replace('_', '-')} {v[k]} is too large (at most {top:g})",
-                             hint=f"the default is {DEFAULTS[verb][k]}")
-    for k, x in v.items():
-        if isinstance(x, int) and not isinstance(x, bool) and abs(x) >= 2**31:
-            raise InputError(f"--{k.replace('_', '-')} {x} is too large", hint=f"the default is {DEFAULTS[verb][k]}")
+    check_settings(v, DEFAULTS[verb], choices=_CHOICES, positive=_POSITIVE, not_negative=_NOT_NEGATIVE, caps=_CAPS)
     if v.get("encoding") is not None:
         import codecs
 
