@@ -72,6 +72,19 @@ def _sigint_kept(request):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """The test on one torch CPU thread, restored afterwards (`pytestmark = pytest.mark.usefixtures(
+    "one_torch_thread")` for a whole module): batched small problems lose 5-30x to thread hand-offs on shared
+    cores. One conftest.py for the whole suite: a second one under tests/ would shadow this module's name."""
+    import torch
+
+    from wisecli.runtime.device import one_cpu_thread
+
+    with one_cpu_thread(torch.device("cpu")):
+        yield
+
+
+@pytest.fixture
 def broken_compile(monkeypatch):
     """torch.compile replaced by a compiler whose compiled function raises "no compiler here" when called;
     yields the keyword options of each compile call."""

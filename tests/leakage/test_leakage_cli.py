@@ -10,6 +10,8 @@ import torch
 
 from tests.conftest import conformance_module, run_wise
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 conf = conformance_module(__file__)
 FAST = ["--arch", "mlp", "--set", "width=0.0625", "--n-obs", "48", "--folds", "2", "--families", "linear",
         "--sketch", "8", "--n-sens", "4", "--probes", "2", "--batch-size", "2", "--device", "cpu"]

@@ -2,10 +2,13 @@
 autograd loops; sketches."""
 
 import numpy as np
+import pytest
 import torch
 
 from wisecli.engines.leakage import algorithm as alg
 from wisecli.nn.zoo import build
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cnn():

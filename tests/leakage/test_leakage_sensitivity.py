@@ -2,12 +2,15 @@
 
 import math
 
+import pytest
 import torch
 from torch.func import grad, jacrev
 
 from wisecli.engines.leakage import sensitivity as sens
 from wisecli.engines.leakage.algorithm import params_of
 from wisecli.nn.zoo import build
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _mlp():

@@ -11,7 +11,7 @@ import pytest
 
 from wisecli.engines.leakage import api
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ import torch
 
 from wisecli.engines.leakage import metrics as mt
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 N = 2000
 
 

@@ -293,3 +293,10 @@ def test_demo_and_benchmark_take_what_wise_demo_and_wise_benchmark_pass(method):
         missing = [k for k in ("quick", "device") if k not in params and not any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())]
         assert not missing, f"api.{verb} lacks {missing}: `wise {verb}` calls it with quick= and device="
+
+
+def test_one_conftest_for_the_whole_suite():
+    # tests import helpers with `from conftest import ...`: a second conftest.py under tests/ takes the module
+    # name `conftest` for whichever folder pytest reaches first, and every such import elsewhere breaks
+    root = Path(__file__).resolve().parents[1]
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("conftest.py")) == ["conftest.py"]
