@@ -43,6 +43,34 @@ class BatchOptions:
     debug: bool = False
 
 
+def jsonl_output(output, shard: tuple[int, int] | None, *, skip_existing: bool, overwrite: bool, inputs: list,
+                 verb: str, config: dict, argv=None) -> tuple[Path | None, dict | None]:
+    """(path, skipped) for a batch verb that writes all its records to one JSONL file `output` (None: stdout).
+    Under `--shard I/N` the file is `<stem>.part-I-of-N.jsonl`, so shards never write the same file. With
+    `--skip-existing` an existing file means this run is done: `run.json` records it and `skipped` is the verb's
+    summary; otherwise an existing file is refused unless `--overwrite`."""
+    from wisecli.runtime.io.atomic import refuse_existing
+    from wisecli.runtime.runrecord import RunRecord
+
+    if output is None:
+        return None, None
+    output = Path(output)
+    if shard is not None:
+        stem = output.name[:-6] if output.name.endswith(".jsonl") else output.name
+        output = output.with_name(f"{stem}.part-{shard[0]}-of-{shard[1]}.jsonl")
+    if skip_existing and output.is_file():
+        rec = RunRecord(verb, config={**config, "skipped": True}, device=None, seed=None,
+                        inputs=[str(p) for p in inputs], argv=argv)
+        rec.add_output(output)
+        rec.set("items", {"total": len(inputs), "failed": 0, "skipped": len(inputs)})
+        rec.write(output.parent)
+        return output, {"output": str(output), "status": "skipped", "inputs": len(inputs), "errors": 0,
+                        "records": [{"input": str(p), "status": "skipped", "output": str(output)} for p in inputs]}
+    if not skip_existing:
+        refuse_existing(output, overwrite)
+    return output, None
+
+
 def run_batch(items: list[Path], process: Callable[[Path], dict], *, outputs_for: Callable[[Path], list[Path]],
               options: BatchOptions, sink, run_record=None, progress=None) -> list[dict]:
     """Run `process` over `items` and return one record per input (`ok`, `skipped` or `error`), in input order

@@ -146,7 +146,8 @@ def predict_inputs(inputs, weights, output, *, top_k: int, samples, pattern=None
     """The `predict` verb (see `api.predict`)."""
     from wisecli.cli.inputs import apply_shard, expand_inputs, parse_shard
     from wisecli.runtime.device import as_device, device_name
-    from wisecli.runtime.io.atomic import refuse_existing, write_text
+    from wisecli.runtime.batch import jsonl_output
+    from wisecli.runtime.io.atomic import write_text
     from wisecli.runtime.rundir import made_dir
     from wisecli.runtime.runrecord import RunRecord
 
@@ -159,21 +160,10 @@ def predict_inputs(inputs, weights, output, *, top_k: int, samples, pattern=None
     paths = apply_shard(paths, sh)
     if not paths:
         raise InputError("this shard has no inputs", hint="use fewer shards")
-    if output is not None:
-        output = Path(output)
-        if sh is not None:
-            stem = output.name[:-6] if output.name.endswith(".jsonl") else output.name
-            output = output.with_name(f"{stem}.part-{sh[0]}-of-{sh[1]}.jsonl")
-        if skip_existing and output.is_file():
-            rec = RunRecord("classify predict", config={"weights": str(weights), "skipped": True}, device=None,
-                            seed=None, inputs=[str(p) for p in paths], argv=argv)
-            rec.add_output(output)
-            rec.set("items", {"total": len(paths), "failed": 0, "skipped": len(paths)})
-            rec.write(output.parent)
-            return {"output": str(output), "status": "skipped", "inputs": len(paths), "errors": 0,
-                    "records": [{"input": str(p), "status": "skipped", "output": str(output)} for p in paths]}
-        if not skip_existing:
-            refuse_existing(output, overwrite)
+    output, skipped = jsonl_output(output, sh, skip_existing=skip_existing, overwrite=overwrite, inputs=paths,
+                                   verb="classify predict", config={"weights": str(weights)}, argv=argv)
+    if skipped is not None:
+        return skipped
     device = as_device(device, sink=sink)
     model, doc = load_model(weights, device)
     run = Runner(model, doc, device, samples, batch_size)

@@ -199,28 +199,18 @@ def _predict_classify(paths, model, doc, rho, exec_, output, *, shard, overwrite
                       device, batch_size) -> dict:
     from wisecli.cli.inputs import parse_shard
     from wisecli.runtime.device import device_name
-    from wisecli.runtime.io.atomic import refuse_existing, write_text
+    from wisecli.runtime.batch import jsonl_output
+    from wisecli.runtime.io.atomic import write_text
     from wisecli.runtime.rundir import made_dir
     from wisecli.runtime.runrecord import RunRecord
 
     from .gating import Stats
 
     sh = parse_shard(shard)
-    if output is not None:
-        output = Path(output)
-        if sh is not None:
-            stem = output.name[:-6] if output.name.endswith(".jsonl") else output.name
-            output = output.with_name(f"{stem}.part-{sh[0]}-of-{sh[1]}.jsonl")
-        if skip_existing and output.is_file():
-            rec = RunRecord("sparse-cnn predict", config={"weights": str(weights), "skipped": True}, device=None,
-                            seed=None, inputs=[str(p) for p in paths], argv=argv)
-            rec.add_output(output)
-            rec.set("items", {"total": len(paths), "failed": 0, "skipped": len(paths)})
-            rec.write(output.parent)
-            return {"output": str(output), "status": "skipped", "inputs": len(paths), "errors": 0,
-                    "records": [{"input": str(p), "status": "skipped", "output": str(output)} for p in paths]}
-        if not skip_existing:
-            refuse_existing(output, overwrite)
+    output, skipped = jsonl_output(output, sh, skip_existing=skip_existing, overwrite=overwrite, inputs=paths,
+                                   verb="sparse-cnn predict", config={"weights": str(weights)}, argv=argv)
+    if skipped is not None:
+        return skipped
     mask = doc.get("mask", {})
     t0 = time.perf_counter()
     items = []
