@@ -38,7 +38,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "info": {},
     "benchmark": {"device": "auto", "size": "small"},
 }
-_CHOICES = {"pool": ("layerwise", "max-last"), "attention": ("self", "cross"), "format": ("auto", "pairs", "csn", "python", "jsonl"),
+_CHOICES = {"pool": ("layerwise", "max-last"), "attention": ("self", "cross"), "format": ("auto", "pairs", "csn", "cosqa", "staqc", "python", "jsonl"),
             "loss": ("hardest", "hardest-softmax", "infonce", "hinge-sum", "hinge-random"),
             "method": ("cosea", "bm25", "hybrid"), "compare": (None, "bm25"), "split": ("all", "train", "val", "test"),
             "size": ("small", "gpu", "full"), "negatives": ("batch", "queue")}

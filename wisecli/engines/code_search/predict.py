@@ -495,8 +495,11 @@ def evaluate_data(sources: list[str], *, weights, fmt: str, split: str, pool: st
     from .metrics import bootstrap as boot
     from .train import load_pairs
 
-    pairs, counts = load_pairs(sources, fmt if fmt != "jsonl" else "pairs")
+    pool_codes: list[str] = []
+    pairs, counts = load_pairs(sources, fmt if fmt != "jsonl" else "pairs", pool=pool_codes)
     extra = load_pairs(distractors, fmt if fmt != "jsonl" else "pairs")[0] if distractors else None
+    if pool_codes and pool == "all":  # CoSQA's code_idx_map.txt: every query against the whole released pool
+        extra = D.dedupe((extra or []) + [D.Pair("", c, hash=D.norm_hash(c)) for c in pool_codes])[0]
     if split != "all":
         pairs = [p for p in pairs if D.module_split(p.module or p.hash) == split]
     if len(pairs) < 2:
