@@ -142,7 +142,7 @@ def evaluate(
     method: Annotated[Optional[Literal["cosea", "bm25", "hybrid"]], _opt("--method", "Ranking.")] = None,
     compare: Annotated[Optional[Literal["bm25"]], _opt("--compare", "Paired bootstrap against BM25.")] = None,
     bootstrap: Annotated[Int, _opt("--bootstrap", "Resamples for the intervals.", o.not_negative)] = None,
-    distractors: Annotated[Optional[list[Path]], _opt("--distractors", "More codes in the pool (data).")] = None,
+    distractors: Annotated[Optional[list[Path]], _opt("--distractors", "More codes in the pool: data, or an index folder.")] = None,
     device: o.Device = None, seed: o.Seed = None, json: o.Json = False, jsonl: o.Jsonl = False,
 ) -> None:
     """MRR, R@1/5/10, nDCG@10 with the candidate pool stated (--jsonl: per-query ranks)."""

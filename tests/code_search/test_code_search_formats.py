@@ -195,3 +195,40 @@ def test_corrupt_and_malicious_files_are_exit_2(wise, tmp_path):
     _, te2 = _cosqa(tmp_path / "cq2")
     (te2.parent / "code_idx_map.txt").write_text("[not json")
     _bad(wise, "evaluate", str(te2), "--method", "bm25", *CPU, match="code_idx_map.txt")
+
+
+def test_distractors_from_an_index(wise, tmp_path):
+    from wisecli.engines.code_search.data import extract_functions
+    from wisecli.engines.code_search.predict import build_index
+
+    ck, pairs = C._checkpoint(tmp_path), C._pairs(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    first = json.loads(pairs.read_text().splitlines()[0])["code"]  # a test code: dropped from the pool by hash
+    (other / "a.py").write_text("def mul(a, b):\n    return a * b\n\n\n" + first)
+    (other / "b.py").write_text("class K:\n    def parse_row(self, line):\n        return line.split(',')\n")
+    idx = tmp_path / "idx"
+    build_index([str(other)], ck, idx, fmt="python", exclude=(), max_file_mb=5, no_bm25=False, overwrite=False,
+                skip_existing=False, device="cpu", batch=8)
+    data = tmp_path / "d.jsonl"  # the oracle: the same codes given as data
+    data.write_text("".join(json.dumps({"query": "unused words", "code": f.code}) + "\n"
+                            for p in sorted(other.glob("*.py")) for f in extract_functions(p.read_text(), str(p))))
+    m = len(pairs.read_text().splitlines())
+    docs = []
+    for d in (idx, data):
+        code, out, err = wise("code-search", "evaluate", str(pairs), "--weights", str(ck), "--compare", "bm25",
+                              "--distractors", str(d), "--bootstrap", "0", "--json", *CPU)
+        assert code == 0, err
+        docs.append(json.loads(out))
+    assert docs[0]["protocol"]["pool_size"] == docs[1]["protocol"]["pool_size"] == m + 2
+    assert docs[0]["results"] == docs[1]["results"]
+    assert docs[0]["protocol"]["distractor_indexes"][0]["used"] == 3
+    (other / "b.py").write_text("# edited\n" + (other / "b.py").read_text())  # its rows are skipped, counted
+    code, out, err = wise("code-search", "evaluate", str(pairs), "--method", "bm25", "--distractors", str(idx),
+                          "--bootstrap", "0", "--json", *CPU)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["protocol"]["pool_size"] == m + 1 and doc["protocol"]["distractor_indexes"][0]["skipped"] == 1
+    for p in other.glob("*.py"):
+        p.unlink()
+    _bad(wise, "evaluate", str(pairs), "--method", "bm25", "--distractors", str(idx), *CPU, match="could be re-read")
