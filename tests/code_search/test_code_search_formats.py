@@ -92,7 +92,8 @@ def test_restricted_unpickler_reads_builtins_and_refuses_the_rest(tmp_path):
     evil = {"system": f"cos\nsystem\n(S'touch {marker}'\ntR.".encode(),
             "eval": f"cbuiltins\neval\n(S'open(\"{marker}\", \"w\")'\ntR.".encode(),
             "class": pickle.dumps(__import__("collections").OrderedDict(a=1), protocol=2),
-            "persid": b"(lp0\nPabc\na."}
+            "persid": b"(lp0\nPabc\na.",
+            "huge": b"c__builtin__\nbytearray\n(I100000000000\ntR."}
     for name, raw in evil.items():
         p = tmp_path / f"{name}.pickle"
         p.write_bytes(raw)

@@ -28,9 +28,10 @@ StaQC (Yao et al., WWW 2018, `sunlab-osu/StaQC` `final_collection/`): Python-2 p
   their docstrings removed like every code side). Split unit: `staqc:qid`, so a question's code blocks stay in
   one split. Not read: CoaCor's token-id pickles (their vocabulary layout is not fixed by a public spec we have).
 - Pickles are read by `safe_load`: a `pickle.Unpickler` whose `find_class` admits only builtin container and
-  scalar types (dict, list, tuple, set, frozenset, str, bytes, int, float, bool, complex; Python 2's `unicode`
-  and `long`), `encoding="latin1"` for Python-2 byte strings; any other global (`os.system`, `builtins.eval`,
-  a class) and persistent ids are refused before anything is called, as exit 2. A corrupt or truncated pickle,
+  scalar types (dict, list, tuple, set, frozenset, str, int, float, bool, complex; Python 2's `unicode` and
+  `long`; not `bytes`/`bytearray`, which a pickle could call with a huge size), `encoding="latin1"` for
+  Python-2 byte strings; any other global (`os.system`, `builtins.eval`, a class) and persistent ids are refused
+  before anything is called, as exit 2. A corrupt or truncated pickle,
   or one whose objects are not the dicts above, is exit 2 too.
 """
 
@@ -45,8 +46,9 @@ from wisecli.cli.errors import InputError
 
 from . import data as D
 
-_SAFE = {"dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int", "float", "bool",
-         "complex", "unicode", "long"}
+# Builtin container and scalar types only. `bytes` and `bytearray` are left out: a pickle could call them with a
+# huge integer (memory), and Python 2's byte strings need no global (they are SHORT_BINSTRING/STRING opcodes).
+_SAFE = {"dict", "list", "tuple", "set", "frozenset", "str", "int", "float", "bool", "complex", "unicode", "long"}
 
 
 class SafeUnpickler(pickle.Unpickler):
