@@ -25,8 +25,9 @@ def _opt(name: str, help: str, callback=None, **kw):
     return typer.Option(name, help=help, callback=callback, **kw)
 
 
-Data = Annotated[list[Path], typer.Argument(help="Folders or .py files, pairs JSONL, stdlib, site-packages:a,b.")]
-Fmt = Annotated[Optional[Literal["auto", "pairs", "csn", "python"]], _opt("--format", "How to read DATA.")]
+Data = Annotated[list[Path], typer.Argument(help="Folders or .py files, pairs JSONL, CoSQA JSON, StaQC pickles, "
+                                                   "stdlib, site-packages:a,b.")]
+Fmt = Annotated[Optional[Literal["auto", "pairs", "csn", "cosqa", "staqc", "python"]], _opt("--format", "How to read DATA.")]
 Int = Optional[int]
 
 
@@ -141,7 +142,7 @@ def evaluate(
     method: Annotated[Optional[Literal["cosea", "bm25", "hybrid"]], _opt("--method", "Ranking.")] = None,
     compare: Annotated[Optional[Literal["bm25"]], _opt("--compare", "Paired bootstrap against BM25.")] = None,
     bootstrap: Annotated[Int, _opt("--bootstrap", "Resamples for the intervals.", o.not_negative)] = None,
-    distractors: Annotated[Optional[list[Path]], _opt("--distractors", "More codes in the pool (data).")] = None,
+    distractors: Annotated[Optional[list[Path]], _opt("--distractors", "More codes in the pool: data, or an index folder.")] = None,
     device: o.Device = None, seed: o.Seed = None, json: o.Json = False, jsonl: o.Jsonl = False,
 ) -> None:
     """MRR, R@1/5/10, nDCG@10 with the candidate pool stated (--jsonl: per-query ranks)."""

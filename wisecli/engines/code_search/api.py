@@ -11,9 +11,9 @@ queries whose layers are pooled by attention, cosine ranking, a hardest-negative
 Settings left at None come from `DEFAULTS[verb]`, then `--config`/`WISE_*`/`--set` (`cli.config.resolve`).
 Choices where the spec is silent are written in the module that makes them (data.py: extraction, queries,
 splits; model.py: the Siamese initialisation; train.py: schedule, warm-up, split of JSONL pairs; predict.py: the
-index layout, updates, tie rule; demo.py: the demo's modules and the gate that does not separate on CPU).
-Not built in this version: `--format cosqa|staqc`,
-`evaluate --distractors INDEX` (DATA is read).
+index layout, updates, tie rule, `--distractors INDEX`; formats.py: the CoSQA and StaQC readers and the restricted
+unpickler; demo.py: the demo's modules and the gate that does not separate on CPU). Not built: CoaCor's token-id
+pickles (StaQC's released title/code dicts are read).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "info": {},
     "benchmark": {"device": "auto", "size": "small"},
 }
-_CHOICES = {"pool": ("layerwise", "max-last"), "attention": ("self", "cross"), "format": ("auto", "pairs", "csn", "python", "jsonl"),
+_CHOICES = {"pool": ("layerwise", "max-last"), "attention": ("self", "cross"), "format": ("auto", "pairs", "csn", "cosqa", "staqc", "python", "jsonl"),
             "loss": ("hardest", "hardest-softmax", "infonce", "hinge-sum", "hinge-random"),
             "method": ("cosea", "bm25", "hybrid"), "compare": (None, "bm25"), "split": ("all", "train", "val", "test"),
             "size": ("small", "gpu", "full"), "negatives": ("batch", "queue")}
@@ -93,6 +93,7 @@ def train(data: list[str | Path], out_dir: str | Path | None = None, *, val: lis
     """Train COSEA on docstring pairs into the run folder `out_dir`.
 
     `data`: folders or `.py` files (functions with docstrings), pairs JSONL (`query`, `code`; CodeSearchNet fields),
+    CoSQA JSON (`cosqa-train.json`, label 1), StaQC pickles (title/code dicts, a restricted unpickler),
     `stdlib`, `site-packages:numpy,scipy`. Validation: `val` data, else `val_split` ("module:0.1") of the modules.
     `settings` are the keys of `DEFAULTS["train"]`: dim 256, layers 3, pool "layerwise" (or "max-last"), attention
     "self" (or "cross": also train the query-dependent reranker on the hardest in-batch negative),
@@ -159,7 +160,8 @@ def evaluate(data: list[str | Path], *, weights: str | Path | None = None, distr
     it; `split` keeps one module split), with the pool stated. Defaults: format "auto", split "all", pool "all"
     (or N), method "cosea" ("bm25", "hybrid"; cosea and hybrid need `weights`), compare None ("bm25": paired
     bootstrap of the MRR difference), bootstrap 1000, seed 0, device "auto"; `distractors` (data read the same
-    way) add their codes to the pool `all`. Returns {protocol, results, per_query[, compare]}."""
+    way, or index folders whose functions are re-read from their files) add their codes to the pool `all`. A CoSQA
+    retrieval file with `code_idx_map.txt` beside it is ranked against the whole released pool (6,267 codes). Returns {protocol, results, per_query[, compare]}."""
     from .predict import evaluate_data
 
     v, _ = _resolve("evaluate", settings)
@@ -191,7 +193,12 @@ def info(weights: str | Path | None = None) -> dict:
            "defaults": {k: DEFAULTS[k] for k in ("train", "predict", "query", "evaluate")},
            "reads": ["Python source (files, folders, globs, @list.txt, @-)", "stdlib", "site-packages:NAMES",
                      "pairs JSONL {query, code}", "CodeSearchNet JSONL(.gz)", "JSONL snippets {code[, id, path, "
-                     "lineno, name, language]}"],
+                     "lineno, name, language]}",
+                     "CoSQA JSON arrays (cosqa-train.json: label 1 pairs; cosqa-retrieval-{dev,test}-500.json with "
+                     "code_idx_map.txt beside: pool of all its codes)",
+                     "StaQC pickles (*_qid_to_title.pickle + *_iid_to_code/*_qid_to_code.pickle, or their folder; "
+                     "restricted unpickler: builtin containers, strings, numbers only, else exit 2)",
+                     "evaluate --distractors: data or an index folder (code re-read from unchanged files)"],
            "writes": ["run folder (config.json, metrics.jsonl, checkpoints/*.pt, splits.json, run.json)",
                       "index folder (index.json, embeddings.npy, functions.jsonl, bm25.npz, run.json)"],
            "tokenizer": {"code": "tokenize; identifiers split at _, case, digits; keywords, operators; <num>; "
@@ -201,7 +208,9 @@ def info(weights: str | Path | None = None) -> dict:
                             "search": ["cosea", "bm25", "hybrid (RRF)"], "incremental_index": True, "ddp": "torchrun",
                             "negatives": ["batch", "queue"],
                             "attention": ["self", "cross (reranking, query --rerank K)"],
-                            "not_built": ["cosqa/staqc formats", "--distractors INDEX"]},
+                            "formats": ["auto", "pairs", "csn", "cosqa", "staqc", "python"],
+                            "distractors": ["data", "index folder"],
+                            "not_built": ["CoaCor token-id pickles"]},
            "peers": {"rank_bm25": find_spec("rank_bm25") is not None, "bm25s": find_spec("bm25s") is not None}}
     if weights is not None:
         import torch

@@ -487,6 +487,41 @@ def run_evaluate(pairs: list[D.Pair], *, methods: tuple[str, ...], pool: str, mo
     return {"protocol": protocol, "results": results, "per_query": per_query}
 
 
+def index_distractors(folder) -> tuple[list[D.Pair], dict]:
+    """The functions of an index folder as distractor codes (`evaluate --distractors INDEX`): the code of each row
+    is re-read from its file (functions.jsonl keeps no code) when the file's SHA-256 still equals the recorded one;
+    rows of changed, missing or JSONL-snippet sources are skipped and counted. Every code is then scored by the
+    evaluated model itself (the stored fp16 embeddings are not reused, so an index built with another checkpoint
+    serves too, and BM25's statistics cover the whole pool). Returns (pairs, {index, functions, used, skipped})."""
+    idx = load_index(folder, check_rows=True)
+    by_path: dict[str, list[dict]] = {}
+    for f in idx["functions"]:
+        by_path.setdefault(str(f.get("path", "")), []).append(f)
+    out, skipped = [], 0
+    for path, rows in by_path.items():
+        try:
+            raw = Path(path).read_bytes()
+            if hashlib.sha256(raw).hexdigest() != rows[0].get("file_sha256"):
+                raise ValueError("changed since indexing")
+            codes = {(g.start_lineno, g.qualname): g.code
+                     for g in D.extract_functions(raw.decode("utf-8"), path)}
+        except (OSError, ValueError, SyntaxError, UnicodeDecodeError, RecursionError):
+            skipped += len(rows)
+            continue
+        for f in rows:
+            code = codes.get((f.get("start_lineno"), f.get("qualname")))
+            if code is None:
+                skipped += 1
+                continue
+            out.append(D.Pair("", code, "", path, int(f.get("start_lineno") or 0), str(f.get("qualname")),
+                              D.norm_hash(code)))
+    if not out:
+        raise InputError(f"no function of index {folder} could be re-read from its files ({skipped} rows: files "
+                         f"changed, gone, or JSONL snippets)",
+                         hint="update the index (predict --skip-existing), or give the distractors as data")
+    return out, {"index": str(folder), "functions": len(idx["functions"]), "used": len(out), "skipped": skipped}
+
+
 def evaluate_data(sources: list[str], *, weights, fmt: str, split: str, pool: str, method: str, compare,
                   bootstrap: int, seed: int, device, sink=None, distractors: list[str] | None = None) -> dict:
     """The `evaluate` verb: read the pairs (as `train` does), keep one module split, rank, summarise."""
@@ -495,8 +530,18 @@ def evaluate_data(sources: list[str], *, weights, fmt: str, split: str, pool: st
     from .metrics import bootstrap as boot
     from .train import load_pairs
 
-    pairs, counts = load_pairs(sources, fmt if fmt != "jsonl" else "pairs")
-    extra = load_pairs(distractors, fmt if fmt != "jsonl" else "pairs")[0] if distractors else None
+    pool_codes: list[str] = []
+    pairs, counts = load_pairs(sources, fmt if fmt != "jsonl" else "pairs", pool=pool_codes)
+    extra, notes = None, []
+    for d in distractors or []:
+        if Path(d).is_dir() and (Path(d) / "index.json").is_file():
+            ps, note = index_distractors(d)
+            notes.append(note)
+        else:
+            ps = load_pairs([d], fmt if fmt != "jsonl" else "pairs")[0]
+        extra = (extra or []) + ps
+    if pool_codes and pool == "all":  # CoSQA's code_idx_map.txt: every query against the whole released pool
+        extra = D.dedupe((extra or []) + [D.Pair("", c, hash=D.norm_hash(c)) for c in pool_codes])[0]
     if split != "all":
         pairs = [p for p in pairs if D.module_split(p.module or p.hash) == split]
     if len(pairs) < 2:
@@ -515,6 +560,8 @@ def evaluate_data(sources: list[str], *, weights, fmt: str, split: str, pool: st
         doc = run_evaluate(pairs, methods=methods, pool=pool, model=model, vocab=vocab, device=dev,
                            bootstrap=bootstrap, seed=seed, ck_sha=ck_sha, distractors=extra,
                            split_rule=f"top-level module hash 80/10/10, split {split}")
+    if notes:
+        doc["protocol"]["distractor_indexes"] = notes
     if len(methods) == 2:
         a, b = doc["per_query"][methods[0]], doc["per_query"][methods[1]]
         keys = sorted(a)

@@ -9,7 +9,7 @@ Data: `stdlib` (this interpreter's standard library), `site-packages:numpy,scipy
 only), folders/files of Python source, or pairs JSONL (`query`, `code`; CodeSearchNet fields read). Pairs split by
 top-level module (JSONL pairs: their `path`'s first part, else the code hash) with `data.module_split`: the last
 10 % of the hash buckets are the test split and never trained on (`evaluate --split test` reads them), `val_split`
-of them validate, the rest train. `--format cosqa|staqc` are not built in this version.
+of them validate, the rest train. CoSQA JSON and StaQC pickles: formats.py.
 """
 
 from __future__ import annotations
@@ -81,8 +81,13 @@ def _is_jsonl(word: str, fmt: str) -> bool:
     return word.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")) or word == "-"
 
 
-def load_pairs(sources: list[str], fmt: str = "auto", keep_docstrings: bool = False) -> tuple[list[D.Pair], dict]:
-    """Pairs of every source (checked to exist first), de-duplicated by normalised code; and the filter counts."""
+def load_pairs(sources: list[str], fmt: str = "auto", keep_docstrings: bool = False,
+               pool: list[str] | None = None) -> tuple[list[D.Pair], dict]:
+    """Pairs of every source (checked to exist first), de-duplicated by normalised code; and the filter counts.
+    CoSQA and StaQC files are read by `formats` (`fmt` "cosqa"/"staqc", or found by `auto`); a CoSQA retrieval
+    file's `code_idx_map.txt` codes are appended to `pool` when given (evaluate's distractors)."""
+    from . import formats as F
+
     for w in sources:
         if w != "stdlib" and not w.startswith("site-packages:") and w != "-" and not Path(w).exists():
             raise InputError(f"input not found: {w}", hint="give folders or .py files, pairs JSONL, stdlib, "
@@ -91,7 +96,20 @@ def load_pairs(sources: list[str], fmt: str = "auto", keep_docstrings: bool = Fa
     counts = {"functions": 0, "no_docstring": 0, "short_query": 0, "query_in_code": 0, "records": 0,
               "records_without_pair": 0}
     for w in sources:
-        if _is_jsonl(w, fmt):
+        kind = fmt if fmt in ("cosqa", "staqc") else None
+        if fmt == "auto" and w != "-":
+            kind = "cosqa" if F.is_json_array(Path(w)) else "staqc" if F.is_pickle(w) else None
+        if kind is not None:
+            if kind == "cosqa":
+                ps, c, codes = F.read_cosqa(Path(w), keep_docstrings)
+                if pool is not None:
+                    pool.extend(codes)
+            else:
+                ps, c = F.read_staqc(Path(w), keep_docstrings)
+            for k, v in c.items():
+                counts[k] = counts.get(k, 0) + v
+            pairs += ps
+        elif _is_jsonl(w, fmt):
             recs = D.read_jsonl(w)
             counts["records"] += len(recs)
             for r in recs:
