@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from wisecli.engines.classify.bayes import average, beta_at, mutual_info, predictive, sample_log_probs
-from wisecli.engines.classify.data import EpochSampler, stratified_split
+from wisecli.engines.classify.data import stratified_split
+from wisecli.runtime.loaders import EpochSampler
 from wisecli.engines.classify.train import lr_factor
 from wisecli.nn.zoo import build
 

@@ -7,8 +7,8 @@ Choices [reconstructed]:
   stored in the checkpoint (`normalize`) and used by predict/evaluate. A std under 1e-6 is taken as 1.
 - No validation part in the data and no `--val`: a stratified `val_fraction` (10 %) of train, at least one image of
   each class with 2 or more, seeded; recorded in `split.json`.
-- The loader draws a seeded permutation per epoch (`set_epoch`), drops the last incomplete batch only when it
-  would be smaller than 2 (BatchNorm), and gives each rank its slice of the global batch under DDP.
+- The loader (`runtime.loaders`) draws a seeded permutation per epoch (`set_epoch`), drops the last incomplete
+  batch only when it would be smaller than 2 (BatchNorm), and gives each rank its slice of the global batch.
 """
 
 from __future__ import annotations
@@ -97,52 +97,6 @@ def match_input(x: Tensor, kind: str, channels: int, size: int | None) -> Tensor
     if was_u8 and x.dtype != torch.uint8:
         x = x.round().clamp(0, 255).to(torch.uint8)
     return x
-
-
-class EpochSampler:
-    """A seeded permutation per epoch, this rank's slice of every global batch; `on_epoch(epoch)` callbacks
-    (the `--faithful` optimizer reset) run in `set_epoch`, which the trainer calls on every rank."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
-        self.n, self.batch, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
-        self.epoch = 1
-        self.on_epoch: list = []
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        for fn in self.on_epoch:
-            fn(self.epoch)
-
-    def batches(self) -> list[Tensor]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g)
-        b = min(self.batch, self.n)
-        out = []
-        for s in range(0, self.n, b):
-            idx = perm[s:s + b]
-            if len(idx) < max(2, self.world) and out:
-                break
-            per = len(idx) // self.world
-            out.append(idx[self.rank * per:(self.rank + 1) * per] if self.world > 1 else idx)
-        return out
-
-    def __len__(self) -> int:
-        return len(self.batches())
-
-
-class TensorLoader:
-    """Batches (x, y) from tensors held on the device."""
-
-    def __init__(self, x: Tensor, y: Tensor, sampler: EpochSampler):
-        self.x, self.y, self.sampler = x, y, sampler
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self):
-        for idx in self.sampler.batches():
-            i = idx.to(self.x.device)
-            yield self.x[i], self.y[i]
 
 
 @contextlib.contextmanager

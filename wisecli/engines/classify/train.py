@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from wisecli.cli.errors import InputError
+from wisecli.runtime.loaders import EpochSampler, TensorLoader
 
 from .bayes import beta_at, predictive, repeat_batch
-from .data import (EpochSampler, TensorLoader, as_tensor, cpu_threads, fit_normalize, load_data, match_input,
+from .data import (as_tensor, cpu_threads, fit_normalize, load_data, match_input,
                    normalizer, stratified_split)
 from .loss import build_loss
 from .metrics import balanced_accuracy, per_class_recall

@@ -28,52 +28,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wisecli.cli.errors import InputError
+from wisecli.runtime.loaders import EpochSampler, TensorLoader
 
 from .gating import Stats
 
 METHOD = "sparse-cnn"
 CURVE = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0)
 VAL_DENSITIES = {"d100": 1.0, "d050": 0.5, "d025": 0.25}
-
-
-class EpochSampler:
-    """A seeded permutation per epoch in batches; `epoch` set by the trainer's `set_epoch` (every rank)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
-        self.n, self.batch, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
-        self.epoch = 1
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def batches(self) -> list[Tensor]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g)
-        b = min(self.batch, self.n)
-        out = []
-        for s in range(0, self.n - b + 1, b):
-            idx = perm[s:s + b]
-            per = len(idx) // self.world
-            out.append(idx[self.rank * per:(self.rank + 1) * per] if self.world > 1 else idx)
-        return out
-
-    def __len__(self) -> int:
-        return max(1, self.n // min(self.batch, self.n))
-
-
-class TensorLoader:
-    """Batches (x, y) of tensors held on the device."""
-
-    def __init__(self, x: Tensor, y: Tensor, sampler: EpochSampler):
-        self.x, self.y, self.sampler = x, y, sampler
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self):
-        for idx in self.sampler.batches():
-            idx = idx.to(self.x.device)
-            yield self.x[idx], self.y[idx]
 
 
 class PatchLoader:
@@ -341,7 +302,7 @@ def _prepare_classify(data: str, cfg: dict, seed: int, dev) -> dict:
     x = ((x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)).to(dev)
     y = torch.from_numpy(lab.y.astype(np.int64)).to(dev)
     trt, vat = torch.from_numpy(tr).to(dev), torch.from_numpy(va).to(dev)
-    sampler = EpochSampler(len(tr), int(cfg["batch_size"] or 128), seed)
+    sampler = EpochSampler(len(tr), int(cfg["batch_size"] or 128), seed, drop_last=True)
     loader = TensorLoader(x[trt], y[trt], sampler)
     xv, yv = x[vat], y[vat]
     val = [(xv[i:i + 256], yv[i:i + 256]) for i in range(0, len(xv), 256)]
