@@ -96,6 +96,8 @@ def test_dialogue_bad_inputs(dlg, tmp_path):
     run = str(dlg / "run")
     _bad("predict", "--weights", run, "--mode", "respond", "-", input="{\"context\": []}\n", match="stdin:1")
     _bad("predict", "--weights", run, "--mode", "reconstruct", "-", input="a line\n", match="only answers")
+    _bad("predict", "--weights", run, "--mode", "respond", str(dlg / "train.jsonl"), "-o", str(tmp_path / "o"),
+         match="stdout")
     _bad("evaluate", "--weights", run, str(dlg / "test.txt"), "--embeddings", str(bad), match="not built")
     lm = str(conf._checkpoint(tmp_path))
     _bad("predict", "--weights", lm, "--mode", "respond", "-", input="{\"context\": [\"hi\"]}\n",

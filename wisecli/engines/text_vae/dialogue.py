@@ -347,7 +347,7 @@ def train_dialogue_in_memory(examples: list[Example], vocab: Vocab, cfg: dict, *
                              lr: float = 1e-4, kl_start: float = 0.1, anneal_steps: int = 0, seed: int = 1,
                              device=torch.device("cpu")) -> DialogTWR:
     """`steps` Adam updates (lr, eps 1e-6, wd 1e-5) on shuffled batches, without a run folder (tests, gates)."""
-    from .train import beta_at
+    from .loss import beta_at
 
     torch.manual_seed(seed)
     model = DialogTWR(cfg).to(device)

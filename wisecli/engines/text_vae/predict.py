@@ -224,6 +224,9 @@ def run_predict(inputs: list[str], weights, *, mode: str, out_dir=None, n=20, de
                              hint='e.g. --interpolate "the dog barked" "a cat slept"')
         mode = "interpolate"
     if mode == "respond":
+        if out_dir is not None or npy is not None:
+            raise InputError("--mode respond writes its records to stdout (no -o / --npy)",
+                             hint="drop -o, and redirect stdout: ... --mode respond --jsonl contexts.jsonl > out.jsonl")
         return _respond(files, weights, n_samples=n_samples, encoding=encoding, batch_size=batch_size, seed=seed,
                         device=device, sink=sink, jsonl=jsonl)
     if mode in ("reconstruct", "encode") and not files:

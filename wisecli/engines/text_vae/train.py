@@ -9,6 +9,7 @@ epoch (collapse is seen while it happens). `train_loss` is the batch's summed lo
 `kl_start` to 1 over `anneal_epochs` epochs, per step from the global step (epoch − 1)·steps + i, the epoch
 coming from the loader's `set_epoch` (resume-safe). The vocabulary lives in every checkpoint; `--resume`
 reuses it and refuses a run whose stored vocabulary or model differs from the options given.
+`task="dialogue"` goes to `run_dialogue_training` (spec §2.3, the model in `dialogue.py`).
 """
 
 from __future__ import annotations
@@ -21,19 +22,12 @@ import torch
 from wisecli.cli.errors import InputError
 
 from . import data as D
-from .loss import objective
+from .loss import beta_at, objective
 from .metrics import evaluate
 from .model import TextVAE, model_config, parameter_count
 
 METHOD = "text-vae"
 MODEL_KEYS = ("model", "emb", "hidden", "z_dim", "rnn", "dropout", "z_mode")
-
-
-def beta_at(step: int, kl_start: float, anneal_steps: int) -> float:
-    """The annealed KL weight at global step `step` (0-based): linear from kl_start to 1, then 1."""
-    if anneal_steps <= 0:
-        return 1.0
-    return min(1.0, kl_start + (1.0 - kl_start) * step / anneal_steps)
 
 
 def make_step(cfg: dict, loader=None, steps_per_epoch: int = 1):
