@@ -125,7 +125,7 @@ def evaluate(
     elbo_samples: Annotated[Int, _opt("--elbo-samples", "ELBO samples.", o.at_least_one)] = None,
     au_delta: Annotated[Optional[float], _opt("--au-delta", "Active-unit threshold.", o.positive)] = None,
     n_samples: Annotated[Int, _opt("--n-samples", "Dialogue: prior samples per context.", o.at_least_one)] = None,
-    embeddings: Annotated[Optional[Path], _opt("--embeddings", "Dialogue embedding metrics (not built).")] = None,
+    embeddings: Annotated[Optional[Path], _opt("--embeddings", "Dialogue: word2vec/GloVe text file for the embedding metrics.")] = None,
     batch_size: o.BatchSize = None, encoding: Encoding = None,
     seed: Annotated[Optional[int], _opt("--seed", "Random seed.", o.not_negative)] = None,
     device: o.Device = None, json: o.Json = False,

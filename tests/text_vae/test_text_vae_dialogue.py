@@ -208,3 +208,32 @@ def test_distinct_and_dialogue_metrics():
 def test_mode_coverage_counts_distinct_valid_hits():
     kinds = {"k": ["a", "b", "c", "d"]}
     assert S.mode_coverage([["a", "a", "b", "x"]], ["k"], kinds) == pytest.approx(0.5)
+
+
+def test_embedding_metrics_against_numpy(tmp_path):
+    import numpy as np
+
+    p = tmp_path / "vec.txt"
+    rng = np.random.default_rng(0)
+    words = ["the", "ship", "is", "blue", "cow"]
+    W = rng.normal(size=(5, 3))
+    p.write_text("5 3\n" + "".join(w + " " + " ".join(f"{x:.6f}" for x in row) + "\n" for w, row in zip(words, W)))
+    vecs = G.read_word2vec(p)
+    W = np.array([[float(f"{x:.6f}") for x in row] for row in W])
+    ref, hyp = ["the", "ship", "oov"], ["blue", "cow", "is"]
+    R, H = W[[0, 1]], W[[3, 4, 2]]
+    cos = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)  # noqa: E731
+    ext = lambda M: M[np.abs(M).argmax(0), np.arange(M.shape[1])]  # noqa: E731
+    C = np.array([[cos(r, h) for h in H] for r in R])
+    want = (cos(R.mean(0), H.mean(0)), cos(ext(R), ext(H)), (C.max(1).mean() + C.max(0).mean()) / 2)
+    assert np.allclose(G.embedding_scores(ref, hyp, vecs), want, atol=1e-9)
+    assert G.embedding_scores(["oov"], hyp, vecs) == (0.0, 0.0, 0.0)
+    m = G.embedding_metrics(["the ship"], [["the ship", "cow"]], vecs)
+    assert m["emb_average_recall"] == pytest.approx(1.0) and m["emb_greedy_precision"] <= m["emb_greedy_recall"]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a 1 2\nb 1\n")
+    with pytest.raises(InputError, match="bad.txt:2"):
+        G.read_word2vec(bad)
+    bad.write_text("a 1 x\n")
+    with pytest.raises(InputError, match="bad.txt:1"):
+        G.read_word2vec(bad)

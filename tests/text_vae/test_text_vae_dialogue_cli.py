@@ -67,14 +67,18 @@ def test_respond_one_record_per_context_as_the_engine(dlg):
 
 
 def test_evaluate_dialogue_json_schema(dlg):
+    vec = dlg / "vec.txt"
+    vec.write_text("".join(f"{w} {i % 3 + 1} {i % 5 - 2} 1\n" for i, w in enumerate(["the", "ship", "i", "love"])))
     code, out, err = run_wise("text-vae", "evaluate", "--weights", str(dlg / "run"), str(dlg / "test.txt"),
                               "--n-samples", "2", "--elbo-samples", "1", "--metrics", "both", "--device", "cpu",
-                              "--json")
+                              "--embeddings", str(vec), "--json")
     assert code == 0, err
     doc = json.loads(out)
     n_ex = sum(len(r.split("__eou__")) - 2 for r in (dlg / "test.txt").read_text().splitlines())
     assert doc["task"] == "dialogue" and doc["n_examples"] == n_ex and doc["n_samples"] == 2
     assert doc["format"] == "dailydialog"  # the run's training format
+    for k in ("average", "extrema", "greedy"):
+        assert -1 <= doc[f"emb_{k}_precision"] <= doc[f"emb_{k}_recall"] <= 1
     for k in ("nll_elbo", "ppl_elbo", "recon", "kl", "kl_twr", "distinct1", "distinct2", "distinct1_inter",
               "distinct2_intra", "avg_len"):
         assert k in doc, k
@@ -98,7 +102,11 @@ def test_dialogue_bad_inputs(dlg, tmp_path):
     _bad("predict", "--weights", run, "--mode", "reconstruct", "-", input="a line\n", match="only answers")
     _bad("predict", "--weights", run, "--mode", "respond", str(dlg / "train.jsonl"), "-o", str(tmp_path / "o"),
          match="stdout")
-    _bad("evaluate", "--weights", run, str(dlg / "test.txt"), "--embeddings", str(bad), match="not built")
+    _bad("evaluate", "--weights", run, str(dlg / "test.txt"), "--embeddings", str(bad), match="bad.jsonl:1")
     lm = str(conf._checkpoint(tmp_path))
     _bad("predict", "--weights", lm, "--mode", "respond", "-", input="{\"context\": [\"hi\"]}\n",
          match="needs a dialogue model")
+    vec = tmp_path / "v.txt"
+    vec.write_text("the 1 2\n")
+    _bad("evaluate", "--weights", lm, str(conf._text(tmp_path, "t.txt", 5)), "--embeddings", str(vec),
+         match="language model")

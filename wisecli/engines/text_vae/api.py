@@ -14,7 +14,7 @@ Choices where the spec is silent or that deviate from the reference (also in `in
 R_TWR averaged over each sentence's own positions; the proper metrics (ELBO, IW-NLL, whole-set MI, AU) by
 default and the reference's numbers only with `metrics="as-coded"|"both"`, labelled "not a bound"; best.pt
 by validation ELBO NLL; early stopping after `patience` epochs. Not built in this version (refused with a
-hint): `evaluate --embeddings` (the dialogue embedding metrics).
+hint): `--embeddings` as an initialisation (it gives the dialogue embedding metrics only), a dialogue demo.
 
 Dialogue (`task="dialogue"`, `format` dailydialog | swda-jsonl | jsonl; `dialogue.py`): context encoder,
 per-position recognition/prior, TWR = mean KL(q_t ‖ p_t) over the context's own turns, GRU response decoder;
@@ -161,7 +161,7 @@ def evaluate(test: str | Path, weights: str | Path | None = None, *, metrics: st
     batch_size 64, encoding "utf-8", seed 1, device "auto". A dialogue model (`train --task dialogue`) reads TEST
     in its training format and returns {n_examples, nll_elbo, ppl_elbo, recon, kl, kl_twr, bleu{1-4}_{recall,
     precision,f1}, distinct{1,2}[_intra|_inter], avg_len[, as_coded]} with `n_samples` (10) prior samples per
-    context; `embeddings` (the embedding metrics) is not built in this version (refused)."""
+    context; `embeddings` (a word2vec/GloVe text file) adds emb_{average,extrema,greedy}_{recall,precision}."""
     from .predict import run_evaluate
 
     v, _ = _resolve("evaluate", {"metrics": metrics, "iw_samples": iw_samples, "iw_chunk": iw_chunk,
@@ -208,8 +208,9 @@ def info(weights: str | Path | None = None) -> dict:
                                         "as-coded (labelled)"], "ddp": "torchrun",
                             "dialogue_metrics": ["BLEU-1..4 recall/precision/F1 (NLTK method 3)",
                                                  "distinct-1/2 (corpus, intra, inter)", "avg_len",
-                                                 "as-coded BLEU (method 7, labelled)"],
-                            "not_built": ["--embeddings (embedding metrics)", "dialogue demo",
+                                                 "as-coded BLEU (method 7, labelled)",
+                                                 "--embeddings: embedding average/extrema/greedy"],
+                            "not_built": ["--embeddings as initialisation (metrics only)", "dialogue demo",
                                           "dialogue claim gate (a finding: see tests/text_vae/test_text_vae_slow.py)"]},
            "corpora": corpora_found(),
            "deviations": [

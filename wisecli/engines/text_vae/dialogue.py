@@ -30,7 +30,10 @@ Cherry smoothing **method 3** (in [0, 1]), one reference; recall = best of the s
 F1 = 2PR/(P+R); corpus distinct-1/2 (Li et al. 2016: distinct n-grams / all n-grams over every response
 generated), labelled `intra` (mean over single responses) and `inter` (mean over one context's samples, the
 reference's "inter-distinct"); mean length. `as_coded`: the reference's BLEU with method 7 and weights ⅓ (can
-exceed 1; labelled). Embedding metrics (`--embeddings`) are not built in this version.
+exceed 1; labelled). With `--embeddings` (a word2vec/GloVe text file the user brings; nothing downloaded):
+embedding average / extrema / greedy similarity (Liu et al. 2016, "How NOT to evaluate your dialogue system"),
+recall = best of the samples, precision = their mean, as DialogWAE. **Ours:** the file is used for the metrics
+only (the reference never loads its GloVe file; initialisation from it is not built).
 """
 
 from __future__ import annotations
@@ -473,3 +476,71 @@ class DialogueLoader:
     def __iter__(self):
         for b in self.sampler.batches():
             yield collate([self.examples[i] for i in b], self.vocab)
+
+
+# ---------------------------------------------------------------- embedding metrics (--embeddings)
+
+
+def read_word2vec(path, *, encoding: str = "utf-8") -> dict[str, "torch.Tensor"]:
+    """A word2vec/GloVe text file: optional `N D` header, then `word v1 … vD` a line. Words are lowercased (the
+    first spelling kept). A line with an unparsable number or another dimension than the first is an InputError
+    with file:line; an empty file too."""
+    from wisecli.runtime.io.text import read_lines
+
+    vecs: dict[str, torch.Tensor] = {}
+    dim = None
+    for no, raw in enumerate(read_lines(path, encoding=encoding), 1):
+        parts = raw.rstrip().split(" ")
+        if not raw.strip():
+            continue
+        if no == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+            continue  # the word2vec header
+        try:
+            v = [float(x) for x in parts[1:]]
+        except ValueError:
+            raise InputError(f"{path}:{no}: not a word followed by numbers",
+                             hint="--embeddings takes a word2vec/GloVe text file") from None
+        if dim is None:
+            dim = len(v)
+        if not v or len(v) != dim:
+            raise InputError(f"{path}:{no}: {len(v)} numbers where the file's vectors have {dim}",
+                             hint="--embeddings takes a word2vec/GloVe text file of one dimension")
+        vecs.setdefault(parts[0].lower(), torch.tensor(v, dtype=torch.float64))
+    if not vecs:
+        raise InputError(f"{path} holds no word vector", hint="--embeddings takes a word2vec/GloVe text file")
+    return vecs
+
+
+def _cos(a: Tensor, b: Tensor) -> Tensor:
+    return (a @ b.T) / (a.norm(dim=-1, keepdim=True) * b.norm(dim=-1)[None, :]).clamp_min(1e-12)
+
+
+def embedding_scores(ref: list[str], hyp: list[str], vecs: dict) -> tuple[float, float, float]:
+    """(average, extrema, greedy) similarity of two token lists (Liu et al. 2016, as DialogWAE's metrics):
+    average = cosine of the mean vectors; extrema = cosine of the per-dimension most extreme values (largest
+    |v|, sign kept); greedy = ½ (mean over ref words of the best cosine to a hyp word + the converse). Words
+    without a vector are skipped; 0 when either side has none."""
+    R = [vecs[w] for w in ref if w in vecs]
+    H = [vecs[w] for w in hyp if w in vecs]
+    if not R or not H:
+        return 0.0, 0.0, 0.0
+    R, H = torch.stack(R), torch.stack(H)
+    avg = float(_cos(R.mean(0, keepdim=True), H.mean(0, keepdim=True))[0, 0])
+
+    def extrema(M: Tensor) -> Tensor:
+        return M.gather(0, M.abs().argmax(0, keepdim=True))
+
+    ext = float(_cos(extrema(R), extrema(H))[0, 0])
+    C = _cos(R, H)
+    greedy = float((C.max(1).values.mean() + C.max(0).values.mean()) / 2)
+    return avg, ext, greedy
+
+
+def embedding_metrics(refs: list[str], samples: list[list[str]], vecs: dict) -> dict:
+    """emb_{average,extrema,greedy}_{recall,precision}: best of the samples and their mean, over contexts."""
+    out = {}
+    rows = [[embedding_scores(tokenize(r), tokenize(h), vecs) for h in hs] for r, hs in zip(refs, samples)]
+    for k, name in enumerate(("average", "extrema", "greedy")):
+        out[f"emb_{name}_recall"] = sum(max(s[k] for s in row) for row in rows) / len(rows)
+        out[f"emb_{name}_precision"] = sum(sum(s[k] for s in row) / len(row) for row in rows) / len(rows)
+    return out

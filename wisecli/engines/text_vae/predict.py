@@ -378,7 +378,7 @@ def _respond(files, weights, *, n_samples, encoding, batch_size, seed, device, s
 
 
 def _evaluate_dialogue(test, model, vocab, doc, *, metrics, n_samples, elbo_samples, seed, batch_size, encoding,
-                       dev, fmt=None) -> dict:
+                       dev, fmt=None, vecs=None) -> dict:
     """evaluate on a dialogue model: the conditional ELBO NLL / PPL, KL, R_TWR and §5's dialogue metrics."""
     from . import dialogue as G
 
@@ -391,6 +391,8 @@ def _evaluate_dialogue(test, model, vocab, doc, *, metrics, n_samples, elbo_samp
     gen = torch.Generator(device=dev).manual_seed(int(seed))
     samples = G.respond(model, vocab, ex, n_samples=int(n_samples), batch_size=int(batch_size), generator=gen)
     out.update(G.dialogue_metrics([e.response for e in ex], samples, as_coded=metrics in ("as-coded", "both")))
+    if vecs is not None:
+        out.update(G.embedding_metrics([e.response for e in ex], samples, vecs))
     out["seconds"] = time.perf_counter() - t0
     out["device"] = str(dev)
     return out
@@ -405,17 +407,22 @@ def run_evaluate(test, weights, *, metrics="proper", iw_samples=500, iw_chunk=10
     if iw_chunk > iw_samples:
         raise InputError(f"--iw-chunk {iw_chunk} is larger than --iw-samples {iw_samples}",
                          hint="give a chunk of at most --iw-samples")
+    vecs = None
     if embeddings is not None:
-        raise InputError("--embeddings (the embedding metrics) is not built in this version",
-                         hint="drop --embeddings; BLEU, distinct and length are reported")
+        from .dialogue import read_word2vec
+
+        vecs = read_word2vec(embeddings)
     if weights is not None and Path(str(weights)).exists():
         _, _, doc0 = load_model(weights, torch.device("cpu"))  # which task, before any work
+        if vecs is not None and doc0["config"]["model"].get("task") != "dialogue":
+            raise InputError("--embeddings gives the dialogue embedding metrics; this is a language model",
+                             hint="drop --embeddings, or evaluate a --task dialogue run")
         if doc0["config"]["model"].get("task") == "dialogue":
             dev = as_device(device, sink=sink)
             model, vocab, doc = load_model(weights, dev)
             return _evaluate_dialogue(test, model, vocab, doc, metrics=metrics, n_samples=n_samples,
                                       elbo_samples=elbo_samples, seed=seed, batch_size=batch_size,
-                                      encoding=encoding, dev=dev)
+                                      encoding=encoding, dev=dev, vecs=vecs)
     lines = D.read_sentences(test, encoding=encoding)
     dev = as_device(device, sink=sink)
     model, vocab, doc = load_model(weights, dev)
