@@ -110,3 +110,13 @@ def test_dialogue_bad_inputs(dlg, tmp_path):
     vec.write_text("the 1 2\n")
     _bad("evaluate", "--weights", lm, str(conf._text(tmp_path, "t.txt", 5)), "--embeddings", str(vec),
          match="language model")
+
+
+def test_dialogue_resume_continues_and_refuses_other_settings(dlg):
+    args = ["train", str(dlg / "train.txt"), "--task", "dialogue", "--format", "dailydialog", "-o", str(dlg / "run"),
+            "--resume"]
+    code, out, err = run_wise("text-vae", *args, *SIZE, "--epochs", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["epochs"] == 2
+    size = [x if x != "8" or i != SIZE.index("--hidden") + 1 else "9" for i, x in enumerate(SIZE)]
+    _bad(*args, *size, "--epochs", "3", match="other model settings")
