@@ -41,7 +41,7 @@ def train(
     train_file: Annotated[Path, typer.Argument(help="Training text, one sentence a line.", metavar="TRAIN")],
     out_dir: o.OutDir = None,
     valid: Annotated[Optional[Path], _opt("--valid", "Validation text (default: a 5 % hash split).", panel=_D)] = None,
-    task: Annotated[Optional[Literal["lm", "dialogue"]], _opt("--task", "Task (dialogue: not built yet).")] = None,
+    task: Annotated[Optional[Literal["lm", "dialogue"]], _opt("--task", "lm, or dialogue (with a dialogue --format).")] = None,
     format: Annotated[Optional[Literal["lines", "dailydialog", "swda-jsonl", "jsonl"]],
                       _opt("--format", "Input format.", panel=_D)] = None,
     model: Model = None, z_mode: ZMode = None, kl_scope: KlScope = None,
@@ -64,7 +64,7 @@ def train(
     amp: o.Amp = None, seed: Annotated[Optional[int], _opt("--seed", "Random seed.", o.not_negative)] = None,
     json: o.Json = False, no_progress: o.NoProgress = False,
 ) -> None:
-    """Train TWR-VAE (or --model vae|lm) on one sentence a line into a run folder (-o RUN)."""
+    """Train TWR-VAE (or --model vae|lm) on one sentence a line, or dialogues (--task dialogue), into -o RUN."""
     import sys
 
     from wisecli.engines.text_vae import api
@@ -83,8 +83,9 @@ def train(
 def predict(
     inputs: Annotated[Optional[list[str]], typer.Argument(help="Text files, or - for lines on stdin.")] = None,
     weights: Weights = None, out_dir: o.OutDir = None,
-    mode: Annotated[Optional[Literal["sample", "reconstruct", "encode", "interpolate"]],
-                    _opt("--mode", "What to do.")] = None,
+    mode: Annotated[Optional[Literal["sample", "reconstruct", "encode", "interpolate", "respond"]],
+                    _opt("--mode", "What to do (respond: dialogue models, JSONL contexts in).")] = None,
+    n_samples: Annotated[Int, _opt("--n-samples", "respond: responses per context.", o.at_least_one)] = None,
     n: Annotated[Int, _opt("--n", "Sentences to sample.", o.at_least_one)] = None,
     decode: Annotated[Optional[Literal["greedy", "sample", "beam"]], _opt("--decode", "Decoding.")] = None,
     beam: Annotated[Int, _opt("--beam", "Beam size (--decode beam).", o.at_least_one)] = None,
@@ -107,7 +108,8 @@ def predict(
     doc = api.predict(inputs, weights, out_dir, mode=mode, n=n, decode=decode, beam=beam, temperature=temperature, z=z,
                       interpolate=list(interpolate) if interpolate else None, steps=steps, npy=npy,
                       batch_size=batch_size, encoding=encoding, seed=seed, overwrite=overwrite,
-                      skip_existing=skip_existing, device=device, sink=sink, jsonl=jsonl, argv=sys.argv)
+                      skip_existing=skip_existing, device=device, sink=sink, jsonl=jsonl, argv=sys.argv,
+                      n_samples=n_samples)
     if json or out_dir is not None:
         sink.result(doc, rows=doc["records"], title="wise text-vae predict")
     sink.finish(doc["records"], what="lines" if out_dir is None else "files")
@@ -115,13 +117,15 @@ def predict(
 
 @app.command()
 def evaluate(
-    test: Annotated[Path, typer.Argument(help="Test text, one sentence a line.", metavar="TEST")],
+    test: Annotated[Path, typer.Argument(help="Test text, one sentence a line (dialogue models: their training format).", metavar="TEST")],
     weights: Weights = None,
     metrics: Annotated[Optional[Literal["proper", "as-coded", "both"]], _opt("--metrics", "Which numbers.")] = None,
     iw_samples: Annotated[Int, _opt("--iw-samples", "IW-NLL samples K.", o.at_least_one)] = None,
     iw_chunk: Annotated[Int, _opt("--iw-chunk", "Samples per decoder pass.", o.at_least_one)] = None,
     elbo_samples: Annotated[Int, _opt("--elbo-samples", "ELBO samples.", o.at_least_one)] = None,
     au_delta: Annotated[Optional[float], _opt("--au-delta", "Active-unit threshold.", o.positive)] = None,
+    n_samples: Annotated[Int, _opt("--n-samples", "Dialogue: prior samples per context.", o.at_least_one)] = None,
+    embeddings: Annotated[Optional[Path], _opt("--embeddings", "Dialogue: word2vec/GloVe text file for the embedding metrics.")] = None,
     batch_size: o.BatchSize = None, encoding: Encoding = None,
     seed: Annotated[Optional[int], _opt("--seed", "Random seed.", o.not_negative)] = None,
     device: o.Device = None, json: o.Json = False,
@@ -132,7 +136,7 @@ def evaluate(
     sink = Sink(json=json)
     doc = api.evaluate(test, weights, metrics=metrics, iw_samples=iw_samples, iw_chunk=iw_chunk,
                        elbo_samples=elbo_samples, au_delta=au_delta, batch_size=batch_size, encoding=encoding,
-                       seed=seed, device=device, sink=sink)
+                       seed=seed, device=device, sink=sink, n_samples=n_samples, embeddings=embeddings)
     rows = [{"metric": k, "value": v} for k, v in doc.items() if k not in ("au_var", "as_coded")]
     rows += [{"metric": f"as-coded {k}", "value": v} for k, v in doc.get("as_coded", {}).items()]
     sink.result(doc, rows=rows, title="wise text-vae evaluate")

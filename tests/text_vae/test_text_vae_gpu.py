@@ -40,3 +40,29 @@ def test_benchmark_quick_on_cuda():
 
     recs = api.benchmark(device="cuda", quick=True)
     assert len(recs) == 3 and all(r.ours_s > 0 for r in recs)
+
+
+def test_cpu_and_gpu_dialogue_bound_agree_in_fp32():
+    from wisecli.engines.text_vae import dialogue as G
+    from wisecli.engines.text_vae.synthetic import dialogue_examples
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    recs, _ = dialogue_examples(64, seed=1)
+    ex = [G.Example(r["context"], G._alternating(len(r["context"])), r["response"]) for r in recs]
+    v = G.build_vocab(ex)
+    torch.manual_seed(0)
+    m = G.DialogTWR(G.dialogue_config(len(v), emb=32, utt_hidden=32, ctx_hidden=32, z_dim=8)).eval()
+    outs = []
+    for dev in ("cpu", "cuda"):
+        b = {k: t.to(dev) for k, t in G.collate(ex, v).items()}
+        mm = m.to(dev)
+        with torch.no_grad():
+            cs, c = mm.encode_context(b["ctx"], b["ctx_utt_len"], b["ctx_len"], b["floors"])
+            x = mm.encode_utts(b["y"], b["y_len"])
+            mq, lq = mm.recognition(x, cs)
+            mp, lp = mm.prior(cs)
+            twr = G.twr_dialogue_term(mq, lq, mp, lp, b["ctx_len"])
+            rec = mm.decode_nll(b["y"], b["y_len"], G.last_of(mq, b["ctx_len"]), c)
+            outs.append(float((rec + twr).mean()))
+    assert abs(outs[0] - outs[1]) <= 1e-4 * abs(outs[0])

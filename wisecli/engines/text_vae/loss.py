@@ -18,6 +18,13 @@ from .model import posterior, sample
 SCOPES = {"all": 1.0, "last75": 0.75, "last50": 0.5, "last25": 0.25, "last1": None}
 
 
+def beta_at(step: int, kl_start: float, anneal_steps: int) -> float:
+    """The annealed KL weight at global step `step` (0-based): linear from kl_start to 1, then 1."""
+    if anneal_steps <= 0:
+        return 1.0
+    return min(1.0, kl_start + (1.0 - kl_start) * step / anneal_steps)
+
+
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(μ, σ²) ‖ N(0, I)) summed over the last dimension."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)

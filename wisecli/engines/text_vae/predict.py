@@ -45,7 +45,12 @@ def load_model(weights, device: torch.device):
     try:
         mc = doc["config"]["model"]
         vocab = D.Vocab.from_state(doc["vocab"])
-        model = TextVAE(mc)
+        if mc.get("task") == "dialogue":
+            from .dialogue import DialogTWR
+
+            model = DialogTWR(mc)
+        else:
+            model = TextVAE(mc)
         model.load_state_dict(doc["state_dict"])
     except (KeyError, TypeError, RuntimeError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{p} is not a usable text-vae checkpoint ({type(exc).__name__})",
@@ -206,7 +211,8 @@ def _text_of(rec: dict, mode: str) -> str:
 def run_predict(inputs: list[str], weights, *, mode: str, out_dir=None, n=20, decode_how="greedy", beam=5,
                 temperature=1.0,
                 z="mean", interpolate=None, steps=8, npy=None, encoding="utf-8", batch_size=256, seed=1,
-                overwrite=False, skip_existing=False, device="auto", sink=None, jsonl=False, argv=None) -> dict:
+                overwrite=False, skip_existing=False, device="auto", sink=None, jsonl=False, argv=None,
+                n_samples=10) -> dict:
     """The `predict` verb (module docstring). Returns {records, lines, errors, seconds, device}."""
     from wisecli.runtime.device import as_device
     from wisecli.runtime.io.text import read_lines
@@ -217,6 +223,12 @@ def run_predict(inputs: list[str], weights, *, mode: str, out_dir=None, n=20, de
             raise InputError("--mode interpolate needs --interpolate A B (two sentences)",
                              hint='e.g. --interpolate "the dog barked" "a cat slept"')
         mode = "interpolate"
+    if mode == "respond":
+        if out_dir is not None or npy is not None:
+            raise InputError("--mode respond writes its records to stdout (no -o / --npy)",
+                             hint="drop -o, and redirect stdout: ... --mode respond --jsonl contexts.jsonl > out.jsonl")
+        return _respond(files, weights, n_samples=n_samples, encoding=encoding, batch_size=batch_size, seed=seed,
+                        device=device, sink=sink, jsonl=jsonl)
     if mode in ("reconstruct", "encode") and not files:
         raise InputError(f"--mode {mode} needs text files or '-' (lines on stdin)",
                          hint="e.g. echo 'a line' | wise text-vae predict --weights RUN --mode reconstruct -")
@@ -246,6 +258,10 @@ def run_predict(inputs: list[str], weights, *, mode: str, out_dir=None, n=20, de
                 raise InputError(f"text file not found: {f}", hint="give text files, one sentence a line")
     dev = as_device(device, sink=sink)
     model, vocab, doc = load_model(weights, dev)
+    if doc["config"]["model"].get("task") == "dialogue":
+        raise InputError(f"{weights} is a dialogue model: it only answers --mode respond",
+                         hint='e.g. echo \'{"context": ["hi", "hello"]}\' | wise text-vae predict --weights RUN '
+                              '--mode respond -')
     if model.kind == "lm" and mode != "sample":
         raise InputError(f"--mode {mode} needs a latent, but {weights} is a language model (--model lm)",
                          hint="use --mode sample, or a twr/vae run")
@@ -311,14 +327,102 @@ def _to_folder(pr, files, mode, out_dir, lines_of, overwrite, skip_existing, sin
             "seconds": time.perf_counter() - t0, "device": str(dev)}
 
 
+def _respond(files, weights, *, n_samples, encoding, batch_size, seed, device, sink, jsonl) -> dict:
+    """`--mode respond`: JSONL {context: [...], floors?: [...]} records in (files or `-`), `n_samples` responses
+    per context out: one JSONL record {line, context, responses} a context (stdout; text mode: the responses
+    of a context on one line, joined by " ||| "). A malformed record is an error before any work."""
+    import json
+
+    from wisecli.runtime.device import as_device
+    from wisecli.runtime.io.text import read_lines
+
+    from . import dialogue as G
+
+    if not files:
+        raise InputError("--mode respond needs JSONL files or '-' ({\"context\": [...]} a line)",
+                         hint='e.g. echo \'{"context": ["hi", "hello"]}\' | wise text-vae predict --weights RUN '
+                              '--mode respond -')
+    items = []
+    for f in files:
+        for no, raw in enumerate(read_lines(f, encoding=encoding), 1):
+            if not raw.strip():
+                continue
+            where = f"{'stdin' if f == '-' else f}:{no}"
+            try:
+                rec = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{where}: not JSON ({exc.msg})", hint="one JSON object a line") from None
+            ex = G.example_of_record(rec, where, need_response=False)
+            items.append((f, no, G.Example(ex.context[-G.WINDOW:], ex.floors[-G.WINDOW:], "")))
+    if not items:
+        raise InputError("no context to respond to (empty input)", hint='one {"context": [...]} record a line')
+    dev = as_device(device, sink=sink)
+    model, vocab, doc = load_model(weights, dev)
+    if doc["config"]["model"].get("task") != "dialogue":
+        raise InputError(f"--mode respond needs a dialogue model, but {weights} is a language model",
+                         hint="train one with --task dialogue")
+    t0 = time.perf_counter()
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
+    outs = G.respond(model, vocab, [e for _, _, e in items], n_samples=int(n_samples), batch_size=int(batch_size),
+                     generator=gen)
+    records = [{"file": f, "line": no, "context": e.context, "floors": e.floors, "responses": r}
+               for (f, no, e), r in zip(items, outs)]
+    for r in records:
+        if jsonl:
+            sink.record(r)
+        elif sink is None or not sink.json:
+            sys.stdout.write(" ||| ".join(r["responses"]) + "\n")
+    sys.stdout.flush()
+    return {"records": records, "lines": len(records), "errors": 0, "seconds": time.perf_counter() - t0,
+            "device": str(dev)}
+
+
+def _evaluate_dialogue(test, model, vocab, doc, *, metrics, n_samples, elbo_samples, seed, batch_size, encoding,
+                       dev, fmt=None, vecs=None) -> dict:
+    """evaluate on a dialogue model: the conditional ELBO NLL / PPL, KL, R_TWR and §5's dialogue metrics."""
+    from . import dialogue as G
+
+    fmt = fmt or doc["config"]["train"].get("format", "jsonl")
+    ex = G.read_dialogues(test, fmt, encoding=encoding)
+    t0 = time.perf_counter()
+    out: dict = {"task": "dialogue", "model": model.kind, "format": fmt}
+    out.update(G.elbo_eval(model, vocab, ex, elbo_samples=int(elbo_samples), batch_size=int(batch_size),
+                           seed=int(seed)))
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
+    samples = G.respond(model, vocab, ex, n_samples=int(n_samples), batch_size=int(batch_size), generator=gen)
+    out.update(G.dialogue_metrics([e.response for e in ex], samples, as_coded=metrics in ("as-coded", "both")))
+    if vecs is not None:
+        out.update(G.embedding_metrics([e.response for e in ex], samples, vecs))
+    out["seconds"] = time.perf_counter() - t0
+    out["device"] = str(dev)
+    return out
+
+
 def run_evaluate(test, weights, *, metrics="proper", iw_samples=500, iw_chunk=100, elbo_samples=10, au_delta=0.01,
-                 seed=1, batch_size=64, encoding="utf-8", device="auto", sink=None) -> dict:
+                 seed=1, batch_size=64, encoding="utf-8", device="auto", sink=None, n_samples=10,
+                 embeddings=None) -> dict:
     """The `evaluate` verb: §5's metrics of `weights` on the TEST file (and the as-coded ones on request)."""
     from wisecli.runtime.device import as_device, oom_guard
 
     if iw_chunk > iw_samples:
         raise InputError(f"--iw-chunk {iw_chunk} is larger than --iw-samples {iw_samples}",
                          hint="give a chunk of at most --iw-samples")
+    vecs = None
+    if embeddings is not None:
+        from .dialogue import read_word2vec
+
+        vecs = read_word2vec(embeddings)
+    if weights is not None and Path(str(weights)).exists():
+        _, _, doc0 = load_model(weights, torch.device("cpu"))  # which task, before any work
+        if vecs is not None and doc0["config"]["model"].get("task") != "dialogue":
+            raise InputError("--embeddings gives the dialogue embedding metrics; this is a language model",
+                             hint="drop --embeddings, or evaluate a --task dialogue run")
+        if doc0["config"]["model"].get("task") == "dialogue":
+            dev = as_device(device, sink=sink)
+            model, vocab, doc = load_model(weights, dev)
+            return _evaluate_dialogue(test, model, vocab, doc, metrics=metrics, n_samples=n_samples,
+                                      elbo_samples=elbo_samples, seed=seed, batch_size=batch_size,
+                                      encoding=encoding, dev=dev, vecs=vecs)
     lines = D.read_sentences(test, encoding=encoding)
     dev = as_device(device, sink=sink)
     model, vocab, doc = load_model(weights, dev)

@@ -71,3 +71,46 @@ def lm_sentences(n: int, *, seed: int = 1) -> tuple[list[str], dict[str, list]]:
         fac["tense"].append(int(tense == "past"))
         fac["number"].append(int(plural))
     return sents, fac
+
+
+_OPENERS = ["hi there", "hello", "good morning", "hey", "excuse me"]
+_ASKS = ["what do you think about the {n}", "have you seen the {n}", "tell me about the {n}",
+         "do you like the {n}", "where is the {n}"]
+_REPLIES = ["i love the {n}", "the {n} is {a}", "i never saw the {n}", "the {n} was {a} today",
+            "ask the {m} about it", "no idea , sorry", "the {m} {v}s near the {n}"]
+
+
+def dialogue_examples(n: int, *, seed: int = 1) -> tuple[list[dict], dict[str, list[str]]]:
+    """`n` records {context: [2–4 turns], response, kind} and the valid responses of each context kind.
+
+    A context kind is (topic, noun); its 3–6 valid responses are drawn once from seven templates filled with
+    the topic's words (a known multimodal target). A context is an opener, optional small talk, and a
+    question about the noun; the response is one valid response chosen uniformly."""
+    rng = random.Random(seed)
+    kinds: dict[str, list[str]] = {}
+    for t, (nouns, verbs, adjs) in TOPICS.items():
+        for noun in nouns[:4]:
+            k = rng.randint(3, 6)
+            temps = rng.sample(_REPLIES, k)
+            others = [m for m in nouns if m != noun]
+            kinds[f"{t}/{noun}"] = [s.format(n=noun, a=rng.choice(adjs), m=rng.choice(others), v=rng.choice(verbs))
+                                    for s in temps]
+    names = sorted(kinds)
+    recs = []
+    for _ in range(n):
+        kind = rng.choice(names)
+        noun = kind.split("/")[1]
+        ctx = [rng.choice(_OPENERS)]
+        if rng.random() < 0.5:
+            ctx.append(rng.choice(_OPENERS))
+        if rng.random() < 0.5:
+            ctx.append("nice weather today")
+        ctx.append(rng.choice(_ASKS).format(n=noun))
+        recs.append({"context": ctx, "response": rng.choice(kinds[kind]), "kind": kind})
+    return recs, kinds
+
+
+def mode_coverage(samples: list[list[str]], kinds_of: list[str], kinds: dict[str, list[str]]) -> float:
+    """Mean over contexts of the fraction of its kind's valid responses that its samples hit exactly."""
+    fr = [len(set(s) & set(kinds[k])) / len(kinds[k]) for s, k in zip(samples, kinds_of)]
+    return sum(fr) / len(fr) if fr else 0.0

@@ -9,6 +9,7 @@ epoch (collapse is seen while it happens). `train_loss` is the batch's summed lo
 `kl_start` to 1 over `anneal_epochs` epochs, per step from the global step (epoch − 1)·steps + i, the epoch
 coming from the loader's `set_epoch` (resume-safe). The vocabulary lives in every checkpoint; `--resume`
 reuses it and refuses a run whose stored vocabulary or model differs from the options given.
+`task="dialogue"` goes to `run_dialogue_training` (spec §2.3, the model in `dialogue.py`).
 """
 
 from __future__ import annotations
@@ -21,19 +22,12 @@ import torch
 from wisecli.cli.errors import InputError
 
 from . import data as D
-from .loss import objective
+from .loss import beta_at, objective
 from .metrics import evaluate
 from .model import TextVAE, model_config, parameter_count
 
 METHOD = "text-vae"
 MODEL_KEYS = ("model", "emb", "hidden", "z_dim", "rnn", "dropout", "z_mode")
-
-
-def beta_at(step: int, kl_start: float, anneal_steps: int) -> float:
-    """The annealed KL weight at global step `step` (0-based): linear from kl_start to 1, then 1."""
-    if anneal_steps <= 0:
-        return 1.0
-    return min(1.0, kl_start + (1.0 - kl_start) * step / anneal_steps)
 
 
 def make_step(cfg: dict, loader=None, steps_per_epoch: int = 1):
@@ -82,8 +76,20 @@ def train_in_memory(seqs: list[list[int]], mc: dict, *, steps: int, batch_size: 
 
 def check_options(cfg: dict, given: dict) -> None:
     """§8's option conflicts, before any data is read."""
-    if cfg.get("task", "lm") != "lm":
-        raise InputError("--task dialogue is not built in this version", hint="train a language model: --task lm")
+    task, fmt = cfg.get("task", "lm"), cfg.get("format", "lines")
+    if task == "lm" and fmt != "lines":
+        raise InputError(f"--format {fmt} is a dialogue format", hint="add --task dialogue, or use --format lines")
+    if task == "dialogue":
+        if fmt == "lines":
+            raise InputError("--task dialogue needs a dialogue format",
+                             hint="--format dailydialog, swda-jsonl or jsonl")
+        if cfg["model"] == "lm":
+            raise InputError("--task dialogue trains --model twr or vae (the CVAE), not lm",
+                             hint="drop --model, or use --model vae")
+        for k in ("z_mode", "kl_scope", "rnn", "tokenize"):
+            if given.get(k) is not None:
+                raise InputError(f"--{k.replace('_', '-')} does not apply to --task dialogue",
+                                 hint="the dialogue model is fixed by spec §2.3: drop the option")
     if cfg["model"] == "vae" and given.get("z_mode") not in (None, "last"):
         raise InputError(f"--z-mode {given['z_mode']} needs the per-step latents of --model twr",
                          hint="the plain VAE decodes the last state: drop --z-mode, or use --model twr")
@@ -107,6 +113,10 @@ def run_training(train_file, out_dir, *, valid_file=None, cfg: dict, given: dict
 
     if out_dir is None:
         raise InputError("train needs a run folder", hint="pass -o RUN")
+    if cfg.get("task") == "dialogue":
+        return run_dialogue_training(train_file, out_dir, valid_file=valid_file, cfg=cfg, given=given,
+                                     config_record=config_record, device=device, amp=amp, seed=seed, resume=resume,
+                                     overwrite=overwrite, progress=progress, sink=sink, argv=argv)
     lines = D.read_sentences(train_file, encoding=cfg["encoding"])
     vlines = D.read_sentences(valid_file, encoding=cfg["encoding"]) if valid_file is not None else None
     check_options(cfg, given)
@@ -176,3 +186,91 @@ def run_training(train_file, out_dir, *, valid_file=None, cfg: dict, given: dict
             "best_val_nll_elbo": res.best_metric, "stopped_early": res.stopped_early, "vocab": len(vocab),
             "train_sentences": len(seqs), "dropped": dropped, "params": parameter_count(model), "device": str(dev),
             "seconds": seconds, "last": res.last_metrics}
+
+
+DIALOGUE_DEFAULTS = {"emb": 200, "hidden": 300, "z_dim": 200, "batch_size": 96, "max_vocab": 10000}
+
+
+def run_dialogue_training(train_file, out_dir, *, valid_file=None, cfg: dict, given: dict, config_record: dict,
+                          device, amp: bool, seed: int, resume: bool, overwrite: bool, progress: bool, sink=None,
+                          argv=None) -> dict:
+    """`train --task dialogue` (spec §2.3; `dialogue.py`): E 200, H 300 (utterance GRU per direction and context
+    GRU), z 200, batch 96, vocabulary 10k unless given; the other settings as the LM's (Adam lr 1e-4, eps 1e-6,
+    wd 1e-5; `vae` anneals from kl_start over anneal_epochs). **Ours:** best.pt on the validation ELBO NLL
+    (the reference evaluates the test set every epoch); validation is a 5 % hash split of the dialogue examples
+    unless `valid_file` is given."""
+    from wisecli.runtime.checkpoints import load_checkpoint
+    from wisecli.runtime.device import as_device, seed_everything
+    from wisecli.runtime.rundir import last_checkpoint, prepare_run_dir
+    from wisecli.runtime.runrecord import RunRecord
+    from wisecli.runtime.trainer import TrainSpec, _dist, fit
+
+    from . import dialogue as G
+
+    for k, v in DIALOGUE_DEFAULTS.items():
+        if given.get(k) is None:
+            cfg[k] = v
+    check_options(cfg, given)
+    enc = cfg["encoding"]
+    ex = G.read_dialogues(train_file, cfg["format"], encoding=enc)
+    if valid_file is not None:
+        vex = G.read_dialogues(valid_file, cfg["format"], encoding=enc)
+    else:
+        keys = [" ||| ".join(e.context + [e.response]) for e in ex]
+        vex = [e for e, k in zip(ex, keys) if D.split_of(k) == "valid"]
+        ex = [e for e, k in zip(ex, keys) if D.split_of(k) != "valid"]
+        if not ex or not vex:
+            raise InputError(f"{train_file}: too few dialogue examples ({len(ex) + len(vex)}) for a 5 % validation "
+                             "split", hint="give more dialogues, or --valid FILE")
+    dev = as_device(device, sink=sink)
+    vocab = G.build_vocab(ex, max_vocab=cfg["max_vocab"], min_count=int(cfg["min_count"]))
+    mc = G.dialogue_config(len(vocab), model=cfg["model"], emb=cfg["emb"], utt_hidden=cfg["hidden"],
+                           ctx_hidden=cfg["hidden"], z_dim=cfg["z_dim"], dropout=cfg["dropout"])
+    if resume:
+        last = last_checkpoint(out_dir)
+        if last is not None:
+            doc = load_checkpoint(last, method=METHOD)
+            if doc["config"]["model"] != mc or D.Vocab.from_state(doc["vocab"]).itos != vocab.itos:
+                raise InputError(f"--resume with other model settings or data than {last} was trained with",
+                                 hint="resume with the run's settings and training file, or start a new run folder")
+    run_dir = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    seed_everything(seed)
+    model = G.DialogTWR(mc)
+    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]), eps=1e-6, weight_decay=1e-5,
+                           fused=True if dev.type == "cuda" else None)
+    rank, world = _dist()
+    loader = G.DialogueLoader(ex, vocab, int(cfg["batch_size"]), seed=seed, rank=rank, world=world)
+    config = {"model": mc, "train": dict(cfg)}
+    spec = TrainSpec(epochs=int(cfg["epochs"]), run_dir=run_dir, method=METHOD, arch=cfg["model"], config=config,
+                     amp=amp, monitor="val_nll_elbo", mode="min", resume=resume, progress=progress,
+                     patience=int(cfg["patience"]) if cfg["patience"] else None)
+    state = {"epoch": None, "i": 0}
+    anneal = int(cfg["anneal_epochs"]) * len(loader)
+
+    def step(m, batch):
+        ep = loader.sampler.epoch
+        if state["epoch"] != ep:
+            state.update(epoch=ep, i=0)
+        beta = beta_at((ep - 1) * len(loader) + state["i"], float(cfg["kl_start"]), anneal)
+        state["i"] += 1
+        loss, met = G.dialogue_objective(getattr(m, "module", m), batch, beta=beta)
+        return loss, {**met, "beta": torch.tensor(beta)}
+
+    def validate(m, epoch):
+        r = G.elbo_eval(m, vocab, vex, elbo_samples=10, batch_size=int(cfg["batch_size"]), seed=seed)
+        return {k: r[k] for k in ("nll_elbo", "ppl_elbo", "kl", "kl_twr")}
+
+    t0 = time.perf_counter()
+    res = fit(model, opt, loader, step, spec, device=dev, validate=validate,
+              checkpoint_extra=lambda: {"vocab": vocab.state()})
+    seconds = time.perf_counter() - t0
+    record = RunRecord("text-vae train", config=config_record, device=str(dev), seed=seed, argv=argv,
+                       inputs=[str(p) for p in (train_file, valid_file) if p is not None])
+    record.set("data", {"train_examples": len(ex), "valid_examples": len(vex), "vocab": len(vocab)})
+    record.timing("train", seconds)
+    if rank == 0:
+        record.write(run_dir)
+    return {"run_dir": str(run_dir), "task": "dialogue", "model": cfg["model"], "epochs": len(res.history),
+            "best_epoch": res.best_epoch, "best_val_nll_elbo": res.best_metric, "stopped_early": res.stopped_early,
+            "vocab": len(vocab), "train_examples": len(ex), "params": sum(p.numel() for p in model.parameters()),
+            "device": str(dev), "seconds": seconds, "last": res.last_metrics}
