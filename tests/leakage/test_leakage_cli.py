@@ -132,17 +132,19 @@ def test_run_writes_the_report_and_resume_restarts_at_the_next_round(tmp_path):
     assert all(abs(r["vinfo_diff"]) < 1e-12 and isinstance(r["vinfo_diff_ci95"], list) for r in ev["rows"])
 
 
-def test_update_observations_sample_level_forest_and_exact(tmp_path):
+def test_update_observations_sample_level_forest_mlp_and_exact(tmp_path):
     data = str(_npz(tmp_path))
     args = [a for a in FAST]
-    args[args.index("linear")] = "linear,forest,best"
+    args[args.index("linear")] = "linear,mlp,forest,best"
     code, stdout, err = run_wise("leakage", "run", data, *args, "--observe", "update", "--local-steps", "2",
                                  "--property-level", "sample", "--sensitivity", "exact", "--layers", "modules",
                                  "--set", "n_sens=2", "--json")
     assert code == 0, err
     doc = json.loads(stdout)
     fams = {r["family"] for r in doc["records"]}
-    assert fams == {"linear", "forest", "best"}
+    assert fams == {"linear", "mlp", "forest", "best"}
+    mlp = [r for r in doc["records"] if r["family"] == "mlp"]
+    assert mlp and all(np.isfinite(r["vinfo_bits"]) and r["control_bits"] is not None for r in mlp)
     assert all(r["sens_estimator"] == "exact" and r["sens_fro"] >= 0 for r in doc["records"])
     best = [r for r in doc["records"] if r["family"] == "best"]
     for b in best:
@@ -173,3 +175,4 @@ def test_info_json_lists_defaults():
     assert code == 0
     doc = json.loads(stdout)
     assert doc["defaults"]["sketch"] == 256 and "ones-vjp" in doc["sensitivity"]
+    assert "mlp" in doc["families"] and "mlp" in doc["choices"] and "missing_families" not in doc

@@ -3,8 +3,8 @@
 - Labelled layouts (class folders, CSV `path,label[,split]`, `.npz` with `X` and `y`, `builtin:NAME[:part]`)
   go through `read_labeled`; every part present is used (`val_fraction=0`, nothing carved off).
 - Unlabelled: a flat folder of images (images directly in it, no class sub-folders), an `.npz` with `X` only,
-  or image files/globs/`@list.txt` (several inputs). [choice] `read_labeled` has no unlabelled mode, so these
-  are read with its image loader (same decoding, gray detection and `image_size` resizing).
+  or image files/globs/`@list.txt` (several inputs): the shared `read_unlabeled` (same decoding, gray
+  detection and `image_size` resizing as `read_labeled`; a truncated `.npz` is exit 2 there).
 - `labels=FILE`: a CSV `path,label` matched to the images by full path, else by file name; an unreadable
   file or one that misses an image is exit 2 (diagnostics only, never used by the loss).
 """
@@ -45,37 +45,19 @@ def _flat_images(folder: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-def _unlabelled(paths: list[Path], image_size: int | None, source: str) -> ImageSet:
-    from wisecli.runtime.io.labeled import _load_images
+def _unlabelled(source, image_size: int | None) -> ImageSet:
+    from wisecli.runtime.io.labeled import read_unlabeled
 
-    if not paths:
-        raise InputError(f"no images in {source}", hint=DATA_HINT)
-    X = _load_images(paths, image_size, source)
-    return ImageSet(X=X, y=None, classes=None, paths=[str(p) for p in paths], source=source)
-
-
-def _npz_unlabelled(path: Path, image_size: int | None) -> ImageSet:
-    from wisecli.runtime.io.labeled import _as_images, _resize_all, _to_uint8
-
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "X" not in z.files:
-                raise InputError(f"{path} has no array 'X'", hint="save the images as X: np.savez(file, X=X)")
-            X = z["X"]
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"cannot read {path}: {type(exc).__name__}", hint="an .npz of plain arrays X[, y]") from None
-    if X.ndim not in (3, 4) or X.shape[0] == 0:
-        raise InputError(f"{path}: X must be (N, H, W) or (N, C, H, W) images, not shape {X.shape}", hint=DATA_HINT)
-    X = _as_images(_to_uint8(np.asarray(X)), "nchw", "X", path)
-    if image_size is not None:
-        X = _resize_all(X, image_size)
-    return ImageSet(X=X, y=None, classes=None, paths=None, source=str(path))
+    u = read_unlabeled(source, image_size=image_size, hint=DATA_HINT)
+    if u.kind != "image":
+        raise InputError(f"{u.source} holds feature vectors, not images", hint=DATA_HINT)
+    return ImageSet(X=u.X, y=None, classes=None, paths=u.paths, source=u.source)
 
 
 def read_images(source, *, image_size: int | None = None, labels: str | Path | None = None,
                 need_labels: bool = False, what: str = "DATA") -> ImageSet:
     """Read one data source (see the module docstring); `need_labels` refuses unlabelled data (exit 2)."""
-    from wisecli.runtime.io.labeled import list_images, read_labeled
+    from wisecli.runtime.io.labeled import read_labeled
 
     sources = [str(s) for s in source] if isinstance(source, (list, tuple)) else [str(source)]
     text = sources[0]
@@ -83,14 +65,14 @@ def read_images(source, *, image_size: int | None = None, labels: str | Path | N
     if path.is_dir() and not _flat_images(path) and not any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
         raise InputError(f"no images in {text}", hint=DATA_HINT)
     if len(sources) > 1 or text.startswith("@") or any(ch in text for ch in "*?["):
-        data = _unlabelled(list_images(sources), image_size, ", ".join(sources))
+        data = _unlabelled(sources, image_size)
     elif text.startswith("builtin:") or (path.is_dir() and not _flat_images(path)):
         lab = read_labeled(text, image_size=image_size, val_fraction=0.0)
         if lab.kind != "image":
             raise InputError(f"{text} holds feature vectors, not images", hint=DATA_HINT)
         data = ImageSet(X=lab.X, y=np.asarray(lab.y), classes=list(lab.classes), paths=lab.paths, source=text)
     elif path.is_dir():
-        data = _unlabelled(_flat_images(path), image_size, text)
+        data = _unlabelled(text, image_size)
     elif path.is_file() and path.suffix.lower() == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -103,12 +85,12 @@ def read_images(source, *, image_size: int | None = None, labels: str | Path | N
                 raise InputError(f"{text} holds feature vectors, not images", hint=DATA_HINT)
             data = ImageSet(X=lab.X, y=np.asarray(lab.y), classes=list(lab.classes), paths=None, source=text)
         else:
-            data = _npz_unlabelled(path, image_size)
+            data = _unlabelled(text, image_size)
     elif path.is_file() and path.suffix.lower() in (".csv", ".tsv"):
         lab = read_labeled(path, image_size=image_size, val_fraction=0.0)
         data = ImageSet(X=lab.X, y=np.asarray(lab.y), classes=list(lab.classes), paths=lab.paths, source=text)
     elif path.is_file():
-        data = _unlabelled([path], image_size, text)
+        data = _unlabelled(text, image_size)
     else:
         raise InputError(f"{what} not found: {text}", hint=DATA_HINT)
     if data.n == 0:

@@ -212,8 +212,8 @@ def run_one(data, run_dir: Path | None, *, cfg: dict, arm_name: str, seed: int, 
         ds = read_images(data, image_size=cfg.get("image_size"), labels=labels)
     n, c, h, w = ds.X.shape
     if h != w:
-        from wisecli.runtime.io.labeled import _resize_all
-        ds.X = _resize_all(ds.X, max(h, w))
+        from wisecli.runtime.io.labeled import resize_images
+        ds.X = resize_images(ds.X, max(h, w))
         h = w = max(h, w)
     s = int(h)
     vs = None

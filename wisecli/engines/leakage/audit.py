@@ -78,7 +78,7 @@ def _mutual_info(a: np.ndarray, b: np.ndarray) -> float:
 def _features(model, params, X, y, plan, cfg, layers, sketches, device):
     """{family: [per-layer (n, d_l) tensors]} of the sketched observations, computed chunk by chunk."""
     fams = [f for f in ("linear", "quadratic") if f in cfg["_fams"]] or ["linear"]
-    if "forest" in cfg["_fams"] and "linear" not in fams:
+    if ("forest" in cfg["_fams"] or "mlp" in cfg["_fams"]) and "linear" not in fams:
         fams.append("linear")
     out = {f: {l: [] for l in layers} for f in set(fams) | {"linear"}}
     idx = torch.as_tensor(plan["idx"], device=device)
@@ -123,6 +123,12 @@ def audit_round(model: nn.Module, params: dict, X: torch.Tensor, y: torch.Tensor
     est: dict[tuple[str, str], dict] = {}
     pointwise: dict[str, np.ndarray] = {}
     for fam in cfg["_fams"]:
+        if fam == "mlp":
+            est.update({(l, fam): v for l, v in _mlp_family(feats["linear"], layers, plan, fold, groups, K, control,
+                                                               int(cfg["seed"])).items()})
+            for l in layers:
+                pointwise[f"{l}|{fam}"] = est[(l, fam)]["main"].pointwise
+            continue
         if fam != "forest":
             res = _logistic_family(feats[fam], layers, plan, fold, groups, K, control, int(cfg["seed"]))
             est.update({(l, fam): v for l, v in res.items()})
@@ -194,6 +200,19 @@ def _logistic_family(feats: dict, layers: dict, plan: dict, fold, groups, K: int
             fam_of[l] = {"main": res[k * per], "control": res[k * per + 1] if control else None}
         i += len(group)
     return fam_of
+
+
+def _mlp_family(feats: dict, layers: dict, plan: dict, fold, groups, K: int, control: bool, seed: int) -> dict:
+    """V-information of every layer with the `mlp` family on the (linear) sketch: all layers and the control in
+    one batched training (features zero-padded to a common width; a zero column stays zero after
+    standardisation and changes nothing)."""
+    names = list(layers)
+    labs = np.stack([plan["labels"], plan["control"]]) if control else plan["labels"][None]
+    per = labs.shape[0]
+    d = max(feats[l].shape[1] for l in names)
+    stack = [torch.nn.functional.pad(feats[l], (0, d - feats[l].shape[1])) for l in names for _ in range(per)]
+    res = mt.vinfo_mlp(torch.stack(stack), np.concatenate([labs] * len(names)), fold, groups, K=K, seed=seed)
+    return {l: {"main": res[k * per], "control": res[k * per + 1] if control else None} for k, l in enumerate(names)}
 
 
 def sensitivity_round(model, params, X, y, data, cfg, rnd, device, layers, sizes) -> dict[str, dict]:

@@ -85,11 +85,9 @@ def _numeric_array(a, name: str, source: str) -> np.ndarray:
 
 
 def _member(z, key: str, path: Path) -> np.ndarray:
-    try:
-        return np.asarray(z[key])
-    except Exception:  # noqa: BLE001 - a corrupt member (zlib, zip, object array) is a bad file
-        raise InputError(f"cannot read array '{key}' of {path}: corrupt or not a plain array",
-                         hint="write it again with np.savez (plain numeric arrays)") from None
+    from wisecli.runtime.io.labeled import npz_array
+
+    return npz_array(z, path, key)
 
 
 def load(source: str | Path | None, *, dataset: str | None, attribute: str | None, task_label: str | None,
@@ -111,22 +109,14 @@ def load(source: str | Path | None, *, dataset: str | None, attribute: str | Non
     path = Path(source)
     if not path.exists():
         raise InputError(f"data not found: {path}", hint="give an .npz or a CSV with an image folder")
-    import zipfile
-
-    try:
-        lab = read_labeled(path, image_size=image_size, val_fraction=0.0)
-    except zipfile.BadZipFile:
-        raise InputError(f"cannot read {path}: not a valid .npz (zip) file, truncated or corrupt",
-                         hint="write it again with np.savez(file, X=X, y=y, s=s)") from None
+    lab = read_labeled(path, image_size=image_size, val_fraction=0.0)  # a corrupt .npz is its InputError
     n = len(lab.y)
     suffix = path.suffix.lower()
     if suffix == ".npz":
         akey, ckey = attribute or "s", client or "client"
-        try:
-            z = np.load(path, allow_pickle=False)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError):
-            raise InputError(f"cannot read {path}: not a valid .npz file", hint="write it with np.savez") from None
-        with z:
+        from wisecli.runtime.io.labeled import open_npz
+
+        with open_npz(path) as z:
             keys = set(z.files)
             if akey not in keys:
                 raise InputError(f"{path} has no array '{akey}' (the private attribute; it has {', '.join(sorted(keys))})",

@@ -19,7 +19,7 @@ import numpy as np
 
 from wisecli.cli.errors import InputError
 
-FAMILY_CHOICES = ("linear", "quadratic", "forest", "best")
+FAMILY_CHOICES = ("linear", "quadratic", "mlp", "forest", "best")
 
 
 def parse_rounds(text, fl_rounds: int) -> list[int]:

