@@ -148,11 +148,11 @@ def pick_exec(exec_: str, rho: float, device, calibration=None, slack: float = 1
 
 def _read_class_image(path: Path, doc) -> torch.Tensor:
     from wisecli.runtime.io.images import read_image
-    from wisecli.runtime.io.labeled import _resize_one  # the shared readers' resize rule
+    from wisecli.runtime.io.labeled import resize_image  # the shared readers' resize rule
 
     inp = doc["input"]
     a = read_image(path)
-    a = _resize_one(a, int(inp["image_size"]))
+    a = resize_image(a, int(inp["image_size"]))
     if a.ndim == 2:
         a = a[..., None]
     c = int(inp["channels"])

@@ -151,7 +151,7 @@ def _resize_all(X: np.ndarray, size: int | None) -> np.ndarray:
     return out
 
 
-def _resize_one(img: np.ndarray, size: int) -> np.ndarray:
+def resize_image(img: np.ndarray, size: int) -> np.ndarray:
     """Resize one (H, W) or (H, W, C) uint8 image to size×size."""
     import cv2
 
@@ -200,7 +200,7 @@ def _load_images(paths: list[Path], image_size: int | None, what: str) -> np.nda
                 raise InputError(f"{what} holds images of different sizes: {p1} is {s1[0]}×{s1[1]}, "
                                  f"{p2} is {s2[0]}×{s2[1]}", hint="pass --image-size S to resize all to S×S")
     else:
-        images = [_resize_one(img, image_size) for img in images]
+        images = [resize_image(img, image_size) for img in images]
     color = any(img.shape[2] == 3 and not (np.array_equal(img[..., 0], img[..., 1])
                                           and np.array_equal(img[..., 0], img[..., 2])) for img in images)
     c = 3 if color else 1
