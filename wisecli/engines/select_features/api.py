@@ -109,6 +109,16 @@ def _fm_config(v: dict, *, min_epochs: int, keys=tuple(_FM)) -> FMConfig:
     return FMConfig.from_dict(fm)
 
 
+def _batch_given(cfg: FMConfig, res) -> FMConfig:
+    """A --batch-size set by the user (flag, --config, --set, WISE_*) is the batch they asked for: the
+    small-table full-batch path (train.plan_for) is off then."""
+    if res.sources.get("batch_size", "default") != "default":
+        from dataclasses import replace
+
+        return replace(cfg, full_batch=0)
+    return cfg
+
+
 def _exists(path, what: str = "input") -> None:
     """A missing input is named before anything else is checked."""
     if path is not None and str(path) != "-" and not Path(path).exists():
@@ -144,7 +154,7 @@ def train(data: str | Path, target: str, out_dir: str | Path, *, k: int | None =
     res = _resolve("train", locals())
     v = res.values
     _exists(data)
-    cfg = _fm_config(v, min_epochs=1)
+    cfg = _batch_given(_fm_config(v, min_epochs=1), res)
     from wisecli.runtime.device import as_device, deterministic as make_deterministic
 
     from .data import check_finite, load_dataset
@@ -216,7 +226,7 @@ def evaluate(data: str | Path, target: str, *, out_dir: str | Path | None = None
     _exists(test, "--test table")
     for p in selection or []:
         _exists(p, "selection")
-    cfg = _fm_config(v, min_epochs=0, keys=_EVAL_FM)
+    cfg = _batch_given(_fm_config(v, min_epochs=0, keys=_EVAL_FM), res)
     names = v["baselines"] if isinstance(v["baselines"], list) else str(v["baselines"]).split(",")
     methods = [] if [b.strip() for b in names] == ["none"] else [b.strip() for b in names if b.strip()]
     for b in methods:
