@@ -308,7 +308,8 @@ def benchmark(device=None, quick: bool = False, *, dataset: str | None = None, r
     whose summary is the §7 document (dataset, device, n, d, methods with rank_seconds, curve and curve_mean,
     ratios, equal_accuracy).
 
-    Defaults (`DEFAULTS["benchmark"]`): dataset None (digits; `quick`: a 400 × 40 synthetic set and 20 epochs),
+    Defaults (`DEFAULTS["benchmark"]`): dataset None (digits; `quick`: a 400 × 40 synthetic set and 20 epochs;
+    "breast-cancer-noise": breast cancer's 30 columns + 30 seeded noise columns, 569 × 60, k = 2, 5, 10, 20),
     repeats 3 (median; rfe-lr and l1 once), epochs None (100, or 20 with `quick`), compile False (FM's step
     through torch.compile; the warm-up fit pays the compile), device "auto"."""
     v = _resolve("benchmark", locals()).values
