@@ -59,9 +59,11 @@ def test_train_writes_run_folder(run1):
     assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1) < 1e-5
     assert doc["k"] == sum(s >= 1 / 30 for s in scores) and doc["k_rule"] == "m>=1/d"
     assert doc["selected"] == [f["name"] for f in doc["features"][:doc["k"]]] == summary["selected"]
-    assert doc["batch_size"] == 128 and len(doc["scaler"]["mean"]) == 30
+    # 497 fit rows (569 less the 12.5 % hold-out) ≤ 512: the small-table path, one full batch per epoch, at
+    # most --epochs × ceil(497 / 128) = 12 epochs (fewer when the hold-out loss stops it)
+    assert doc["batch_size"] == 497 and len(doc["scaler"]["mean"]) == 30
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    assert [r["epoch"] for r in lines] == list(range(1, len(lines) + 1)) and 3 <= len(lines) <= 12
     assert {"train_loss", "val_loss", "val_acc", "val_mask_entropy", "val_topk_overlap_prev"} <= set(lines[0])
     assert lines[0]["val_topk_overlap_prev"] is None and 0 <= lines[1]["val_topk_overlap_prev"] <= 1
     best = min(lines, key=lambda r: r["val_loss"])
@@ -108,8 +110,9 @@ def test_predict_from_stdin(run1, bc_csv):
 
 def test_resume_continues(bc_csv, tmp_path):
     out = tmp_path / "r"
+    # an explicit --batch-size keeps the mini-batch path, whose epoch count is exactly --epochs
     assert run_wise("select-features", "train", bc_csv, "--target", "label", "--id-col", "id", "-o", out,
-                    "--epochs", "2", "--device", "cpu")[0] == 0
+                    "--epochs", "2", "--batch-size", "128", "--device", "cpu")[0] == 0
     _assert_input_error(*run_wise("select-features", "train", bc_csv, "--target", "label", "--id-col", "id",
                                   "-o", out, *FAST), "already holds a run", "--resume")
     code, _, err = run_wise("select-features", "train", bc_csv, "--target", "label", "--id-col", "id", "-o", out,
@@ -119,6 +122,7 @@ def test_resume_continues(bc_csv, tmp_path):
     assert epochs == [1, 2, 3, 4]
     ck = json.loads((out / "config.json").read_text())
     assert ck["config"]["fm"]["epochs"] == 4 and ck["train"]["epochs"] == 4
+    assert ck["config"]["fm"]["full_batch"] == 0 and json.loads((out / "selection.json").read_text())["batch_size"] == 128
 
 
 def _write(path, text):

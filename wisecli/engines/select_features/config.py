@@ -25,6 +25,9 @@ class FMConfig:
     amp: bool = True
     k: int | None = None
     compile: bool = False
+    full_batch: int = 512        # small-table path: fit rows ≤ this train full-batch (0: always mini-batches)
+    full_batch_lr: float = 3e-3  # small-table path: Adam's rate at batch_size rows, × sqrt(n_fit / batch_size)
+    patience: int = 10           # small-table path: stop after this many epochs without a lower hold-out loss
 
     def to_dict(self) -> dict:
         out = asdict(self)

