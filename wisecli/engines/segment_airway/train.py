@@ -167,6 +167,8 @@ SIZE_KEYS = ("data.batch_size", "data.patches_per_case", "data.crop", "data.patc
 CPU_SIZES = {"data.batch_size": 1, "data.patches_per_case": 2, "data.crop": 64, "data.patch": 80, "val.roi": 96,
              "val.sw_batch": 1}
 BASE_BYTES = 400 * 2**20  # Python, torch and the engine imported: 300 MB resident on CPU [measured], plus slack
+STEP_FIXED = 256 * 2**20  # what a training step adds beyond its activations (allocator, oneDNN workspace,
+                          # gradients and momentum): 150–250 MB at batch 1–2 × 32³–64³ on CPU [measured]
 INFER_RATIO = 0.35        # no-grad forward peak / saved bytes per voxel: 840–1030 vs 2917 B on CPU [measured]
 PROBE = 16
 
@@ -180,7 +182,7 @@ def memory_need(cfg: dict, per_voxel: float, params: int) -> int:
     loader = (2 * int(cfg["data.workers"]) + 1) * b * 3 * patch ** 3 * 4
     train = 1.15 * per_voxel * b * crop ** 3
     infer = INFER_RATIO * per_voxel * int(cfg["val.sw_batch"]) * int(cfg["val.roi"]) ** 3
-    return int(BASE_BYTES + 16 * params + loader + max(train, infer))
+    return int(BASE_BYTES + STEP_FIXED + 16 * params + loader + max(train, infer))
 
 
 def _smaller(cfg: dict):
