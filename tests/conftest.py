@@ -139,6 +139,24 @@ def conformance_module(test_file: str):
     return sys.modules[name]
 
 
+def copy_images(sources, folder: Path, corrupt: int | None = None, suffix: str = ".png") -> list[str]:
+    """The conformance `batch` inputs: `sources` copied into `folder` as img0.png, img1.png, ...; with
+    `corrupt=i` image i is random bytes instead (an item error: exit 3, the other outputs kept)."""
+    import os
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = []
+    for i, src in enumerate(sources):
+        dst = folder / f"img{i}{suffix}"
+        if corrupt == i:
+            dst.write_bytes(os.urandom(2048))
+        else:
+            shutil.copyfile(src, dst)
+        inputs.append(str(dst))
+    return inputs
+
+
 def run_ranks(worker, folder, world: int = 2) -> None:
     """Run `worker(rank, folder)` on `world` forked CPU processes with the torch.distributed environment set
     (gloo, one thread each); the trainer joins the group from that environment. Forked ranks reuse this

@@ -72,19 +72,9 @@ def examples(tmp: Path) -> dict[str, list[str]]:
 def batch(tmp: Path, corrupt: int | None = None) -> list[str] | None:
     """argv after `wise classify` of `predict` over 3 images written under tmp, the records file in tmp/"out";
     with `corrupt=i` image i is replaced by random bytes (an item error: exit 3, the file keeps the rest)."""
-    import os
-    import shutil
+    from conftest import copy_images
 
     tmp = Path(tmp)
     ckpt = checkpoint(tmp / "ckpt" / "best.pt")
-    folder = tmp / "batch"
-    folder.mkdir(parents=True, exist_ok=True)
-    inputs = []
-    for i, src in enumerate(sorted((_data(tmp) / "class1").iterdir())[:3]):
-        dst = folder / f"img{i}.png"
-        if corrupt == i:
-            dst.write_bytes(os.urandom(2048))
-        else:
-            shutil.copyfile(src, dst)
-        inputs.append(str(dst))
+    inputs = copy_images(sorted((_data(tmp) / "class1").iterdir())[:3], tmp / "batch", corrupt)
     return ["predict", *inputs, "--weights", str(ckpt), "-o", str(tmp / "out" / "preds.jsonl"), "--device", "cpu"]

@@ -90,20 +90,10 @@ def batch(tmp: Path, corrupt: int | None = None) -> list[str] | None:
     """argv after `wise contrastive` of `predict` over 3 images written under tmp, outputs in tmp/"out";
     with `corrupt=i` image i is replaced by random bytes (an item error: exit 3). One row per part, so the
     batch writes several atomic files in turn (the interrupt test stops it between two)."""
-    import os
-    import shutil
+    from conftest import copy_images
 
     tmp = Path(tmp)
     _, flat = _folders(tmp)
     ckpt = checkpoint(tmp / "ckpt" / "best.pt")
-    folder = tmp / "batch"
-    folder.mkdir(parents=True, exist_ok=True)
-    inputs = []
-    for i, src in enumerate(sorted(flat.iterdir())[:3]):
-        dst = folder / f"img{i}.png"
-        if corrupt == i:
-            dst.write_bytes(os.urandom(2048))
-        else:
-            shutil.copyfile(src, dst)
-        inputs.append(str(dst))
+    inputs = copy_images(sorted(flat.iterdir())[:3], tmp / "batch", corrupt)
     return ["predict", *inputs, "--weights", str(ckpt), "-o", str(tmp / "out"), "--set", "part_rows=1", "--device", "cpu"]

@@ -93,19 +93,9 @@ def examples(tmp: Path) -> dict[str, list[str]]:
 def batch(tmp: Path, corrupt: int | None = None) -> list[str] | None:
     """argv after `wise reid` of `predict` over 3 images written under tmp, the features file in tmp/"out";
     with `corrupt=i` image i is replaced by random bytes (an item error: exit 3, the file keeps the rest)."""
-    import os
-    import shutil
+    from conftest import copy_images
 
     tmp = Path(tmp)
     ckpt, _ = _checkpoint(tmp)
-    folder = tmp / "batch"
-    folder.mkdir(parents=True, exist_ok=True)
-    inputs = []
-    for i, src in enumerate(sorted((_data(tmp) / "image_train").iterdir())[:3]):
-        dst = folder / f"img{i}.jpg"
-        if corrupt == i:
-            dst.write_bytes(os.urandom(2048))
-        else:
-            shutil.copyfile(src, dst)
-        inputs.append(str(dst))
+    inputs = copy_images(sorted((_data(tmp) / "image_train").iterdir())[:3], tmp / "batch", corrupt, ".jpg")
     return ["predict", *inputs, "--weights", str(ckpt), "-o", str(tmp / "out" / "batch.npz"), "--device", "cpu"]
