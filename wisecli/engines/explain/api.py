@@ -160,6 +160,9 @@ def info() -> dict:
     _resolve("info", {})
     import torch
 
+    from wisecli.runtime import demo_weights
+
+    from .demo import WEIGHTS
     from .predict import COLORS
 
     return {
@@ -202,6 +205,7 @@ def info() -> dict:
         },
         "defaults": {verb: dict(d) for verb, d in DEFAULTS.items() if d},
         "extras": {k: find_spec(k) is not None for k in ("onnxruntime", "xaitk_saliency", "monai")},
+        "demo_weights": demo_weights.describe(WEIGHTS),
     }
 
 

@@ -66,6 +66,7 @@ N_TRAIN = 3000
 MC_KEEP = 0.9   # MC-RISE keep probability q of the demo (see the module docstring)
 N_ACC = 300     # test canvases for the accuracy (the explained ones are few)
 EPOCHS = 5
+TRAINED_ON = "3,000 two-colour digit canvases (synthetic.canvases, digits, part train, seed 0)"
 
 
 def train_digits(device="cpu", seed: int = 0, data: str = "digits", epochs: int = EPOCHS):
@@ -79,23 +80,28 @@ def train_digits(device="cpu", seed: int = 0, data: str = "digits", epochs: int 
 
 
 def save_weights(path=WEIGHTS, seed: int = 0) -> Path:
-    """Retrain the digits demo model from the recipe and write the shipped weights (npz, float32)."""
+    """Retrain the digits demo model from the recipe and write the shipped weights (`runtime.demo_weights`)."""
+    from wisecli.runtime import demo_weights
     from wisecli.runtime.device import one_cpu_thread
-    from wisecli.runtime.io.atomic import save_npz
 
     with one_cpu_thread(torch.device("cpu")):
         net, mean, std, _ = train_digits("cpu", seed)
-    arrays = {f"w.{k}": v.detach().cpu().numpy().astype(np.float32) for k, v in net.state_dict().items()}
-    return save_npz(path, mean=np.asarray(mean, np.float32), std=np.asarray(std, np.float32), **arrays)
+    return demo_weights.save(path, {"net": net.state_dict(), "norm": {"mean": mean, "std": std}},
+                             {"recipe": {"n_train": N_TRAIN, "epochs": EPOCHS, "seed": seed, "batch": 32, "lr": 1e-3,
+                                         "arch": "small-cnn", "norm": "none"}, "trained_on": TRAINED_ON})
 
 
 def load_weights(path=WEIGHTS):
+    """(net, mean, std) of the shipped weights; OSError when they are missing or do not read."""
     from wisecli.nn.zoo import build
+    from wisecli.runtime import demo_weights
 
-    with np.load(path) as z:
-        net = build("small-cnn", in_channels=3, num_classes=10, image_size=32, norm="none")
-        net.load_state_dict({k[2:]: torch.from_numpy(z[k]) for k in z.files if k.startswith("w.")})
-        return net.eval(), z["mean"].tolist(), z["std"].tolist()
+    shipped = demo_weights.load(path)
+    if shipped is None:
+        raise OSError(f"the shipped demo weights {path} are missing or unreadable")
+    _, g = shipped
+    net = build("small-cnn", in_channels=3, num_classes=10, image_size=32, norm="none")
+    return demo_weights.load_into(net, g["net"]), g["norm"]["mean"].tolist(), g["norm"]["std"].tolist()
 
 
 def _deletion_pair(box, xin, rank_map, cls, step, prob_fn, seeds=3):

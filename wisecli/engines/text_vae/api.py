@@ -170,7 +170,10 @@ def demo(quick: bool = False, device=None, *, corpus: str | None = None, steps: 
 def info(weights: str | Path | None = None) -> dict:
     """Formats, defaults, capabilities, the offline corpora found with counts, and the deviations from the
     reference (§2.4); with `weights` the model's configuration, vocabulary size and metrics."""
+    from wisecli.runtime import demo_weights
+
     from .data import corpora_found
+    from .demo import WEIGHTS
 
     _resolve("info", {})
     doc = {"method": METHOD,
@@ -193,6 +196,7 @@ def info(weights: str | Path | None = None) -> dict:
                             "not_built": ["--embeddings as initialisation (metrics only)", "dialogue demo",
                                           "dialogue claim gate (a finding: see tests/text_vae/test_text_vae_slow.py)"]},
            "corpora": corpora_found(),
+           "demo_weights": demo_weights.describe(WEIGHTS),
            "deviations": [
                "packed sequences (the reference runs padded batches unpacked)",
                "R_TWR = mean KL_t over each sentence's own positions (the reference divides by the padded length)",

@@ -41,6 +41,7 @@ RECIPE = {"sentences": 3000, "data_seed": 1, "test_sentences": 200, "test_seed":
           "hidden": 64, "z_dim": 8, "steps": 400, "batch_size": 16, "lr": 1e-2, "kl_start": 0.1,
           "anneal_fraction": 0.4, "seed": 1}
 WEIGHTS = Path(__file__).with_name("demo_weights.npz")
+TRAINED_ON = "3,000 synthetic topic sentences (synthetic.lm_sentences, seed 1), 400 updates per model"
 
 
 def recipe_models(device=None, kinds=("twr", "vae")) -> tuple[D.Vocab, dict]:
@@ -63,44 +64,30 @@ def recipe_models(device=None, kinds=("twr", "vae")) -> tuple[D.Vocab, dict]:
 
 
 def write_demo_weights(path: Path = WEIGHTS) -> Path:
-    """Train the demo pair from `RECIPE` and write `demo_weights.npz` (float32 arrays) and `.json` (recipe,
-    configurations, vocabulary) atomically."""
-    import numpy as np
-
-    from wisecli.runtime.io.atomic import save_npz, write_json
+    """Train the demo pair from `RECIPE` and write the shipped files (`runtime.demo_weights`)."""
+    from wisecli.runtime import demo_weights
 
     vocab, models = recipe_models()
-    arrays = {f"{k}.{n}": t.detach().cpu().numpy().astype(np.float32) for k, m in models.items()
-              for n, t in m.state_dict().items()}
-    save_npz(path, **arrays)
-    write_json(path.with_suffix(".json"), {"recipe": RECIPE, "vocab": vocab.itos[4:],
-                                           "configs": {k: m.cfg for k, m in models.items()},
-                                           "torch": torch.__version__})
-    return path
+    return demo_weights.save(path, {k: m.state_dict() for k, m in models.items()},
+                             {"recipe": RECIPE, "trained_on": TRAINED_ON, "vocab": vocab.itos[4:],
+                              "configs": {k: m.cfg for k, m in models.items()}})
 
 
 def load_demo_models(device) -> tuple[D.Vocab, dict] | None:
     """The shipped demo pair on `device`, or None when the files are missing or do not load."""
-    import json
-
-    import numpy as np
+    from wisecli.runtime import demo_weights
 
     from .model import TextVAE
 
-    meta = WEIGHTS.with_suffix(".json")
-    if not (WEIGHTS.is_file() and meta.is_file()):
+    shipped = demo_weights.load(WEIGHTS)
+    if shipped is None:
         return None
+    meta, groups = shipped
     try:
-        doc = json.loads(meta.read_text(encoding="utf-8"))
-        arrays = np.load(WEIGHTS, allow_pickle=False)
-        vocab = D.Vocab(doc["vocab"])
-        models = {}
-        for kind, cfg in doc["configs"].items():
-            m = TextVAE(cfg)
-            m.load_state_dict({n: torch.from_numpy(arrays[f"{kind}.{n}"]) for n in m.state_dict()})
-            models[kind] = m.to(device).eval()
-        return vocab, models
-    except (OSError, ValueError, KeyError, RuntimeError):
+        models = {kind: demo_weights.load_into(TextVAE(cfg), groups[kind]).to(device)
+                  for kind, cfg in meta["configs"].items()}
+        return D.Vocab(meta["vocab"]), models
+    except (KeyError, RuntimeError):
         return None
 
 
