@@ -198,3 +198,28 @@ def test_small_table_path_is_full_batch_and_stops_early():
         assert (p.full_batch, p.batch_size, p.lr, p.epochs, p.patience) == (False, 128, 1e-3, 50, None)
     # no hold-out: nothing to stop on, so the mini-batch path
     assert not plan_for(n_fit, FMConfig(val_fraction=0.0)).full_batch
+
+
+def test_large_table_path_sizes_batches_to_the_data_and_stops_early():
+    """Issue 13.4: a fit split of at least `large_table` rows trains in batches of the power of two nearest
+    n_fit / 8 (at most `large_batch`, at least `batch_size`) at the square-root-scaled rate and stops
+    `patience` epochs after the lowest hold-out loss; below the threshold, or with it off, the spec's path."""
+    from wisecli.engines.select_features.train import plan_for
+
+    cfg = FMConfig()
+    for n_fit, batch in ((2048, 256), (7000, 1024), (5000, 512), (10 ** 6, 1024)):
+        p = plan_for(n_fit, cfg)
+        assert (p.full_batch, p.batch_size, p.epochs, p.patience) == (False, batch, 100, 10), n_fit
+        assert p.lr == pytest.approx(3e-3 * np.sqrt(batch / 128))
+    assert plan_for(2047, cfg).patience is None and plan_for(2047, cfg).batch_size == 128
+    assert plan_for(10 ** 6, FMConfig(large_table=0)).patience is None
+    assert plan_for(10 ** 6, FMConfig(val_fraction=0.0)).patience is None
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2400, 12)).astype(np.float32)
+    y = (x[:, 2] - x[:, 9] > 0).astype(int)
+    res = train_selector(x, y, 2, FMConfig(epochs=60, patience=3, large_table=2000, seed=0), torch.device("cpu"))
+    assert res.plan.batch_size == 256 and res.plan.patience == 3
+    losses = [r["val_loss"] for r in res.history]
+    assert res.stopped_early and res.best_epoch == int(np.argmin(losses)) == len(losses) - 1 - 3
+    assert set(res.ranking[:2].tolist()) == {2, 9}

