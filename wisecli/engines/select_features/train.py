@@ -335,7 +335,8 @@ def train_run(ds, run_dir, cfg: FMConfig, *, data_path, target: str, device: tor
     last = last_checkpoint(run_dir) if resume else None
     if last is not None:
         doc = load_checkpoint(last, method=METHOD)
-        cfg = FMConfig.from_dict({**doc["config"]["fm"], "compile": cfg.compile,
+        # a run saved before the sized paths existed resumes on the path it began with (both off)
+        cfg = FMConfig.from_dict({"full_batch": 0, "large_table": 0, **doc["config"]["fm"], "compile": cfg.compile,
                                   **({"epochs": cfg.epochs} if epochs_given else {})})
         best_value = float(doc["best"]["value"])
     sha = None if str(data_path) == "-" else sha256_file(data_path)
