@@ -139,6 +139,20 @@ def test_rise_save_size_and_evaluate(env, tmp_path):
     _bad("evaluate", str(imgs[0]), "--maps", str(maps), "--model", str(ckpt), match="is 5x7")
 
 
+def test_cuda_graph_on_cpu_warns_and_gives_the_same_maps(env, tmp_path):
+    """`--cuda-graph` changes the speed, never the maps: without CUDA the run warns (stderr), runs eagerly, says so
+    in run.json, and writes the maps of a run without the flag (identical arithmetic, so exactly equal)."""
+    tmp, ckpt, gray, imgs = env
+    args = ["run", str(imgs[0]), str(imgs[1]), "--model", str(ckpt), "--method", "rise", *FAST]
+    code, out, err = run_wise("explain", *args, "-o", str(tmp_path / "g"), "--cuda-graph")
+    assert code == 0 and "--cuda-graph needs a CUDA device" in err, err
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["cuda_graph"] is False
+    code, out, err = run_wise("explain", *args, "-o", str(tmp_path / "e"))
+    assert code == 0 and "cuda-graph" not in err, err
+    for name in ("img0.rise.npy", "img1.rise.npy"):
+        np.testing.assert_array_equal(np.load(tmp_path / "g" / name), np.load(tmp_path / "e" / name))
+
+
 def test_demo_quick_json_ok():
     code, out, err = run_wise("explain", "demo", "--quick", "--device", "cpu", "--json")
     assert code == 0, err

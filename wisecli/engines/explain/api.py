@@ -27,7 +27,7 @@ METHOD = "explain"
 DEFAULTS: dict[str, dict[str, Any]] = {
     "run": {"method": None, "masks": 4000, "grid": 7, "keep_prob": 0.5, "colors": "red,green,blue", "fill": "mean",
             "debias": False, "target": "top1", "softmax": "auto", "batch": None, "save_size": "model",
-            "device": "auto", "amp": True, "seed": 0},
+            "cuda_graph": False, "device": "auto", "amp": True, "seed": 0},
     "evaluate": {"metrics": "deletion,insertion", "step": "auto", "tolerance": 15.0, "rank_by": "total",
                  "baseline": "none", "softmax": "auto", "device": "auto", "seed": 0},
     "demo": {"device": "auto", "data": "digits", "seed": 0},
@@ -74,7 +74,7 @@ def run(inputs: list[str | Path], *, model: str | Path | None = None, out_dir: s
         method: str | None = None, masks: int | None = None, grid: int | None = None, keep_prob: float | None = None,
         colors: str | None = None, fill: str | None = None, debias: bool | None = None, target: str | None = None,
         softmax: str | None = None, batch: int | None = None, save_size: str | None = None,
-        input_size=None, mean=None, std=None, value_range: str = "0-1", bgr: bool = False, class_names=None,
+        cuda_graph: bool | None = None, input_size=None, mean=None, std=None, value_range: str = "0-1", bgr: bool = False, class_names=None,
         png: bool = True, pattern: str | None = None, shard: str | None = None, skip_existing: bool = False,
         overwrite: bool = False, fail_fast: bool = False, device=None, amp: bool | None = None,
         seed: int | None = None, sink=None, argv=None) -> list[dict]:
@@ -85,7 +85,9 @@ def run(inputs: list[str | Path], *, model: str | Path | None = None, out_dir: s
 
     Defaults: method None (mcrise for 3-channel models, rise otherwise), masks 4000, grid 7, keep_prob 0.5,
     colors "red,green,blue", fill "mean", debias False, target "top1", softmax "auto", batch None (256 CPU,
-    1024 CUDA), save_size "model", device "auto", amp True, seed 0. Foreign models: input_size (H, W), mean/std
+    1024 CUDA), save_size "model", cuda_graph False (replay the forward from CUDA graphs; on CPU or an ONNX model
+    a warning and the eager forward), device "auto", amp True, seed 0. Images are explained in groups
+    (`predict.images_per_group`: 8 to 64) that share the masks and the forward batches. Foreign models: input_size (H, W), mean/std
     (ImageNet's), value_range "0-1", bgr False, class_names FILE. Returns the batch records."""
     from wisecli.cli.config import one_of
 
@@ -93,7 +95,8 @@ def run(inputs: list[str | Path], *, model: str | Path | None = None, out_dir: s
 
     v, res = _resolve("run", {"method": method, "masks": masks, "grid": grid, "keep_prob": keep_prob,
                               "colors": colors, "fill": fill, "debias": debias, "target": target, "softmax": softmax,
-                              "batch": batch, "save_size": save_size, "device": device, "amp": amp, "seed": seed})
+                              "batch": batch, "save_size": save_size, "cuda_graph": cuda_graph, "device": device,
+                              "amp": amp, "seed": seed})
     one_of("--method", v["method"], (None, "rise", "mcrise"))
     one_of("--fill", v["fill"], ("mean", "black", "blur"))
     one_of("--softmax", v["softmax"], ("auto", "on", "off"))
