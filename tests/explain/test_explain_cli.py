@@ -104,6 +104,7 @@ def test_batch_json_partial_failure_and_resume(env, tmp_path):
     assert sorted(r["status"] for r in recs) == ["ok", "skipped", "skipped"]
     rec = json.loads((outd / "img1.json").read_text())
     assert rec["method"] == "mcrise" and rec["colors"] == [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+    assert rec["keep_prob"] == 0.9                             # the MC-RISE default (RISE's is 0.5: below)
     assert 0 <= rec["classes"][0]["prob"] <= 1
 
 
@@ -117,6 +118,7 @@ def test_rise_save_size_and_evaluate(env, tmp_path):
                             "--grid", "4", "--device", "cpu", "--json")
     assert code == 0, err
     assert np.load(out / "big.rise.npy").shape == (2, 24, 20)
+    assert json.loads((out / "img0.json").read_text())["keep_prob"] == 0.5
     assert (out / "img0.c{}.png".format(json.loads((out / "img0.json").read_text())["classes"][0]["id"])).is_file()
     boxes = tmp_path / "boxes.csv"
     boxes.write_text("image,x0,y0,x1,y1,class\nimg0,2,2,8,8,a\nimg1,1,1,30,30,b\n")
