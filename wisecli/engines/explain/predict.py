@@ -343,11 +343,12 @@ def run_inputs(inputs, *, model, out_dir, settings: dict, model_opts: dict, patt
         sink.warn(graph_note)
     rec.set("cuda_graph", bool(v.get("cuda_graph")) and graph_note is None)
     done: dict[Path, tuple] = {}          # path -> ("ok", x, result, seconds, group size) or ("error", exception)
+    position = {p: i for i, p in reversed(list(enumerate(paths)))}
 
     def pending(path: Path) -> list[Path]:
         """`path` and the next inputs that run_batch will hand to `process` (not done, not skipped), in order."""
         out = []
-        for p in paths[paths.index(path):]:
+        for p in paths[position[path]:]:
             if len(out) == group_size:
                 break
             if p in done:
