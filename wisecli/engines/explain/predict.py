@@ -183,9 +183,17 @@ def _forward(box, amp: bool, cuda_graph: bool = False):
         with autocast(box.device, enabled=amp):
             return box(x).float()
     if cuda_graph and graph_usable(box) is None:
+        from wisecli.runtime.device import amp_dtype
+
+        dtype = amp_dtype(box.device)
+
+        def fwd_nocache(x):    # autocast's weight cache must be off under graph capture (PyTorch's CUDA graph notes)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=dtype or torch.bfloat16, enabled=bool(amp and dtype), cache_enabled=False):
+                return box(x).float()
         cache = box.__dict__.setdefault("_graphed", {})     # captured graphs live as long as the loaded model
         if amp not in cache:
-            cache[amp] = _GraphedForward(fwd, box.device)
+            cache[amp] = _GraphedForward(fwd_nocache, box.device)
         return cache[amp]
     return fwd
 
