@@ -198,8 +198,12 @@ def info() -> dict:
                             "rise_p0.5": int((0.25 / 0.01) ** 2 * (1 / 0.5) * 0.25)},
         "choices": {
             "keep_prob": "p1 = 0.5 for RISE, q = 0.9 for MC-RISE (--keep-prob sets either): on the demo's known-truth "
-                         "canvases the colour claim held on 4/8 at q = 0.5 and 8/8 at q = 0.9 (N = 1000 and 4000), "
-                         "and MC-RISE insertion beat random maps only at q >= 0.7",
+                         "canvases the colour claim held on 4/8 (N = 1000) and 5/8 (N = 4000) at q = 0.5, on 8/8 at "
+                         "q = 0.9 for both, and MC-RISE insertion beat random maps only at q >= 0.7",
+            "groups": "run explains 8-64 images together (enough that one chunk of masks each fills --batch): "
+                      "masks made once per group, forward batches hold masks of several images",
+            "cuda_graph": "--cuda-graph captures one CUDA graph per forward shape (PyTorch models on CUDA); on CPU "
+                          "or ONNX a warning and the eager forward (same maps); off by default",
             "noise_warning": "run warns when N(1-q)/K < 100 (paintings per pixel and colour)",
             "masks_seed": "chunks of 256 masks seeded by (seed, chunk): maps independent of --batch and device",
             "mcrise_weights": "K/(1-q) and 1/q for every q (XAITK's weights are right only at q = 0.5)",
