@@ -44,6 +44,7 @@ def run(
     softmax: Softmax = None,
     batch: Annotated[Optional[int], typer.Option("--batch", callback=o.at_least_one, help="Forward batch (default 256 CPU, 1024 CUDA).")] = None,
     save_size: Annotated[Optional[Literal["model", "image"]], typer.Option("--save-size", help="Save maps at the model's or the image's size.")] = None,
+    cuda_graph: Annotated[Optional[bool], typer.Option("--cuda-graph", help="Replay the forward from CUDA graphs (CUDA, PyTorch models; else a warning).")] = None,
     input_size: InputSize = None, mean: Mean = None, std: Std = None, value_range: Range = "0-1", bgr: Bgr = False,
     class_names: ClassNames = None,
     no_png: Annotated[bool, typer.Option("--no-png", help="Skip the PNG overlays.")] = False,
@@ -59,7 +60,7 @@ def run(
     sink = Sink(json=json, jsonl=jsonl)
     records = api.run(inputs, model=model, out_dir=out_dir, method=method, masks=masks, grid=grid, keep_prob=keep_prob,
                       colors=colors, fill=fill, debias=debias, target=target, softmax=softmax, batch=batch,
-                      save_size=save_size, input_size=input_size, mean=mean, std=std, value_range=value_range, bgr=bgr,
+                      save_size=save_size, cuda_graph=cuda_graph, input_size=input_size, mean=mean, std=std, value_range=value_range, bgr=bgr,
                       class_names=class_names, png=not no_png, pattern=pattern, shard=shard,
                       skip_existing=skip_existing, overwrite=overwrite, fail_fast=fail_fast, device=device, amp=amp,
                       seed=seed, sink=sink, argv=sys.argv)

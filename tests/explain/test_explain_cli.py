@@ -104,6 +104,7 @@ def test_batch_json_partial_failure_and_resume(env, tmp_path):
     assert sorted(r["status"] for r in recs) == ["ok", "skipped", "skipped"]
     rec = json.loads((outd / "img1.json").read_text())
     assert rec["method"] == "mcrise" and rec["colors"] == [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+    assert rec["keep_prob"] == 0.9                             # the MC-RISE default (RISE's is 0.5: below)
     assert 0 <= rec["classes"][0]["prob"] <= 1
 
 
@@ -117,6 +118,7 @@ def test_rise_save_size_and_evaluate(env, tmp_path):
                             "--grid", "4", "--device", "cpu", "--json")
     assert code == 0, err
     assert np.load(out / "big.rise.npy").shape == (2, 24, 20)
+    assert json.loads((out / "img0.json").read_text())["keep_prob"] == 0.5
     assert (out / "img0.c{}.png".format(json.loads((out / "img0.json").read_text())["classes"][0]["id"])).is_file()
     boxes = tmp_path / "boxes.csv"
     boxes.write_text("image,x0,y0,x1,y1,class\nimg0,2,2,8,8,a\nimg1,1,1,30,30,b\n")
@@ -137,6 +139,20 @@ def test_rise_save_size_and_evaluate(env, tmp_path):
     maps.mkdir()
     np.save(maps / "img0.npy", np.zeros((5, 7), np.float32))
     _bad("evaluate", str(imgs[0]), "--maps", str(maps), "--model", str(ckpt), match="is 5x7")
+
+
+def test_cuda_graph_on_cpu_warns_and_gives_the_same_maps(env, tmp_path):
+    """`--cuda-graph` changes the speed, never the maps: without CUDA the run warns (stderr), runs eagerly, says so
+    in run.json, and writes the maps of a run without the flag (identical arithmetic, so exactly equal)."""
+    tmp, ckpt, gray, imgs = env
+    args = ["run", str(imgs[0]), str(imgs[1]), "--model", str(ckpt), "--method", "rise", *FAST]
+    code, out, err = run_wise("explain", *args, "-o", str(tmp_path / "g"), "--cuda-graph")
+    assert code == 0 and "--cuda-graph needs a CUDA device" in err, err
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["cuda_graph"] is False
+    code, out, err = run_wise("explain", *args, "-o", str(tmp_path / "e"))
+    assert code == 0 and "cuda-graph" not in err, err
+    for name in ("img0.rise.npy", "img1.rise.npy"):
+        np.testing.assert_array_equal(np.load(tmp_path / "g" / name), np.load(tmp_path / "e" / name))
 
 
 def test_demo_quick_json_ok():

@@ -136,3 +136,18 @@ def test_box_readers_and_all_difficult_classes_skipped(tmp_path):
     warned = []
     got = class_boxes([{"box": (-3, 2, 25, 4), "class": "cat", "difficult": False}], ["cat"], 20, 20, "q", warned.append)
     assert got == {0: [(0, 2, 19, 4)]} and "clipped" in warned[0]
+
+
+def test_xaitk_peer_runs_when_installed():
+    """The benchmark's `xaitk` peer (spec §7; not a dependency): XAITK's MCRISEStack on our model gives [K, classes,
+    H, W] finite maps. Skipped where xaitk-saliency is not installed (CI)."""
+    pytest.importorskip("xaitk_saliency")
+    from wisecli.engines.explain.model import from_module
+    from wisecli.engines.explain.peers import xaitk_mcrise
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 5))
+    box = from_module(net, channels=3, size=(16, 16))
+    maps = xaitk_mcrise(box, torch.rand(3, 16, 16), 64, 4, 0.5, [[255, 0, 0], [0, 0, 255]])
+    assert maps.shape == (2, 5, 16, 16) and np.isfinite(maps).all()

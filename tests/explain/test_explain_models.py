@@ -3,6 +3,7 @@ re-initialised weights change the maps (a sanity check of the explanation, Adeba
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,36 @@ def test_onnx_without_onnxruntime_is_exit_2(tmp_path, monkeypatch):
     with pytest.raises(InputError) as e:
         load_model(p)
     assert 'pip install "wisecli[onnx]"' in e.value.hint
+
+
+def test_run_explains_images_together_as_one_at_a_time(trained, tmp_path):
+    """`run` puts several images in one forward batch (masks × images): five canvases go through one group, and
+    each map equals the map of the image explained alone (`explain_images` on it). Tolerance 1e-5 in probability
+    units: the two paths do the same float32 arithmetic except the forward's batch composition (BLAS/oneDNN may
+    block a batch of 512 differently from 256), i.e. rounding of ~1e-7 per score, summed over 256 masks."""
+    from wisecli.cli.output import Sink
+    from wisecli.engines.explain import api
+    from wisecli.engines.explain.predict import fit_to_model, read_image01
+    from wisecli.runtime.io.images import write_image
+
+    tmp, net, mean, std, ckpt, _ = trained
+    x = canvases(5, part="test", seed=9)["x"]
+    paths = []
+    for i, img in enumerate(x):
+        paths.append(tmp_path / f"c{i}.png")
+        write_image(paths[-1], (img.transpose(1, 2, 0) * 255).round().astype(np.uint8))
+    kw = dict(SETTINGS, batch=512)
+    recs = api.run(paths, model=ckpt, out_dir=tmp_path / "o", method="mcrise", masks=kw["masks"], grid=kw["grid"],
+                   keep_prob=kw["keep_prob"], colors="red,green,blue", target="top:2", batch=512, amp=False,
+                   device="cpu", png=False, sink=Sink(quiet=True))
+    assert [r["status"] for r in recs] == ["ok"] * 5
+    run_doc = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run_doc["images_per_group"] == 8
+    box = load_model(ckpt)
+    for p in paths:
+        doc = json.loads((tmp_path / "o" / f"{p.stem}.json").read_text())
+        assert doc["group"] == 5
+        alone = explain_images(box, fit_to_model(read_image01(p), box), **dict(kw, target=("top", 2)))
+        got = np.load(tmp_path / "o" / f"{p.stem}.mcrise.npy")
+        assert [c["id"] for c in doc["classes"]] == alone["targets"][0].tolist()
+        np.testing.assert_allclose(got, alone["maps"][0].numpy(), atol=1e-5)

@@ -134,18 +134,22 @@ def softmax_needed(out: Tensor) -> bool:
     return bool((out < 0).any() or ((out.sum(-1) - 1).abs() > 1e-3).any())
 
 
-def scores_of(out: Tensor, softmax: bool) -> Tensor:
+def scores_of(out: Tensor, softmax) -> Tensor:
+    """Class scores of raw outputs `out` (n, classes): softmax when `softmax` is True; a bool tensor (n,) decides
+    row by row (the images of a group may differ under `--softmax auto`)."""
     out = out.float()
+    if isinstance(softmax, Tensor):
+        return torch.where(softmax.to(out.device)[:, None], torch.softmax(out, -1), out)
     return torch.softmax(out, -1) if softmax else out
 
 
 @dataclass
 class Estimate:
     """Saliency of a group of images: `maps` (B, K, C_sel, H, W) for MC-RISE, (B, 1, C_sel, H, W) for RISE,
-    in probability units; `bad_chunk` the first chunk whose scores were not finite (-1 if none)."""
+    in probability units; `bad_chunk` per image the first chunk whose scores were not finite (-1 if none)."""
 
     maps: Tensor
-    bad_chunk: int
+    bad_chunk: list[int]
 
 
 def estimate(forward, images: Tensor, targets: Tensor, spec: MaskSpec, *, colors: Tensor | None = None,
@@ -154,14 +158,21 @@ def estimate(forward, images: Tensor, targets: Tensor, spec: MaskSpec, *, colors
     """RISE (colors None) or MC-RISE (colors (K, C) in the model's input space) of `images` (B, C, H, W) in the
     model's input space, for the classes `targets` (B, C_sel) long. `forward(x) -> (n, classes)` raw outputs;
     `fill` (B, C, H, W) the RISE substrate in input space (None: zeros = the mean colour). `masks`: an iterable of
-    chunks (n, K+1 or 1, H, W) replacing the generated ones (hard masks in tests, masks from elsewhere)."""
+    chunks (n, K+1 or 1, H, W) replacing the generated ones (hard masks in tests, masks from elsewhere).
+    `softmax`: a bool for all images or a bool tensor (B,) per image.
+
+    The B images share every chunk of masks (made once for the group) and every forward batch: the flat index
+    t = b·n + i over (image b, mask i) is cut into batches of `batch`, so one forward holds the masks of several
+    images; each image's scores land in its own row of the accumulator, and its map equals the map it gets alone
+    up to float rounding of the batched forward."""
     device = images.device if device is None else torch.device(device)
     B, C, H, W = images.shape
     gen = MaskGenerator(spec, device) if masks is None else masks
     K = 0 if colors is None else len(colors)
     acc = torch.zeros(B, max(K, 1) + (1 if K else 0), targets.shape[1], H * W, device=device, dtype=torch.float32)
     fsum = torch.zeros(B, targets.shape[1], 1, device=device, dtype=torch.float32)
-    bad = torch.full((), -1, device=device, dtype=torch.long)
+    bad = torch.full((B,), -1, device=device, dtype=torch.long)
+    sm = softmax.to(device) if isinstance(softmax, Tensor) else None
     for j, m in enumerate(gen):
         n = m.shape[0]
         m = m.to(device)
@@ -177,9 +188,9 @@ def estimate(forward, images: Tensor, targets: Tensor, spec: MaskSpec, *, colors
             else:
                 mk = m[i, :1]
                 x = x * mk if fill is None else x * mk + fill[b] * (1 - mk)
-            p = scores_of(forward(x), softmax)
+            p = scores_of(forward(x), softmax if sm is None else sm[b])
             sc[b, i] = p.gather(1, targets[b]).float()
-        finite = torch.isfinite(sc).all()
+        finite = torch.isfinite(sc).flatten(1).all(1)                            # (B,)
         bad = torch.where((bad < 0) & ~finite, torch.full_like(bad, j), bad)
         acc += torch.einsum("bnc,nkp->bkcp", sc, m.reshape(n, m.shape[1], H * W))
         fsum += sc.sum(1)[..., None]
@@ -192,5 +203,5 @@ def estimate(forward, images: Tensor, targets: Tensor, spec: MaskSpec, *, colors
         maps = (acc - p1 * fsum[:, None]) / (N * p1 * (1 - p1))
     else:
         maps = acc / (N * spec.keep)
-    return Estimate(maps.reshape(B, -1, targets.shape[1], H, W), int(bad))
+    return Estimate(maps.reshape(B, -1, targets.shape[1], H, W), [int(v) for v in bad.cpu()])
 

@@ -53,3 +53,48 @@ def loop_saliency(model, x_in: torch.Tensor, masks: np.ndarray, keep: float, col
         if colors is None:
             return (p.T @ flat).reshape(p.shape[1], *masks.shape[-2:]) / n / keep
         return torch.einsum("nc,nkp->kcp", p, flat.reshape(n, m.shape[1], -1))
+
+
+def xaitk_available() -> bool:
+    """Whether `xaitk-saliency` (not a dependency; `pip install xaitk-saliency`) can be raced."""
+    from importlib.util import find_spec
+
+    return find_spec("xaitk_saliency") is not None and find_spec("smqtk_classifier") is not None
+
+
+def xaitk_mcrise(box, x01: torch.Tensor, n: int, grid: int, keep: float, colors, seed: int = 0,
+                 batch: int = 100) -> np.ndarray:
+    """XAITK's `MCRISEStack` (spec §7 peer `xaitk`, same N, grid, keep probability and palette) on one image
+    `x01` (C, H, W) in [0, 1]: its numpy masks and uint8 composites on the CPU, our model behind smqtk's
+    `ClassifyImage` (images stacked in fp32 batches of `batch`, copied to the model's device, softmax).
+    Returns its [K, classes, H, W] maps (its own weighting and rescaling, §2.5: not comparable in value)."""
+    from smqtk_classifier.interfaces.classify_image import ClassifyImage
+    from xaitk_saliency.impls.gen_image_classifier_blackbox_sal.mc_rise import MCRISEStack
+
+    labels = list(range(len(box.classes)))
+
+    class _Box(ClassifyImage):
+        def get_labels(self):
+            return labels
+
+        def get_config(self):
+            return {}
+
+        def classify_images(self, img_iter):
+            def flush(buf):
+                x = torch.from_numpy(np.stack(buf)).to(box.device).permute(0, 3, 1, 2).float() / 255.0
+                with torch.inference_mode():
+                    p = torch.softmax(box(box.to_input(x)).float(), -1).cpu().numpy()
+                return [dict(zip(labels, row)) for row in p]
+            buf = []
+            for img in img_iter:
+                buf.append(np.asarray(img))
+                if len(buf) == batch:
+                    yield from flush(buf)
+                    buf = []
+            if buf:
+                yield from flush(buf)
+
+    img = (x01.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    stack = MCRISEStack(n=n, s=grid, p1=keep, fill_colors=[list(c) for c in colors], seed=seed, threads=0)
+    return stack(img, _Box())

@@ -2,7 +2,28 @@
 `explain_images`, the in-memory core that the demo and the benchmark share.
 
 Choices where the spec is silent [reconstructed]:
-- the keep probability default is 0.5 for both methods (`--keep-prob` is p1 for RISE, q for MC-RISE);
+- the keep probability default (`--keep-prob`, p1 for RISE, q for MC-RISE) is p1 = 0.5 for RISE (the paper's) and
+  q = 0.9 for MC-RISE (`MCRISE_KEEP`; the spec's [reconstructed] 0.5 does not show colour effects: see below);
+- the noise warning of MC-RISE fires when N(1-q)/K, the expected number of masks that paint a pixel a given colour,
+  is below 100 (the spec's 500 would warn at every default run with q = 0.9, whose maps measured right at 33);
+
+MC-RISE keep probability, the evidence (demo model = shipped weights, 8 test canvases with a known truth: the label
+is the red digit, so painting it green must lower the score; colours red, green, blue; grid 7; seed 0; CPU):
+
+    N     q     S_green<0 on red strokes   mean S_green   deletion margin   insertion margin (vs random maps)
+    1000  0.5   4/8                        -0.006         +0.098            -0.032
+    1000  0.7   6/8                        -0.019         +0.083            +0.028
+    1000  0.8   7/8                        -0.021         +0.176            +0.008
+    1000  0.9   8/8                        -0.054         +0.156            +0.089
+    4000  0.5   5/8                        -0.011         +0.089            -0.027
+    4000  0.7   7/8                        -0.020         +0.108            +0.012
+    4000  0.8   8/8                        -0.026         +0.180            +0.061
+    4000  0.9   8/8                        -0.057         +0.184            +0.085
+
+At q = 0.5 half of every cell grid is painted solid colour, the perturbed images are far from anything the model
+saw and its score sits near chance on almost all of them, so the map averages noise; at q = 0.9 each mask paints a
+few cells of an otherwise intact image and E[f | painted k] - E[f | kept] is large. The variance factor K/(1-q) + 1/q
+grows (8 -> 31) but the effect grows faster. RISE keeps p1 = 0.5 (its gates pass there: `demo.py`).
 - `--batch` (forward batch) defaults to 256 on the CPU and 1024 on CUDA; an out-of-memory halves it once, then
   names `--batch`;
 - images are read as RGB (or gray) uint8, or `.npy` (H, W[, C]) in [0, 1] or 0-255, converted to the model's
@@ -26,6 +47,10 @@ from torch import Tensor
 from wisecli.cli.errors import InputError, WorkFailed
 
 from .algorithm import MaskSpec, estimate, scores_of, softmax_needed
+
+RISE_KEEP = 0.5      # p1 of RISE when --keep-prob is not given
+MCRISE_KEEP = 0.9    # q of MC-RISE when --keep-prob is not given (evidence in the module docstring)
+NOISY_BELOW = 100    # warn when N(1-q)/K is below this
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".npy")
 COLORS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
@@ -96,6 +121,8 @@ def check_settings(box, v: dict) -> dict:
         raise InputError(f"--method mcrise needs a 3-channel model; this one has {box.channels}",
                          hint="use --method rise")
     n, grid, q = v["masks"], v["grid"], v["keep_prob"]
+    if q is None:
+        q = MCRISE_KEEP if method == "mcrise" else RISE_KEEP
     if not isinstance(n, int) or n < 1:
         raise InputError(f"--masks must be at least 1, got {n}", hint="e.g. --masks 4000")
     if not (isinstance(q, (int, float)) and math.isfinite(q) and 0 < q < 1):
@@ -107,7 +134,7 @@ def check_settings(box, v: dict) -> dict:
         raise InputError(f"--batch must be at least 1, got {v['batch']}", hint="e.g. --batch 256")
     if v.get("fill", "mean") not in ("mean", "black", "blur"):
         raise InputError(f"--fill {v['fill']!r}", hint="mean, black or blur")
-    out = dict(v, method=method)
+    out = dict(v, method=method, keep_prob=float(q))
     out["colors"] = parse_colors(v["colors"]) if method == "mcrise" else None
     out["target_spec"] = parse_target(v["target"], box.classes)
     return out
@@ -144,7 +171,10 @@ def fit_to_model(x01: Tensor, box) -> Tensor:
     return x01
 
 
-def _forward(box, amp: bool):
+def _forward(box, amp: bool, cuda_graph: bool = False):
+    """`forward(x_input_space) -> (n, classes)` float32 of the box: channels_last and bf16 autocast on CUDA; with
+    `cuda_graph` (CUDA and an nn.Module/TorchScript model only: `graph_usable`) each forward shape is captured once
+    in a CUDA graph and replayed (`_GraphedForward`)."""
     from wisecli.runtime.device import autocast
 
     def fwd(x):
@@ -152,14 +182,68 @@ def _forward(box, amp: bool):
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(box.device, enabled=amp):
             return box(x).float()
+    if cuda_graph and graph_usable(box) is None:
+        from wisecli.runtime.device import amp_dtype
+
+        dtype = amp_dtype(box.device)
+
+        def fwd_nocache(x):    # autocast's weight cache must be off under graph capture (PyTorch's CUDA graph notes)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=dtype or torch.bfloat16, enabled=bool(amp and dtype), cache_enabled=False):
+                return box(x).float()
+        cache = box.__dict__.setdefault("_graphed", {})     # captured graphs live as long as the loaded model
+        if amp not in cache:
+            cache[amp] = _GraphedForward(fwd_nocache, box.device)
+        return cache[amp]
     return fwd
+
+
+def graph_usable(box) -> str | None:
+    """None when `--cuda-graph` can be used with this model on its device, else why not (the run warns and runs
+    eagerly: a CUDA graph changes the speed, never the maps)."""
+    if box.device.type != "cuda":
+        return f"--cuda-graph needs a CUDA device (this run is on {box.device.type}); running without it"
+    if box.module is None:
+        return f"--cuda-graph needs a PyTorch model (this is {box.kind}); running without it"
+    return None
+
+
+class _GraphedForward:
+    """A forward replayed from CUDA graphs, one per input shape (the full forward batches share one; the last,
+    shorter batch of a run gets its own): capture after 2 warm-up passes on a side stream (PyTorch's
+    `torch.cuda.graph` recipe), then each call copies the input into the static buffer, replays, and clones the
+    static output. Inputs keep the memory format of the eager path (channels_last)."""
+
+    def __init__(self, fwd, device):
+        self.fwd, self.device, self.graphs = fwd, device, {}
+
+    def __call__(self, x: Tensor) -> Tensor:
+        key = (tuple(x.shape), x.dtype)
+        if key not in self.graphs:
+            static_in = x.clone()
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self.fwd(static_in)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self.fwd(static_in)
+            self.graphs[key] = (graph, static_in, static_out)
+        graph, static_in, static_out = self.graphs[key]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out.clone()
 
 
 def explain_images(box, x01: Tensor, *, method: str, masks: int, grid: int, keep_prob: float, colors=None,
                    fill: str = "mean", debias: bool = False, target=("top", 1), softmax: str = "auto",
-                   batch: int | None = None, amp: bool = True, seed: int = 0) -> dict:
-    """Maps of a group of images `x01` (B, C, H, W) in [0, 1] at the model size. Returns {maps (B, K or 1, C_sel,
-    H, W) cpu float32, targets (B, C_sel), probs (B, C_sel), softmax, bad_chunk}."""
+                   batch: int | None = None, amp: bool = True, seed: int = 0, cuda_graph: bool = False) -> dict:
+    """Maps of a group of images `x01` (B, C, H, W) in [0, 1] at the model size, explained together: the masks are
+    made once for the group and each forward batch holds masks of several images (`algorithm.estimate`). Returns
+    {maps (B, K or 1, C_sel, H, W) cpu float32, targets (B, C_sel), probs (B, C_sel), softmax (B bools, decided
+    per image under "auto"), bad_chunk (B ints)}."""
     from wisecli.runtime.device import oom_guard
 
     dev = box.device
@@ -169,7 +253,10 @@ def explain_images(box, x01: Tensor, *, method: str, masks: int, grid: int, keep
         clean = fwd(xin)
         if not torch.isfinite(clean).all():
             raise InputError("the model returns NaN/Inf on the clean image", hint="check the model and the input")
-        use_sm = softmax == "on" or (softmax == "auto" and softmax_needed(clean))
+        if softmax == "auto":
+            use_sm = torch.tensor([softmax_needed(row[None]) for row in clean], device=dev)
+        else:
+            use_sm = torch.full((len(clean),), softmax == "on", device=dev)
         p = scores_of(clean, use_sm)
         kind, val = target
         tg = p.topk(int(val), dim=1).indices if kind == "top" else torch.tensor([val] * len(p), device=dev)
@@ -184,17 +271,28 @@ def explain_images(box, x01: Tensor, *, method: str, masks: int, grid: int, keep
 
             fill_t = blur(xin)
         bs = int(batch or (1024 if dev.type == "cuda" else 256))
+        mfwd = _forward(box, amp, cuda_graph)
 
         def go(b):
-            return estimate(fwd, xin, tg, spec, colors=cin, fill=fill_t, debias=debias, softmax=use_sm, batch=b,
+            return estimate(mfwd, xin, tg, spec, colors=cin, fill=fill_t, debias=debias, softmax=use_sm, batch=b,
                             device=dev)
         try:
             est = go(bs)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
             est = oom_guard(lambda: go(max(1, bs // 2)), option_hint="--batch")
-    return {"maps": est.maps.float().cpu(), "targets": tg.cpu(), "probs": p.gather(1, tg).cpu(), "softmax": use_sm,
-            "bad_chunk": est.bad_chunk}
+    return {"maps": est.maps.float().cpu(), "targets": tg.cpu(), "probs": p.gather(1, tg).cpu(),
+            "softmax": [bool(v) for v in use_sm.cpu()], "bad_chunk": est.bad_chunk}
+
+
+def images_per_group(batch, masks: int, device) -> int:
+    """How many images `run` explains together: enough that one chunk of masks (256, or N when smaller) for each of
+    them fills a forward batch, at least 8 (the masks are made once per group), at most 64 (a result is written
+    when its group is done)."""
+    from .algorithm import CHUNK
+
+    bs = int(batch or (1024 if torch.device(device).type == "cuda" else 256))
+    return int(min(64, max(8, bs // max(1, min(CHUNK, int(masks))))))
 
 
 def _outputs(out_dir: Path, stem: str, method: str) -> list[Path]:
@@ -233,30 +331,92 @@ def run_inputs(inputs, *, model, out_dir, settings: dict, model_opts: dict, patt
             return
         warned.append(True)
         k = len(v["colors"])
-        if v["masks"] * (1 - v["keep_prob"]) / k < 500:
-            sink.warn(f"N(1-q)/K = {v['masks'] * (1 - v['keep_prob']) / k:.0f} < 500: the maps will be noisy "
+        if v["masks"] * (1 - v["keep_prob"]) / k < NOISY_BELOW:
+            sink.warn(f"N(1-q)/K = {v['masks'] * (1 - v['keep_prob']) / k:.0f} < {NOISY_BELOW}: the maps will be noisy "
                       f"(see 'wise explain info' for the N of a target standard error)")
     cfg = {"model": str(model), "model_info": box.describe(), "method": method, "masks": v["masks"],
            "grid": v["grid"], "keep_prob": v["keep_prob"], "colors": v["colors"], "fill": v["fill"],
            "debias": bool(v["debias"]), "target": v["target"], "softmax": v["softmax"], "batch": v["batch"],
-           "save_size": v["save_size"], "amp": bool(amp), "seed": int(seed), "model_opts": {
+           "save_size": v["save_size"], "amp": bool(amp), "cuda_graph": bool(v.get("cuda_graph")), "seed": int(seed),
+           "model_opts": {
                k: (list(x) if isinstance(x, tuple) else (str(x) if isinstance(x, Path) else x))
                for k, x in model_opts.items()}}
     rec = RunRecord("explain run", config={"values": cfg, "sources": config_record or {}}, device=device_name(dev),
                     seed=int(seed), inputs=[str(p) for p in paths], argv=argv)
 
+    group_size = images_per_group(v["batch"], v["masks"], dev)
+    rec.set("images_per_group", group_size)
+    graph_note = graph_usable(box) if v.get("cuda_graph") else None
+    if graph_note and sink is not None:
+        sink.warn(graph_note)
+    rec.set("cuda_graph", bool(v.get("cuda_graph")) and graph_note is None)
+    done: dict[Path, tuple] = {}          # path -> ("ok", x, result, seconds, group size) or ("error", exception)
+    position = {p: i for i, p in reversed(list(enumerate(paths)))}
+
+    def pending(path: Path) -> list[Path]:
+        """`path` and the next inputs that run_batch will hand to `process` (not done, not skipped), in order."""
+        out = []
+        for p in paths[position[path]:]:
+            if len(out) == group_size:
+                break
+            if p in done:
+                continue
+            if skip_existing and all(q.exists() for q in _outputs(out_dir, stem_of(p), method)):
+                continue
+            out.append(p)
+        return out or [path]
+
+    def explain_group(group: list[Path]) -> None:
+        """Read the group's images, explain the readable ones together, keep each result or error for `process`."""
+        t0 = time.perf_counter()
+        xs = []
+        for p in group:
+            try:
+                xs.append((p, read_image01(p)))
+            except Exception as exc:  # noqa: BLE001 - recorded for this item when run_batch reaches it
+                done[p] = ("error", exc)
+        if xs:
+            warn_noise()
+        fitted = []
+        with torch.inference_mode():
+            for p, x in xs:
+                fx = fit_to_model(x, box)
+                out = _forward(box, amp)(box.to_input(fx.to(dev)))
+                if not torch.isfinite(out).all():
+                    done[p] = ("error", WorkFailed(f"{p}: the model returns NaN/Inf on the clean image",
+                                                   hint="check the model and the input"))
+                else:
+                    fitted.append((p, x, fx))
+        if not fitted:
+            return
+        try:
+            r = explain_images(box, torch.cat([fx for _, _, fx in fitted]), method=method, masks=v["masks"],
+                               grid=v["grid"], keep_prob=v["keep_prob"], colors=v["colors"], fill=v["fill"],
+                               debias=bool(v["debias"]), target=v["target_spec"], softmax=v["softmax"],
+                               batch=v["batch"], amp=amp, seed=seed, cuda_graph=bool(v.get("cuda_graph")))
+        except Exception as exc:  # noqa: BLE001 - a failure of the group's work is each member's error
+            for p, _, _ in fitted:
+                done[p] = ("error", exc)
+            return
+        share = (time.perf_counter() - t0) / len(group)
+        for j, (p, x, _) in enumerate(fitted):
+            one = {"maps": r["maps"][j], "targets": r["targets"][j], "probs": r["probs"][j],
+                   "softmax": r["softmax"][j], "bad_chunk": r["bad_chunk"][j]}
+            done[p] = ("ok", x, one, share, len(group))
+
     def process(path: Path) -> dict:
         t0 = time.perf_counter()
-        x = read_image01(path)
-        warn_noise()
+        if path not in done:
+            explain_group(pending(path))
+        entry = done.pop(path)
+        if entry[0] == "error":
+            raise entry[1]
+        _, x, r, share, n_group = entry
         h0, w0 = x.shape[-2:]
-        r = explain_images(box, fit_to_model(x, box), method=method, masks=v["masks"], grid=v["grid"],
-                           keep_prob=v["keep_prob"], colors=v["colors"], fill=v["fill"], debias=bool(v["debias"]),
-                           target=v["target_spec"], softmax=v["softmax"], batch=v["batch"], amp=amp, seed=seed)
         if r["bad_chunk"] >= 0:
             raise WorkFailed(f"{path}: the model returned NaN/Inf on mask chunk {r['bad_chunk']}",
                              hint="check the model on perturbed inputs")
-        maps = r["maps"][0]                                        # (K or 1, C_sel, H, W)
+        maps = r["maps"]                                           # (K or 1, C_sel, H, W)
         if not torch.isfinite(maps).all():
             raise WorkFailed(f"{path}: the map has NaN values", hint="check the model")
         if v["save_size"] == "image" and (h0, w0) != tuple(maps.shape[-2:]):
@@ -266,8 +426,8 @@ def run_inputs(inputs, *, model, out_dir, settings: dict, model_opts: dict, patt
         arr = (maps[0] if method == "rise" else maps).numpy().astype(np.float32)
         stem = stem_of(path)
         npy = save_npy(out_dir / f"{stem}.{method}.npy", arr)
-        ids = [int(i) for i in r["targets"][0]]
-        classes = [{"id": i, "name": box.classes[i], "prob": float(pv)} for i, pv in zip(ids, r["probs"][0])]
+        ids = [int(i) for i in r["targets"]]
+        classes = [{"id": i, "name": box.classes[i], "prob": float(pv)} for i, pv in zip(ids, r["probs"])]
         pngs = []
         if png:
             img = x[0] if v["save_size"] == "image" else fit_to_model(x, box)[0]
@@ -279,8 +439,8 @@ def run_inputs(inputs, *, model, out_dir, settings: dict, model_opts: dict, patt
                     pngs.append(str(overlay_mcrise(out_dir / f"{stem}.c{i}.colors.png", img8, arr[:, j], v["colors"])))
         doc = {"input": str(path), "status": "ok", "method": method, "masks": v["masks"], "grid": v["grid"],
                "keep_prob": v["keep_prob"], "colors": v["colors"], "classes": classes, "softmax": r["softmax"],
-               "shape": list(arr.shape), "outputs": {"npy": str(npy), "png": pngs},
-               "seconds": round(time.perf_counter() - t0, 4)}
+               "shape": list(arr.shape), "outputs": {"npy": str(npy), "png": pngs}, "group": n_group,
+               "seconds": round(share + time.perf_counter() - t0, 4)}
         write_json(out_dir / f"{stem}.json", doc)
         return {k: doc[k] for k in ("method", "classes", "outputs")} | {"output": str(npy)}
 
