@@ -1,7 +1,8 @@
 """`wise lattice`: compliance design of lattice structures with a full-order FEM (CPU or GPU).
 
-Verbs: run, evaluate, demo, info, benchmark. The component-wise reduced-order model of the paper is patented
-(US11514210B2) and optional; it is not shipped in this version (`info` says so and prints the note).
+Verbs: run, train, evaluate, demo, info, benchmark. The component-wise reduced-order model (CWROM) of the paper is
+patented (US11514210B2) and optional: only `train` and `--solver sc|cwrom` use it, and they print the notice
+(`info` prints it too).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def run(
     volume: Annotated[Optional[float], typer.Option("--volume", help="Volume fraction f_V in (0, 1).",
                                                     callback=o.positive)] = None,
     penal: Penal = None, load: Load = None, lattice: LatticeFile = None, solver: Solver = None, rom: Rom = None,
-    modes: Annotated[Optional[int], typer.Option("--modes", help="ROM port modes (3..2(m+1)).",
+    modes: Annotated[Optional[int], typer.Option("--modes", help="ROM port modes n_p (3..2(m-1); default: the "
+                                                 "library's).",
                                                  callback=o.at_least_one)] = None,
     linear_solver: LinSolver = None, precond: Precond = None,
     max_iter: Annotated[Optional[int], typer.Option("--max-iter", help="OC iterations at most.",
@@ -75,6 +77,30 @@ def run(
                   device=device, sink=sink)
     keys = ("compliance", "volume", "iterations", "converged", "dofs", "linear_solver", "seconds")
     sink.result(res, rows=[{k: res[k] for k in keys}], title="wise lattice run")
+
+
+@app.command()
+def train(
+    mesh: MeshN = None, pitch: Pitch = None, joint_width: JointWidth = None,
+    nu: Annotated[Optional[float], typer.Option("--nu", help="Poisson's ratio.", callback=o.not_negative)] = None,
+    modes: Annotated[Optional[int], typer.Option("--modes", help="Port modes kept (3..2(m-1); default 8).",
+                                                 callback=o.at_least_one)] = None,
+    samples: Annotated[Optional[int], typer.Option("--samples", help="Training traces per port type.",
+                                                   callback=o.at_least_one)] = None,
+    rho_range: Annotated[Optional[str], typer.Option("--rho-range", help="Strut densities LOW,HIGH (log-uniform).")] = None,
+    seed: o.Seed = None, resume: o.Resume = False, overwrite: o.Overwrite = False, out_dir: o.OutDir = None,
+    device: o.Device = None, json: o.Json = False,
+) -> None:
+    """OPTIONAL, patented (US11514210B2, see info): train the component-wise ROM library (port modes per port type,
+    component archetypes). Writes config.json, metrics.jsonl, checkpoints/last.pt and best.pt, run.json into -o."""
+    from wisecli.engines.lattice import api
+
+    sink = Sink(json=json)
+    res = api.train(mesh=mesh, pitch=pitch, joint_width=joint_width, nu=nu, modes=modes, samples=samples,
+                    rho_range=rho_range, seed=seed, out_dir=out_dir, resume=resume, overwrite=overwrite, device=device,
+                    sink=sink)
+    keys = ("library", "modes", "samples", "port_dim", "archetypes", "seconds")
+    sink.result(res, rows=[{k: res[k] for k in keys}], title="wise lattice train")
 
 
 @app.command()

@@ -2,13 +2,14 @@
 lattice structures (McBane & Choi, "Component-wise reduced order model lattice-type structure design", CMAME 381
 (2021) 113813) with a full-order Q4 finite-element model.
 
-Verbs: `run` (optimise or analyse a lattice), `evaluate` (solver accuracy and speed), `demo`, `info`, `benchmark`.
-The component-wise reduced-order model (CWROM) of the paper is the subject of US patent US11514210B2 (see
-`PATENT_NOTE`). Per the spec's scope decision it would live in an optional subpackage `cwrom/` that nothing runs by
-default; this version does not ship it: `--solver sc|cwrom` is refused with a hint, there is no `train` verb, and
-`info` says `cwrom_installed: false` and carries the note (kept here, `PATENT_NOTE`, since the subpackage that
-would hold the spec's `cwrom/NOTICE` is absent). Nothing here imports the subpackage; `cwrom_installed()` only
-looks for it (`importlib.util.find_spec`).
+Verbs: `run` (optimise or analyse a lattice), `train` (the optional CWROM library), `evaluate` (solver or ROM
+accuracy and speed), `demo`, `info`, `benchmark`. The component-wise reduced-order model (CWROM) of the paper is
+the subject of US patent US11514210B2 (`PATENT_NOTE`, the one notice; `cwrom.NOTICE` is this constant). Per the
+spec's scope decision it lives in the optional subpackage `cwrom/`, which nothing runs by default: only `train`
+and `--solver sc|cwrom` import it, lazily, inside the functions below (`_cwrom`); they print the notice on stderr
+and record it in run.json. `info` carries the note and `cwrom_installed` (found with `importlib.util.find_spec`,
+without importing it). Without the subpackage every default path works unchanged and `--solver sc|cwrom` is
+refused with a hint.
 
 Choices where the spec is silent are written in the modules' docstrings (`geometry`, `fem`, `topopt`, `driver`,
 `bench`) and listed by `info`. Standard library only at module level: the command reads `DEFAULTS` without
@@ -33,7 +34,10 @@ _LATTICE = {"nx": 16, "ny": 8, "pitch": 1.0, "joint_width": 0.2, "mesh": 8, "pen
             "solver": "fom", "linear_solver": "auto", "precond": "auto", "device": "auto"}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "run": {**_LATTICE, "volume": 0.3, "modes": 8, "max_iter": 200, "tol": 0.01},
-    "evaluate": {**_LATTICE, "designs": "uniform:0.3,random:5", "linear_solver": "pcg", "repeats": 3, "seed": 0},
+    "evaluate": {**_LATTICE, "designs": "uniform:0.3,random:5", "linear_solver": "pcg", "repeats": 3, "seed": 0,
+                 "modes": "3,4,6,8"},
+    "train": {"mesh": 8, "pitch": 1.0, "joint_width": 0.2, "nu": 0.3, "modes": 8, "samples": 200,
+              "rho_range": "0.05,1", "seed": 0, "device": "auto"},
     "demo": {"device": "auto"},
     "info": {"device": "auto"},
     "benchmark": {"size": "ci", "cpu_timeout": 20.0, "repeats": 3, "device": "auto"},
@@ -59,7 +63,7 @@ def _settings(verb: str, given: dict[str, Any]):
     for key, allowed in choices.items():
         if key in v:
             one_of(f"--{key.replace('_', '-')}", v[key], allowed)
-    _positive_int(v, ("nx", "ny", "max_iter", "repeats"))
+    _positive_int(v, ("nx", "ny", "max_iter", "repeats", "samples"))
     if "mesh" in v and v["mesh"] < 2:
         raise InputError(f"--mesh {v['mesh']}: need at least 2 elements across a joint", hint="for example --mesh 8")
     if "pitch" in v and not (math.isfinite(v["pitch"]) and v["pitch"] > 0):
@@ -89,20 +93,38 @@ def _positive_int(v: dict, keys) -> None:
             raise InputError(f"--{k.replace('_', '-')} {v[k]} must be at least 1", hint="give a positive count")
 
 
-def _rom_options(v: dict, rom, modes) -> None:
-    """`--solver sc|cwrom` needs `--rom` and the optional subpackage; `--modes` in [3, 2(m+1)]."""
+def _rom_options(v: dict, rom, modes, design_joints: bool = False) -> None:
+    """`--solver sc|cwrom` needs `--rom` and the optional subpackage; `--modes` in [3, 2(m − 1)] (a port is the
+    m − 1 interior nodes of a strut end face; its corners are exact vertex unknowns, see `cwrom.condensation`)."""
     if modes is not None:
+        top = 2 * (v["mesh"] - 1)
         for n in ([modes] if isinstance(modes, int) else modes):
-            if not 3 <= n <= 2 * (v["mesh"] + 1):
-                raise InputError(f"--modes {n} is outside [3, {2 * (v['mesh'] + 1)}] (2(m+1) for --mesh {v['mesh']})",
-                                 hint="3 rigid-body modes at least, the port dimension at most")
+            if not 3 <= n <= top:
+                raise InputError(f"--modes {n} is outside [3, {top}] (2(m−1), the port dimension at --mesh {v['mesh']})",
+                                 hint="3 rigid-body modes at least, the port dimension at most (--mesh ≥ 3 for the ROM)")
     if v["solver"] == "fom":
         return
     if rom is None:
         raise InputError(f"--solver {v['solver']} needs --rom LIB.pt", hint="train a library with 'wise lattice train'")
     if not cwrom_installed():
-        raise InputError(f"--solver {v['solver']}: the optional CWROM component is not installed in this version",
+        raise InputError(f"--solver {v['solver']}: the optional CWROM component is not installed",
                          hint="use --solver fom (the full-order model); see 'wise lattice info' for the patent note")
+    if design_joints:
+        raise InputError(f"--design-joints with --solver {v['solver']}: joint densities are not ROM parameters in "
+                         "this version", hint="use --solver fom for joint design variables")
+
+
+def _notice(sink) -> None:
+    """The patent notice on stderr (not hidden by -q: every use of the optional component shows it)."""
+    sink.err.print(f"Notice: {PATENT_NOTE}", markup=False, soft_wrap=True)
+
+
+def _library(v: dict, rom, modes):
+    """The checked CWROM library for the lattice settings `v` (the optional subpackage is imported here, lazily,
+    only when the user selected it: spec §2.1)."""
+    from .cwrom import library
+
+    return library.load(rom, m=v["mesh"], width_ratio=v["joint_width"] / v["pitch"], nu=0.3, modes=modes)
 
 
 def _device(device, cfg, linear_solver: str | None = None):
@@ -161,8 +183,18 @@ def run(*, nx: int | None = None, ny: int | None = None, pitch: float | None = N
     lattice = Path(lattice) if lattice is not None else None
     cfg = _settings("run", locals())
     doc = _lattice(cfg, lattice)
-    _rom_options(cfg.values, rom, modes)
+    _rom_options(cfg.values, rom, modes, design_joints)
     dev = _device(device, cfg, cfg["linear_solver"])
+    make_problem = None
+    if cfg["solver"] != "fom":
+        lib = _library(cfg.values, rom, modes)
+        n_modes = None if cfg["solver"] == "sc" else (modes or min(int(lib["meta"]["modes"]), 2 * (cfg["mesh"] - 1)))
+        cfg.values["modes"] = n_modes
+
+        def make_problem(mesh):
+            from .cwrom.rom import RomProblem
+
+            return RomProblem(mesh, lib, n_modes, device=dev, penal=cfg["penal"])
     n_vars = len(doc["struts"]) - len(set(doc.get("fixed", []))) + (len(doc["nodes"]) if design_joints else 0)
     rho = driver.parse_design(design, n_vars) if design is not None else None
     if resume and out_dir is None:
@@ -174,8 +206,12 @@ def run(*, nx: int | None = None, ny: int | None = None, pitch: float | None = N
 
     record = RunRecord("lattice run", config=cfg, device=device_name(dev), inputs=[lattice] if lattice else [])
     values = {**cfg.values, "design_joints": bool(design_joints)}
+    sink = _sink(sink)
+    if make_problem is not None:
+        _notice(sink)
+        record.set("patent_notice", PATENT_NOTE)
     kw = dict(cfg=values, doc=doc, design=rho, resume=resume, analyse_only=analyse_only, plot=plot, device=dev,
-              record=record, sink=_sink(sink))
+              record=record, sink=sink, make_problem=make_problem)
     from wisecli.runtime.device import oom_guard
 
     hint = "--mesh or --nx/--ny (a smaller lattice)"
@@ -186,6 +222,71 @@ def run(*, nx: int | None = None, ny: int | None = None, pitch: float | None = N
     with made_dir(out_dir):  # a folder this call made is removed again if the run fails before writing into it
         out = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
         return oom_guard(lambda: driver.run(out=out, **kw), option_hint=hint)
+
+
+def _rho_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in str(text).split(","))
+    except ValueError:
+        lo = hi = float("nan")
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi <= 1):
+        raise InputError(f"--rho-range {text}: give LOW,HIGH with 0 < LOW < HIGH ≤ 1", hint="for example 0.05,1")
+    return lo, hi
+
+
+def train(*, mesh: int | None = None, pitch: float | None = None, joint_width: float | None = None,
+          nu: float | None = None, modes: int | None = None, samples: int | None = None, rho_range: str | None = None,
+          seed: int | None = None, out_dir=None, resume: bool = False, overwrite: bool = False, device=None,
+          sink=None) -> dict:
+    """OPTIONAL, patented component (see `PATENT_NOTE`): train the CWROM library (port modes per port type,
+    archetypes) for joints of `mesh` elements and writes the run folder `out_dir`: config.json, metrics.jsonl
+    (per port type: POD singular values; held-out compliance error for n_p = 3…modes), checkpoints/last.pt and
+    best.pt (`runtime.checkpoints`, arch "cwrom-2d-q4"), run.json. `resume`: a folder whose library is complete is
+    returned as is. Returns {library, modes, samples, port_dim, seconds, heldout_rel_err_compliance, out_dir}.
+    Defaults: `DEFAULTS["train"]` (m = 8, pitch 1, joint width 0.2, ν 0.3, 8 modes (at most 2(m − 1)),
+    200 samples per port type, ρ log-uniform in [0.05, 1], seed 0)."""
+    given_modes = modes
+    cfg = _settings("train", locals())
+    v = cfg.values
+    geometry_check(v)
+    if v["mesh"] < 3:
+        raise InputError(f"--mesh {v['mesh']}: the ROM needs m ≥ 3 (a port's m − 1 interior nodes must carry the "
+                         "3 rigid-body modes)", hint="for example --mesh 8")
+    top = 2 * (v["mesh"] - 1)
+    if given_modes is None:
+        v["modes"] = min(v["modes"], top)
+    if not 3 <= v["modes"] <= top:
+        raise InputError(f"--modes {v['modes']} is outside [3, {top}] (2(m−1) at --mesh {v['mesh']})",
+                         hint="3 rigid-body modes at least, the port dimension at most")
+    if not (math.isfinite(v["nu"]) and 0 <= v["nu"] < 0.5):
+        raise InputError(f"--nu {v['nu']} is outside [0, 0.5)", hint="Poisson's ratio, for example 0.3")
+    if v["samples"] < 1 or v["samples"] > 100_000:
+        raise InputError(f"--samples {v['samples']} is outside [1, 100000]", hint="traces per port type, e.g. 200")
+    v["rho_range"] = ",".join(f"{x:g}" for x in _rho_range(v["rho_range"]))
+    if out_dir is None:
+        raise InputError("train needs -o, the run folder for the library", hint="for example -o rom/")
+    dev = _device(device, cfg)
+    if not cwrom_installed():
+        raise InputError("train: the optional CWROM component is not installed",
+                         hint="the full-order model needs no training; see 'wise lattice info' for the patent note")
+    from .cwrom import train as cw_train
+
+    sink = _sink(sink)
+    _notice(sink)
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise InputError(f"-o {out_dir} is a file", hint="give a folder for the run")
+    from wisecli.runtime.rundir import made_dir, prepare_run_dir
+
+    with made_dir(out_dir):
+        out = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+        return cw_train.run(cfg, out, resume=resume, device=dev, sink=sink)
+
+
+def geometry_check(v: dict) -> int:
+    """Strut length in cells for the settings (exit 2 on a width that does not fit the mesh)."""
+    from . import geometry
+
+    return geometry.check_mesh(v["pitch"], v["joint_width"], v["mesh"])
 
 
 def evaluate(*, nx: int | None = None, ny: int | None = None, pitch: float | None = None,

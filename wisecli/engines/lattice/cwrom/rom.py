@@ -1,0 +1,255 @@
+"""Online CWROM solve (OPTIONAL, patented method: see NOTICE): reduced assembly, solve, recovery, sensitivities.
+
+For a lattice mesh and a library (`library`), every component c of archetype a gets its reduced matrix
+S_r,a = W_aᵀŜ_aW_a, W_a the block-diagonal map from its reduced unknowns (n_p modes per port, one per free vertex
+DOF) to its skeleton DOFs (Φ blocks and identities). The global reduced system Σ_c E(ρ_c)P_cᵀS_r,cP_c û = Σ_c
+P_cᵀW_cᵀf̂_c (size #ports·n_p + #vertex DOFs, SPD) is assembled by one `index_add_` into a fixed pattern and solved
+by dense Cholesky up to `DENSE_MAX` unknowns, else by Jacobi PCG (torch fp64). Recovery: u_s = W_cû_c, interiors
+u_i = ext_a u_s + K̂_ii⁻¹f_i/E_c, batched per archetype (`bmm`).
+
+- Compliance: c = f̂ᵀû + Σ_c f_iᵀK̂_ii⁻¹f_i/E_c (the last term: loads inside solid joints).
+- Sensitivities: ∂c/∂ρ_c = −E′(ρ_c)·û_cᵀS_r,cû_c (one batched quadratic form per archetype), the exact derivative
+  of the ROM compliance (loads never sit on struts; design joints are refused with the ROM).
+- Galerkin truncation on a conforming subspace: c_ROM ≤ c_FOM, non-decreasing in n_p (Φ is nested), equal to
+  static condensation (= the FOM) at n_p = 2(m − 1). Solver `sc` uses Φ = I (no port reduction).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from ..fem import SolveInfo
+from ..topopt import E0, EMIN
+from . import condensation as cd
+from .ports import port_dim
+
+DENSE_MAX = 8000
+
+
+class Rom:
+    """The reduced model of one lattice mesh at n_p modes per port (`modes=None`: static condensation, `sc`)."""
+
+    def __init__(self, mesh, library: dict, modes: int | None, *, device="cpu", penal: float = 3.0,
+                 emin: float = EMIN):
+        self.mesh, self.device, self.penal, self.emin = mesh, torch.device(device), float(penal), float(emin)
+        part = cd.partition(mesh)
+        self.part = part
+        m = part.m
+        d = port_dim(m)
+        n = d if modes is None else int(modes)
+        self.modes = modes
+        phi = {t: (np.eye(d) if modes is None else np.asarray(library["phi"][t], dtype=np.float64)[:, :n])
+               for t in ("x", "y")}
+        vertex_index = {int(v): k for k, v in enumerate(part.vertex_dofs)}
+        n_ports = len(part.ports)
+        self.N = n_ports * n + len(part.vertex_dofs)
+        fixed = np.asarray(mesh.fixed, dtype=bool)
+        f = np.where(fixed, 0.0, np.asarray(mesh.f, dtype=np.float64))
+        groups: dict = {}
+        for c in range(part.n_comp):
+            cls = cd.local_classes(part, c, fixed, vertex_index)
+            groups.setdefault((part.kinds[c], cls.tobytes()), (cls, []))[1].append(c)
+        self.groups = []
+        b = np.zeros(self.N)
+        q_const = np.zeros(part.n_comp)
+        load_fix = []  # (component, interior global DOFs, K̂_ii⁻¹ f_i)
+        idx_all, val_all, comp_all = [], [], []
+        dev = self.device
+        for (kind, _), (cls, comps) in groups.items():
+            arch = archetype(library, kind, cls, m, part.L)
+            S, ext, sk, ii = arch["S"], arch["ext"], arch["sk"], arch["ii"]
+            skc = cls[sk]
+            slots = sorted({int(v) // 10_000 for v in skc if v >= 0})
+            ptype = {0: "x", 1: "x", 2: "y", 3: "y"} if kind == cd.JOINT else \
+                {0: "x", 1: "x"} if kind == cd.HSTRUT else {0: "y", 1: "y"}
+            vert = [j for j, v in enumerate(skc) if v == cd.VERTEX]
+            nr = len(slots) * n + len(vert)
+            W = np.zeros((len(sk), nr))
+            for j, v in enumerate(skc):
+                if v >= 0:
+                    slot, q = divmod(int(v), 10_000)
+                    k = slots.index(slot)
+                    W[j, k * n:(k + 1) * n] = phi[ptype[slot]][q]
+            for k, j in enumerate(vert):
+                W[j, len(slots) * n + k] = 1.0
+            Sr = W.T @ S @ W
+            Sr = 0.5 * (Sr + Sr.T)
+            G = np.zeros((len(comps), nr), dtype=np.int64)
+            for r, c in enumerate(comps):
+                pid_of_slot = dict(part.comp_ports[c])
+                for k, slot in enumerate(slots):
+                    G[r, k * n:(k + 1) * n] = pid_of_slot[slot] * n + np.arange(n)
+                ldofs = part.local_dofs[c]
+                G[r, len(slots) * n:] = [n_ports * n + vertex_index[int(ldofs[sk[j]])] for j in vert]
+                fl = f[ldofs]
+                # a skeleton node belongs to exactly one joint: its load is counted there only
+                fs, fi = (fl[sk] if kind == cd.JOINT else 0.0 * fl[sk]), fl[ii]
+                np.add.at(b, G[r], W.T @ (fs + ext.T @ fi))
+                if np.any(fi != 0):
+                    gi = interior_solve(library, kind, cls, m, part.L, fi)
+                    q_const[c] = float(fi @ gi)
+                    load_fix.append((c, ldofs[ii], gi))
+            idx_all.append((G[:, :, None] * self.N + G[:, None, :]).reshape(-1))
+            val_all.append(np.broadcast_to(Sr, (len(comps), nr, nr)).reshape(-1))
+            comp_all.append(np.repeat(np.asarray(comps), nr * nr))
+            self.groups.append({
+                "comps": torch.as_tensor(np.asarray(comps), device=dev), "G": torch.as_tensor(G, device=dev),
+                "Sr": torch.as_tensor(Sr, device=dev), "W": torch.as_tensor(W, device=dev),
+                "ext": torch.as_tensor(ext, device=dev),
+                "sk_dofs": torch.as_tensor(np.stack([part.local_dofs[c][sk] for c in comps]), device=dev),
+                "ii_dofs": torch.as_tensor(np.stack([part.local_dofs[c][ii] for c in comps]), device=dev)})
+        key = np.concatenate(idx_all)
+        uniq, perm = np.unique(key, return_inverse=True)
+        self.dense = self.N <= DENSE_MAX
+        self.perm = torch.as_tensor(perm.reshape(-1), device=dev)
+        self.entry_val = torch.as_tensor(np.concatenate(val_all), device=dev)
+        self.entry_comp = torch.as_tensor(np.concatenate(comp_all), device=dev)
+        self.uniq = torch.as_tensor(uniq, device=dev)
+        rows, cols = uniq // self.N, uniq % self.N
+        self.crow = torch.as_tensor(np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=self.N))]), device=dev)
+        self.col = torch.as_tensor(cols, device=dev)
+        self.diag_slot = torch.as_tensor(np.nonzero(rows == cols)[0], device=dev)
+        self.b = torch.as_tensor(b, device=dev)
+        self.q = torch.as_tensor(q_const, device=dev)
+        self.load_fix = [(c, torch.as_tensor(dofs, device=dev), torch.as_tensor(gi, device=dev))
+                         for c, dofs, gi in load_fix]
+        self.comp_var = torch.as_tensor(part.var, device=dev)
+        self.design_comp = torch.nonzero(self.comp_var >= 0).flatten()
+        self.n_vars = int(mesh.n_vars)
+        self.volume = torch.as_tensor(np.asarray(mesh.var_volume, dtype=np.float64), device=dev)
+        self.dofs_rom = self.N
+
+    # ---------------------------------------------------------------------------------------------------------
+    def moduli(self, rho: torch.Tensor) -> torch.Tensor:
+        """E_c of every component: SIMP of its strut's ρ, E0 for joints and fixed struts."""
+        E = torch.full((len(self.part.kinds),), E0, dtype=torch.float64, device=self.device)
+        E[self.design_comp] = self.emin + rho[self.comp_var[self.design_comp]] ** self.penal * (E0 - self.emin)
+        return E
+
+    def solve(self, rho: torch.Tensor):
+        """(û, E, ROM compliance, ∂c/∂ρ, solve info) at design ρ."""
+        t0 = time.perf_counter()
+        rho = rho.to(self.device, torch.float64)
+        E = self.moduli(rho)
+        contrib = E[self.entry_comp] * self.entry_val
+        values = torch.zeros(self.uniq.numel(), dtype=torch.float64, device=self.device).index_add_(0, self.perm, contrib)
+        if self.dense:
+            A = torch.zeros(self.N * self.N, dtype=torch.float64, device=self.device)
+            A[self.uniq] = values
+            A = A.reshape(self.N, self.N)
+            Lc = torch.linalg.cholesky(A)
+            u = torch.cholesky_solve(self.b.reshape(-1, 1), Lc).reshape(-1)
+            u = u + torch.cholesky_solve((self.b - A @ u).reshape(-1, 1), Lc).reshape(-1)  # one refinement step
+            iters, name = 0, "dense cholesky"
+            rel = float(torch.linalg.vector_norm(A @ u - self.b) / torch.linalg.vector_norm(self.b))
+        else:
+            from ..fem import pcg
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                A = torch.sparse_csr_tensor(self.crow, self.col, values, size=(self.N, self.N))
+            u, iters, rel = pcg(A, self.b, values[self.diag_slot], tol=1e-10)
+            name = "jacobi pcg"
+        c = torch.dot(self.b, u) + torch.sum(self.q / E)
+        dE = self.penal * rho ** (self.penal - 1) * (E0 - self.emin)
+        dc = torch.zeros(self.n_vars, dtype=torch.float64, device=self.device)
+        for g in self.groups:
+            U = u[g["G"]]
+            quad = torch.einsum("cr,rs,cs->c", U, g["Sr"], U)
+            var = self.comp_var[g["comps"]]
+            keep = var >= 0
+            if bool(keep.any()):
+                dc.index_add_(0, var[keep], -dE[var[keep]] * quad[keep])
+        info = SolveInfo(f"{'cwrom' if self.modes else 'sc'} ({name}, {self.N} unknowns)", iters, rel,
+                         time.perf_counter() - t0)
+        return u, E, float(c), dc, info
+
+    def recover(self, u_red: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
+        """The displacement on the full mesh: skeletons W û, interiors by the extension (batched per archetype)."""
+        out = torch.zeros(self.mesh.n_dof, dtype=torch.float64, device=self.device)
+        for g in self.groups:
+            us = torch.bmm(u_red[g["G"]].unsqueeze(1), g["W"].T.expand(len(g["comps"]), -1, -1)).squeeze(1)
+            out[g["sk_dofs"]] = us
+            if g["ext"].shape[0]:
+                out[g["ii_dofs"]] = us @ g["ext"].T
+        for c, dofs, gi in self.load_fix:
+            out[dofs] += gi / E[c]
+        return out
+
+
+def archetype(library: dict, kind: str, cls: np.ndarray, m: int, L: int) -> dict:
+    """Ŝ and the extension of an archetype: from the library when it holds it, else condensed from K̂ (and kept
+    in the library dict for the next mesh)."""
+    key = archetype_key(kind, cls)
+    cache = library.setdefault("archetypes", {})
+    if key not in cache:
+        S, ext, _, sk, ii = cd.condense(reference(library, kind, m, L), cls)
+        cache[key] = {"S": S, "ext": ext, "sk": sk, "ii": ii, "classes": cls}
+    a = cache[key]
+    return {k: np.asarray(a[k]) for k in ("S", "ext", "sk", "ii")}
+
+
+def archetype_key(kind: str, cls: np.ndarray) -> str:
+    """A short stable name of an archetype (kind + digest of its DOF classes)."""
+    import hashlib
+
+    return f"{kind}-{hashlib.sha1(np.asarray(cls, dtype=np.int64).tobytes()).hexdigest()[:16]}"
+
+
+def reference(library: dict, kind: str, m: int, L: int) -> np.ndarray:
+    """K̂ of a component type (E = 1), from the library."""
+    return np.asarray(library["K"][kind], dtype=np.float64)
+
+
+def interior_solve(library: dict, kind: str, cls: np.ndarray, m: int, L: int, fi: np.ndarray) -> np.ndarray:
+    """K̂_ii⁻¹ f_i of one loaded component."""
+    import scipy.linalg as sla
+
+    K = reference(library, kind, m, L)
+    ii = np.nonzero(cls == cd.INTERIOR)[0]
+    return sla.cho_solve(sla.cho_factor(K[np.ix_(ii, ii)]), fi)
+
+
+class RomAnalysis:
+    """One ROM analysis: compliance, sensitivities, solve info; `u` (the recovered full field) on first use."""
+
+    def __init__(self, rom: Rom, u_red, E, c, dc, info):
+        self._rom, self.u_red, self._E, self.compliance, self.dc, self.info = rom, u_red, E, c, dc, info
+        self._u = None
+
+    @property
+    def u(self) -> torch.Tensor:
+        if self._u is None:
+            self._u = self._rom.recover(self.u_red, self._E)
+        return self._u
+
+
+class RomProblem:
+    """`topopt.Problem`'s interface on the reduced model: `analyse(ρ)` gives the ROM's c, ∂c/∂ρ and (lazily) u."""
+
+    def __init__(self, mesh, library: dict, modes: int | None, *, device="cpu", penal: float = 3.0):
+        self.rom = Rom(mesh, library, modes, device=device, penal=penal)
+        self.mesh, self.device = mesh, self.rom.device
+        self.volume, self.n_vars = self.rom.volume, self.rom.n_vars
+
+    def analyse(self, rho: torch.Tensor, *, solver=None, warm: bool = True) -> RomAnalysis:
+        """The ROM analysis at ρ."""
+        from wisecli.runtime.device import one_cpu_thread
+
+        with one_cpu_thread(self.device):
+            return RomAnalysis(self.rom, *self.rom.solve(rho))
+
+
+def errors(rom_u: torch.Tensor, fom_u: torch.Tensor, K, f: torch.Tensor, c_rom: float, c_fom: float,
+           port_dofs: torch.Tensor) -> dict:
+    """e_c, e_E (energy norm with the full-order K), e_2 and the max port error (relative to max |u_F|)."""
+    d = rom_u - fom_u
+    e_energy = math.sqrt(max(float(torch.dot(d, K @ d)), 0.0) / float(torch.dot(fom_u, f)))
+    return {"rel_err_compliance": abs(c_rom - c_fom) / abs(c_fom), "rel_err_energy": e_energy,
+            "rel_err_l2": float(torch.linalg.vector_norm(d) / torch.linalg.vector_norm(fom_u)),
+            "max_port_err": float(d[port_dofs].abs().max() / fom_u.abs().max()) if port_dofs.numel() else 0.0}
