@@ -113,7 +113,8 @@ def evaluate(
     repeats: Annotated[Optional[int], typer.Option("--repeats", help="Timed repeats (median).", callback=o.at_least_one)] = None,
     device: o.Device = None, seed: o.Seed = None, json: o.Json = False, jsonl: o.Jsonl = False,
 ) -> None:
-    """Full-order solver accuracy and speed: the linear solver against scipy's direct solve on each design."""
+    """Full-order solver accuracy and speed: the linear solver against scipy's direct solve on each design; with
+    --solver sc|cwrom --rom LIB.pt (optional, patented component): the ROM against the full-order model."""
     from wisecli.engines.lattice import api
 
     sink = Sink(json=json, jsonl=jsonl)
@@ -122,6 +123,9 @@ def evaluate(
                         linear_solver=linear_solver, precond=precond, repeats=repeats, seed=seed, device=device,
                         sink=sink)
     cols = ["design", "solver", "dofs_fom", "rel_err_compliance", "rel_err_energy", "iters", "t_fom_s", "t_ref_s"]
+    if recs and "modes" in recs[0]:  # the optional ROM
+        cols = ["design", "modes", "dofs_fom", "dofs_rom", "rel_err_compliance", "rel_err_energy", "t_fom_s",
+                "t_rom_s", "speedup"]
     sink.result(recs, rows=recs, columns=cols, title="wise lattice evaluate")
 
 

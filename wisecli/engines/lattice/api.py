@@ -272,13 +272,13 @@ def train(*, mesh: int | None = None, pitch: float | None = None, joint_width: f
     from .cwrom import train as cw_train
 
     sink = _sink(sink)
-    _notice(sink)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise InputError(f"-o {out_dir} is a file", hint="give a folder for the run")
     from wisecli.runtime.rundir import made_dir, prepare_run_dir
 
     with made_dir(out_dir):
         out = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+        _notice(sink)
         return cw_train.run(cfg, out, resume=resume, device=dev, sink=sink)
 
 
@@ -297,23 +297,43 @@ def evaluate(*, nx: int | None = None, ny: int | None = None, pitch: float | Non
     """Accuracy and speed of the full-order solve (`solver` fom): the linear solver (default PCG) against scipy's
     direct solve on every design of `designs` (uniform:V, random:N, design files; comma-separated). One record per
     design: {design, solver, dofs_fom, compliance, rel_err_compliance, rel_err_energy, rel_err_l2, iters, t_fom_s,
-    t_ref_s, device}. Defaults: `DEFAULTS["evaluate"]` (the run lattice, designs uniform:0.3,random:5, PCG,
-    3 repeats, seed 0). The ROM comparison (`solver` sc|cwrom with `rom`) needs the optional CWROM component."""
+    t_ref_s, device}. With `solver` sc|cwrom and `rom` (OPTIONAL, patented component: prints the notice): the ROM
+    against the full-order solve for every design and n_p of `modes`: {design, modes, dofs_fom, dofs_rom,
+    rel_err_compliance, rel_err_energy, rel_err_l2, max_port_err, t_fom_s, t_rom_s, speedup, device}.
+    Defaults: `DEFAULTS["evaluate"]` (the run lattice, designs uniform:0.3,random:5, PCG, 3 repeats, seed 0,
+    modes 3,4,6,8)."""
     from . import driver
 
     lattice = Path(lattice) if lattice is not None else None
     cfg = _settings("evaluate", locals())
     doc = _lattice(cfg, lattice)
     mode_list = None
-    if modes is not None:
+    if modes is not None or (cfg["solver"] == "cwrom"):
+        default = modes is None
+        modes = cfg["modes"] if modes is None else modes
         try:
             mode_list = [int(m) for m in str(modes).split(",") if m.strip()]
         except ValueError:
             raise InputError(f"--modes {modes}: give whole numbers, comma-separated", hint="for example 3,4,6,8") from None
+        if default:  # the default list, cut to the port dimension of this mesh
+            mode_list = [n for n in mode_list if n <= 2 * (cfg["mesh"] - 1)] or [3]
+        if not mode_list:
+            raise InputError("--modes is empty", hint="for example 3,4,6,8")
     _rom_options(cfg.values, rom, mode_list)
     dev = _device(device, cfg, cfg["linear_solver"])
     n_vars = len(doc["struts"]) - len(set(doc.get("fixed", [])))
-    driver.parse_designs(cfg["designs"], n_vars, cfg["seed"])  # checked before the work starts
+    todo = driver.parse_designs(cfg["designs"], n_vars, cfg["seed"])  # checked before the work starts
+    if cfg["solver"] != "fom":
+        lib = _library(cfg.values, rom, max(mode_list) if cfg["solver"] == "cwrom" else None)
+        sink = _sink(sink)
+        _notice(sink)
+        from . import geometry
+        from .cwrom.rom import evaluate as rom_evaluate
+
+        mesh = geometry.build_mesh(doc, cfg["mesh"])
+        return rom_evaluate(mesh=mesh, library=lib, designs=todo, modes=mode_list if cfg["solver"] == "cwrom" else
+                            [None], device=dev, linear_solver=cfg["linear_solver"], repeats=cfg["repeats"],
+                            penal=cfg["penal"], sink=sink)
     return driver.evaluate_fom(cfg=cfg.values, doc=doc, designs=cfg["designs"], device=dev, sink=_sink(sink))
 
 
@@ -331,19 +351,30 @@ def demo(quick: bool = False, device=None, out_dir=None):
 
 
 def info(device=None) -> dict:
-    """The patent note, what the command reads and writes, solvers, defaults of every verb, the device, and whether
-    the optional CWROM component is installed. Defaults: `DEFAULTS["info"]` (device auto)."""
+    """The patent note, what the command reads and writes, solvers, defaults of every verb, the device, whether the
+    optional CWROM component is installed and what it chose. Defaults: `DEFAULTS["info"]` (device auto)."""
     cfg = _settings("info", locals())
     from wisecli.runtime.device import device_name
 
     dev = _device(device, cfg)
+    installed = cwrom_installed()
     return {
         "method": "lattice",
         "paper": "McBane & Choi: Component-wise reduced order model lattice-type structure design, CMAME 381 (2021) 113813",
         "patent_notice": PATENT_NOTE,
-        "cwrom_installed": cwrom_installed(),
-        "solvers": {"fom": "full-order Q4 plane stress", "sc": "CWROM static condensation (optional, not installed)",
-                    "cwrom": "CWROM port-reduced (optional, not installed)"},
+        "cwrom_installed": installed,
+        "solvers": {"fom": "full-order Q4 plane stress (the default; never uses CWROM)",
+                    "sc": "CWROM exact static condensation onto the skeleton (optional, patented; needs --rom)",
+                    "cwrom": "CWROM with n_p modes per port, dense Cholesky ≤ 8000 unknowns, else Jacobi PCG "
+                             "(optional, patented; needs --rom from 'wise lattice train')"},
+        "cwrom": {"installed": installed, "library": "runtime.checkpoints file, arch cwrom-2d-q4: K̂ per component "
+                  "type, Φ and POD spectra per port type (x, y), archetype Ŝ and extensions",
+                  "ports": "a strut end face's m−1 interior nodes, 2(m−1) DOFs: 3 rigid modes + POD; joint corners "
+                           "are exact vertex unknowns (faces share corners), so n_p ≤ 2(m−1) and n_p = 2(m−1) is sc",
+                  "training": "a joint with a random subset of its 4 struts, ρ log-uniform in --rho-range, random "
+                              "Dirichlet data (rigid + linear + Gaussian field, correlation w/2) on the outer strut "
+                              "ends; --samples traces per port type",
+                  "not in this version": "design joints, strut width as a variable, 3-D, --compare-optimised"},
         "linear_solvers": {"pcg": "torch fp64 PCG, ‖r‖ ≤ 1e-8‖f‖, CPU or CUDA", "direct": "scipy SuperLU, CPU",
                            "auto": "direct on CPU below 300k DOF, else pcg"},
         "preconditioners": {"jacobi": "diagonal", "twolevel": "Jacobi + a coarse space of every joint's rigid-body "
@@ -353,7 +384,8 @@ def info(device=None) -> dict:
         "optimiser": "optimality criteria (top88): move 0.2, eta 0.5, multiplier bisected to round-off, no filter",
         "reads": ["--lattice FILE.json", "--design uniform:V | design.npz"],
         "writes": {"run": ["design.npz", "design.json", "design.vtk (legacy VTK, ParaView)", "history.jsonl",
-                           "design.png", "u.npz (--analyse-only)", "run.json"]},
+                           "design.png", "u.npz (--analyse-only)", "run.json"],
+                   "train": ["config.json", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt", "run.json"]},
         "choices": ["joint (i,j) at (i·h, j·h), struts between neighbouring joint faces, conforming Q4 cells w/m",
                     "face loads are uniform tractions (trapezoid weights); mid load at row floor(ny/2)",
                     "E_min = 1e-6 (top88's 1e-9 stalls PCG)", "--precond mg is planned, not in this version",

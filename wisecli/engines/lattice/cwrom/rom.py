@@ -253,3 +253,42 @@ def errors(rom_u: torch.Tensor, fom_u: torch.Tensor, K, f: torch.Tensor, c_rom: 
     return {"rel_err_compliance": abs(c_rom - c_fom) / abs(c_fom), "rel_err_energy": e_energy,
             "rel_err_l2": float(torch.linalg.vector_norm(d) / torch.linalg.vector_norm(fom_u)),
             "max_port_err": float(d[port_dofs].abs().max() / fom_u.abs().max()) if port_dofs.numel() else 0.0}
+
+
+def evaluate(*, mesh, library: dict, designs: list, modes: list[int], device, linear_solver: str = "auto",
+             repeats: int = 3, penal: float = 3.0, sink=None) -> list[dict]:
+    """ROM accuracy and speed against the full-order model on `designs` [(name, ρ)] for every n_p in `modes`:
+    {design, modes, dofs_fom, dofs_rom, rel_err_compliance, rel_err_energy, rel_err_l2, max_port_err, t_fom_s,
+    t_rom_s, speedup, device}. t_fom: assemble + solve (the chosen linear solver on `device`); t_rom: reduced
+    assembly + solve + recovery on `device`; medians of `repeats` after a warm-up (`runtime.device.timed`). The
+    ROM's set-up (partition, archetypes, reduced matrices) is per lattice and not timed."""
+    from wisecli.runtime.device import device_name, one_cpu_thread, timed
+
+    from .. import topopt
+
+    device = torch.device(device)
+    warm = 1 if repeats > 1 else 0
+    with one_cpu_thread(device):
+        fom = topopt.Problem(mesh, device=device, penal=penal, linear_solver=linear_solver)
+        roms = {n: Rom(mesh, library, n, device=device, penal=penal) for n in modes}
+    port_dofs = torch.as_tensor(np.concatenate([p[3] for p in roms[modes[0]].part.ports]), device=device)
+    records = []
+    for name, rho in designs:
+        rho_t = torch.as_tensor(np.asarray(rho, dtype=np.float64), device=device)
+        with one_cpu_thread(device):
+            an, t_fom = timed(lambda: fom.analyse(rho_t, warm=False), device, repeats=repeats, warmup=warm)
+            K = fom.system.matrix(fom.system.assemble(fom.moduli(rho_t)))
+            for n, rom in roms.items():
+                def online():
+                    u_red, E, c, _, _ = rom.solve(rho_t)
+                    return rom.recover(u_red, E), c
+
+                (u, c), t_rom = timed(online, device, repeats=repeats, warmup=warm)
+                rec = {"design": name, "modes": n, "dofs_fom": mesh.n_dof, "dofs_rom": rom.N,
+                       **errors(u, an.u, K, fom.system.f, c, an.compliance, port_dofs),
+                       "t_fom_s": t_fom, "t_rom_s": t_rom, "speedup": t_fom / t_rom if t_rom > 0 else float("inf"),
+                       "device": device_name(device)}
+                records.append(rec)
+                if sink is not None:
+                    sink.debug(f"{name} n_p={n}: e_c {rec['rel_err_compliance']:.2e}, e_E {rec['rel_err_energy']:.2e}")
+    return records
