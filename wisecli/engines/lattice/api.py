@@ -4,9 +4,9 @@ lattice structures (McBane & Choi, "Component-wise reduced order model lattice-t
 
 Verbs: `run` (optimise or analyse a lattice), `train` (the optional CWROM library), `evaluate` (solver or ROM
 accuracy and speed), `demo`, `info`, `benchmark`. The component-wise reduced-order model (CWROM) of the paper is
-the subject of US patent US11514210B2 (`PATENT_NOTE`, the one notice; `cwrom.NOTICE` is this constant). Per the
+the subject of US patent US11514210B2 (`notice.PATENT_NOTE`, the one notice; `cwrom.NOTICE` is this constant). Per the
 spec's scope decision it lives in the optional subpackage `cwrom/`, which nothing runs by default: only `train`
-and `--solver sc|cwrom` import it, lazily, inside the functions below (`_cwrom`); they print the notice on stderr
+and `--solver sc|cwrom` import it, lazily, inside the functions below (`_library`, `train`); they print the notice on stderr
 and record it in run.json. `info` carries the note and `cwrom_installed` (found with `importlib.util.find_spec`,
 without importing it). Without the subpackage every default path works unchanged and `--solver sc|cwrom` is
 refused with a hint.
@@ -25,10 +25,7 @@ from typing import Any
 
 from wisecli.cli.errors import InputError
 
-PATENT_NOTE = ("The component-wise reduced-order model (CWROM) is the subject of US patent US11514210B2 "
-               "(Lawrence Livermore National Security, LLC; listed as active). It is an optional component, never "
-               "used by default; its use is the user's responsibility, including any licence they may need. The "
-               "full-order FEM and density-based optimisation of this command do not use it.")
+from .notice import PATENT_NOTE  # noqa: E402,F401 - the one notice (cwrom.NOTICE is the same constant)
 
 _LATTICE = {"nx": 16, "ny": 8, "pitch": 1.0, "joint_width": 0.2, "mesh": 8, "penal": 3.0, "load": "mid",
             "solver": "fom", "linear_solver": "auto", "precond": "auto", "device": "auto"}

@@ -14,6 +14,6 @@ per-port-type library, a `runtime.checkpoints` file loaded with weights_only=Tru
 
 from __future__ import annotations
 
-from wisecli.engines.lattice.api import PATENT_NOTE as NOTICE  # the one constant (api prints it without importing us)
+from ..notice import PATENT_NOTE as NOTICE  # the one constant (api prints it without importing us)
 
 __all__ = ["NOTICE"]
