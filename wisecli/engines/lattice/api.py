@@ -4,12 +4,12 @@ lattice structures (McBane & Choi, "Component-wise reduced order model lattice-t
 
 Verbs: `run` (optimise or analyse a lattice), `train` (the optional CWROM library), `evaluate` (solver or ROM
 accuracy and speed), `demo`, `info`, `benchmark`. The component-wise reduced-order model (CWROM) of the paper is
-the subject of US patent US11514210B2 (`notice.PATENT_NOTE`, the one notice; `cwrom.NOTICE` is this constant). Per the
-spec's scope decision it lives in the optional subpackage `cwrom/`, which nothing runs by default: only `train`
-and `--solver sc|cwrom` import it, lazily, inside the functions below (`_library`, `train`); they print the notice on stderr
-and record it in run.json. `info` carries the note and `cwrom_installed` (found with `importlib.util.find_spec`,
-without importing it). Without the subpackage every default path works unchanged and `--solver sc|cwrom` is
-refused with a hint.
+the subject of US patent US11514210B2 (`notice.PATENT_NOTE`, the one notice; `cwrom.NOTICE` is this constant).
+Per the spec's scope decision it lives in the optional subpackage `cwrom/`, which nothing runs by default: only
+`train` and `--solver sc|cwrom` import it, lazily, inside the functions below (`_library`, `train`, `evaluate`);
+they print the notice on stderr and record it in run.json. `info` carries the note and `cwrom_installed` (found
+with `importlib.util.find_spec`, without importing it). Without the subpackage every default path works unchanged
+and `--solver sc|cwrom` and `train` are refused with a hint.
 
 Choices where the spec is silent are written in the modules' docstrings (`geometry`, `fem`, `topopt`, `driver`,
 `bench`) and listed by `info`. Standard library only at module level: the command reads `DEFAULTS` without
