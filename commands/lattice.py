@@ -162,12 +162,18 @@ def benchmark(
                                                          callback=o.positive)] = None,
     repeats: Annotated[Optional[int], typer.Option("--repeats", help="Timed repeats (median).", callback=o.at_least_one)] = None,
     max_dof: Annotated[Optional[int], typer.Option("--max-dof", help="Leave out larger cases.", callback=o.at_least_one)] = None,
+    cwrom: Annotated[bool, typer.Option("--cwrom", help="Also race the optional, patented ROM (online) against the "
+                                        "full-order direct solve (prints the notice).")] = False,
+    rom: Annotated[Optional[Path], typer.Option("--rom", help="CWROM library for --cwrom (default: train one).")] = None,
+    modes: Annotated[Optional[int], typer.Option("--modes", help="ROM port modes for --cwrom.",
+                                                 callback=o.at_least_one)] = None,
     device: o.Device = None, json: o.Json = False,
 ) -> None:
-    """Race the full-order solve (assembly + PCG) against scipy spsolve on top88 grids and a lattice."""
+    """Race the full-order solve (assembly + PCG) against scipy spsolve on top88 grids and a lattice (--cwrom:
+    also the optional ROM's online solve against the full-order direct solve)."""
     from wisecli.engines.lattice import api
 
     sink = Sink(json=json)
     records = api.benchmark(device=device, quick=quick, size=size, cpu_timeout=cpu_timeout, repeats=repeats,
-                            max_dof=max_dof, sink=sink)
+                            max_dof=max_dof, cwrom=cwrom, rom=rom, modes=modes, sink=sink)
     sink.benchmark(records, title="wise lattice benchmark")

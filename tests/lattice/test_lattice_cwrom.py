@@ -172,3 +172,15 @@ def test_claim_gate_m8(tmp_path):
     c_ref_sc = rom.RomProblem(mesh, lib, None).analyse(rho_ref).compliance
     assert abs(c_ref_sc - c_ref) / c_ref < 1e-8  # the reference optimum is the full-order model's
     assert c_rom / c_ref <= 1.01, (c_rom, c_ref)  # measured 0.99995
+
+
+def test_cpu_sparse_reduced_solve_equals_the_dense_one(lib4, case, monkeypatch):
+    mesh, designs, _, _ = case
+    rho = torch.from_numpy(designs[1])
+    dense = rom.RomProblem(mesh, lib4, 4).analyse(rho)
+    monkeypatch.setattr(rom, "CPU_DENSE_MAX", 0)
+    p = rom.RomProblem(mesh, lib4, 4)
+    sparse = p.analyse(rho)
+    assert "sparse LU" in sparse.info.solver and "dense" in dense.info.solver
+    assert abs(sparse.compliance - dense.compliance) / dense.compliance < 1e-10  # two exact solves, round-off
+    assert float((sparse.dc - dense.dc).abs().max() / dense.dc.abs().max()) < 1e-9

@@ -362,8 +362,9 @@ def info(device=None) -> dict:
         "cwrom_installed": installed,
         "solvers": {"fom": "full-order Q4 plane stress (the default; never uses CWROM)",
                     "sc": "CWROM exact static condensation onto the skeleton (optional, patented; needs --rom)",
-                    "cwrom": "CWROM with n_p modes per port, dense Cholesky ≤ 8000 unknowns, else Jacobi PCG "
-                             "(optional, patented; needs --rom from 'wise lattice train')"},
+                    "cwrom": "CWROM with n_p modes per port; reduced system: sparse LU on CPU above 2000 unknowns, "
+                             "else dense Cholesky ≤ 8000, Jacobi PCG above (optional, patented; needs --rom from "
+                             "'wise lattice train')"},
         "cwrom": {"installed": installed, "library": "runtime.checkpoints file, arch cwrom-2d-q4: K̂ per component "
                   "type, Φ and POD spectra per port type (x, y), archetype Ŝ and extensions",
                   "ports": "a strut end face's m−1 interior nodes, 2(m−1) DOFs: 3 rigid modes + POD; joint corners "
@@ -395,17 +396,45 @@ def info(device=None) -> dict:
 
 
 def benchmark(device=None, quick: bool = False, size: str | None = None, cpu_timeout: float | None = None,
-              repeats: int | None = None, max_dof: int | None = None, sink=None):
+              repeats: int | None = None, max_dof: int | None = None, cwrom: bool = False, rom=None,
+              modes: int | None = None, sink=None):
     """Race the full-order solve (assembly + Jacobi PCG, torch fp64) against scipy `spsolve` on the host, on the
     top88 cantilever grids (uniform ρ = 0.5) and a generated lattice; `quick` is the small CPU size. Returns
     `BenchRecords` {case, ours_s, peer_s, speedup, device, dofs, ours_iters, peer, rel_diff_compliance}; cases over
     `max_dof` DOFs are left out. Defaults: `DEFAULTS["benchmark"]` (size ci, cpu-timeout 20 s, 3 repeats, device
-    auto). Never uses CWROM."""
+    auto). Never uses CWROM unless `cwrom` (OPTIONAL, patented: prints the notice): then a row races the ROM's
+    online solve against the full-order direct solve on the §5 lattice (16 × 8, m = 8, n_p = 8; `quick`: 4 × 2,
+    m = 4, n_p = 4), with the library `rom` or one trained first (not timed)."""
     cfg = _settings("benchmark", locals())
     if max_dof is not None and max_dof < 1:
         raise InputError(f"--max-dof {max_dof} must be at least 1", hint="a DOF count, for example 100000")
     from . import bench
 
     dev = _device(device, cfg)
-    return bench.run(dev, size="quick" if quick else cfg["size"], cpu_timeout=cfg["cpu_timeout"],
-                     repeats=cfg["repeats"], max_dof=max_dof, sink=sink)
+    size = "quick" if quick else cfg["size"]
+    lib = None
+    if cwrom or rom is not None or modes is not None:
+        if not cwrom:
+            raise InputError("--rom and --modes belong to --cwrom", hint="add --cwrom (the optional component)")
+        if not cwrom_installed():
+            raise InputError("--cwrom: the optional CWROM component is not installed",
+                             hint="leave out --cwrom (the full-order race); see 'wise lattice info'")
+        if modes is not None and not modes >= 3:
+            raise InputError(f"--modes {modes} is below 3", hint="3 rigid-body modes at least")
+        if rom is not None:
+            from .cwrom import library
+
+            lib = library.load(rom, modes=modes)
+            if modes is not None and modes > 2 * (int(lib["meta"]["m"]) - 1):
+                raise InputError(f"--modes {modes} exceeds the port dimension 2(m−1) = {2 * (int(lib['meta']['m']) - 1)}",
+                                 hint="use fewer --modes")
+        _notice(_sink(sink))
+    records = bench.run(dev, size=size, cpu_timeout=cfg["cpu_timeout"], repeats=cfg["repeats"], max_dof=max_dof,
+                        sink=sink)
+    if cwrom:
+        from .cwrom.rom import bench_records
+
+        records.extend(bench_records(dev, size=size, library=lib, modes=modes, repeats=cfg["repeats"],
+                                     cpu_timeout=cfg["cpu_timeout"], sink=sink))
+        records.summary["patent_notice"] = PATENT_NOTE
+    return records

@@ -159,7 +159,7 @@ def run(*, cfg: dict, doc: dict, design: np.ndarray | None, out: Path | None, re
         if solver == "pcg":
             solver = f"pcg ({fem.pick_precond(cfg['precond'], problem.system)})"
     else:
-        solver = "dense cholesky" if problem.rom.dense else "jacobi pcg"
+        solver = problem.rom.solver_name
     sink.debug(f"lattice: {mesh.meta['n_joints']} joints, {mesh.meta['n_struts']} struts, {mesh.n_el} elements, "
               f"{mesh.n_dof} DOF; solver {cfg.get('solver', 'fom')} ({solver}) on {device}")
     rho0 = np.full(mesh.n_vars, cfg["volume"]) if design is None else design
