@@ -10,7 +10,8 @@ lattice unless named:
   `cwrom.condensation`); the spec's 2(m + 1) counted the corners, which faces share.
 - ROM sensitivities = five-point finite differences of the ROM compliance (h = 1e-3, 1e-6 of max |∂c/∂ρ|).
 - A library saved and reloaded (weights_only=True) gives bit-identical results; foreign libraries are refused.
-- CLI: train → run/evaluate --solver cwrom print the notice on stderr and record it in run.json.
+- CLI: train → run/evaluate --solver cwrom and benchmark --cwrom print the notice on stderr (run.json and the
+  benchmark document record it).
 - Claim gate (slow): 4 × 2, m = 8, 200 samples per port type, uniform:0.3 + 5 random designs: e_c < 1 % and
   e_E < 1 % at n_p = 8; c_FOM(ρ*_ROM)/c_FOM(ρ*_FOM) ≤ 1.01.
 """
@@ -140,6 +141,13 @@ def test_cli_train_and_run_cwrom_carry_the_notice(wise, tmp_path):
     assert code == 0 and "US11514210B2" in err, err
     recs = json.loads(out)
     assert [r["modes"] for r in recs] == [3, 4] and recs[-1]["rel_err_compliance"] < 1e-9
+    code, out, err = wise("lattice", "benchmark", "--quick", "--cwrom", "--rom", best, "--max-dof", "1500",
+                          "--repeats", "1", "--device", "cpu", "--json")
+    assert code == 0 and "US11514210B2" in err, err
+    doc = json.loads(out)
+    row = doc["records"][-1]
+    assert row["case"] == "cwrom lattice 4x2 m=3 n_p=4" and row["rel_diff_compliance"] < 1e-9  # n_p = 2(m − 1)
+    assert doc["patent_notice"] == NOTICE
     # bad input against this library
     _bad(wise, "lattice", "run", *small[:4], "--mesh", "4", "--solver", "cwrom", "--rom", best, match="--mesh")
     _bad(wise, "lattice", "run", *small, "--solver", "sc", "--rom", best, "--design-joints", match="--design-joints")
