@@ -192,3 +192,16 @@ def test_cpu_sparse_reduced_solve_equals_the_dense_one(lib4, case, monkeypatch):
     assert "sparse LU" in sparse.info.solver and "dense" in dense.info.solver
     assert abs(sparse.compliance - dense.compliance) / dense.compliance < 1e-10  # two exact solves, round-off
     assert float((sparse.dc - dense.dc).abs().max() / dense.dc.abs().max()) < 1e-9
+
+
+def test_pcg_reduced_solve_equals_the_dense_one(lib4, case, monkeypatch):
+    """The path above `DENSE_MAX` unknowns on a GPU (Jacobi PCG, ‖r‖ ≤ 1e-10‖b‖), forced here on the CPU."""
+    mesh, designs, _, _ = case
+    rho = torch.from_numpy(designs[1])
+    dense = rom.RomProblem(mesh, lib4, 4).analyse(rho)
+    monkeypatch.setattr(rom, "CPU_DENSE_MAX", 10**9)
+    monkeypatch.setattr(rom, "DENSE_MAX", 0)
+    it = rom.RomProblem(mesh, lib4, 4).analyse(rho)
+    assert "pcg" in it.info.solver and it.info.iters > 0
+    assert abs(it.compliance - dense.compliance) / dense.compliance < 1e-9  # quadratic in the 1e-10 residual
+    assert float((it.dc - dense.dc).abs().max() / dense.dc.abs().max()) < 1e-6

@@ -40,7 +40,7 @@ def test_cuda_optimisation_matches_cpu():
 
 
 def test_cuda_rom_equals_cpu_rom():
-    """The optional CWROM on CUDA (dense Cholesky and the Jacobi-PCG path above `DENSE_MAX`) equals the CPU one."""
+    """The optional CWROM on CUDA (dense Cholesky) equals the CPU one."""
     from wisecli.engines.lattice.cwrom import library, rom
 
     lib = library.build(m=4, pitch=1.0, joint_width=0.2, nu=0.3, modes=6, samples=50, rho_range=(0.05, 1.0), seed=0)
