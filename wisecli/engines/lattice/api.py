@@ -112,7 +112,8 @@ def _rom_options(v: dict, rom, modes, design_joints: bool = False) -> None:
 
 
 def _notice(sink) -> None:
-    """The patent notice on stderr (not hidden by -q: every use of the optional component shows it)."""
+    """The patent notice on stderr (not hidden by -q: every use of the optional component shows it), printed when
+    the work is done, so that a failure's stderr stays one `Error:` line and its `Hint:`."""
     sink.err.print(f"Notice: {PATENT_NOTE}", markup=False, soft_wrap=True)
 
 
@@ -205,7 +206,6 @@ def run(*, nx: int | None = None, ny: int | None = None, pitch: float | None = N
     values = {**cfg.values, "design_joints": bool(design_joints)}
     sink = _sink(sink)
     if make_problem is not None:
-        _notice(sink)
         record.set("patent_notice", PATENT_NOTE)
     kw = dict(cfg=values, doc=doc, design=rho, resume=resume, analyse_only=analyse_only, plot=plot, device=dev,
               record=record, sink=sink, make_problem=make_problem)
@@ -213,12 +213,16 @@ def run(*, nx: int | None = None, ny: int | None = None, pitch: float | None = N
 
     hint = "--mesh or --nx/--ny (a smaller lattice)"
     if out_dir is None:
-        return oom_guard(lambda: driver.run(out=None, **kw), option_hint=hint)
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise InputError(f"-o {out_dir} is a file", hint="give a folder for the run")
-    with made_dir(out_dir):  # a folder this call made is removed again if the run fails before writing into it
-        out = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
-        return oom_guard(lambda: driver.run(out=out, **kw), option_hint=hint)
+        res = oom_guard(lambda: driver.run(out=None, **kw), option_hint=hint)
+    else:
+        if Path(out_dir).exists() and not Path(out_dir).is_dir():
+            raise InputError(f"-o {out_dir} is a file", hint="give a folder for the run")
+        with made_dir(out_dir):  # a folder this call made is removed again if the run fails before writing into it
+            out = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+            res = oom_guard(lambda: driver.run(out=out, **kw), option_hint=hint)
+    if make_problem is not None:
+        _notice(sink)  # once the run is done: a failure's stderr stays one Error line (+ Hint)
+    return res
 
 
 def _rho_range(text: str) -> tuple[float, float]:
@@ -275,8 +279,9 @@ def train(*, mesh: int | None = None, pitch: float | None = None, joint_width: f
 
     with made_dir(out_dir):
         out = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
-        _notice(sink)
-        return cw_train.run(cfg, out, resume=resume, device=dev, sink=sink)
+        res = cw_train.run(cfg, out, resume=resume, device=dev, sink=sink)
+    _notice(sink)
+    return res
 
 
 def geometry_check(v: dict) -> int:
@@ -323,14 +328,15 @@ def evaluate(*, nx: int | None = None, ny: int | None = None, pitch: float | Non
     if cfg["solver"] != "fom":
         lib = _library(cfg.values, rom, max(mode_list) if cfg["solver"] == "cwrom" else None)
         sink = _sink(sink)
-        _notice(sink)
         from . import geometry
         from .cwrom.rom import evaluate as rom_evaluate
 
         mesh = geometry.build_mesh(doc, cfg["mesh"])
-        return rom_evaluate(mesh=mesh, library=lib, designs=todo, modes=mode_list if cfg["solver"] == "cwrom" else
+        recs = rom_evaluate(mesh=mesh, library=lib, designs=todo, modes=mode_list if cfg["solver"] == "cwrom" else
                             [None], device=dev, linear_solver=cfg["linear_solver"], repeats=cfg["repeats"],
                             penal=cfg["penal"], sink=sink)
+        _notice(sink)
+        return recs
     return driver.evaluate_fom(cfg=cfg.values, doc=doc, designs=cfg["designs"], device=dev, sink=_sink(sink))
 
 
@@ -428,13 +434,14 @@ def benchmark(device=None, quick: bool = False, size: str | None = None, cpu_tim
             if modes is not None and modes > 2 * (int(lib["meta"]["m"]) - 1):
                 raise InputError(f"--modes {modes} exceeds the port dimension 2(m−1) = {2 * (int(lib['meta']['m']) - 1)}",
                                  hint="use fewer --modes")
-        _notice(_sink(sink))
     records = bench.run(dev, size=size, cpu_timeout=cfg["cpu_timeout"], repeats=cfg["repeats"], max_dof=max_dof,
                         sink=sink)
     if cwrom:
         from .cwrom.rom import bench_records
+        from .cwrom.train import bench_library
 
-        records.extend(bench_records(dev, size=size, library=lib, modes=modes, repeats=cfg["repeats"],
-                                     cpu_timeout=cfg["cpu_timeout"], sink=sink))
+        lib = lib if lib is not None else bench_library(size, modes, sink)
+        records.extend(bench_records(dev, size=size, library=lib, modes=modes, repeats=cfg["repeats"], sink=sink))
         records.summary["patent_notice"] = PATENT_NOTE
+        _notice(_sink(sink))
     return records

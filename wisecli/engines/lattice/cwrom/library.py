@@ -65,14 +65,14 @@ def save(path: Path | str, lib: dict, metrics: dict | None = None) -> Path:
 
 
 def load(path: Path | str, *, m: int | None = None, width_ratio: float | None = None, nu: float | None = None,
-         modes: int | None = None) -> dict:
+         modes: int | None = None, what: str = "--rom") -> dict:
     """Read a library (weights_only=True) and check it against the requested lattice; exit 2 naming the field."""
     from wisecli.runtime.checkpoints import load_checkpoint
 
     doc = load_checkpoint(path, method="lattice")
     meta = doc.get("config", {})
     if doc.get("arch") != ARCH or meta.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"--rom {path}: a lattice checkpoint of another format ({doc.get('arch')}, version "
+        raise InputError(f"{what} {path}: a lattice checkpoint of another format ({doc.get('arch')}, version "
                          f"{meta.get('format_version')}), not a CWROM library version {FORMAT_VERSION}",
                          hint="train a library with 'wise lattice train'")
     checks = [("--mesh", "m", m, lambda a, b: int(a) == int(b)),
@@ -81,7 +81,7 @@ def load(path: Path | str, *, m: int | None = None, width_ratio: float | None = 
               ("nu", "nu", nu, lambda a, b: math.isclose(float(a), float(b), rel_tol=1e-12))]
     for flag, key, want, same in checks:
         if want is not None and not same(meta.get(key), want):
-            raise InputError(f"--rom {path}: the library was trained for {key} = {meta.get(key)}, the lattice has "
+            raise InputError(f"{what} {path}: the library was trained for {key} = {meta.get(key)}, the lattice has "
                              f"{flag} {want}", hint="train a library with the lattice's options ('wise lattice train')")
     if modes is not None and modes > int(meta.get("modes", 0)):
         raise InputError(f"--modes {modes} exceeds the library's {meta.get('modes')}",
@@ -93,6 +93,6 @@ def load(path: Path | str, *, m: int | None = None, width_ratio: float | None = 
                "spectra": {k: v.double().numpy() for k, v in sd["spectra"].items()},
                "archetypes": {k: {f: t.numpy() for f, t in a.items()} for k, a in sd["archetypes"].items()}}
     except (KeyError, AttributeError, TypeError) as exc:
-        raise InputError(f"--rom {path}: the library is incomplete ({exc.__class__.__name__}: {exc})",
+        raise InputError(f"{what} {path}: the library is incomplete ({exc.__class__.__name__}: {exc})",
                          hint="train a library with 'wise lattice train'") from None
     return lib

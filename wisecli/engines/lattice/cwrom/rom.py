@@ -318,29 +318,22 @@ def evaluate(*, mesh, library: dict, designs: list, modes: list[int], device, li
 BENCH_CASES = {"quick": (4, 2, 4, 4, 100), "ci": (16, 8, 8, 8, 200), "full": (16, 8, 8, 8, 200)}
 
 
-def bench_records(device, *, size: str, library: dict | None, modes: int | None, repeats: int = 3,
-                  cpu_timeout: float = 20.0, sink=None) -> list:
+def bench_records(device, *, size: str, library: dict, modes: int | None, repeats: int = 3,
+                  sink=None) -> list:
     """`benchmark --cwrom` rows: the ROM online solve (reduced assembly + solve + recovery on `device`) against the
     full-order direct solve of the peer (scipy `spsolve`, host CPU) on the §5 lattice (`ci`/`full`: 16 × 8, m = 8,
-    n_p = 8; `quick`: 4 × 2, m = 4, n_p = 4), uniform ρ = 0.5. Without `library` one is trained first (seed 0; the
-    case's samples per port type), which is offline work and not timed. `rel_diff_compliance` is the ROM's e_c.
+    n_p = 8; `quick`: 4 × 2, m = 4, n_p = 4; the lattice takes the library's m), uniform ρ = 0.5 (`train.bench_library`
+    trains one when the user gives none: offline, not timed). `rel_diff_compliance` is the ROM's e_c.
     The ROM's set-up for the lattice (partition, reduced archetype matrices) is recorded as `setup_s`."""
     from wisecli.runtime.bench import race
     from wisecli.runtime.device import one_cpu_thread
 
     from .. import geometry
     from ..peers import scipy_fom
-    from . import library as lib_mod
 
-    nx, ny, m, n_default, samples = BENCH_CASES[size]
-    if library is not None:
-        m = int(library["meta"]["m"])
-    n = min(modes or n_default, port_dim(m))
-    if library is None:
-        if sink is not None:
-            sink.info(f"benchmark --cwrom: training a library (m = {m}, {samples} samples per port type)")
-        library = lib_mod.build(m=m, pitch=1.0, joint_width=0.2, nu=0.3, modes=n, samples=samples,
-                                rho_range=(0.05, 1.0), seed=0)
+    nx, ny, m, n_default, _ = BENCH_CASES[size]
+    m = int(library["meta"]["m"])
+    n = min(modes or n_default, port_dim(m), int(library["meta"]["modes"]))
     mesh = geometry.build_mesh(geometry.ground_structure(nx, ny), m)
     device = torch.device(device)
     t0 = time.perf_counter()

@@ -21,7 +21,8 @@ from . import NOTICE
 
 
 def run(cfg, out: Path, *, resume: bool, device, sink) -> dict:
-    """Train (or, with `resume`, reuse a complete library in `out`) and write the run folder."""
+    """Train (or, with `resume`, reuse the complete library of `out`'s checkpoints/last.pt: one training step, so
+    a library is either complete or absent) and write the run folder."""
     from wisecli.runtime.io.atomic import append_line, write_json
     from wisecli.runtime.runrecord import RunRecord
 
@@ -29,11 +30,14 @@ def run(cfg, out: Path, *, resume: bool, device, sink) -> dict:
 
     v = cfg.values
     best = out / "checkpoints" / "best.pt"
+    last = out / "checkpoints" / "last.pt"
     t0 = time.perf_counter()
-    if resume and best.is_file():
-        lib = library.load(best)
+    lib = library.load(last, what="--resume") if resume and last.is_file() else None  # a corrupt or foreign file is exit 2
+    if lib is not None:
         if _same(lib["meta"], v):
-            sink.info(f"resuming: {best} is complete")
+            if not best.is_file():
+                library.save(best, lib)
+            sink.info(f"resuming: {last} is complete")
             return _summary(lib, best, out, time.perf_counter() - t0, None)
         sink.info("resuming: the saved library has other settings; training again")
     lo, hi = (float(x) for x in str(v["rho_range"]).split(","))
@@ -52,7 +56,7 @@ def run(cfg, out: Path, *, resume: bool, device, sink) -> dict:
     for n, err in heldout.items():
         append_line(out / "metrics.jsonl", json.dumps({"modes": n, "heldout_rel_err_compliance": err}))
     metrics = {"heldout_rel_err_compliance": heldout}
-    last = library.save(out / "checkpoints" / "last.pt", lib, metrics)
+    library.save(last, lib, metrics)
     library.save(best, lib, metrics)
     seconds = time.perf_counter() - t0
     for p in (out / "config.json", out / "metrics.jsonl", last, best):
@@ -93,3 +97,16 @@ def held_out(lib: dict, modes: int, seed: int) -> dict:
         p = RomProblem(mesh, lib, n)
         out[n] = max(abs(p.analyse(torch.from_numpy(r)).compliance - c) / c for r, c in zip(designs, ref))
     return out
+
+
+def bench_library(size: str, modes: int | None, sink=None) -> dict:
+    """The library `benchmark --cwrom` trains when none is given (the case's m and samples, seed 0; not timed)."""
+    from . import library
+    from .ports import port_dim
+    from .rom import BENCH_CASES
+
+    _, _, m, n_default, samples = BENCH_CASES[size]
+    if sink is not None:
+        sink.info(f"benchmark --cwrom: training a library (m = {m}, {samples} samples per port type)")
+    return library.build(m=m, pitch=1.0, joint_width=0.2, nu=0.3, modes=min(modes or n_default, port_dim(m)),
+                         samples=samples, rho_range=(0.05, 1.0), seed=0)
