@@ -66,7 +66,8 @@ def run(
     device: o.Device = None, json: o.Json = False,
 ) -> None:
     """Optimise the strut densities for minimum compliance (or --analyse-only one design). Writes design.npz,
-    design.json, design.vtk, history.jsonl, design.png (u.npz with --analyse-only) and run.json into -o."""
+    design.json, design.vtk, history.jsonl, design.png (u.npz with --analyse-only) and run.json into -o.
+    --solver sc|cwrom --rom LIB.pt uses the optional, patented ROM (prints the notice; see info)."""
     from wisecli.engines.lattice import api
 
     sink = Sink(json=json)

@@ -170,7 +170,10 @@ def run(*, nx: int | None = None, ny: int | None = None, pitch: float | None = N
     The lattice is the generated n_x × n_y cantilever ground structure or `lattice` (a JSON file). Writes into
     `out_dir` (when given): design.npz, design.json, design.vtk, history.jsonl, design.png, u.npz (analyse-only),
     run.json; `resume`
-    continues from its design.npz. Returns {compliance, volume, iterations, converged, dofs, n_struts,
+    continues from its design.npz. `solver` sc|cwrom with `rom` (OPTIONAL, patented component: the notice goes to
+    stderr and run.json): the reduced model (exact static condensation, or `modes` port modes, default the
+    library's) replaces the full-order solve in the loop; the compliance reported is that solver's, and the result
+    adds dofs_rom and modes. Returns {compliance, volume, iterations, converged, dofs, n_struts,
     n_design_variables, solver, linear_solver, seconds, out_dir}. Defaults: `DEFAULTS["run"]` (16 × 8, pitch 1, joint
     width 0.2, m = 8, volume 0.3, p = 3, load mid, solver fom, linear solver auto, precond auto, 200 iterations,
     tol 0.01)."""
