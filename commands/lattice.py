@@ -131,15 +131,24 @@ def evaluate(
 
 
 @app.command()
-def demo(quick: o.Quick = False, out_dir: o.OutDir = None, device: o.Device = None, json: o.Json = False) -> None:
+def demo(quick: o.Quick = False, out_dir: o.OutDir = None, device: o.Device = None, json: o.Json = False,
+         cwrom: Annotated[bool, typer.Option("--cwrom", help="Also train a small library of the optional, patented "
+                                             "ROM and print its evaluate table (prints the notice).")] = False) -> None:
     """Full-order design of an 8 × 4 lattice at m = 4 (--quick: 4 × 2, 40 iterations); prints the compliance
     history; gates: compliance ≤ 0.8 of the start, volume met, PCG = direct to 1e-9. Writes design.png into -o."""
     from wisecli.engines.lattice import api
 
     sink = Sink(json=json)
-    result = api.demo(quick=quick, device=device, out_dir=out_dir)
+    result = api.demo(quick=quick, device=device, out_dir=out_dir, cwrom=cwrom)
     if not json:
         sink.table(result.details["rows"], title="compliance history")
+        if cwrom:
+            cols = ["design", "modes", "dofs_fom", "dofs_rom", "rel_err_compliance", "rel_err_energy", "t_fom_s",
+                    "t_rom_s"]
+            sink.table([{k: r[k] for k in cols} for r in result.details["cwrom_rows"]],
+                       title="CWROM (optional) against the full-order model")
+    if cwrom:
+        sink.err.print(f"Notice: {result.details['patent_notice']}", markup=False, soft_wrap=True)
     if result.details.get("png"):
         sink.info(f"wrote {result.details['png']}")
     sink.demo(result, title="wise lattice demo")

@@ -205,3 +205,14 @@ def test_pcg_reduced_solve_equals_the_dense_one(lib4, case, monkeypatch):
     assert "pcg" in it.info.solver and it.info.iters > 0
     assert abs(it.compliance - dense.compliance) / dense.compliance < 1e-9  # quadratic in the 1e-10 residual
     assert float((it.dc - dense.dc).abs().max() / dense.dc.abs().max()) < 1e-6
+
+
+def test_demo_quick_cwrom_adds_the_rom_table_and_the_notice(wise):
+    code, out, err = wise("lattice", "demo", "--quick", "--cwrom", "--device", "cpu", "--json")
+    assert code == 0 and "US11514210B2" in err, err
+    doc = json.loads(out)
+    assert doc["ok"] is True and doc["patent_notice"] == NOTICE
+    rows = doc["cwrom_rows"]
+    assert [r["modes"] for r in rows[:3]] == [3, 4, 6] and len(rows) == 12
+    assert max(r["rel_err_compliance"] for r in rows if r["modes"] == 6) < 1e-9  # n_p = 2(m − 1): exact
+    assert max(r["rel_err_compliance"] for r in rows if r["modes"] == 4) < 0.01

@@ -343,17 +343,41 @@ def evaluate(*, nx: int | None = None, ny: int | None = None, pitch: float | Non
     return driver.evaluate_fom(cfg=cfg.values, doc=doc, designs=cfg["designs"], device=dev, sink=_sink(sink))
 
 
-def demo(quick: bool = False, device=None, out_dir=None):
+def demo(quick: bool = False, device=None, out_dir=None, cwrom: bool = False):
     """The full-order design of the demo lattice: 8 × 4 at m = 4, up to 200 OC iterations on `device` (`quick`:
     4 × 2, 40 iterations, seconds), the final design solved again by PCG on `device` and directly on the CPU. Returns a `DemoResult` with
     headline {compliance, volume, iterations}, the compliance history as `rows`, and gates (compliance ≤ 0.8 of the
-    uniform start, volume met to 1e-8, PCG = direct to 1e-9). With `out_dir`: design.png. Never uses CWROM.
+    uniform start, volume met to 1e-8, PCG = direct to 1e-9). With `out_dir`: design.png. Never uses CWROM unless
+    `cwrom` (OPTIONAL, patented; not what `wise demo` runs): then a small library (m = 4) is trained and the ROM's
+    evaluate records on the demo lattice (uniform:0.3 and 3 random designs, n_p = 3, 4, 6) are added to the
+    details as `cwrom_rows`.
     Defaults: `DEFAULTS["demo"]` (device auto)."""
     cfg = _settings("demo", locals())
     from . import driver
 
     dev = _device(device, cfg)
-    return driver.demo(quick=quick, device=dev, out_dir=Path(out_dir) if out_dir is not None else None)
+    if cwrom and not cwrom_installed():
+        raise InputError("--cwrom: the optional CWROM component is not installed",
+                         hint="leave out --cwrom (the full-order demo); see 'wise lattice info'")
+    result = driver.demo(quick=quick, device=dev, out_dir=Path(out_dir) if out_dir is not None else None)
+    if cwrom:
+        import numpy as np
+
+        from . import geometry
+        from .cwrom import library
+        from .cwrom.rom import evaluate as rom_evaluate
+
+        nx, ny = (4, 2) if quick else (8, 4)
+        lib = library.build(m=4, pitch=1.0, joint_width=0.2, nu=0.3, modes=6, samples=100 if quick else 200,
+                            rho_range=(0.05, 1.0), seed=0)
+        mesh = geometry.build_mesh(geometry.ground_structure(nx, ny), 4)
+        rng = np.random.default_rng(0)
+        designs = [("uniform:0.3", np.full(mesh.n_vars, 0.3))] + [(f"random#{k}", rng.random(mesh.n_vars))
+                                                                  for k in range(3)]
+        result.details["cwrom_rows"] = rom_evaluate(mesh=mesh, library=lib, designs=designs, modes=[3, 4, 6],
+                                                    device=dev, linear_solver="auto", repeats=1)
+        result.details["patent_notice"] = PATENT_NOTE
+    return result
 
 
 def info(device=None) -> dict:
