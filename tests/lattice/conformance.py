@@ -47,6 +47,6 @@ def batch(tmp: Path, corrupt: int | None = None) -> list[str] | None:
 
 
 # "verb --option": which of {"0", "-1", "nan", "inf"} are VALID (--tol 0 runs max-iter iterations; seed 0)
-VALID_EDGES: dict[str, set[str]] = {"run --tol": {"0"}, "evaluate --seed": {"0"}, "train --seed": {"0"},
+VALID_EDGES: dict[str, set[str]] = {"run --tol": {"0"}, "evaluate --seed": {"0"}, "evaluate --tol": {"0"}, "train --seed": {"0"},
                                     "train --nu": {"0"}}
 STDIN: set[str] = set()

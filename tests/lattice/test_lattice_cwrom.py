@@ -141,6 +141,13 @@ def test_cli_train_and_run_cwrom_carry_the_notice(wise, tmp_path):
     assert code == 0 and "US11514210B2" in err, err
     recs = json.loads(out)
     assert [r["modes"] for r in recs] == [3, 4] and recs[-1]["rel_err_compliance"] < 1e-9
+    code, out, err = wise("lattice", "evaluate", *small, "--solver", "cwrom", "--rom", best, "--designs",
+                          "uniform:0.3", "--repeats", "1", "--modes", "4", "--compare-optimised", "--max-iter", "5",
+                          "--json")
+    assert code == 0, err
+    opt = [r for r in json.loads(out) if r["design"] == "optimised"]
+    assert len(opt) == 1 and abs(opt[0]["volume_rom"] - 0.3) < 1e-8 and abs(opt[0]["volume_fom"] - 0.3) < 1e-8
+    assert abs(opt[0]["c_ratio"] - 1) < 1e-6  # n_p = 2(m − 1) is the FOM: same trajectory over 5 iterations
     code, out, err = wise("lattice", "benchmark", "--quick", "--cwrom", "--rom", best, "--max-dof", "1500",
                           "--repeats", "1", "--device", "cpu", "--json")
     assert code == 0 and "US11514210B2" in err, err
@@ -153,6 +160,8 @@ def test_cli_train_and_run_cwrom_carry_the_notice(wise, tmp_path):
     _bad(wise, "lattice", "run", *small, "--solver", "sc", "--rom", best, "--design-joints", match="--design-joints")
     _bad(wise, "lattice", "run", *small, "--solver", "cwrom", "--rom", best, "--modes", "5", match="--modes")
     _bad(wise, "lattice", "train", "--mesh", "2", "-o", str(tmp_path / "t2"), match="--mesh")
+    _bad(wise, "lattice", "evaluate", *small, "--compare-optimised", match="--solver cwrom")
+    _bad(wise, "lattice", "benchmark", "--quick", "--rom", best, match="--cwrom")
     _bad(wise, "lattice", "train", "--rho-range", "0,1", "-o", str(tmp_path / "t3"), match="--rho-range")
     _bad(wise, "lattice", "train", "--mesh", "3", "--samples", "5", "-o", str(lib), match="not empty")
     assert not (tmp_path / "t2").exists() and not (tmp_path / "t3").exists()

@@ -32,7 +32,7 @@ _LATTICE = {"nx": 16, "ny": 8, "pitch": 1.0, "joint_width": 0.2, "mesh": 8, "pen
 DEFAULTS: dict[str, dict[str, Any]] = {
     "run": {**_LATTICE, "volume": 0.3, "modes": 8, "max_iter": 200, "tol": 0.01},
     "evaluate": {**_LATTICE, "designs": "uniform:0.3,random:5", "linear_solver": "pcg", "repeats": 3, "seed": 0,
-                 "modes": "3,4,6,8"},
+                 "modes": "3,4,6,8", "volume": 0.3, "max_iter": 200, "tol": 0.01},
     "train": {"mesh": 8, "pitch": 1.0, "joint_width": 0.2, "nu": 0.3, "modes": 8, "samples": 200,
               "rho_range": "0.05,1", "seed": 0, "device": "auto"},
     "demo": {"device": "auto"},
@@ -298,15 +298,19 @@ def evaluate(*, nx: int | None = None, ny: int | None = None, pitch: float | Non
              joint_width: float | None = None, mesh: int | None = None, penal: float | None = None,
              load: str | None = None, lattice=None, solver: str | None = None, rom=None, modes: str | None = None,
              designs: str | None = None, linear_solver: str | None = None, precond: str | None = None,
-             repeats: int | None = None, seed: int | None = None, device=None, sink=None) -> list[dict]:
+             repeats: int | None = None, seed: int | None = None, compare_optimised: bool = False,
+             volume: float | None = None, max_iter: int | None = None, tol: float | None = None, device=None,
+             sink=None) -> list[dict]:
     """Accuracy and speed of the full-order solve (`solver` fom): the linear solver (default PCG) against scipy's
     direct solve on every design of `designs` (uniform:V, random:N, design files; comma-separated). One record per
     design: {design, solver, dofs_fom, compliance, rel_err_compliance, rel_err_energy, rel_err_l2, iters, t_fom_s,
     t_ref_s, device}. With `solver` sc|cwrom and `rom` (OPTIONAL, patented component: prints the notice): the ROM
     against the full-order solve for every design and n_p of `modes`: {design, modes, dofs_fom, dofs_rom,
     rel_err_compliance, rel_err_energy, rel_err_l2, max_port_err, t_fom_s, t_rom_s, speedup, device}.
+    `compare_optimised` (ROM only) adds, per n_p, both optimisations from the uniform start at `volume` (`max_iter`,
+    `tol`): {design "optimised", modes, c_ratio, rho_l1, volume_fom, volume_rom, t_opt_fom_s, t_opt_rom_s, ...}.
     Defaults: `DEFAULTS["evaluate"]` (the run lattice, designs uniform:0.3,random:5, PCG, 3 repeats, seed 0,
-    modes 3,4,6,8)."""
+    modes 3,4,6,8, volume 0.3, 200 iterations, tol 0.01)."""
     from . import driver
 
     lattice = Path(lattice) if lattice is not None else None
@@ -325,6 +329,9 @@ def evaluate(*, nx: int | None = None, ny: int | None = None, pitch: float | Non
         if not mode_list:
             raise InputError("--modes is empty", hint="for example 3,4,6,8")
     _rom_options(cfg.values, rom, mode_list)
+    if compare_optimised and cfg["solver"] != "cwrom":
+        raise InputError("--compare-optimised compares ROM- and FOM-optimised designs: it needs --solver cwrom",
+                         hint="add --solver cwrom --rom LIB.pt")
     dev = _device(device, cfg, cfg["linear_solver"])
     n_vars = len(doc["struts"]) - len(set(doc.get("fixed", [])))
     todo = driver.parse_designs(cfg["designs"], n_vars, cfg["seed"])  # checked before the work starts
@@ -338,6 +345,11 @@ def evaluate(*, nx: int | None = None, ny: int | None = None, pitch: float | Non
         recs = rom_evaluate(mesh=mesh, library=lib, designs=todo, modes=mode_list if cfg["solver"] == "cwrom" else
                             [None], device=dev, linear_solver=cfg["linear_solver"], repeats=cfg["repeats"],
                             penal=cfg["penal"], sink=sink)
+        if compare_optimised:
+            from .cwrom.rom import compare_optimised as compare
+
+            recs += compare(mesh=mesh, library=lib, modes=mode_list, device=dev, linear_solver=cfg["linear_solver"],
+                            volume=cfg["volume"], max_iter=cfg["max_iter"], tol=cfg["tol"], penal=cfg["penal"])
         _notice(sink)
         return recs
     return driver.evaluate_fom(cfg=cfg.values, doc=doc, designs=cfg["designs"], device=dev, sink=_sink(sink))
