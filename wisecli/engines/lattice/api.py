@@ -417,7 +417,7 @@ def info(device=None) -> dict:
                   "training": "a joint with a random subset of its 4 struts, ρ log-uniform in --rho-range, random "
                               "Dirichlet data (rigid + linear + Gaussian field, correlation w/2) on the outer strut "
                               "ends; --samples traces per port type",
-                  "not in this version": "design joints, strut width as a variable, 3-D, --compare-optimised"},
+                  "not in this version": "design joints, strut width as a variable, 3-D"},
         "linear_solvers": {"pcg": "torch fp64 PCG, ‖r‖ ≤ 1e-8‖f‖, CPU or CUDA", "direct": "scipy SuperLU, CPU",
                            "auto": "direct on CPU below 300k DOF, else pcg"},
         "preconditioners": {"jacobi": "diagonal", "twolevel": "Jacobi + a coarse space of every joint's rigid-body "
