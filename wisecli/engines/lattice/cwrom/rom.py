@@ -242,6 +242,7 @@ class RomAnalysis:
 
     @property
     def u(self) -> torch.Tensor:
+        """The displacement on the full mesh (recovered on first use)."""
         if self._u is None:
             self._u = self._rom.recover(self.u_red, self._E)
         return self._u
