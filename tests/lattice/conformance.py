@@ -1,7 +1,8 @@
 """Valid, fast examples of every verb of lattice, for the conformance suite (tests/suite).
 
 The lattice is a 2 × 1 cantilever written as a lattice JSON file (6 joints, 7 struts) meshed at m = 2 (about
-900 DOF), so a run of a few OC iterations takes well under a second. `--design`/`--designs` are `str` options
+900 DOF), so a run of a few OC iterations takes well under a second. `train` (the optional, patented CWROM
+component) runs at m = 3 with 20 traces per port type. `--design`/`--designs` are `str` options
 because they also take `uniform:V` and `random:N`; a path given there is read before the work starts.
 """
 
@@ -32,6 +33,7 @@ def examples(tmp: Path) -> dict[str, list[str]]:
     cpu = ["--device", "cpu"]
     return {
         "run": ["--lattice", str(lat), "--mesh", "2", "--max-iter", "3", "-o", str(tmp / "out"), *cpu],
+        "train": ["--mesh", "3", "--samples", "20", "-o", str(tmp / "out"), *cpu],
         "evaluate": ["--lattice", str(lat), "--mesh", "2", "--designs", "uniform:0.3", "--repeats", "1", *cpu],
         "demo": ["--quick", *cpu],
         "info": cpu,
@@ -45,5 +47,6 @@ def batch(tmp: Path, corrupt: int | None = None) -> list[str] | None:
 
 
 # "verb --option": which of {"0", "-1", "nan", "inf"} are VALID (--tol 0 runs max-iter iterations; seed 0)
-VALID_EDGES: dict[str, set[str]] = {"run --tol": {"0"}, "evaluate --seed": {"0"}}
+VALID_EDGES: dict[str, set[str]] = {"run --tol": {"0"}, "evaluate --seed": {"0"}, "evaluate --tol": {"0"}, "train --seed": {"0"},
+                                    "train --nu": {"0"}}
 STDIN: set[str] = set()

@@ -1,5 +1,6 @@
 """CLI contract of `wise lattice`: every §8 bad input exits 2 with one `Error:` line, a hint and empty stdout,
-before any file is written; the patent note is in `info` and only there (and in runs that would use the ROM);
+before any file is written; the patent note is in `info` and only there (and in runs that use the ROM:
+test_lattice_cwrom);
 `demo --quick --json` is ok; `run --json` parses and writes the spec's files."""
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def _bad(wise, *args, match=None):
     return err
 
 
-@pytest.mark.parametrize("verb", ["run", "evaluate", "demo", "info", "benchmark"])
+@pytest.mark.parametrize("verb", ["run", "train", "evaluate", "demo", "info", "benchmark"])
 def test_help(wise, verb):
     code, out, _ = wise("lattice", verb, "--help")
     assert code == 0 and "Usage" in out
@@ -43,7 +44,7 @@ def test_help(wise, verb):
     (["--nx", "0"], None), (["--ny", "0"], None), (["--mesh", "1"], "--mesh"),
     (["--joint-width", "0.6"], "--joint-width"), (["--joint-width", "0.3", "--mesh", "4"], "elements long"),
     (["--volume", "1.5"], "--volume"), (["--volume", "1"], "--volume"), (["--penal", "0.5"], "--penal"),
-    (["--modes", "2"], "--modes"), (["--modes", "7"], "--modes"),  # 2(m+1) = 6 at --mesh 2
+    (["--modes", "2"], "--modes"), (["--modes", "7"], "--modes"),  # 2(m−1) = 2 at --mesh 2: no ROM
     (["--solver", "cwrom"], "--rom"), (["--solver", "sc"], "--rom"),
     (["--precond", "mg"], "multigrid"), (["--design", "uniform:1.5"], "uniform"),
     (["--resume"], "-o"), (["--nx", "100000", "--ny", "100000"], "too large"),
@@ -52,11 +53,21 @@ def test_bad_run_options(wise, tmp_path, args, match):
     _bad(wise, "lattice", "run", *SMALL, *args, match=match)
 
 
-def test_rom_solver_without_the_optional_component(wise, tmp_path):
+def test_rom_solver_without_the_optional_component(wise, tmp_path, monkeypatch):
     lib = tmp_path / "lib.pt"
     lib.write_bytes(b"x")
+    monkeypatch.setattr(api, "cwrom_installed", lambda: False)  # as after removing cwrom/ (the subprocess test in
     err = _bad(wise, "lattice", "run", *SMALL, "--solver", "cwrom", "--rom", str(lib), match="not installed")
-    assert "patent" in err.lower()
+    assert "patent" in err.lower()  # test_lattice_independence blocks the import itself)
+    _bad(wise, "lattice", "train", "--mesh", "3", "-o", str(tmp_path / "t"), match="not installed")
+
+
+def test_rom_library_that_is_not_one(wise, tmp_path):
+    lib = tmp_path / "lib.pt"
+    lib.write_bytes(b"x")
+    _bad(wise, "lattice", "run", *SMALL[:4], "--mesh", "3", "--solver", "cwrom", "--rom", str(lib), match="corrupt")
+    torch.save({"format": "wisecli/1", "method": "classify", "state_dict": {}}, lib)
+    _bad(wise, "lattice", "run", *SMALL[:4], "--mesh", "3", "--solver", "sc", "--rom", str(lib), match="classify")
 
 
 def test_cuda_without_cuda_and_direct_on_gpu(wise):
@@ -136,7 +147,7 @@ def test_run_json_and_files(wise, tmp_path):
 def test_info_carries_the_patent_note(wise):
     code, out, _ = wise("lattice", "info", "--json")
     doc = json.loads(out)
-    assert code == 0 and "US11514210B2" in doc["patent_notice"] and doc["cwrom_installed"] is False
+    assert code == 0 and "US11514210B2" in doc["patent_notice"] and doc["cwrom_installed"] is True
     code, out, _ = wise("lattice", "info")
     assert code == 0 and "US11514210B2" in out.replace("\n", "")
 

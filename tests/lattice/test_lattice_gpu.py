@@ -37,3 +37,18 @@ def test_cuda_optimisation_matches_cpu():
         runs.append((rho.cpu(), hist[-1]["compliance"]))
     assert torch.allclose(runs[0][0], runs[1][0], atol=1e-5)
     assert abs(runs[0][1] - runs[1][1]) / runs[0][1] < 1e-7
+
+
+def test_cuda_rom_equals_cpu_rom():
+    """The optional CWROM on CUDA (dense Cholesky) equals the CPU one."""
+    from wisecli.engines.lattice.cwrom import library, rom
+
+    lib = library.build(m=4, pitch=1.0, joint_width=0.2, nu=0.3, modes=6, samples=50, rho_range=(0.05, 1.0), seed=0)
+    mesh = geometry.build_mesh(geometry.ground_structure(4, 2), 4)
+    rho = torch.rand(mesh.n_vars, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.9 + 0.1
+    cpu = rom.RomProblem(mesh, lib, 4, device="cpu").analyse(rho)
+    gpu = rom.RomProblem(mesh, lib, 4, device="cuda").analyse(rho)
+    assert gpu.u.device.type == "cuda" and "dense" in gpu.info.solver
+    assert abs(gpu.compliance - cpu.compliance) / cpu.compliance < 1e-10
+    assert float((gpu.dc.cpu() - cpu.dc).abs().max() / cpu.dc.abs().max()) < 1e-9
+    assert float((gpu.u.cpu() - cpu.u).norm() / cpu.u.norm()) < 1e-9

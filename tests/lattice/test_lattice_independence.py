@@ -96,8 +96,14 @@ out["run"] = api.run(nx=2, ny=1, mesh=2, max_iter=3, device="cpu", out_dir={str(
 out["analyse"] = api.run(nx=2, ny=1, mesh=2, analyse_only=True, device="cpu")["compliance"]
 out["evaluate"] = len(api.evaluate(nx=1, ny=1, mesh=2, solver="fom", designs="uniform:0.3", repeats=1, device="cpu"))
 out["info"] = api.info(device="cpu")["cwrom_installed"]
+from wisecli.cli.errors import InputError
+try:
+    api.run(nx=2, ny=1, mesh=3, solver="cwrom", rom="lib.pt", device="cpu")
+except InputError as exc:
+    out["refused"] = str(exc)
 """ + _MAIN.format(argv=["demo", "--only", "lattice", "--device", "cpu", "--json"]))
     assert res["run"] == 3 and res["analyse"] > 0 and res["evaluate"] == 1 and res["info"] is False
+    assert "not installed" in res["refused"]
     assert res["code"] in (0, None), res
 
 

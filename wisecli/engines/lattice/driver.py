@@ -141,20 +141,27 @@ def _resume_state(out: Path, mesh):
 
 
 def run(*, cfg: dict, doc: dict, design: np.ndarray | None, out: Path | None, resume: bool, analyse_only: bool,
-        plot: Path | None, device: torch.device, record, sink) -> dict:
-    """Optimise (or analyse) the lattice `doc` with the settings `cfg`; write the run folder `out` (if given)."""
+        plot: Path | None, device: torch.device, record, sink, make_problem=None) -> dict:
+    """Optimise (or analyse) the lattice `doc` with the settings `cfg`; write the run folder `out` (if given).
+    `make_problem(mesh)` replaces the full-order `topopt.Problem` (the optional ROM, built by api.py)."""
     from wisecli.runtime.device import one_cpu_thread
 
     t_start = time.perf_counter()
     mesh = geometry.build_mesh(doc, cfg["mesh"], design_joints=cfg.get("design_joints", False))
     with one_cpu_thread(device):
-        problem = topopt.Problem(mesh, device=device, penal=cfg["penal"], linear_solver=cfg["linear_solver"],
-                                 precond=cfg["precond"])
-    solver = fem.pick_solver(cfg["linear_solver"], device, mesh.n_dof)
-    if solver == "pcg":
-        solver = f"pcg ({fem.pick_precond(cfg['precond'], problem.system)})"
+        if make_problem is None:
+            problem = topopt.Problem(mesh, device=device, penal=cfg["penal"], linear_solver=cfg["linear_solver"],
+                                     precond=cfg["precond"])
+        else:
+            problem = make_problem(mesh)
+    if make_problem is None:
+        solver = fem.pick_solver(cfg["linear_solver"], device, mesh.n_dof)
+        if solver == "pcg":
+            solver = f"pcg ({fem.pick_precond(cfg['precond'], problem.system)})"
+    else:
+        solver = problem.rom.solver_name
     sink.debug(f"lattice: {mesh.meta['n_joints']} joints, {mesh.meta['n_struts']} struts, {mesh.n_el} elements, "
-              f"{mesh.n_dof} DOF; solver fom ({solver}) on {device}")
+              f"{mesh.n_dof} DOF; solver {cfg.get('solver', 'fom')} ({solver}) on {device}")
     rho0 = np.full(mesh.n_vars, cfg["volume"]) if design is None else design
     start = 0
     if out is not None and resume and not analyse_only:
@@ -196,8 +203,10 @@ def run(*, cfg: dict, doc: dict, design: np.ndarray | None, out: Path | None, re
     vol = _volume(mesh, rho_np)
     result = {"compliance": c, "volume": vol, "iterations": iters, "converged": bool(history and
               history[-1]["max_change"] < cfg["tol"]), "dofs": mesh.n_dof, "n_struts": mesh.meta["n_struts"],
-              "n_design_variables": mesh.n_vars, "solver": "fom", "linear_solver": solver,
+              "n_design_variables": mesh.n_vars, "solver": cfg.get("solver", "fom"), "linear_solver": solver,
               "seconds": time.perf_counter() - t_start}
+    if make_problem is not None:
+        result.update(dofs_rom=problem.rom.N, modes=cfg.get("modes"))
     if out is not None:
         from wisecli.runtime.io.atomic import write_json, write_text
 

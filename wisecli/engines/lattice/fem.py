@@ -234,12 +234,18 @@ def pcg(A: torch.Tensor, b: torch.Tensor, diag: torch.Tensor, x0: torch.Tensor |
 def direct(system: System, values: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float]:
     """scipy SuperLU solve on the host (minimum-degree ordering on KᵀK + K, one refinement step): (x on b's device,
     relative residual)."""
+    x, rel = splu_solve(system.scipy(values), b.cpu().numpy())
+    return torch.from_numpy(x).to(b.device), rel
+
+
+def splu_solve(K, bb: np.ndarray) -> tuple[np.ndarray, float]:
+    """SuperLU of a scipy sparse matrix (minimum-degree ordering on KᵀK + K, one refinement step): (x, relative
+    residual); a singular or non-finite solve is `WorkFailed`."""
     import warnings
 
     import scipy.sparse.linalg as spla
 
-    K = system.scipy(values).tocsc()
-    bb = b.cpu().numpy()
+    K = K.tocsc()
     with warnings.catch_warnings():
         warnings.simplefilter("error", spla.MatrixRankWarning)
         try:
@@ -251,8 +257,7 @@ def direct(system: System, values: torch.Tensor, b: torch.Tensor) -> tuple[torch
     if not np.all(np.isfinite(x)):
         raise WorkFailed("the direct solve gave non-finite displacements", hint="check the supports and loads")
     nb = np.linalg.norm(bb)
-    rel = float(np.linalg.norm(bb - K @ x) / nb) if nb > 0 else 0.0
-    return torch.from_numpy(x).to(b.device), rel
+    return x, float(np.linalg.norm(bb - K @ x) / nb) if nb > 0 else 0.0
 
 
 def pick_solver(linear_solver: str, device: torch.device, n_dof: int) -> str:
