@@ -219,6 +219,7 @@ def info(weights: Path | str | None = None) -> dict:
     from .model import WingsNet, count_parameters
     from .predict import check_weights
     from .synthetic import PRESETS
+    from .tree import PARSER_VERSION
 
     resolve(DEFAULTS["info"])  # reads --config/--set: a bad one is refused like in every verb
     doc = {
@@ -232,6 +233,11 @@ def info(weights: Path | str | None = None) -> dict:
         "phantom_presets": {k: {"size": v["size"], "spacing": v["spacing"], "min_diameter_mm": v["min_diameter_mm"]}
                             for k, v in PRESETS.items()},
         "metrics": ["td", "bd", "dsc", "precision", "fpr", "fnr", "sensitivity", "specificity", "atm_score"],
+        "tree_parse": {"version": PARSER_VERSION,
+                       "definition": "the official ATM'22 parse (ATM-22-Related-Work evaluation/tree_parse.py): "
+                                     "skeleton of the (x, y, z) array as nibabel reads it, EDT nearest-seed "
+                                     "labels, its single refinement loop; BD and TD count on its branches and "
+                                     "skeleton (evaluation_atm_22.py)"},
     }
     if weights is not None:
         ck = check_weights(weights)
@@ -258,8 +264,8 @@ def demo(quick: bool = False, device="auto", seed: int | None = None, sink=None,
 def benchmark(device="auto", quick: bool = False, *, preset: str | None = None, input: Path | str | None = None,
               weights: Path | str | None = None, repeats: int | None = None, no_train: bool = False, sink=None) -> list:
     """The spec's rows R1–R7 (§7) as `runtime.results.BenchRecord`s: WingsNet inference and end-to-end predict
-    against MONAI UNet/BasicUNet and the ATM'22 baseline, training patches/s, the tree parse against a
-    per-branch oracle. Defaults (DEFAULTS["benchmark"]): preset ct, repeats 3; `quick` is a seconds-long CPU
+    against MONAI UNet/BasicUNet and the ATM'22 baseline, training patches/s, the tree parse against the
+    official ATM'22 parse as its code runs it. Defaults (DEFAULTS["benchmark"]): preset ct, repeats 3; `quick` is a seconds-long CPU
     run on a coarse `tiny` phantom; `input` times a real CT, `weights` a trained model (random otherwise)."""
     from wisecli.runtime.device import as_device
 

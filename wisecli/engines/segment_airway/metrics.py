@@ -1,8 +1,10 @@
 """ATM'22 airway metrics (spec §5), after the challenge's evaluation (ATM-22-Related-Work
 `evaluation/evaluation_atm_22.py`, MIT), without its smoothing and rounding; all in %.
 
-P* = LCC(P) (P with `lcc=False`), G the binarised reference, G′ = fill_holes(LCC(G)), S = skeletonize(G′),
-T = the branch parse of G′ (`tree.parse_tree`):
+P* = LCC(P) (P with `lcc=False`, the as-written variant), G the binarised reference, G′ = fill_holes(LCC(G)),
+S = skeletonize(G′) and T = the branch parse of G′, both as the official `tree_parse.py` makes them
+(`tree.parse_tree`: S thinned on the (x, y, z) array nibabel reads, T the official branches; the branch count
+and every branch's BD equal the official code's, held by tests/segment_airway/test_airway_official_parse.py):
 TD = |P*∩S|/|S|; BD = mean_b 1[|P*∩S∩T_b|/|S∩T_b| ≥ 0.8]; DSC = 2|P*∩G|/(|P*|+|G|);
 precision = |P*∩G|/|P*|; FPR = |P*∖G|/|¬G|; FNR = |G∖P*|/|G|; sensitivity = 100 − FNR;
 specificity = 100 − FPR; ATM score = mean(TD, BD, DSC, precision).
