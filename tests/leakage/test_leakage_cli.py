@@ -176,3 +176,17 @@ def test_info_json_lists_defaults():
     doc = json.loads(stdout)
     assert doc["defaults"]["sketch"] == 256 and "ones-vjp" in doc["sensitivity"]
     assert "mlp" in doc["families"] and "mlp" in doc["choices"] and "missing_families" not in doc
+
+
+def test_diverged_fedavg_stops_with_exit_1_and_a_hint(tmp_path):
+    code, out, err = run_wise("leakage", "run", str(_npz(tmp_path)), *FAST, "--fl-rounds", "3", "--local-steps", "5",
+                              "--lr", "1e30", "-o", str(tmp_path / "run"))
+    assert code == 1, err
+    assert out == "" and "diverged in round" in err and "--lr" in err and "Traceback" not in err
+
+
+def test_exact_sensitivity_beyond_the_memory_limit_is_refused(tmp_path):
+    # |θ_l|·|x|·chunk floats: a 3x64x64 input into an mlp with 12288-wide first weights is far above 8 GiB
+    X = np.random.default_rng(0).uniform(0, 1, (48, 3, 64, 64)).astype(np.float32)
+    err = _bad("run", str(_npz(tmp_path, X=X)), *FAST, "--sensitivity", "exact")
+    assert "exact sensitivity needs" in err and "hutchinson" in err
