@@ -41,6 +41,8 @@ def _npz(tmp_path, name="d.npz", **over):
 
 def test_bad_data(tmp_path):
     assert "no array 's'" in _bad("run", str(_npz(tmp_path, s=None)), *FAST)
+    assert "no array 'X'" in _bad("run", str(_npz(tmp_path, "x.npz", X=None)), *FAST)
+    assert "no array 'y'" in _bad("run", str(_npz(tmp_path, "y.npz", y=None)), *FAST)
     assert "'s' has 47 values" in _bad("run", str(_npz(tmp_path, "b.npz", s=np.zeros(47, int))), *FAST)
     assert "NaN" in _bad("run", str(_npz(tmp_path, "c.npz", X=np.full((48, 6), np.nan, np.float32))), *FAST)
     assert "one class" in _bad("run", str(_npz(tmp_path, "d1.npz", s=np.zeros(48, int))), *FAST)

@@ -67,3 +67,16 @@ def test_evaluate_all_rounds_summary(tmp_path):
     code, out, err = run_wise("leakage", "evaluate", str(run), "--json")
     assert code == 0, err
     assert [s["round"] for s in json.loads(out)["summary"]] == [10]
+
+
+def test_benchmark_end_to_end_record_runs_the_protocol_through_run():
+    """The `end-to-end-shapes32` benchmark case at a CPU smoke size (the GPU preset uses PROTOCOL_SHAPES32)."""
+    from wisecli.engines.leakage import api
+    from wisecli.engines.leakage.bench import PROTOCOL_SHAPES32, end_to_end
+
+    assert PROTOCOL_SHAPES32["audit_rounds"] == "0,5,10" and PROTOCOL_SHAPES32["n_obs"] == 600
+    rec = end_to_end("cpu", api.DEFAULTS["run"], width=0.125, fl_rounds=1, local_steps=2, audit_rounds="0,1",
+                     n_obs=40, folds=2, families="linear", sketch=8, n_sens=2, probes=2)
+    d = rec.as_dict()
+    assert d["case"] == "end-to-end-shapes32" and d["ours_s"] > 0 and d["peer_s"] is None and d["speedup"] is None
+    assert 0 <= d["accuracy"] <= 1 and d["best_layer"] and "audits 0,1" in d["protocol"]

@@ -162,7 +162,8 @@ def info() -> dict:
 def benchmark(device=None, quick: bool = False, size: str | None = None) -> list:
     """Race (spec §7) in one process on one device: per-sample gradients by `vmap(grad)` vs a per-sample backward
     loop (and Opacus if installed); Hutchinson sensitivity (P = 1, 8, 32) vs the exact basis sweep (relative error
-    of the layer means) and the ones-VJP recipe (speed only, a different quantity). Defaults: device "auto",
+    of the layer means) and the ones-VJP recipe (speed only, a different quantity); without `quick`, the spec §5
+    protocol on shapes32 end to end (`run` verb's code, timed once). Defaults: device "auto",
     quick False, size "quick" ("full": 256 samples for the exact sweep). Returns `runtime.results.BenchRecords`."""
     from wisecli.cli.config import one_of
 
@@ -170,4 +171,4 @@ def benchmark(device=None, quick: bool = False, size: str | None = None) -> list
 
     v = _resolve("benchmark", {"device": device, "size": size})
     one_of("--size", v["size"], ("quick", "full"))
-    return run_bench(v["device"], quick=quick, size=v["size"])
+    return run_bench(v["device"], quick=quick, size=v["size"], run_defaults=DEFAULTS["run"])
