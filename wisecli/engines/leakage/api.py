@@ -135,7 +135,8 @@ def info() -> dict:
             "best": "per layer the family with the largest estimate among those run",
             "forest": "300 trees, min_samples_leaf 2, probabilities floored at 1e-3",
             "clients_without_ids": "samples dealt to clients within each attribute class (data.py)",
-            "fedavg": "batches with replacement from the client's samples; no momentum (train.py)",
+            "fedavg": "batches with replacement from the client's samples; no momentum; non-finite weights stop the run "
+                      "(exit 1, hint: lower --lr; shapes32 + cnn-32 needs --lr 0.05) (train.py)",
             "cpu_threads": "one torch thread on CPU (pipeline.py)",
         },
         "defaults": DEFAULTS["run"],
