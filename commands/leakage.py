@@ -83,14 +83,16 @@ def evaluate(
     reports: Annotated[list[Path], typer.Argument(help="leakage.json files (or their run folders).")],
     against: Annotated[Optional[Path], typer.Option("--against", help="Base report (default: the first).")] = None,
     metric: Annotated[Optional[Literal["vinfo", "sens", "both"]], typer.Option("--metric", help="What to compare.")] = None,
+    rounds: Annotated[Optional[Literal["last", "all"]], typer.Option("--rounds", help="Each report's last audited round, or all.")] = None,
+    summary: Annotated[bool, typer.Option("--summary", help="Table: one row per report x round (leading layers, rho).")] = False,
     resamples: Annotated[Optional[int], Count("--resamples", "Bootstrap resamples.")] = None,
     seed: o.Seed = None, json: o.Json = False,
 ) -> None:
     """Compare audits per layer (bootstrap CIs with saved features), rankings and their agreement."""
     from wisecli.engines.leakage import api
 
-    doc = api.evaluate(reports, against=against, metric=metric, resamples=resamples, seed=seed)
-    Sink(json=json).result(doc, rows=doc["rows"], title="wise leakage evaluate")
+    doc = api.evaluate(reports, against=against, metric=metric, rounds=rounds, resamples=resamples, seed=seed)
+    Sink(json=json).result(doc, rows=doc["summary"] if summary else doc["rows"], title="wise leakage evaluate")
 
 
 @app.command()

@@ -41,6 +41,8 @@ def _npz(tmp_path, name="d.npz", **over):
 
 def test_bad_data(tmp_path):
     assert "no array 's'" in _bad("run", str(_npz(tmp_path, s=None)), *FAST)
+    assert "no array 'X'" in _bad("run", str(_npz(tmp_path, "x.npz", X=None)), *FAST)
+    assert "no array 'y'" in _bad("run", str(_npz(tmp_path, "y.npz", y=None)), *FAST)
     assert "'s' has 47 values" in _bad("run", str(_npz(tmp_path, "b.npz", s=np.zeros(47, int))), *FAST)
     assert "NaN" in _bad("run", str(_npz(tmp_path, "c.npz", X=np.full((48, 6), np.nan, np.float32))), *FAST)
     assert "one class" in _bad("run", str(_npz(tmp_path, "d1.npz", s=np.zeros(48, int))), *FAST)
@@ -176,3 +178,17 @@ def test_info_json_lists_defaults():
     doc = json.loads(stdout)
     assert doc["defaults"]["sketch"] == 256 and "ones-vjp" in doc["sensitivity"]
     assert "mlp" in doc["families"] and "mlp" in doc["choices"] and "missing_families" not in doc
+
+
+def test_diverged_fedavg_stops_with_exit_1_and_a_hint(tmp_path):
+    code, out, err = run_wise("leakage", "run", str(_npz(tmp_path)), *FAST, "--fl-rounds", "3", "--local-steps", "5",
+                              "--lr", "1e30", "-o", str(tmp_path / "run"))
+    assert code == 1, err
+    assert out == "" and "diverged in round" in err and "--lr" in err and "Traceback" not in err
+
+
+def test_exact_sensitivity_beyond_the_memory_limit_is_refused(tmp_path):
+    # |θ_l|·|x|·chunk floats: a 3x64x64 input into an mlp with 12288-wide first weights is far above 8 GiB
+    X = np.random.default_rng(0).uniform(0, 1, (48, 3, 64, 64)).astype(np.float32)
+    err = _bad("run", str(_npz(tmp_path, X=X)), *FAST, "--sensitivity", "exact")
+    assert "exact sensitivity needs" in err and "hutchinson" in err

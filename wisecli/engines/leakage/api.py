@@ -32,7 +32,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "sketch": 256, "folds": 5, "sensitivity": "hutchinson", "probes": 8, "n_sens": 256, "latent_layer": None,
         "layers": "tensors", "control": True, "save_features": False, "chunk": 128, "device": "auto", "seed": 0,
     },
-    "evaluate": {"against": None, "metric": "both", "resamples": 1000, "seed": 0},
+    "evaluate": {"against": None, "metric": "both", "rounds": "last", "resamples": 1000, "seed": 0},
     "demo": {"device": "auto"},
     "info": {},
     "benchmark": {"device": "auto", "size": "quick"},
@@ -74,16 +74,19 @@ def run(data: str | Path | None = None, out_dir: str | Path | None = None, *, re
 
 
 def evaluate(reports: list[str | Path], *, against: str | Path | None = None, metric: str | None = None,
-             resamples: int | None = None, seed: int | None = None) -> dict:
+             rounds: str | None = None, resamples: int | None = None, seed: int | None = None) -> dict:
     """Compare audits (spec §3 evaluate): per layer the differences of V-information (best family of each report)
     and sensitivity against `against` (or the first report), with bootstrap CIs when both reports saved features
     ("no CI" otherwise); per report the Spearman ρ between V-information and sensitivity rankings, the argmax
-    layer of each metric and the top-3 overlap. Defaults: against None, metric "both", resamples 1000, seed 0."""
+    layer of each metric and the top-3 overlap. `rounds` "last" (each report's last audited round) or "all"
+    (every audited round). Returns {reports, rows (per layer), summary (one short row per report × round)}.
+    Defaults: against None, metric "both", rounds "last", resamples 1000, seed 0."""
     from .predict import compare
 
-    v = _resolve("evaluate", {"against": against, "metric": metric, "resamples": resamples, "seed": seed})
+    v = _resolve("evaluate", {"against": against, "metric": metric, "rounds": rounds, "resamples": resamples,
+                              "seed": seed})
     return compare([Path(r) for r in reports], None if v["against"] is None else Path(v["against"]),
-                   metric=v["metric"], resamples=int(v["resamples"]), seed=int(v["seed"]))
+                   metric=v["metric"], resamples=int(v["resamples"]), seed=int(v["seed"]), rounds=v["rounds"])
 
 
 def demo(quick: bool = False, device=None, *, sink=None, **overrides: Any):
@@ -132,10 +135,27 @@ def info() -> dict:
             "best": "per layer the family with the largest estimate among those run",
             "forest": "300 trees, min_samples_leaf 2, probabilities floored at 1e-3",
             "clients_without_ids": "samples dealt to clients within each attribute class (data.py)",
-            "fedavg": "batches with replacement from the client's samples; no momentum (train.py)",
+            "fedavg": "batches with replacement from the client's samples; no momentum; non-finite weights stop the run "
+                      "(exit 1, hint: lower --lr; shapes32 + cnn-32 needs --lr 0.05) (train.py)",
             "cpu_threads": "one torch thread on CPU (pipeline.py)",
         },
         "defaults": DEFAULTS["run"],
+        "verb_defaults": {verb: dict(d) for verb, d in DEFAULTS.items() if d},
+        "reads": [".npz X (N, C, H, W) or (N, F), y, s [, client]", "CSV path,label,attribute[,client] + images",
+                  "--dataset digits|shapes32 (built in, nothing downloaded)",
+                  "--model-factory pkg.mod:fn + a state dict (--weights)", "classify checkpoints (--weights)",
+                  "evaluate: leakage.json reports (+ features/round_<r>.npz for CIs)"],
+        "writes": ["leakage.json", "leakage.jsonl (round x layer x family, appended per round)", "leakage.png",
+                   "run.json", "fedavg/round_<r>.pt (--resume)", "features/round_<r>.npz (--save-features)"],
+        "capabilities": {
+            "observe": ["grad", "update"], "property_level": ["client", "sample"], "layers": ["tensors", "modules"],
+            "families": list(FAMILIES) + ["best"], "sensitivity": ["hutchinson", "exact", "ones-vjp (comparison only)"],
+            "latent_layer": True, "control": "permutation of the attribute across clients",
+            "fedavg": True, "resume": "FedAvg restarts at the next round", "per_sample_gradients": "torch.func vmap(grad)",
+            "evaluate": ["bootstrap CIs of differences (saved features)", "Spearman rho V-information vs S_s",
+                         "argmax layer per metric", "top-3 overlap", "--rounds all", "--summary"],
+            "devices": ["cpu", "cuda"],
+        },
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
     }
 
@@ -143,7 +163,8 @@ def info() -> dict:
 def benchmark(device=None, quick: bool = False, size: str | None = None) -> list:
     """Race (spec §7) in one process on one device: per-sample gradients by `vmap(grad)` vs a per-sample backward
     loop (and Opacus if installed); Hutchinson sensitivity (P = 1, 8, 32) vs the exact basis sweep (relative error
-    of the layer means) and the ones-VJP recipe (speed only, a different quantity). Defaults: device "auto",
+    of the layer means) and the ones-VJP recipe (speed only, a different quantity); without `quick`, the spec §5
+    protocol on shapes32 end to end (`run` verb's code, timed once). Defaults: device "auto",
     quick False, size "quick" ("full": 256 samples for the exact sweep). Returns `runtime.results.BenchRecords`."""
     from wisecli.cli.config import one_of
 
@@ -151,4 +172,4 @@ def benchmark(device=None, quick: bool = False, size: str | None = None) -> list
 
     v = _resolve("benchmark", {"device": device, "size": size})
     one_of("--size", v["size"], ("quick", "full"))
-    return run_bench(v["device"], quick=quick, size=v["size"])
+    return run_bench(v["device"], quick=quick, size=v["size"], run_defaults=DEFAULTS["run"])

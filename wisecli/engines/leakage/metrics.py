@@ -484,3 +484,36 @@ def spearman(a, b) -> float | None:
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
     return float(np.corrcoef(_ranks(a), _ranks(b))[0, 1])
+
+
+def rank_layers(records: list[dict]) -> dict:
+    """Across the layers of ONE audited round (spec §5): per layer the V-information of its best family (the
+    largest estimate among the families run; `best` records are skipped, they repeat one of them) and the
+    attribute-directed sensitivity S_s (`sens_attr_per_param`). Returns {round, n_layers, vinfo_argmax,
+    vinfo_bits, vinfo_ci95, vinfo_family, control_max_abs, and when every layer has S_s: sens_argmax,
+    sens_attr_per_param, spearman (V-information vs S_s ranks, None with < 3 layers or a constant side),
+    top3_overlap}; {} without records."""
+    per: dict[str, dict] = {}
+    for r in records:
+        if r["family"] == "best" or r.get("vinfo_bits") is None or not np.isfinite(r["vinfo_bits"]):
+            continue  # a non-finite estimate (written as null) ranks nowhere
+        cur = per.get(r["layer"])
+        if cur is None or r["vinfo_bits"] > cur["vinfo_bits"]:
+            per[r["layer"]] = r
+    if not per:
+        return {}
+    names = list(per)
+    v = [per[n]["vinfo_bits"] for n in names]
+    s = [per[n].get("sens_attr_per_param") for n in names]
+    top = per[names[int(np.argmax(v))]]
+    ctl = [abs(r["control_bits"]) for r in records if r["family"] != "best" and r.get("control_bits") is not None
+           and np.isfinite(r["control_bits"])]
+    out = {"round": int(top["round"]), "n_layers": len(names), "vinfo_argmax": top["layer"],
+           "vinfo_bits": top["vinfo_bits"], "vinfo_ci95": top.get("ci95"), "vinfo_family": top["family"],
+           "control_max_abs": max(ctl) if ctl else None}
+    if all(x is not None and np.isfinite(x) for x in s):
+        i = int(np.argmax(s))
+        out.update(sens_argmax=names[i], sens_attr_per_param=s[i], spearman=spearman(v, s),
+                   top3_overlap=len({names[j] for j in np.argsort(v)[::-1][:3]}
+                                    & {names[j] for j in np.argsort(s)[::-1][:3]}))
+    return out

@@ -5,7 +5,9 @@ checkpoint per round (`fedavg/round_<r>.pt`, `--resume` restarts at the next rou
 
 Choices [reconstructed]: without `-o` nothing is written (no checkpoints, so no `--resume`) except `--plot`;
 `audit_rounds` defaults to the last round (0 without FedAvg: the given or freshly initialised weights);
-round 0 is the initial model. A CPU run is one torch thread (`runtime.device.one_cpu_thread`: the batched
+round 0 is the initial model. The report's `rankings` hold, per audited round, `metrics.rank_layers` (the best
+family's V-information per layer against the attribute-directed sensitivity S_s: Spearman ρ, the argmax layer of
+each metric, top-3 overlap; spec §5); `ranking` is the last round's. A CPU run is one torch thread (`runtime.device.one_cpu_thread`: the batched
 small problems lose 5–30× to thread hand-offs on shared cores).
 """
 
@@ -216,7 +218,7 @@ def run(source, out_dir: Path | None, cfg: dict, *, device, resume: bool = False
             acc, acc_on = accuracy(model, params, Xd, yd), "train"
     records = old_records + [rec for r in sorted(results) for rec in results[r]["records"]]
     last = max(r["round"] for r in records)
-    main = [r for r in records if r["round"] == last and r["family"] == ("best" if cfg["_best"] else cfg["_fams"][0])]
+    rankings = _rankings(records)
     fam_for_best = [r for r in records if r["round"] == last and r["family"] != "best"]
     top = max(fam_for_best, key=lambda r: r["vinfo_bits"])
     ctl = [abs(r["control_bits"]) for r in fam_for_best if r.get("control_bits") is not None]
@@ -225,7 +227,7 @@ def run(source, out_dir: Path | None, cfg: dict, *, device, resume: bool = False
            "accuracy_on": acc_on, "best_layer": top["layer"], "best_family": top["family"], "best_bits": top["vinfo_bits"],
            "best_ci95": top["ci95"], "control_max_abs": max(ctl) if ctl else None, "n_clients": data.n_clients,
            "clients_dealt": data.dealt, "attribute_values": data.attr_values,
-           "ranking": _ranking(main), "config": cfg_rec, "records": records,
+           "ranking": rankings[last], "rankings": list(rankings.values()), "config": cfg_rec, "records": records,
            "seconds": time.perf_counter() - t0}
     if out_dir is not None:
         write_json(out_dir / "leakage.json", doc)
@@ -243,20 +245,12 @@ def run(source, out_dir: Path | None, cfg: dict, *, device, resume: bool = False
     return doc
 
 
-def _ranking(recs: list[dict]) -> dict:
-    """Across layers: Spearman ρ between V-information and S_s (attribute-directed sensitivity), argmax layers,
-    top-3 overlap."""
-    from .metrics import spearman
+def _rankings(records: list[dict]) -> dict[int, dict]:
+    """Per audited round: `metrics.rank_layers` (best family per layer vs S_s: Spearman ρ, argmax layers, top-3
+    overlap), keyed by round."""
+    from .metrics import rank_layers
 
-    if not recs:
-        return {}
-    v = [r["vinfo_bits"] for r in recs]
-    s = [r.get("sens_attr_per_param") for r in recs]
-    out = {"vinfo_argmax": recs[int(np.argmax(v))]["layer"]}
-    if all(x is not None for x in s):
-        out["sens_argmax"] = recs[int(np.argmax(s))]["layer"]
-        out["spearman_vinfo_sens"] = spearman(v, s)
-        tv = {recs[i]["layer"] for i in np.argsort(v)[::-1][:3]}
-        ts = {recs[i]["layer"] for i in np.argsort(s)[::-1][:3]}
-        out["top3_overlap"] = len(tv & ts)
+    out = {}
+    for r in sorted({int(rec["round"]) for rec in records}):
+        out[r] = rank_layers([rec for rec in records if int(rec["round"]) == r])
     return out
