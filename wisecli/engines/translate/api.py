@@ -187,7 +187,7 @@ def study(out_dir: str | Path | None = None, *, grid: str | None = None, profile
     OUT/data/*, OUT/runs/<setting>-s<seed>/ (run folders + test.hyp), results.jsonl (one line per finished run;
     a rerun skips them and resumes an unfinished run), summary.json and summary.md.
 
-    Defaults: grid "all", profile "quick" (CPU-sized: micro on 6,000 synthetic pairs, 600 updates) or "paper"
+    Defaults: grid "all", profile "quick" (CPU-sized: micro on 4,000 synthetic pairs, 400 updates) or "paper"
     (GPU: iwslt on gettext en→de, 4,000 updates), seeds 2, steps None (the profile's), encoding "utf-8", device
     "auto". Data: `src`/`tgt`, `tsv`, `gettext` LANG or `synthetic` N instead of the profile's. Returns the
     summary {rows, table, claim, anchor, data, ...} (see study.py)."""
@@ -231,7 +231,10 @@ def info(weights: str | Path | None = None) -> dict:
            "reads": ["line-aligned text (.gz)", "TSV", "gettext .mo/.po catalogs", "stdin lines ('-')"],
            "writes": ["run folder (config.json, metrics.jsonl, checkpoints/*.pt, run.json)", "<stem>.<tgt> files"],
            "capabilities": {"tokenizers": ["bpe"], "tokenize": ["13a", "intl", "none", "zh*", "ja-mecab*"],
-                            "beam_search": "batched, KV cache", "ddp": "torchrun", "bootstrap": True},
+                            "beam_search": "batched, KV cache", "ddp": "torchrun", "bootstrap": True,
+                            "study": {"grids": ["all", "claim", "alpha", "ablation"], "profiles": ["quick", "paper"],
+                                      "settings": ["baseline", "multi-view", "alpha-0.5", "alpha-2", "no-kl",
+                                                   "no-aux-ce"], "resumable": True}},
            "extras": {"sacrebleu": find_spec("sacrebleu") is not None,
                       "sentencepiece": find_spec("sentencepiece") is not None},
            "gettext_languages": languages()}
