@@ -227,7 +227,7 @@ def info(weights: str | Path | None = None) -> dict:
     doc = {"method": METHOD,
            "paper": "Wang, Li, Zhang, Xiao, Zhu: Layer-Wise Multi-View Learning for Neural Machine Translation, "
                     "COLING 2020 (arXiv 2011.01482)",
-           "presets": PRESETS, "defaults": {k: DEFAULTS[k] for k in ("train", "predict", "evaluate")},
+           "presets": PRESETS, "defaults": {k: DEFAULTS[k] for k in ("train", "predict", "evaluate", "study")},
            "reads": ["line-aligned text (.gz)", "TSV", "gettext .mo/.po catalogs", "stdin lines ('-')"],
            "writes": ["run folder (config.json, metrics.jsonl, checkpoints/*.pt, run.json)", "<stem>.<tgt> files"],
            "capabilities": {"tokenizers": ["bpe"], "tokenize": ["13a", "intl", "none", "zh*", "ja-mecab*"],
