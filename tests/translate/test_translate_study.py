@@ -43,7 +43,7 @@ def test_splits_are_disjoint_hash_bands():
 
 def test_tiny_study_writes_resumes_and_refuses(wise, tmp_path):
     out = tmp_path / "st"
-    args = ["translate", "study", "-o", str(out), "--synthetic", "150", "--steps", "2", "--seeds", "1",
+    args = ["translate", "study", "-o", str(out), "--synthetic", "100", "--steps", "2", "--seeds", "1",
             "--grid", "claim", *CPU]
     code, stdout, err = wise(*args, "--json")
     assert code == 0, err
