@@ -164,6 +164,26 @@ def evaluate(
 
 
 @app.command()
+def study(
+    out_dir: o.OutDir = None,
+    grid: Annotated[Optional[Literal["all", "claim", "alpha", "ablation"]],
+                    _opt("--grid", "claim: baseline vs multi-view; alpha: the α sweep; ablation: no KL / no aux CE.")] = None,
+    profile: Annotated[Optional[Literal["quick", "paper"]], _opt("--profile", "quick (CPU, micro) or paper (GPU, iwslt).")] = None,
+    seeds: Annotated[Optional[int], _opt("--seeds", "Seeds 1..N of the claim settings.", o.at_least_one)] = None,
+    steps: Annotated[Optional[int], _opt("--steps", "Updates per run (default: the profile's).", o.at_least_one)] = None,
+    src: Src = None, tgt: Tgt = None, tsv: Tsv = None, gettext: Gettext = None, synthetic: Synthetic = 0,
+    encoding: Encoding = None, device: o.Device = None, json: o.Json = False,
+) -> None:
+    """Rerun the paper's grid: baseline vs multi-view over seeds, α sweep, ablations (results.jsonl, summary.md)."""
+    from wisecli.engines.translate import api
+
+    sink = Sink(json=json)
+    doc = api.study(out_dir, grid=grid, profile=profile, seeds=seeds, steps=steps, src=src, tgt=tgt, tsv=tsv,
+                    gettext=gettext, synthetic=synthetic, encoding=encoding, device=device, sink=sink)
+    sink.result(doc, rows=doc["table"], title="wise translate study")
+
+
+@app.command()
 def demo(
     quick: o.Quick = False, device: o.Device = None,
     budget: Annotated[Optional[float], _opt("--budget", "CPU training seconds.", o.positive)] = None,

@@ -25,6 +25,7 @@ METHOD_VERBS = {
     "fas": ("simulate",),
     "reid": ("query",),
     "classify": ("study",),
+    "translate": ("study",),
     "code-search": ("query",),
 }
 

@@ -20,6 +20,7 @@ VALID_EDGES: dict[str, set[str]] = {
     "train --tgt-col": {"0"},
     "train --seed": {"0"},
     "train --synthetic": {"0"},         # 0: no synthetic pairs
+    "study --synthetic": {"0"},         # 0: the profile's data
     "evaluate --bootstrap": {"0"},      # 0: no bootstrap
     "evaluate --chrf-word-order": {"0"},  # 0: chrF (2: chrF++)
 }
@@ -78,6 +79,8 @@ def examples(tmp: Path) -> dict[str, list[str]]:
                   "--max-tokens", "256", "--no-progress", *cpu],
         "predict": [str(few), "--weights", str(ckpt), "--beam", "2", *cpu],
         "evaluate": ["--weights", str(ckpt), "--src", str(few), "--ref", str(few_ref), "--beam", "2", *cpu],
+        "study": ["-o", str(tmp / "out"), "--synthetic", "100", "--steps", "1", "--seeds", "1", "--grid", "claim",
+                  *cpu],
         "demo": ["--quick", *cpu],
         "info": [],
         "benchmark": ["--quick", *cpu],

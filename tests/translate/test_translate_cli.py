@@ -41,12 +41,17 @@ def run(files):
     from conftest import run_wise
 
     tmp, src, tgt, _ = files
+    vs, vt = tmp / "valid.en", tmp / "valid.xx"  # an explicit validation set (no hash split taken)
+    vs.write_text("the dog sees a cat\nthe old king reads 3 books\n", encoding="utf-8")
+    vt.write_text("lo dug sees una cat\nlo old king reads 3 books\n", encoding="utf-8")
     code, out, err = run_wise("translate", "train", "-o", str(tmp / "run"), "--src", str(src), "--tgt", str(tgt),
-                              *TRAIN, "--average-last", "1", "--json")
+                              "--valid-src", str(vs), "--valid-tgt", str(vt), *TRAIN, "--average-last", "1", "--json")
     assert code == 0, err
     doc = json.loads(out)
     assert doc["steps"] == 2 and Path(doc["run_dir"]).is_dir()
     assert (tmp / "run" / "checkpoints" / "avg.pt").is_file() and (tmp / "run" / "run.json").is_file()
+    data = json.loads((tmp / "run" / "run.json").read_text())["data"]
+    assert data["valid_pairs"] == 2 and data["train_pairs"] == 40
     return tmp / "run"
 
 

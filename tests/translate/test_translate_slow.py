@@ -8,12 +8,21 @@
   baseline's keys and shapes.
 
 Batches: 1,024 tokens for the learning gate, 512 for the multi-view gate (the spec leaves the size open).
-FINDING (not loosened): the α = β = 0 half does not separate at this size. Measured (512-token batches): α = β = 1
-gives aux/primary 0.472/0.473 (1.00×, passes); α = β = 0 gives 0.401/0.459 (0.87×; with 1,024-token batches
-0.452/0.555, 0.81×), and the gate wants ≤ 0.5×. The shared decoder is a
-strong language model of the synthetic grammar (articles, suffixes and word order are predictable without the
-source), so even an untrained cross-attention leaves the auxiliary path at 0.8× teacher-forced accuracy. That
-half is an `xfail(run=False)` test below, kept at its threshold; `pytest --runxfail` reruns it.
+Vocabulary: 500 BPE ids for the learning gate; 2,000 for the multi-view gate, which on these pairs gives whole
+words (1,730 ids, 1.00 tokens per word) — the spec leaves the vocabulary open, and the thresholds are the spec's.
+
+Why word tokens (FINDING, measured on this machine with a script of the same seed, data, lr 3e-3, warm-up 30 and
+512-token batches, evaluated every 100 updates; the test's 10-update loader intervals shuffle the buckets
+differently, so its own values differ a little and show in the assertion messages when a gate fails):
+with 500 ids a target word is 2.8 BPE pieces, and the pieces after a word's first are predictable from the target
+prefix alone. With α = β = 0 the auxiliary cross-attention never gets a gradient (it stays at its random init), so
+the auxiliary path is a source-blind language model of the shared decoder: 0.16, 0.33, 0.41, 0.44, 0.46, 0.47,
+0.48 token accuracy after 100…900 updates, while the primary reaches 0.20, 0.36, 0.46, 0.55, 0.62, 0.67, 0.76 —
+ratios 0.83, 0.94, 0.87, 0.80, 0.72, 0.69, 0.63. The gate's 0.5× then needs a primary above 0.96 (thousands of
+updates, far over the test budget): at 300 updates the half did not separate (0.87×; it was an xfail). With
+whole-word tokens the language model alone predicts little (the next word is the source's content), so the same
+measure separates at the spec's 300 updates: α = β = 0 gives primary/aux 0.479/0.138 (0.29×, 0.19× at 400),
+and α = β = 1 gives 0.483/0.464 (0.96×). Both halves pass in this test (2026-12-06, loaded 2-core machine).
 """
 
 from __future__ import annotations
@@ -33,14 +42,23 @@ pytestmark = pytest.mark.slow
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def data():
+def _data(vocab: int):
     s, t = pairs(2300, seed=1)
     ts, tt, vs, vt = hash_split(s, t, percent=10)
-    tok = learn_bpe(ts + tt, 500)
+    tok = learn_bpe(ts + tt, vocab)
     train, _ = encode_pairs(tok, ts[:2000], tt[:2000], 256)
     valid, _ = encode_pairs(tok, vs, vt, 256)
     return tok, train, valid
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _data(500)
+
+
+@pytest.fixture(scope="module")
+def words():
+    return _data(2000)
 
 
 def _train(data, steps, max_tokens, **kw):
@@ -57,9 +75,10 @@ def test_learning_gate(data):
     assert hist[-1]["train_loss"] <= 0.5 * hist[0]["train_loss"], [round(h["train_loss"], 2) for h in hist]
 
 
-def test_multi_view_mechanism_gate(data):
-    _, _, valid = data
-    model, mc, _, _ = _train(data, 300, 512)
+def test_multi_view_mechanism_gate(words):
+    tok, _, valid = words
+    assert tok.vocab_size < 2000  # the merges ran out: every word of the grammar is one id
+    model, mc, _, _ = _train(words, 300, 512)
     with one_cpu_thread(CPU):
         primary, aux = token_accuracy(model, valid, CPU)
     assert aux >= 0.8 * primary, (primary, aux)
@@ -68,12 +87,9 @@ def test_multi_view_mechanism_gate(data):
     assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in base.items()}
 
 
-@pytest.mark.xfail(run=False, reason="finding: at micro/300 updates the aux path of an α=β=0 model still reaches "
-                   "0.87x the primary's token accuracy (a source-blind LM of the synthetic grammar); gate wants <= 0.5x; "
-                   "not run in CI (a known miss): `pytest --runxfail` reruns it")
-def test_multi_view_gate_without_the_method_leaves_the_aux_view_undecodable(data):
-    _, _, valid = data
-    off, _, _, _ = _train(data, 300, 512, kl_alpha=0.0, aux_weight=0.0)
+def test_multi_view_gate_without_the_method_leaves_the_aux_view_undecodable(words):
+    _, _, valid = words
+    off, _, _, _ = _train(words, 300, 512, kl_alpha=0.0, aux_weight=0.0)
     with one_cpu_thread(CPU):
         primary0, aux0 = token_accuracy(off, valid, CPU)
     assert aux0 <= 0.5 * primary0, (primary0, aux0)

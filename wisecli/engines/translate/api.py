@@ -1,5 +1,5 @@
-"""The Python API of `wise translate` (the command calls only these): train, predict, evaluate, demo, info,
-benchmark, and the `DEFAULTS` of every verb. Layer-wise multi-view NMT (Wang et al., COLING 2020): an
+"""The Python API of `wise translate` (the command calls only these): train, predict, evaluate, study, demo,
+info, benchmark, and the `DEFAULTS` of every verb. Layer-wise multi-view NMT (Wang et al., COLING 2020): an
 intermediate encoder layer is a second view of the source, decoded by a partially shared decoder and tied to
 the primary view by a KL term; inference keeps the primary path only (the baseline's graph). `views=1` is the
 plain Transformer baseline.
@@ -39,6 +39,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "predict": {"view": "primary", "nbest": 1, **_DECODE, **_RUN},
     "evaluate": {"tokenize": "13a", "lowercase": False, "chrf_word_order": 0, "backend": "auto",
                  "compound_split": False, "bootstrap": 1000, **_DECODE, **_RUN},
+    "study": {"grid": "all", "profile": "quick", "seeds": 2, "steps": None, "encoding": "utf-8", "device": "auto"},
     "demo": {"device": "auto", "budget": 45.0, "compare": False},
     "info": {},
     "benchmark": {"device": "auto", "arch": "base", "steps": 50},
@@ -47,11 +48,13 @@ _CHOICES = {"arch": ("micro", "tiny", "iwslt", "base", "big", "deep"), "share": 
             "aux_norm": ("shared", "own", "none"), "norm": ("pre", "post"),
             "kl_mode": ("sym", "sym-detach", "primary-teacher"), "tokenizer": ("bpe", "sentencepiece"),
             "placeholders": ("drop", "mask"), "view": ("primary", "aux"), "backend": ("auto", "sacrebleu", "builtin"),
-            "tokenize": ("13a", "intl", "none", "zh", "ja-mecab"), "chrf_word_order": (0, 2)}
+            "tokenize": ("13a", "intl", "none", "zh", "ja-mecab"), "chrf_word_order": (0, 2),
+            "grid": ("all", "claim", "alpha", "ablation"), "profile": ("quick", "paper")}
 _POSITIVE = ("max_tokens", "max_steps", "lr", "warmup", "eval_every", "max_len", "valid_beam", "valid_max",
-             "vocab_size", "beam", "lenpen", "batch_tokens", "nbest", "budget", "steps", "views", "aux_layer")
+             "vocab_size", "beam", "lenpen", "batch_tokens", "nbest", "budget", "steps", "views", "aux_layer",
+             "seeds")
 _CAPS = {"max_len": 8192, "beam": 256, "valid_beam": 256, "nbest": 256, "max_tokens": 2**24, "vocab_size": 10**6,
-         "views": 2, "budget": 86400.0, "batch_tokens": 2**26}
+         "views": 2, "budget": 86400.0, "batch_tokens": 2**26, "seeds": 100, "steps": 10**7}
 _NOT_NEGATIVE = ("kl_alpha", "aux_weight", "label_smoothing", "average_last", "src_col", "tgt_col", "seed",
                  "bootstrap", "warmup")
 
@@ -173,6 +176,32 @@ def evaluate(*, hyp: list | None = None, ref: list | None = None, weights: str |
                         device=v["device"], amp=v["amp"], sink=sink)
 
 
+def study(out_dir: str | Path | None = None, *, grid: str | None = None, profile: str | None = None,
+          seeds: int | None = None, steps: int | None = None, src: list | None = None, tgt: list | None = None,
+          tsv: list | None = None, gettext: str | None = None, synthetic: int = 0, encoding: str | None = None,
+          device=None, sink=None) -> dict:
+    """Rerun the paper's experiment grid (spec §5 protocol, §9 paper claim) into `out_dir`: the 1-view baseline
+    against multi-view (α = β = 1) on seeds 1..`seeds`, the α ∈ {0.5, 2} sweep and the no-KL / no-aux-CE
+    ablations at seed 1 (`grid` all|claim|alpha|ablation), each trained with the same data, tokenizer, preset and
+    step budget, selected by validation BLEU and decoded once (beam 5) on a 5 % hash test split. Writes
+    OUT/data/*, OUT/runs/<setting>-s<seed>/ (run folders + test.hyp), results.jsonl (one line per finished run;
+    a rerun skips them and resumes an unfinished run), summary.json and summary.md.
+
+    Defaults: grid "all", profile "quick" (CPU-sized: micro on 4,000 synthetic pairs, 400 updates) or "paper"
+    (GPU: iwslt on gettext en→de, 4,000 updates), seeds 2, steps None (the profile's), encoding "utf-8", device
+    "auto". Data: `src`/`tgt`, `tsv`, `gettext` LANG or `synthetic` N instead of the profile's. Returns the
+    summary {rows, table, claim, anchor, data, ...} (see study.py)."""
+    from .study import run_study
+
+    v, _ = _resolve("study", {"grid": grid, "profile": profile, "seeds": seeds, "steps": steps, "encoding": encoding,
+                              "device": device})
+    data = {"src": src, "tgt": tgt, "tsv": tsv, "gettext": gettext or None, "synthetic": int(synthetic),
+            "encoding": v["encoding"], "seed": 1}
+    return run_study(None if out_dir is None else Path(out_dir), grid=v["grid"], profile=v["profile"],
+                     seeds=int(v["seeds"]), steps=None if v["steps"] is None else int(v["steps"]), data=data,
+                     device=v["device"], train_defaults=DEFAULTS["train"], sink=sink)
+
+
 def demo(quick: bool = False, device=None, *, budget: float | None = None, compare: bool | None = None, sink=None):
     """Train the `tiny` multi-view model on the machine's gettext en→de pairs (else fr, es, else synthetic) for
     `budget` seconds on CPU (3,000 steps on CUDA), then BLEU/chrF (beam 4) on 500 held-out pairs beside
@@ -198,11 +227,14 @@ def info(weights: str | Path | None = None) -> dict:
     doc = {"method": METHOD,
            "paper": "Wang, Li, Zhang, Xiao, Zhu: Layer-Wise Multi-View Learning for Neural Machine Translation, "
                     "COLING 2020 (arXiv 2011.01482)",
-           "presets": PRESETS, "defaults": {k: DEFAULTS[k] for k in ("train", "predict", "evaluate")},
+           "presets": PRESETS, "defaults": {k: DEFAULTS[k] for k in ("train", "predict", "evaluate", "study")},
            "reads": ["line-aligned text (.gz)", "TSV", "gettext .mo/.po catalogs", "stdin lines ('-')"],
            "writes": ["run folder (config.json, metrics.jsonl, checkpoints/*.pt, run.json)", "<stem>.<tgt> files"],
            "capabilities": {"tokenizers": ["bpe"], "tokenize": ["13a", "intl", "none", "zh*", "ja-mecab*"],
-                            "beam_search": "batched, KV cache", "ddp": "torchrun", "bootstrap": True},
+                            "beam_search": "batched, KV cache", "ddp": "torchrun", "bootstrap": True,
+                            "study": {"grids": ["all", "claim", "alpha", "ablation"], "profiles": ["quick", "paper"],
+                                      "settings": ["baseline", "multi-view", "alpha-0.5", "alpha-2", "no-kl",
+                                                   "no-aux-ce"], "resumable": True}},
            "extras": {"sacrebleu": find_spec("sacrebleu") is not None,
                       "sentencepiece": find_spec("sentencepiece") is not None},
            "gettext_languages": languages()}

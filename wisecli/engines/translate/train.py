@@ -125,11 +125,13 @@ def validation(model_cfg: dict, tok, valid_pairs, valid_src, valid_tgt, cfg: dic
 
 def prepare(cfg: dict, data: dict, *, resume_doc: dict | None = None, sink=None) -> dict:
     """Read the pairs, split, learn (or reuse) the tokenizer, encode. Returns everything `fit` needs."""
+    data = dict(data)
+    valid = data.pop("valid", None)
     S, T, rec = read_pairs(**data)
     if not S:
         raise InputError("no training pairs", hint="give --src/--tgt, --tsv or --gettext")
-    if data.get("valid"):
-        VS, VT, _ = read_pairs(**data["valid"])
+    if valid:
+        VS, VT, _ = read_pairs(**valid)
         TS, TT = S, T
     else:
         TS, TT, VS, VT = hash_split(S, T)
