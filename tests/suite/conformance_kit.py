@@ -296,25 +296,41 @@ def run_in(cwd: Path, method: str, argv: list[str], *, input: str | None = None,
     gives exit TIMEOUT_CODE (a value the suite never accepts where it expects a failure before work)."""
     import signal
 
-    def _alarm(signum, frame):
-        raise RunTimeout()
+    state = {"armed": True, "fired": False}
 
+    def _alarm(signum, frame):
+        state["fired"] = True
+        if state["armed"]:
+            raise RunTimeout()
+
+    def _disarm():
+        state["armed"] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    stopped = (TIMEOUT_CODE, "", f"(the suite stopped the run after {timeout:g} s)")
     old_dir = os.getcwd()
     old_handler = signal.signal(signal.SIGALRM, _alarm)
     os.chdir(cwd)
-    # repeating: an alarm raised inside a callback that swallows exceptions (a gc callback) fires again
+    # repeating: an alarm raised inside a callback that swallows exceptions (a gc callback) fires again; so the
+    # cleanup disarms first, and a run that swallowed a timeout still reports one
     signal.setitimer(signal.ITIMER_REAL, timeout, 0.25)
     try:
-        return run_wise(method, *map(str, argv), input=input)
+        try:
+            result = run_wise(method, *map(str, argv), input=input)
+        finally:
+            _disarm()
+        return stopped if state["fired"] else result
     except RunTimeout:
-        return TIMEOUT_CODE, "", f"(the suite stopped the run after {timeout:g} s)"
+        return stopped
     except Exception as exc:  # main() let it through: the installed script would print a traceback, exit 1
         import traceback
 
+        if state["fired"]:
+            return stopped
         tb = traceback.format_exception(exc)
         return 1, "", "".join(tb[:1] + tb[-3:])
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        _disarm()
         signal.signal(signal.SIGALRM, old_handler)
         os.chdir(old_dir)
 
