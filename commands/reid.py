@@ -190,7 +190,7 @@ def query_cmd(
 
 @app.command()
 def demo(quick: o.Quick = False, device: o.Device = None, json: o.Json = False) -> None:
-    """Synthetic vehicles: train VCAM and its --no-vcam baseline, compare them (SYNTHETIC, NOT A BENCHMARK)."""
+    """Synthetic vehicles: train VCAM and its --no-vcam baseline, compare them (SYNTHETIC, NOT A BENCHMARK); --quick evaluates the shipped pair."""
     from wisecli.engines.reid import api
 
     sink = Sink(json=json)
