@@ -57,15 +57,16 @@ def test_benchmark_quick_preset():
 @pytest.mark.slow
 def test_recipe_retrains_the_shipped_weights():
     """Issue 13 point 9: retraining from `RECIPE` with the method's own `train` gives the shipped models. Each
-    (mode, seed) model trains on its own, so seed 0 of both modes is retrained here (about 20 CPU-s; the whole
-    recipe takes about 65) and scored beside the shipped pair: the test ACERs must agree within one test
-    presentation (1/15 of an ACER: a different CPU or BLAS may flip a near-tie sample)."""
+    (mode, seed) model trains on its own, so one of them, pyramid seed 0, is retrained here (about 10 CPU-s; the
+    whole recipe takes about 65, over the suite's budget for one method) and scored beside the shipped one: the
+    test ACERs must agree within 1/15 (a different CPU or BLAS may flip near-tie samples; on the machine that made
+    the file they are equal)."""
     import tempfile
     from pathlib import Path
 
     from wisecli.engines.fas import demo as D
 
-    keys = ("pyramid-s0", "binary-mask-s0")
+    keys = ("pyramid-s0",)
     shipped = D.load_demo_models()
     assert shipped is not None and set(keys) <= set(shipped)
     with tempfile.TemporaryDirectory() as tmp:
