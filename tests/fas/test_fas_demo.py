@@ -65,13 +65,14 @@ def test_recipe_retrains_the_shipped_weights():
     from pathlib import Path
 
     from wisecli.engines.fas import demo as D
+    from wisecli.engines.fas.api import DEFAULTS
 
     keys = ("pyramid-s0",)
     shipped = D.load_demo_models()
     assert shipped is not None and set(keys) <= set(shipped)
     with tempfile.TemporaryDirectory() as tmp:
         splits, _ = D._simulated(Path(tmp))
-        retrained = D._score_models(D.recipe_models(keys=keys), splits, Path(tmp), "cpu")
+        retrained = D._score_models(D.recipe_models(DEFAULTS["train"], keys=keys), splits, Path(tmp), "cpu")
         ship = D._score_models({k: shipped[k] for k in keys}, splits, Path(tmp), "cpu")
     for r, s in zip(retrained, ship):
         assert (r["mode"], r["seed"]) == (s["mode"], s["seed"])

@@ -227,3 +227,9 @@ def benchmark(device="auto", quick: bool | None = None, *, iters=None, compile: 
     q = (dev.type != "cuda") if quick is None else quick
     return bench.run(DEFAULTS["train"], device=dev, quick=q, iters=v["iters"], compile=compile, amp=amp,
                      e2e=bool(v["e2e"]))
+
+
+if __name__ == "__main__":  # python -m wisecli.engines.fas.api: regenerate the shipped demo weights (demo.RECIPE)
+    from wisecli.engines.fas import demo as _demo
+
+    print(_demo.write_demo_weights(DEFAULTS["train"]))

@@ -11,7 +11,7 @@ exception, issue 13 point 9), pyramid and binary-mask models trained by this mod
 quick demo scores the shipped six on the held-out test faces (threshold: each model's dev EER threshold) and
 gates the paper's claim in direction: pyramid's mean test ACER over the three seeds is below the binary-mask
 baseline's, and pyramid's is far from chance (`GATE_QUICK`, chosen from the measured values written beside it:
-0.111 against 0.133, a small margin of two test faces). `python -m wisecli.engines.fas.demo` regenerates the files; the slow test
+0.111 against 0.133, a small margin of two test faces). `python -m wisecli.engines.fas.api` regenerates the files; the slow test
 `tests/fas/test_fas_demo.py` retrains them from the recipe and checks the same gates.
 
 Full (no `--quick`): trains pyramid and binary-mask (`full` adds binary and template-depth depth-map) for 2 seeds ×
@@ -83,13 +83,12 @@ def _evaluate(splits, ckpt: Path, dev_recs, dev) -> dict:
     return row
 
 
-def recipe_models(device=None, keys=None) -> dict:
+def recipe_models(train_defaults: dict, device=None, keys=None) -> dict:
     """{"<mode>-s<seed>": (state dict, config)} trained from `RECIPE` with the method's own `train` (about 10 CPU-s
     per model on one thread), on the simulated faces of `RECIPE["data_seed"]`; `keys` picks some of them (each
     model is trained on its own, so a subset reproduces those entries of the full recipe)."""
     import torch
 
-    from wisecli.engines.fas.api import DEFAULTS
     from wisecli.engines.fas.train import train
     from wisecli.runtime.device import one_cpu_thread
 
@@ -103,7 +102,7 @@ def recipe_models(device=None, keys=None) -> dict:
                 if keys is not None and f"{mode}-s{seed}" not in keys:
                     continue
                 res = train(sub, tmp / f"run_{mode}_{seed}", _cfg(mode, seed, RECIPE["epochs"]),
-                            defaults=DEFAULTS["train"], device=dev, amp=True, progress=False)
+                            defaults=train_defaults, device=dev, amp=True, progress=False)
                 from wisecli.runtime.checkpoints import load_checkpoint
 
                 best = load_checkpoint(tmp / f"run_{mode}_{seed}" / "checkpoints" / "best.pt", method=METHOD)
@@ -111,11 +110,12 @@ def recipe_models(device=None, keys=None) -> dict:
     return out
 
 
-def write_demo_weights(path: Path = WEIGHTS) -> Path:
-    """Train the demo models from `RECIPE` and write the shipped files (`runtime.demo_weights`)."""
+def write_demo_weights(train_defaults: dict, path: Path = WEIGHTS) -> Path:
+    """Train the demo models from `RECIPE` and write the shipped files (`runtime.demo_weights`);
+    `python -m wisecli.engines.fas.api` runs it with the `train` defaults (engine modules never import api)."""
     from wisecli.runtime import demo_weights
 
-    models = recipe_models()
+    models = recipe_models(train_defaults)
     return demo_weights.save(path, {k: sd for k, (sd, _) in models.items()},
                              {"recipe": RECIPE, "trained_on": TRAINED_ON,
                               "configs": {k: cfg for k, (_, cfg) in models.items()}})
@@ -199,7 +199,7 @@ def demo(train_defaults: dict, *, quick: bool = False, device="cpu", full: bool 
             if shipped is None:
                 if sink is not None:
                     sink.info("the shipped demo weights are missing: training them from the recipe (about a minute)")
-                shipped = recipe_models(dev)
+                shipped = recipe_models(train_defaults, dev)
             rows = _score_models(shipped, splits, tmp, dev)
         else:
             for mode in modes:
@@ -246,7 +246,3 @@ def _write_manifest(path: Path, splits: dict) -> None:
         for s in items:
             w.writerow([s.path, s.label, s.attack_type or "", s.subject, split, s.depth or ""])
     write_text(path, buf.getvalue())
-
-
-if __name__ == "__main__":  # python -m wisecli.engines.fas.demo: regenerate the shipped demo weights
-    print(write_demo_weights())

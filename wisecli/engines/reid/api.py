@@ -232,3 +232,9 @@ def benchmark(device=None, quick: bool = False) -> list:
 
     v, _ = _resolve("benchmark", {"device": device})
     return run(v["device"], quick)
+
+
+if __name__ == "__main__":  # python -m wisecli.engines.reid.api: regenerate the shipped demo weights (demo.RECIPE)
+    from wisecli.engines.reid import demo as _demo
+
+    print(_demo.write_demo_weights(DEFAULTS["train"]))

@@ -6,7 +6,7 @@ exception, issue 13 point 9): a VCAM model and its baseline trained by this modu
 verb's `prepare_training`, `make_step` and loss, `fit_in_memory`) from `RECIPE` on the synthetic set of seed 0.
 Training the pair takes about 40 CPU-s, beyond the 15 s of a quick demo, so the quick demo renders the recipe's
 held-out test identities (query and gallery; none was seen in training) and evaluates the shipped pair.
-`python -m wisecli.engines.reid.demo` regenerates the files; the slow test retrains them and checks their metrics.
+`python -m wisecli.engines.reid.api` regenerates the files; the slow test retrains them and checks their metrics.
 
 Finding (issue 13 point 9): the paper's claim, VCAM beats --no-vcam in mAP, does not separate at a size that trains
 on CPU. Measured with `RECIPE` (width 0.125, 48², 8 epochs, this machine): seed 0 (the recipe's seed, fixed before
@@ -61,9 +61,11 @@ def _render(root: Path, p: dict, *, with_train: bool = True) -> dict:
                       size=p["size"], seed=p.get("data_seed", 0), with_train=with_train)
 
 
-def _train_pair(root: Path, p: dict, seed: int, dev: torch.device, sink, arch: str, train_defaults: dict) -> dict:
+def _train_pair(root: Path, p: dict, seed: int, dev: torch.device, sink, arch: str, train_defaults: dict,
+                variants=("vcam", "baseline")) -> dict:
     """{variant: (model in eval mode, model config, train seconds, final loss)} for "vcam" and "baseline", trained
-    with the `train` verb's pieces from the same initial weights, the same seed and schedule."""
+    with the `train` verb's pieces from the same initial weights, the same seed and schedule. `variants` picks
+    which are trained (VCAM's model is always built first: the baseline starts from its initial weights)."""
     from wisecli.runtime.device import seed_everything
     from wisecli.runtime.trainer import fit_in_memory
 
@@ -79,6 +81,8 @@ def _train_pair(root: Path, p: dict, seed: int, dev: torch.device, sink, arch: s
             init = {k: v.clone() for k, v in model.state_dict().items()}
         else:
             model.load_state_dict(init, strict=False)  # the baseline starts from VCAM's weights
+        if variant not in variants:
+            continue
         model.to(dev)
         step = make_step(mc["viewpoint_classes"], vp_weight=1.0, amp=True, device=dev, seed=seed)
         t0 = time.perf_counter()
@@ -128,7 +132,7 @@ def _demo_runs(p: dict, dev: torch.device, sink, arch: str, work_dir: Path | Non
         runs = []
         for seed in p["seeds"]:
             for variant, (model, _, train_s, loss) in _train_pair(root, p, seed, dev, sink, arch,
-                                                                   train_defaults).items():
+                                                                   train_defaults, variants).items():
                 run = {"variant": variant, "seed": seed, **test.evaluate(model, dev), "train_s": train_s,
                        "final_loss": loss}
                 runs.append(run)
@@ -137,28 +141,28 @@ def _demo_runs(p: dict, dev: torch.device, sink, arch: str, work_dir: Path | Non
     return runs, counts
 
 
-def recipe_models(device=None, train_defaults: dict | None = None) -> dict:
-    """{variant: (model, model config)} trained from `RECIPE` (about a minute of CPU on one thread)."""
+def recipe_models(train_defaults: dict, device=None, variants=("vcam", "baseline")) -> dict:
+    """{variant: (model, model config)} trained from `RECIPE` (about 40 CPU-s on one thread, a third of it the
+    baseline); `variants` picks some of the pair (the same models as in the whole recipe)."""
     import tempfile
 
     from wisecli.runtime.device import one_cpu_thread
-
-    from .api import DEFAULTS
 
     dev = torch.device("cpu") if device is None else torch.device(device)
     with tempfile.TemporaryDirectory(prefix="wise-reid-recipe-") as tmp, one_cpu_thread(dev):
         root = Path(tmp) / "synthetic_veri"
         _render(root, RECIPE)
         pair = _train_pair(root, RECIPE, RECIPE["seeds"][0], dev, _quiet_sink(None), RECIPE["arch"],
-                           train_defaults or DEFAULTS["train"])
+                           train_defaults, variants)
     return {v: (m, mc) for v, (m, mc, _, _) in pair.items()}
 
 
-def write_demo_weights(path: Path = WEIGHTS) -> Path:
-    """Train the demo pair from `RECIPE` and write the shipped files (`runtime.demo_weights`)."""
+def write_demo_weights(train_defaults: dict, path: Path = WEIGHTS) -> Path:
+    """Train the demo pair from `RECIPE` and write the shipped files (`runtime.demo_weights`);
+    `python -m wisecli.engines.reid.api` runs it with the `train` defaults (engine modules never import api)."""
     from wisecli.runtime import demo_weights
 
-    models = recipe_models()
+    models = recipe_models(train_defaults)
     return demo_weights.save(path, {v: m.state_dict() for v, (m, _) in models.items()},
                              {"recipe": RECIPE, "trained_on": TRAINED_ON,
                               "configs": {v: mc for v, (_, mc) in models.items()}})
@@ -214,7 +218,7 @@ def run_demo(quick: bool = False, device="auto", *, sink=None, work_dir: Path | 
             models = load_demo_models(dev)
             if models is None:
                 sink.info("the shipped demo weights are missing: training them from the recipe (about a minute)")
-                models = {v: (m.to(dev), mc) for v, (m, mc) in recipe_models(dev, train_defaults).items()}
+                models = {v: (m.to(dev), mc) for v, (m, mc) in recipe_models(train_defaults, dev).items()}
             runs = evaluate_pair(models, dev, p)
             counts = {"train_ids": p["train_ids"], "test_ids": p["test_ids"], "size": p["size"],
                       "rendered": "query and gallery only (the shipped pair was trained on the rest)"}
@@ -254,7 +258,3 @@ def run_demo(quick: bool = False, device="auto", *, sink=None, work_dir: Path | 
         method="reid", gates=gates,
         headline={"mAP_vcam": rows[0]["mAP_standard"], "mAP_baseline": rows[1]["mAP_standard"], "mAP_gain": gain},
         details=details)
-
-
-if __name__ == "__main__":  # python -m wisecli.engines.reid.demo: regenerate the shipped demo weights
-    print(write_demo_weights())
