@@ -248,6 +248,9 @@ def info(json: o.Json = False) -> None:
     rows += [{"item": f"detector {k}", "value": "available" if v.get("available") else "unavailable"}
              for k, v in doc["detectors"].items()]
     rows += [{"item": f"default {k}", "value": v} for k, v in doc["defaults"].items()]
+    w = doc.get("demo_weights")
+    rows.append({"item": "demo weights", "value": f"{w['file']} ({w['bytes'] / 2**20:.1f} MB): {w['trained_on']}"
+                 if w else "missing (the quick demo trains them from the recipe)"})
     Sink(json=json).result(doc, rows=rows, title="wise fas info")
 
 
