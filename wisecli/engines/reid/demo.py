@@ -132,7 +132,7 @@ def _demo_runs(p: dict, dev: torch.device, sink, arch: str, work_dir: Path | Non
         runs = []
         for seed in p["seeds"]:
             for variant, (model, _, train_s, loss) in _train_pair(root, p, seed, dev, sink, arch,
-                                                                   train_defaults, variants).items():
+                                                                   train_defaults).items():
                 run = {"variant": variant, "seed": seed, **test.evaluate(model, dev), "train_s": train_s,
                        "final_loss": loss}
                 runs.append(run)
