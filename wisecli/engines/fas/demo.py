@@ -11,8 +11,9 @@ exception, issue 13 point 9), pyramid and binary-mask models trained by this mod
 quick demo scores the shipped six on the held-out test faces (threshold: each model's dev EER threshold) and
 gates the paper's claim in direction: pyramid's mean test ACER over the three seeds is below the binary-mask
 baseline's, and pyramid's is far from chance (`GATE_QUICK`, chosen from the measured values written beside it:
-0.111 against 0.133, a small margin of two test faces). `python -m wisecli.engines.fas.api` regenerates the files; the slow test
-`tests/fas/test_fas_demo.py` retrains them from the recipe and checks the same gates.
+0.111 against 0.133, a small margin of two test faces). `python -m wisecli.engines.fas.api` regenerates the
+files (engine modules never import api, so the entry point is there); the slow test `tests/fas/test_fas_demo.py`
+retrains one of them (pyramid, seed 0; the whole recipe is over the suite's budget) and checks its test ACER.
 
 Full (no `--quick`): trains pyramid and binary-mask (`full` adds binary and template-depth depth-map) for 2 seeds ×
 13 epochs and holds the §9 claim, pyramid and binary-mask reach a mean test ACER ≤ 10 % (`GATE_ACER`); ~130 s on
