@@ -220,13 +220,13 @@ def simulate(
 def demo(
     quick: o.Quick = False,
     full: Annotated[bool, typer.Option("--full", help="Also binary and template-depth depth-map.")] = False,
-    seeds: Annotated[Optional[int], typer.Option("--seeds", help="Seeds per mode (2; 1 with --quick).",
+    seeds: Annotated[Optional[int], typer.Option("--seeds", help="Seeds per mode (2; not with --quick).",
                                                  callback=o.at_least_one)] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs per run (13; 2 with --quick).",
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs per run (13; not with --quick).",
                                                   callback=o.at_least_one)] = None,
     device: o.Device = "auto", json: o.Json = False,
 ) -> None:
-    """Simulated attacks on scikit-image faces → tiny CDCN → predict → evaluate (NOT A BENCHMARK)."""
+    """Simulated attacks on scikit-image faces → tiny CDCN → predict → evaluate (NOT A BENCHMARK); --quick scores the shipped demo weights."""
     from wisecli.engines.fas import api
 
     sink = Sink(json=json)
@@ -248,6 +248,9 @@ def info(json: o.Json = False) -> None:
     rows += [{"item": f"detector {k}", "value": "available" if v.get("available") else "unavailable"}
              for k, v in doc["detectors"].items()]
     rows += [{"item": f"default {k}", "value": v} for k, v in doc["defaults"].items()]
+    w = doc.get("demo_weights")
+    rows.append({"item": "demo weights", "value": f"{w['file']} ({w['bytes'] / 2**20:.1f} MB): {w['trained_on']}"
+                 if w else "missing (the quick demo trains them from the recipe)"})
     Sink(json=json).result(doc, rows=rows, title="wise fas info")
 
 

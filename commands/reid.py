@@ -190,7 +190,7 @@ def query_cmd(
 
 @app.command()
 def demo(quick: o.Quick = False, device: o.Device = None, json: o.Json = False) -> None:
-    """Synthetic vehicles: train VCAM and its --no-vcam baseline, compare them (SYNTHETIC, NOT A BENCHMARK)."""
+    """Synthetic vehicles: train VCAM and its --no-vcam baseline, compare them (SYNTHETIC, NOT A BENCHMARK); --quick evaluates the shipped pair."""
     from wisecli.engines.reid import api
 
     sink = Sink(json=json)
@@ -205,6 +205,9 @@ def info(json: o.Json = False) -> None:
 
     doc = api.info()
     rows = info_rows(doc, {"layouts": "layout", "defaults": "default"})
+    w = doc.get("demo_weights")
+    rows.append({"item": "demo weights", "value": f"{w['file']} ({w['bytes'] / 2**20:.1f} MB): {w['trained_on']}"
+                 if w else "missing (the quick demo trains them from the recipe)"})
     Sink(json=json).result(doc, rows=rows, title="wise reid info")
 
 

@@ -70,7 +70,7 @@ def examples(tmp: Path) -> dict[str, list[str]]:
                     "-o", tmp / "out"],
         "evaluate": ["--scores", scores, "--dev-scores", dev],
         "simulate": [live[0], live[1], "--size", "16", "--detector", "none", "-o", tmp / "out"],
-        "demo": ["--quick", "--epochs", "1", "--device", "cpu"],
+        "demo": ["--quick", "--device", "cpu"],
         "info": [],
         "benchmark": ["--quick", "--iters", "1", "--no-e2e", "--device", "cpu"],
     }

@@ -8,12 +8,21 @@ import torch
 from tests.conftest import run_wise
 
 
-def test_demo_quick_smoke(monkeypatch):
+def test_demo_quick_gates_the_claim_on_the_shipped_weights(monkeypatch):
+    """Issue 13 point 9: the quick demo's `ok` is the paper's claim in direction on the shipped demo weights
+    (pyramid's mean test ACER at most binary-mask's over the recipe's seeds, pyramid far from chance), its
+    thresholds are in the gates, and it says what the weights were trained on."""
+    from wisecli.engines.fas import demo as D
+
     code, out, err = run_wise("fas", "demo", "--quick", "--device", "cpu", "--json")
     assert code == 0, err
     doc = json.loads(out)
     assert doc["title"] == "SIMULATED ATTACKS ON SCIKIT-IMAGE FACES: NOT A BENCHMARK" and doc["simulated"]
-    assert doc["method"] == "fas" and doc["rows"][0]["mode"] == "pyramid" and doc["ok"]
+    assert doc["method"] == "fas" and doc["ok"], doc["gates"]
+    assert [g["threshold"] for g in doc["gates"]] == [D.GATE_QUICK["acer_gap_below"], D.GATE_QUICK["pyramid_acer_max"]]
+    assert sorted(r["mode"] for r in doc["rows"]) == sorted(D.RECIPE["modes"] * len(D.RECIPE["seeds"]))
+    assert doc["weights"]["trained_on"] == D.TRAINED_ON and doc["weights"]["bytes"] <= 4 * 2 ** 20
+    assert doc["weights"]["recipe"] == D.RECIPE
     assert 0 <= doc["headline"]["pyramid_test_acer"] <= 1 and doc["seconds"] > 0
     # the table path, fed the same result (the engine ran above)
     from wisecli.engines.fas import api
@@ -27,6 +36,13 @@ def test_demo_quick_smoke(monkeypatch):
     assert code == 0 and "NOT A BENCHMARK" in out and "pyramid" in out
 
 
+def test_quick_demo_refuses_training_options():
+    """--quick scores the shipped weights: --epochs/--seeds would be silently ignored, so they are refused."""
+    for flag in ("--epochs", "--seeds"):
+        code, out, err = run_wise("fas", "demo", "--quick", flag, "2", "--device", "cpu")
+        assert code == 2 and out == "" and "Error:" in err and "shipped demo weights" in err
+
+
 def test_benchmark_quick_preset():
     code, out, err = run_wise("fas", "benchmark", "--quick", "--iters", "1", "--device", "cpu", "--json")
     assert code == 0, err
@@ -38,28 +54,30 @@ def test_benchmark_quick_preset():
     assert doc["predict_videos_per_s"] > 0
 
 
-def test_demo_gate_direction_on_cpu_one_seed_four_epochs():
-    """§9's claim in direction on CPU, at a size that fits the suite (issue 13, point 11): the demo's data and
-    model, one seed (0) and 4 epochs instead of 2 seeds and 13, must put pyramid and binary-mask far from chance
-    (ACER 0.5, AUC 0.5) on the held-out LFW faces: test ACER <= 0.25 and test AUC >= 0.85 for each mode.
+@pytest.mark.slow
+def test_recipe_retrains_the_shipped_weights():
+    """Issue 13 point 9: retraining from `RECIPE` with the method's own `train` gives the shipped models. Each
+    (mode, seed) model trains on its own, so one of them, pyramid seed 0, is retrained here (about 10 CPU-s; the
+    whole recipe takes about 65, over the suite's budget for one method) and scored beside the shipped one: the
+    test ACERs must agree within 1/15 (a different CPU or BLAS may flip near-tie samples; on the machine that made
+    the file they are equal)."""
+    import tempfile
+    from pathlib import Path
 
-    Measured (CPU, seeds 0, 1, 2 at 4 epochs): pyramid test ACER 0.100 / 0.133 / 0.100, AUC 0.929 / 0.976 / 0.920;
-    binary-mask ACER 0.100 / 0.167 / 0.133, AUC 0.940 / 0.918 / 0.987. The worst seed keeps 0.083 of ACER and
-    0.068 of AUC to the thresholds. On one torch thread it takes 24 CPU-s (seed 0 again: ACER 0.10 / 0.10); two
-    threads on a busy machine only spin (140 CPU-s measured), so the test runs on one. The full gate (mean test
-    ACER <= 10 % over 2 seeds at 13 epochs, ~130 s on 2 CPU cores) is the GPU test below."""
-    from wisecli.engines.fas.api import demo
+    from wisecli.engines.fas import demo as D
+    from wisecli.engines.fas.api import DEFAULTS
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        doc = demo(quick=False, device="cpu", seeds=1, epochs=4).as_dict()
-    finally:
-        torch.set_num_threads(threads)
-    for mode in ("pyramid", "binary-mask"):
-        assert doc["mean"][mode]["test_acer"] <= 0.25, doc["mean"]
-        assert doc["mean"][mode]["test_auc"] >= 0.85, doc["mean"]
-    assert doc["simulated"] and all("cross_acer" in r for r in doc["rows"])  # the astronaut split is reported
+    keys = ("pyramid-s0",)
+    shipped = D.load_demo_models()
+    assert shipped is not None and set(keys) <= set(shipped)
+    with tempfile.TemporaryDirectory() as tmp:
+        splits, _ = D._simulated(Path(tmp))
+        retrained = D._score_models(D.recipe_models(DEFAULTS["train"], keys=keys), splits, Path(tmp), "cpu")
+        ship = D._score_models({k: shipped[k] for k in keys}, splits, Path(tmp), "cpu")
+    for r, s in zip(retrained, ship):
+        assert (r["mode"], r["seed"]) == (s["mode"], s["seed"])
+        assert abs(r["test_acer"] - s["test_acer"]) <= 1 / 15 + 1e-9, (retrained, ship)
+        assert r["test_acer"] <= D.GATE_QUICK["pyramid_acer_max"], retrained
 
 
 @pytest.mark.slow

@@ -254,7 +254,15 @@ def test_info_and_quick_benchmark_json():
 
 
 def test_demo_quick_prints_both_ap_modes_labelled_synthetic():
+    """Issue 13 point 9: the quick demo evaluates the shipped pair on held-out identities; its `ok` is what the
+    pair shows at stated thresholds (VCAM's viewpoint head and ranking), the gain is reported (a finding)."""
+    from wisecli.engines.reid import demo as D
+
     doc = json.loads(ok("reid", "demo", "--quick", "--device", "cpu", "--json"))
-    assert doc["title"] == "SYNTHETIC VEHICLES: NOT A BENCHMARK" and doc["ok"]
+    assert doc["title"] == "SYNTHETIC VEHICLES: NOT A BENCHMARK" and doc["ok"], doc["gates"]
+    assert [g["threshold"] for g in doc["gates"]] == [D.GATE_QUICK["vp_acc_min"], D.GATE_QUICK["mAP_vcam_min"]]
+    assert "mAP_gain" in doc["headline"] and "not gated" in doc["gate"]
+    assert doc["weights"]["trained_on"] == D.TRAINED_ON and doc["weights"]["bytes"] <= 4 * 2 ** 20
+    assert doc["weights"]["recipe"] == D.RECIPE
     assert {r["model"] for r in doc["rows"]} == {"VCAM", "baseline (--no-vcam)"}
     assert all(0 <= r["mAP_standard"] <= 1 and 0 <= r["mAP_official"] <= 1 for r in doc["rows"])

@@ -119,3 +119,21 @@ def test_augment_flip_and_shapes():
     assert torch.equal(v[same], vp[same])
     out2, _ = D.augment(x, vp, 8, g, flip=0.0, pad=4, erase=1.0)
     assert out2.shape == (16, 3, 32, 32) and ((out2 == 0).all(1).sum((1, 2)) > 0).all()
+
+
+def test_write_veri_without_train_renders_the_same_query_and_gallery(tmp_path):
+    """The quick demo renders only the held-out identities of the shipped pair's set: the same images as the full
+    set's query and gallery (each identity has its own generator)."""
+    from wisecli.engines.reid.data import load_veri
+    from wisecli.engines.reid.synthetic import write_veri
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_veri(a, train_ids=4, test_ids=3, images_per_id=4, size=32, seed=0)
+    write_veri(b, train_ids=4, test_ids=3, images_per_id=4, size=32, seed=0, with_train=False)
+    sa, sb = load_veri(a), load_veri(b)
+    assert len(sb["train"]) == 0 and len(sa["train"]) == 16
+    for split, folder in (("query", "image_query"), ("gallery", "image_test")):
+        names = [p.name for p in sa[split].paths]
+        assert names == [p.name for p in sb[split].paths] and names
+        assert all((a / folder / n).read_bytes() == (b / folder / n).read_bytes() for n in names)
+    assert (a / "gt_image.txt").read_text() == (b / "gt_image.txt").read_text()

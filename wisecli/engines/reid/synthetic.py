@@ -301,8 +301,10 @@ def _sample_theta(cam: Camera, rng: np.random.Generator) -> float:
 
 
 def write_veri(root: Path | str, *, train_ids: int = 80, test_ids: int = 30, images_per_id: int = 16,
-               queries_per_id: int = 2, size: int = 64, seed: int = 0) -> dict:
-    """Render a VeRi-layout set under `root`; returns counts.  Every id is seen by several cameras."""
+               queries_per_id: int = 2, size: int = 64, seed: int = 0, with_train: bool = True) -> dict:
+    """Render a VeRi-layout set under `root`; returns counts.  Every id is seen by several cameras.
+    `with_train=False` renders only the query and gallery (each identity has its own generator, so they are the
+    same images as in the full set: a demo evaluating shipped weights needs no training images)."""
     import cv2
 
     root = Path(root)
@@ -330,6 +332,8 @@ def write_veri(root: Path | str, *, train_ids: int = 80, test_ids: int = 30, ima
         rng = np.random.default_rng([seed, ident.vid])
         own = rng.choice(CAMERAS, size=int(rng.integers(4, 9)), replace=False)
         if j < train_ids:
+            if not with_train:
+                continue
             for k in range(images_per_id):
                 emit(ident, "train", "image_train", int(own[k % len(own)]), k, rng)
         else:
