@@ -143,3 +143,11 @@ def test_paper_claim_gul_beats_dice_on_td_and_bd():
     dice = api.demo(quick=False, loss_name="dice", **kw).headline
     print("GUL", gul, "Dice", dice, "precision cost", dice["precision"] - gul["precision"])
     assert gul["td"] > dice["td"] and gul["bd"] > dice["bd"]
+
+
+def test_the_recipe_records_every_train_setting():
+    """demo.RECIPE["train"] is a complete `train` configuration (every key of api.DEFAULTS["train"] but the seed),
+    so the recipe stays what made the shipped weights when the defaults change."""
+    from wisecli.engines.segment_airway.demo import RECIPE
+
+    assert set(RECIPE["train"]) == set(api.DEFAULTS["train"]) - {"seed"}

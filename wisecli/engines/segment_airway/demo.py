@@ -45,9 +45,14 @@ DSC_GATE = 50.0   # spec §9 Demo: held-out DSC ≥ 50 % (full demo)
 RECIPE = {
     "preset": "tiny", "train_phantoms": 4, "data_seed": 0, "noise_hu": 20.0, "test_phantoms": 1, "test_seed": 1000,
     "seed": 0, "threads": 1, "device": "cpu",
-    "train": {"schedule.stage": "1", "schedule.epochs1": 50, "schedule.refresh1": 0, "optim.name": "adamw",
-              "optim.lr": 1e-2, "model.width": 0.25, "data.crop": 24, "data.patch": 32, "data.batch_size": 2,
-              "data.patches_per_case": 2, "data.workers": 0, "val.roi": 48, "val.sw_batch": 1},
+    # every setting of `train` (api.DEFAULTS["train"] with the changes of the module docstring), recorded in full
+    "train": {"schedule.stage": "1", "schedule.epochs1": 50, "schedule.epochs2": 30, "schedule.alpha1": 0.1,
+              "schedule.alpha2": 0.2, "schedule.refresh1": 0, "schedule.refresh2": 10, "schedule.val_every": 5,
+              "optim.name": "adamw", "optim.lr": 1e-2, "optim.momentum": 0.9, "optim.weight_decay": 1e-4,
+              "data.batch_size": 2, "data.patches_per_case": 2, "data.patch": 32, "data.crop": 24, "data.workers": 0,
+              "data.val_fraction": 0.0, "data.binarise1": 0.7, "data.binarise2": 0.9, "loss.name": "gul",
+              "loss.enc_weight": 1.0, "loss.reduce": "batch", "loss.dist_mode": "skeleton", "model.width": 0.25,
+              "model.hu_windows": "-1000:400", "val.roi": 48, "val.sw_batch": 1},
     "predict": {"roi": 48, "overlap": 0.25, "sw_batch": 1},
 }
 WEIGHTS = Path(__file__).with_name("demo_weights.npz")
@@ -93,14 +98,14 @@ def _phantoms(seed: int, n: int):
 
 
 def recipe_run(run_dir: Path) -> dict:
-    """Train from `RECIPE` with `api.train` (the `train` verb's code) into `run_dir` (phantoms under
-    `run_dir/data`, the run in `run_dir/run`); returns the training summary plus `seconds` (CPU seconds)."""
+    """Train from `RECIPE` with `train.run_training` (the `train` verb's code) into `run_dir` (phantoms under
+    `run_dir/data`, the run in `run_dir/run`); returns the training summary plus `cpu_seconds`."""
     import torch
 
     from wisecli.runtime.device import one_cpu_thread
 
-    from . import api
     from .synthetic import write_phantoms
+    from .train import run_training
 
     r = RECIPE
     run_dir = Path(run_dir)
@@ -108,8 +113,8 @@ def recipe_run(run_dir: Path) -> dict:
                    noise_hu=r["noise_hu"])
     t0 = time.process_time()
     with one_cpu_thread(torch.device(r["device"]), enabled=r["threads"] == 1):
-        res = api.train([run_dir / "data"], run_dir / "run", config=dict(r["train"]), device=r["device"], amp=False,
-                        seed=r["seed"], progress=False)
+        res = run_training([str(run_dir / "data")], run_dir / "run", dict(r["train"]), device=r["device"], amp=False,
+                           seed=r["seed"], progress=False)
     return {**res, "cpu_seconds": round(time.process_time() - t0, 1)}
 
 
