@@ -199,11 +199,14 @@ def demo(
     device: o.Device = "auto",
     seed: Annotated[Optional[int], typer.Option("--seed", envvar="WISE_SEED", callback=o.not_negative,
                                                 help="Random seed.")] = None,
+    out_dir: o.OutDir = None,
+    overwrite: o.Overwrite = False,
     json: o.Json = False,
 ) -> None:
-    """End to end on phantoms: train a half-width WingsNet with GUL, predict held-out cases, score them."""
+    """On phantoms: WingsNet (--quick: the shipped demo weights; full: trained now with GUL) predicts held-out
+    cases, scored with the ATM'22 metrics; -o keeps the run folder (weights for predict, phantoms)."""
     sink = Sink(json=json)
-    result = _api().demo(quick=quick, device=device, seed=seed, sink=sink)
+    result = _api().demo(quick=quick, device=device, seed=seed, sink=sink, out_dir=out_dir, overwrite=overwrite)
     sink.demo(result, title="segment-airway demo" + (" (quick)" if quick else ""))
 
 

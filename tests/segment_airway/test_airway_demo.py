@@ -10,13 +10,59 @@ from conftest import run_wise
 from wisecli.engines.segment_airway import api
 
 
-def test_demo_quick_cli_json():
-    code, out, err = run_wise("segment-airway", "demo", "--quick", "--device", "cpu", "--json")
+def test_demo_quick_gates_the_shipped_weights_and_leaves_a_reusable_run(tmp_path):
+    """Issue 13 point 9: the quick demo's `ok` is the claim at the stated thresholds (held-out DSC ≥ 60 %, TD
+    ≥ 65 %, BD ≥ 20 %, shown in the table), reached by the shipped weights on a phantom they never saw; -o
+    leaves a checkpoint that `predict` and `info` read, and the held-out phantom beside it."""
+    out = tmp_path / "demo"
+    code, stdout, err = run_wise("segment-airway", "demo", "--quick", "--device", "cpu", "-o", str(out), "--json")
     assert code == 0, err
-    doc = json.loads(out)
+    doc = json.loads(stdout)
     assert doc["ok"] and doc["quick"] and doc["method"] == "segment-airway"
-    assert set(doc["headline"]) >= {"dsc", "td", "bd", "precision", "atm_score"}
-    assert doc["train"]["steps"] >= 1 and np.isfinite(doc["train"]["last_loss"])
+    assert doc["weights"] == "shipped demo_weights.npz"
+    gates = {g["gate"]: (g["op"], g["threshold"], g["value"]) for g in doc["gates"]}
+    assert {k: v[:2] for k, v in gates.items()} == {"held-out DSC %": (">=", 60.0), "held-out TD %": (">=", 65.0),
+                                                     "held-out BD %": (">=", 20.0)}
+    assert doc["headline"]["dsc"] >= 60 and doc["headline"]["td"] >= 65 and doc["headline"]["bd"] >= 20
+    ck = torch.load(out / "checkpoints" / "best.pt", weights_only=True)
+    assert ck["method"] == "segment-airway" and ck["arch"] == "wingsnet" and ck["config"]["width"] == 0.25
+    assert (out / "phantoms" / "images" / "case_000.nii.gz").is_file() and (out / "demo.json").is_file()
+    # a second run into the same folder is refused (exit 2) unless --overwrite
+    code, stdout, err = run_wise("segment-airway", "demo", "--quick", "--device", "cpu", "-o", str(out))
+    assert code == 2 and stdout == "" and "--overwrite" in err
+
+
+def test_info_describes_the_shipped_weights_and_the_gates():
+    from wisecli.engines.segment_airway.demo import GATES, RECIPE, WEIGHTS
+
+    doc = api.info()
+    dw = doc["demo_weights"]
+    assert dw["file"] == "demo_weights.npz" and dw["bytes"] == WEIGHTS.stat().st_size <= 4 * 2**20
+    assert dw["recipe"] == json.loads(json.dumps(RECIPE)) and "tiny" in dw["trained_on"]
+    assert len(doc["demo_gates"]) == len(GATES)
+
+
+@pytest.mark.slow
+def test_recipe_retrains_to_the_gates(tmp_path):
+    """Issue 13 point 9: `demo.RECIPE` retrained with the `train` verb's code (about 30 CPU-s, seed 0, one
+    thread) gives weights that pass the quick demo's gates on the held-out phantom, and the same architecture
+    as the shipped file. Shipped weights measured DSC 68.8 %, TD 72.7 %, BD 33.3 % (demo.py docstring); a
+    retrain on this CPU reproduced the training loss exactly, on another BLAS it may differ slightly, hence
+    the gates' margins rather than equality."""
+    from wisecli.engines.segment_airway import demo
+    from wisecli.runtime import demo_weights
+    from wisecli.runtime.checkpoints import load_checkpoint
+
+    res = demo.recipe_run(tmp_path)
+    assert res["epochs"] == demo.RECIPE["train"]["schedule.epochs1"]
+    ck = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", method="segment-airway")
+    model = demo._model(ck["config"], ck["state_dict"])
+    rows, head = demo.evaluate_held_out(model, torch.device("cpu"))
+    gates = demo.quick_gates(head)
+    assert all(g.ok for g in gates), [g.as_dict() for g in gates]
+    _, groups = demo_weights.load(demo.WEIGHTS)
+    assert {k: tuple(v.shape) for k, v in groups["wingsnet"].items()} == \
+        {k: tuple(v.shape) for k, v in ck["state_dict"].items()}
 
 
 @pytest.mark.slow
@@ -35,12 +81,12 @@ def test_demo_gate_held_out_dsc():
     assert doc["ok"]
 
 
+@pytest.mark.gpu
 def test_benchmark_quick_rows():
-    """The quick benchmark's inference, end-to-end and parse rows on CPU. The training row R6 (full-width WingsNet
-    and BasicUNet training steps) is left out with `no_train`, as the conformance example does, and checked on the
-    GPU below (issue 13, point 11): measured on a busy 2-core machine, this test took 130 CPU-s with R6 and 54
-    without."""
-    recs = [r.as_dict() for r in api.benchmark(device="cpu", quick=True, repeats=1, no_train=True)]
+    """The quick benchmark's inference, end-to-end and parse rows. On the GPU (issue 13, point 11): on CPU this
+    test took 52 CPU-s of the method's 75 s budget (130 with R6); the conformance suite still runs the same
+    quick CPU benchmark (`--no-train`) through the CLI."""
+    recs = [r.as_dict() for r in api.benchmark(device="cuda", quick=True, repeats=1, no_train=True)]
     rows = {r["row"]: r for r in recs}
     assert {"R1", "R2", "R3", "R4", "R7"} <= set(rows) and "R6" not in rows
     assert rows["R7"]["identical"] is True
@@ -83,8 +129,8 @@ def test_training_overfits_four_demo_phantoms_in_300_steps():
 
 
 def test_overfit_scores_the_training_phantoms():
-    doc = api.demo(quick=True, device="cpu", n_train=2, n_test=1, overfit=True).as_dict()
-    assert [r["case"] for r in doc["rows"]] == ["train 0", "train 1"]
+    doc = api.demo(quick=True, device="cpu", n_train=1, n_test=0, steps=1, overfit=True).as_dict()
+    assert [r["case"] for r in doc["rows"]] == ["train 0"] and doc["weights"] == "trained now"
 
 
 @pytest.mark.gpu
@@ -97,3 +143,11 @@ def test_paper_claim_gul_beats_dice_on_td_and_bd():
     dice = api.demo(quick=False, loss_name="dice", **kw).headline
     print("GUL", gul, "Dice", dice, "precision cost", dice["precision"] - gul["precision"])
     assert gul["td"] > dice["td"] and gul["bd"] > dice["bd"]
+
+
+def test_the_recipe_records_every_train_setting():
+    """demo.RECIPE["train"] is a complete `train` configuration (every key of api.DEFAULTS["train"] but the seed),
+    so the recipe stays what made the shipped weights when the defaults change."""
+    from wisecli.engines.segment_airway.demo import RECIPE
+
+    assert set(RECIPE["train"]) == set(api.DEFAULTS["train"]) - {"seed"}

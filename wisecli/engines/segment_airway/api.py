@@ -216,6 +216,9 @@ def train(data: list, out_dir: Path | str | None = None, *, val: list | None = N
 def info(weights: Path | str | None = None) -> dict:
     """Formats, defaults, parameter count, phantom presets and metrics; with `weights` also the checkpoint's
     metadata (arch, config, metrics, stage, epoch, versions, params). No defaults of its own."""
+    from wisecli.runtime import demo_weights
+
+    from .demo import GATES, WEIGHTS
     from .model import WingsNet, count_parameters
     from .predict import check_weights
     from .synthetic import PRESETS
@@ -238,6 +241,8 @@ def info(weights: Path | str | None = None) -> dict:
                                      "skeleton of the (x, y, z) array as nibabel reads it, EDT nearest-seed "
                                      "labels, its single refinement loop; BD and TD count on its branches and "
                                      "skeleton (evaluation_atm_22.py)"},
+        "demo_weights": demo_weights.describe(WEIGHTS),
+        "demo_gates": [f"held-out {k.upper()} % {op} {thr:g}" for k, op, thr in GATES],
     }
     if weights is not None:
         ck = check_weights(weights)
@@ -247,18 +252,23 @@ def info(weights: Path | str | None = None) -> dict:
     return doc
 
 
-def demo(quick: bool = False, device="auto", seed: int | None = None, sink=None, **tuning: Any):
-    """End to end on phantoms: train a half-width WingsNet with GUL in memory, predict held-out phantoms with
-    the full pipeline, score them. Returns a `runtime.results.DemoResult`; its gate (spec) is held-out DSC
-    ≥ 50 % (full run, ≈120 steps at 48³, minutes on CPU); `quick` is seconds (1 + 1 coarse phantoms, 4 steps)
-    and only gates a finite loss. Defaults: quick False, device auto, seed 0. `tuning` (steps, n_train, n_test,
-    size, spacing, model_width, loss_name, overfit) is for experiments (see `demo.run_demo`)."""
+def demo(quick: bool = False, device="auto", seed: int | None = None, sink=None, out_dir: Path | str | None = None,
+         overwrite: bool = False, **tuning: Any):
+    """On phantoms: a WingsNet predicts held-out phantoms with the full pipeline, scored with the ATM'22 metrics.
+    Returns a `runtime.results.DemoResult`. `quick` (seconds): the shipped demo weights (`demo.RECIPE`, trained
+    by `train` on 4 `tiny` phantoms) on a held-out phantom, gates held-out DSC ≥ 60 %, TD ≥ 65 %, BD ≥ 20 %
+    (`demo.GATES`). Full (minutes on CPU): train a half-width WingsNet with GUL in memory on `demo` phantoms,
+    gate (spec) held-out DSC ≥ 50 %. `out_dir` keeps a reusable run folder (checkpoints/best.pt for `predict
+    --weights`, the held-out phantoms, demo.json); a non-empty one is refused unless `overwrite`. Defaults:
+    quick False, device auto, seed 0 (the full demo's). `tuning` (steps, n_train, n_test, size, spacing,
+    model_width, loss_name, overfit) is for experiments (see `demo.run_demo`)."""
     from wisecli.runtime.device import as_device
 
     from .demo import run_demo
 
     seed = resolve(DEFAULTS["demo"], flags={"seed": seed}).values["seed"]
-    return run_demo(quick=quick, device=as_device(device, sink=sink), seed=seed, sink=sink, **tuning)
+    return run_demo(quick=quick, device=as_device(device, sink=sink), seed=seed, sink=sink, out_dir=out_dir,
+                    overwrite=overwrite, **tuning)
 
 
 def benchmark(device="auto", quick: bool = False, *, preset: str | None = None, input: Path | str | None = None,
