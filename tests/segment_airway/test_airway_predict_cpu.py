@@ -127,3 +127,20 @@ def test_segment_progress_line_counts_windows_and_time_left(ph, monkeypatch):
     assert n == 8 and seg.windows == n and len(lines) == n
     assert lines[0].startswith(f"a.nii.gz: windows: 1/{n},") and "left" in lines[0]
     assert lines[-1].startswith(f"a.nii.gz: windows: {n}/{n},") and "elapsed" in lines[-1]
+
+
+@pytest.mark.gpu
+def test_gpu_window_pass_counts_windows_and_keeps_cpu_threads(ph):
+    """On CUDA `cpu_compute` leaves the CPU settings alone, the window batch stays as given and the progress
+    counts every window; the probabilities agree with the CPU path (fp32, TF32 off)."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(0)
+    m = WingsNet(width=0.25).eval()
+    x = torch.rand(1, 1, 40, 40, 48)
+    opts = P.PredictOptions(roi=32, overlap=0.5, sw_batch=4, amp=False)
+    threads, done = torch.get_num_threads(), []
+    cpu = P.window_pass(m, x, opts, torch.device("cpu"))
+    gpu = P.window_pass(m.cuda(), x.cuda(), opts, torch.device("cuda"), advance=done.append)
+    assert sum(done) == P.window_count(x.shape[2:], 32, 0.5) and max(done) == 4
+    assert torch.get_num_threads() == threads
+    assert (cpu - gpu.cpu()).abs().max() < 1e-4
