@@ -81,14 +81,14 @@ def test_cpu_predict_model_is_ncdhw_and_equals_channels_last_path(ph, tmp_path):
     assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last_3d)
     old_path = cpu_layout(WingsNet(width=0.25), "cpu").eval()
     old_path.load_state_dict(net.state_dict())
-    hu = ph.image.astype(np.float32)
+    hu = np.ascontiguousarray(ph.image[4:36, 4:36, :].astype(np.float32))  # 32×32×48: two blended windows
     cpu = torch.device("cpu")
     probs = {}
     for name, mdl, batch in [("new", model, 1), ("old", old_path, 4), ("new4", model, 4)]:
-        opts = P.PredictOptions(roi=32, overlap=0.25, sw_batch=batch, crop=False, probabilities=True, amp=False)
+        opts = P.PredictOptions(roi=32, overlap=0.5, sw_batch=batch, crop=False, probabilities=True, amp=False)
         seg = P.segment(mdl, hu, EYE, ph.spacing, opts, cpu)
         probs[name] = seg.prob
-        assert seg.windows == P.window_count(hu.shape, 32, 0.25)
+        assert seg.windows == P.window_count(hu.shape, 32, 0.5) == 2
     assert probs["new"].std() > 1e-3
     np.testing.assert_allclose(probs["new"], probs["old"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(probs["new"], probs["new4"], atol=1e-5, rtol=0)

@@ -234,8 +234,8 @@ def info(weights: Path | str | None = None) -> dict:
                    "_preview.png"],
         "params": count_parameters(WingsNet()),
         "predict_defaults": dict(DEFAULTS["predict"]),
-        "predict_cpu": "fp32, sw batch 1 unless given, NCDHW, threads ≤ usable cores; ≈ 13 CPU-s per 128³ window "
-                       "(2-core AVX2 EPYC): a 512×512×388 CT's lung box (144 windows) ≈ 16 min on 2 cores",
+        "predict_cpu": "fp32, sw batch 1 unless given, NCDHW, threads ≤ usable cores; 13–14 CPU-s per 128³ window "
+                       "(2-core AVX2 EPYC): a 512×512×388 CT's lung box (144 windows) ≈ 16–17 min on 2 cores",
         "phantom_presets": {k: {"size": v["size"], "spacing": v["spacing"], "min_diameter_mm": v["min_diameter_mm"]}
                             for k, v in PRESETS.items()},
         "metrics": ["td", "bd", "dsc", "precision", "fpr", "fnr", "sensitivity", "specificity", "atm_score"],
