@@ -45,8 +45,8 @@ def test_usable_cpus_within_affinity():
 def test_glibc_mallopt_accepts_the_thresholds():
     mallopt = D._glibc_mallopt()
     assert mallopt(D._M_MMAP_THRESHOLD, 1 << 30) == 1 and mallopt(D._M_TRIM_THRESHOLD, 1 << 30) == 1
-    assert mallopt(D._M_MMAP_THRESHOLD, D._GLIBC_DEFAULT_THRESHOLD) == 1
-    assert mallopt(D._M_TRIM_THRESHOLD, D._GLIBC_DEFAULT_THRESHOLD) == 1
+    assert mallopt(D._M_MMAP_THRESHOLD, D._RESTORE_MMAP_THRESHOLD) == 1
+    assert mallopt(D._M_TRIM_THRESHOLD, D._RESTORE_TRIM_THRESHOLD) == 1
 
 
 def test_eta_text():

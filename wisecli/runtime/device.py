@@ -135,9 +135,11 @@ def usable_cpus() -> int:
     return max(1, n)
 
 
-#: glibc mallopt parameters (malloc.h) and their defaults
+#: glibc mallopt parameters (malloc.h); the values restored after `cpu_compute`: glibc's dynamic mmap threshold
+#: rises to the largest freed mmapped block up to 32 MiB (DEFAULT_MMAP_THRESHOLD_MAX) with the trim threshold at
+#: twice it, which a torch process reaches at its first large free, so this is the state it would be in
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_GLIBC_DEFAULT_THRESHOLD = 128 * 1024
+_RESTORE_MMAP_THRESHOLD, _RESTORE_TRIM_THRESHOLD = 32 << 20, 64 << 20
 
 
 def _glibc_mallopt():
@@ -168,9 +170,9 @@ def cpu_compute(device: torch.device, threads: int | None = None, *, keep_freed_
       (`mallopt` M_MMAP_THRESHOLD and M_TRIM_THRESHOLD at 1 GiB). Every activation of a 128³ window is 8–270 MB,
       above glibc's mmap threshold, so each op's output was a fresh `mmap` whose pages the kernel zeroes on first
       touch: WingsNet spent 20–25 % of its user time in the kernel (64³ window, one thread: 0.30 s system for
-      1.32 s user; 0.01 s with the heap kept) [measured]. On exit both thresholds return to glibc's documented
-      defaults (128 KiB; glibc's dynamic raising of the mmap threshold stays off afterwards) and `malloc_trim`
-      gives the kept memory back.
+      1.32 s user; 0.01 s with the heap kept) [measured]. On exit the thresholds go to the values glibc's
+      dynamic threshold reaches in a torch process (mmap 32 MiB, trim 64 MiB; glibc cannot report the old ones,
+      and its dynamic raising stays off afterwards) and `malloc_trim` gives the kept memory back.
 
     Not thread-safe: the thread count and the allocator settings are process-wide."""
     if device.type != "cpu":
@@ -192,8 +194,8 @@ def cpu_compute(device: torch.device, threads: int | None = None, *, keep_freed_
         if mallopt is not None:
             import ctypes
 
-            mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
-            mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+            mallopt(_M_MMAP_THRESHOLD, _RESTORE_MMAP_THRESHOLD)
+            mallopt(_M_TRIM_THRESHOLD, _RESTORE_TRIM_THRESHOLD)
             try:
                 ctypes.CDLL(None).malloc_trim(0)
             except (OSError, AttributeError):  # pragma: no cover
