@@ -92,7 +92,7 @@ def test_oom_retried_once_with_smaller_window_batch(ph, monkeypatch):
     calls = []
     real = P.window_pass
 
-    def flaky(model, x, opts, device, *, sw_batch=None, stitch_device=None):
+    def flaky(model, x, opts, device, *, sw_batch=None, stitch_device=None, advance=None):
         calls.append(sw_batch)
         if len(calls) == 1:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")

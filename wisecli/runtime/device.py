@@ -108,6 +108,100 @@ def one_cpu_thread(device: torch.device, enabled: bool = True):
         torch.set_num_threads(old)
 
 
+def usable_cpus() -> int:
+    """The CPU cores this process may really use: its affinity mask, capped by a cgroup CPU quota (cgroup v2
+    `cpu.max`, v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`), rounded up, at least 1. `os.cpu_count()` counts the
+    host's cores, so a container limited to 2 cores on a 64-core host would start 64 OpenMP threads."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    quota = None
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as fh:
+            q, period = fh.read().split()[:2]
+            if q != "max":
+                quota = int(q) / int(period)
+    except (OSError, ValueError):
+        try:
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as fq, open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as fp:
+                q, period = int(fq.read()), int(fp.read())
+                if q > 0 and period > 0:
+                    quota = q / period
+        except (OSError, ValueError):
+            pass
+    if quota is not None:
+        n = min(n, max(1, int(-(-quota // 1))))
+    return max(1, n)
+
+
+#: glibc mallopt parameters (malloc.h); the values restored after `cpu_compute`: glibc's dynamic mmap threshold
+#: rises to the largest freed mmapped block up to 32 MiB (DEFAULT_MMAP_THRESHOLD_MAX) with the trim threshold at
+#: twice it, which a torch process reaches at its first large free, so this is the state it would be in
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_RESTORE_MMAP_THRESHOLD, _RESTORE_TRIM_THRESHOLD = 32 << 20, 64 << 20
+
+
+def _glibc_mallopt():
+    """glibc's `mallopt` through ctypes, or None (musl, macOS, Windows)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.mallopt
+        gnu = libc.gnu_get_libc_version  # glibc only
+    except (OSError, AttributeError):
+        return None
+    del gnu
+    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return fn
+
+
+@contextlib.contextmanager
+def cpu_compute(device: torch.device, threads: int | None = None, *, keep_freed_memory: bool = True):
+    """Settings for long CPU compute (3D convolutions of a sliding window), restored afterwards; a no-op on CUDA.
+    Yields the thread count used.
+
+    - torch's intra-op threads = `threads`, else min(torch's current count, `usable_cpus()`): never more threads
+      than cores (on a 2-core cgroup of a large host torch starts one OpenMP thread per host core, and the
+      threads then spin and yield in the kernel), never more than the user asked for (OMP_NUM_THREADS).
+    - `keep_freed_memory` (glibc only): freed blocks stay in the heap instead of going back to the kernel
+      (`mallopt` M_MMAP_THRESHOLD and M_TRIM_THRESHOLD at 1 GiB). Every activation of a 128³ window is 8–270 MB,
+      above glibc's mmap threshold, so each op's output was a fresh `mmap` whose pages the kernel zeroes on first
+      touch: WingsNet spent 20–25 % of its user time in the kernel (64³ window, one thread: 0.30 s system for
+      1.32 s user; 0.01 s with the heap kept) [measured]. On exit the thresholds go to the values glibc's
+      dynamic threshold reaches in a torch process (mmap 32 MiB, trim 64 MiB; glibc cannot report the old ones,
+      and its dynamic raising stays off afterwards) and `malloc_trim` gives the kept memory back.
+
+    Not thread-safe: the thread count and the allocator settings are process-wide."""
+    if device.type != "cpu":
+        yield torch.get_num_threads()
+        return
+    old = torch.get_num_threads()
+    n = int(threads) if threads else min(old, usable_cpus())
+    mallopt = _glibc_mallopt() if keep_freed_memory else None
+    if n != old:
+        torch.set_num_threads(n)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+        mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    try:
+        yield n
+    finally:
+        if n != old:
+            torch.set_num_threads(old)
+        if mallopt is not None:
+            import ctypes
+
+            mallopt(_M_MMAP_THRESHOLD, _RESTORE_MMAP_THRESHOLD)
+            mallopt(_M_TRIM_THRESHOLD, _RESTORE_TRIM_THRESHOLD)
+            try:
+                ctypes.CDLL(None).malloc_trim(0)
+            except (OSError, AttributeError):  # pragma: no cover
+                pass
+
+
 def one_blas_thread():
     """A `with` block whose numpy/scipy BLAS runs on one thread (threadpoolctl), for small GEMMs such as a
     logistic regression's n × k products (k ≤ a few hundred) or a small NMF. On a loaded 2-core machine the

@@ -79,11 +79,48 @@ def _cpu():
 
 
 def _windows(shape, roi, overlap):
-    n = 1
-    for s in shape:
-        step = max(int(roi * (1 - overlap)), 1)
-        n *= max(1, int(np.ceil((max(s, roi) - roi) / step)) + 1)
-    return n
+    from .predict import window_count
+
+    return window_count(shape, roi, overlap)
+
+
+def cpu_window_row(roi: int = 128, width: float = 1.0, volume=None) -> dict:
+    """Issue 13 point 7: CPU seconds per window of the `predict` window pass (NCDHW, sw batch 1, inside
+    `runtime.device.cpu_compute`), user and system apart, on the 4 windows (1·2·2, overlap 0.5) of a random
+    roi × 1.5 roi × 1.5 roi input with random weights, after one untimed window; with `volume` (D, H, W) also the window count there and the extrapolated CPU seconds
+    and wall time on the usable cores. CPU time, not wall time: it holds on a shared machine."""
+    import resource
+
+    import torch
+
+    from wisecli.runtime.device import cpu_compute, usable_cpus
+
+    from .model import WingsNet
+    from .predict import PredictOptions, window_count, window_pass
+
+    torch.manual_seed(0)
+    net = WingsNet(width=width).eval()
+    x = torch.rand(1, 1, roi, roi * 3 // 2, roi * 3 // 2)
+    opts = PredictOptions(roi=roi, overlap=0.5, sw_batch=1, amp=False)
+    cpu = torch.device("cpu")
+    done = []
+    with torch.inference_mode():
+        net.folded_forward(x[..., :roi, :roi])  # oneDNN builds its kernels on the first call
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    with cpu_compute(cpu) as threads:
+        window_pass(net, x, opts, cpu, advance=done.append)
+    r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
+    n = sum(done)
+    user, sys_ = (r1.ru_utime - r0.ru_utime) / n, (r1.ru_stime - r0.ru_stime) / n
+    rec = dict(roi=roi, windows=n, threads=threads, cpu_s_per_window=round(user + sys_, 2),
+               user_s_per_window=round(user, 2), sys_s_per_window=round(sys_, 2),
+               sys_over_user=round(sys_ / max(user, 1e-9), 3), wall_s_per_window=round(wall / n, 2),
+               load_avg_1m=round(os.getloadavg()[0], 2))
+    if volume is not None:
+        nv = window_count(volume, roi, 0.5)
+        rec.update(volume=list(volume), volume_windows=nv, volume_cpu_s=round(nv * (user + sys_)),
+                   volume_wall_s_if_idle=round(nv * (user + sys_) / usable_cpus()))
+    return rec
 
 
 def _gmac(model, roi, fwd=None):
