@@ -89,3 +89,21 @@ class BenchRecords(list):
     def __init__(self, records=(), summary: dict[str, Any] | None = None):
         super().__init__(records)
         self.summary: dict[str, Any] = dict(summary or {})
+
+
+def finished_runs(path) -> dict[tuple[str, int], dict]:
+    """The records of a resumable study's `results.jsonl`, keyed by (setting, seed): a rerun skips these. A
+    line that does not parse or lacks the keys (a run cut off while writing) counts as not finished."""
+    import json
+    from pathlib import Path
+
+    done: dict[tuple[str, int], dict] = {}
+    path = Path(path)
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                r = json.loads(line)
+                done[(r["setting"], int(r["seed"]))] = r
+            except (ValueError, KeyError, TypeError):
+                continue
+    return done

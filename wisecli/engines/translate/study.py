@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 from wisecli.cli.errors import InputError
+from wisecli.runtime.results import finished_runs
 
 GRIDS = ("all", "claim", "alpha", "ablation")
 PROFILES = {
@@ -176,14 +177,7 @@ def run_study(out_dir: Path | None, *, grid: str, profile: str, seeds: int, step
         raise OutputError(f"cannot write the study folder {out_dir}: {exc.strerror or exc}",
                           hint="check that it is writable, or choose another -o") from None
     results = out_dir / "results.jsonl"
-    done: dict[tuple[str, int], dict] = {}
-    if results.is_file():
-        for line in results.read_text(encoding="utf-8").splitlines():
-            try:
-                r = json.loads(line)
-                done[(r["setting"], int(r["seed"]))] = r
-            except (ValueError, KeyError, TypeError):
-                continue
+    done = finished_runs(results)
     test_ref = parts["test"][1]
     t0 = time.perf_counter()
     with one_cpu_thread(dev, enabled=prof["arch"] == "micro"):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from wisecli.cli.errors import InputError
+from wisecli.runtime.results import finished_runs
 
 STUDIES = ("lambc", "cdb", "radial", "ibnn")
 
@@ -168,14 +169,7 @@ def run_study(name: str, out_dir: Path | None, *, data: str | None, seeds: int, 
         raise OutputError(f"cannot create study folder {out_dir}: {exc.strerror or exc}",
                           hint="check that it is writable, or choose another -o") from None
     results = out_dir / "results.jsonl"
-    done: dict[tuple[str, int], dict] = {}
-    if results.is_file():
-        for line in results.read_text().splitlines():
-            try:
-                r = json.loads(line)
-                done[(r["setting"], int(r["seed"]))] = r
-            except (ValueError, KeyError):
-                continue
+    done = finished_runs(results)
     t0 = time.perf_counter()
     for s in settings:
         for seed in range(seeds):
