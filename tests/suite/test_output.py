@@ -39,3 +39,11 @@ def test_quiet_silences_info_but_not_data(capsys):
     sink.result([1, 2])
     out, err = capsys.readouterr()
     assert err == "" and json.loads(out) == [1, 2]
+
+
+def test_table_cells_round_floats_and_intervals_alike(capsys):
+    sink = Sink()
+    sink.result({}, rows=[{"bits": 0.6234567891, "ci95": [0.5187654321, 0.7012345678], "vec": [1, 2.5], "d": {"k": 1}}])
+    out = capsys.readouterr().out
+    assert "0.6235" in out and "[0.5188, 0.7012]" in out and "[1, 2.5]" in out
+    assert "0.5187654321" not in out and '{"k": 1}' in out

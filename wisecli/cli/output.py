@@ -35,6 +35,8 @@ def dumps(obj: Any, indent: int | None = None) -> str:
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"  # an interval or a short vector, read like a float
     if isinstance(value, (dict, list)):
         return dumps(value)
     return "" if value is None else str(value)
