@@ -31,7 +31,8 @@ gate does NOT separate at this size: a finding, reported with its count and boot
 - Loss: the infonce epoch at 0.1× lr ends at 4.0-4.1 (≈ ln 63, it barely moves), the two hardest epochs at
   0.24-0.25, above the margin 0.2 that a collapsed model (all embeddings equal) scores; the positive's cosine is 0.53-0.70 against a mean pair's 0.49-0.68. Variants, seed 0 (all / no-shared-token):
   infonce for all 3 epochs 13.1× / 0.58× [0.44, 0.72]; infonce lr 3e-3 11.7× / 0.77× [0.44, 1.31]; infonce 10
-  epochs 12.3× / 0.80× [0.46, 1.37]; batch 32 9.9× / 0.53× [0.37, 0.78]; no Siamese start 1.4× / 0.49×; no
+  epochs 12.3× / 0.80× [0.46, 1.37]; batch 32 9.9× / 0.53× [0.37, 0.78]; hinge-sum after the
+  warm-up 10.6× / 0.48× [0.37, 0.61]; hardest-softmax 5.7× / 0.41× [0.32, 0.52]; no Siamese start 1.4× / 0.49×; no
   Siamese start and separate tables 1.1× / 1.16× [0.34, 2.76]. None reaches 3×.
 - Ceiling probe: a plain association scorer (positive PMI of query word and code token counted on the 1,301
   training pairs) gives 3.2× overall and 1.9× [0.49, 3.97] on those 77 queries: the training pairs carry little
