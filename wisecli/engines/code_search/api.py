@@ -204,6 +204,8 @@ def info(weights: str | Path | None = None) -> dict:
            "tokenizer": {"code": "tokenize; identifiers split at _, case, digits; keywords, operators; <num>; "
                                  "<str> + 4 words; comments 16 words; 256 tokens", "query": "lower-cased subtokens, 32",
                          "vocabulary": "count >= 2, at most 50,000, shared by both sides"},
+           "evaluation": "pool all or N (stated); query rows scored in chunks of 1,024 and ranked in their pool, "
+                         "pessimistic ties, equal code hashes count as true; 95% bootstrap intervals",
            "capabilities": {"pool": ["layerwise", "max-last"], "loss": list(_CHOICES["loss"]),
                             "search": ["cosea", "bm25", "hybrid (RRF)"], "incremental_index": True, "ddp": "torchrun",
                             "negatives": ["batch", "queue"],

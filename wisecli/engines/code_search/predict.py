@@ -10,6 +10,10 @@ Search: the index goes to the device as fp16, a query batch is one GEMM (chunked
 `hybrid` fuses the top 100 of COSEA and BM25 by reciprocal-rank fusion, Σ 1/(60 + rank) (Cormack, Clarke and
 Büttcher, SIGIR 2009); ties in score keep the lower row first (torch.topk on CPU is not stable, so we sort
 (−score, row) explicitly).
+Evaluate (specs §5): scores are computed for chunks of 1,024 query rows against every code (`RowScorer`; hybrid
+fuses each full row's two top-100 lists, as before) and each row ranked in its pool, so memory is chunk × (M + K),
+not the whole [M, M + K] matrix of each method (CodeSearchNet's 14,918 × 43,827 would be ≈2.6 GB per fp32 method,
+5.2 GB for BM25's float64 product).
 """
 
 from __future__ import annotations
@@ -414,40 +418,61 @@ def _code_lines(f: dict, n: int) -> str:
 
 # -- evaluation -----------------------------------------------------------------------------------------------
 
+class RowScorer:
+    """Scores of query rows against every code (the pairs' codes, then the distractors) for cosea, bm25, hybrid:
+    embeddings and the BM25 weights are computed once, `rows(idx)` gives [len(idx), M + K] per method, so an
+    evaluation holds one chunk of rows at a time (specs §5: ranks computed in chunks) instead of [M, M + K]."""
+
+    def __init__(self, pairs: list[D.Pair], methods: tuple[str, ...], model=None, vocab=None, device=None,
+                 depth: int = 100, distractors: list[str] | None = None):
+        self.methods, self.depth = tuple(methods), depth
+        codes = [p.code for p in pairs] + list(distractors or [])
+        self.q = self.c = self.bm = self.qm = None
+        if "cosea" in methods or "hybrid" in methods:
+            mc = model.cfg
+            self.q = embed(model.query, [vocab.encode(query_tokens(p.query, int(mc["max_query_len"]))) for p in pairs],
+                           device)
+            self.c = embed(model.code, [vocab.encode(code_tokens(x, int(mc["max_code_len"]))) for x in codes], device)
+        if "bm25" in methods or "hybrid" in methods:
+            self.bm = BM25.fit([code_tokens(x, 10**6) for x in codes])
+            self.qm = self.bm.query_matrix([query_tokens(p.query, 10**6) for p in pairs])
+            self.bm_device = device or "cpu"
+
+    def rows(self, idx) -> dict[str, torch.Tensor]:
+        """{method: [len(idx), M + K] float32 scores} of the query rows `idx` (a sequence of ints)."""
+        out: dict[str, torch.Tensor] = {}
+        ii = list(map(int, idx))
+        if self.q is not None:
+            out["cosea"] = (self.q[torch.as_tensor(ii, device=self.q.device)] @ self.c.T).float()
+        if self.bm is not None:
+            out["bm25"] = torch.from_numpy(np.asarray((self.qm[ii] @ self.bm.weights.T).toarray())).float().to(
+                self.bm_device)
+        if "hybrid" in self.methods:
+            fused = torch.zeros_like(out["cosea"])
+            d = min(self.depth, fused.shape[1])
+            ar = 1.0 / (60 + torch.arange(1, d + 1, device=fused.device, dtype=fused.dtype))
+            for m in ("cosea", "bm25"):
+                _, top = topk_rows(out[m].cpu(), d)
+                fused.scatter_add_(1, top.to(fused.device), ar.expand(len(ii), d).contiguous())
+            out["hybrid"] = fused
+        return {m: out[m] for m in self.methods}
+
+
 def score_matrices(pairs: list[D.Pair], methods: tuple[str, ...], model=None, vocab=None, device=None,
                    depth: int = 100, distractors: list[str] | None = None) -> dict[str, torch.Tensor]:
     """[M, M + K] scores of every query against every pair's code (then the K `distractors` codes) for each method
-    (cosea, bm25, hybrid); hybrid is the RRF of the two top-`depth` lists (rows outside both lists score 0)."""
-    out: dict[str, torch.Tensor] = {}
-    codes = [p.code for p in pairs] + list(distractors or [])
-    if "cosea" in methods or "hybrid" in methods:
-        mc = model.cfg
-        q = embed(model.query, [vocab.encode(query_tokens(p.query, int(mc["max_query_len"]))) for p in pairs], device)
-        c = embed(model.code, [vocab.encode(code_tokens(x, int(mc["max_code_len"]))) for x in codes], device)
-        out["cosea"] = (q @ c.T).float()
-    if "bm25" in methods or "hybrid" in methods:
-        bm = BM25.fit([code_tokens(x, 10**6) for x in codes])
-        out["bm25"] = torch.from_numpy(bm.scores([query_tokens(p.query, 10**6) for p in pairs])).float().to(
-            device or "cpu")
-    if "hybrid" in methods:
-        fused = torch.zeros_like(out["cosea"])
-        d = min(depth, fused.shape[1])
-        ar = 1.0 / (60 + torch.arange(1, d + 1, device=fused.device, dtype=fused.dtype))
-        for m in ("cosea", "bm25"):
-            s = out[m]
-            _, rows = topk_rows(s.cpu(), d)
-            fused.scatter_add_(1, rows.to(fused.device), ar.expand(len(s), d).contiguous())
-        out["hybrid"] = fused
-    return {m: out[m] for m in methods}
+    (cosea, bm25, hybrid); hybrid is the RRF of the two top-`depth` lists (rows outside both lists score 0).
+    The whole matrix at once (small sets: the demo, tests); `run_evaluate` goes by chunks of rows."""
+    return RowScorer(pairs, methods, model, vocab, device, depth, distractors).rows(range(len(pairs)))
 
 
 def run_evaluate(pairs: list[D.Pair], *, methods: tuple[str, ...], pool: str, model=None, vocab=None, device=None,
                  bootstrap: int = 1000, seed: int = 0, ck_sha: str | None = None, docstrings: str = "removed",
-                 split_rule: str = "", distractors: list[D.Pair] | None = None) -> dict:
+                 split_rule: str = "", distractors: list[D.Pair] | None = None, chunk: int = 1024) -> dict:
     """MRR, R@1/5/10, nDCG@10 with 95 % bootstrap intervals per method, per-query ranks, and the protocol block.
     `distractors` (pool `all` only): more codes in every query's pool (their queries unused; codes with a test
     code's hash are dropped first)."""
-    from .metrics import TIE_RULE, bootstrap as boot, chunk_pools, random_mrr, ranks_from_scores, summary
+    from .metrics import TIE_RULE, bootstrap as boot, chunk_pools, random_mrr, summary
 
     m = len(pairs)
     test_h = {p.hash for p in pairs}
@@ -456,7 +481,7 @@ def run_evaluate(pairs: list[D.Pair], *, methods: tuple[str, ...], pool: str, mo
         raise InputError("--distractors works with --pool all", hint="drop --pool N, or the distractors")
     hashes = torch.tensor([int(p.hash[:15], 16) if p.hash else i for i, p in enumerate(pairs)] +
                           [int(d.hash[:15], 16) for d in extra], dtype=torch.long)
-    mats = score_matrices(pairs, methods, model, vocab, device, distractors=[d.code for d in extra])
+    scorer = RowScorer(pairs, methods, model, vocab, device, distractors=[d.code for d in extra])
     if pool == "all":
         groups, dropped, size = [np.arange(m)], 0, m + len(extra)
     else:
@@ -465,20 +490,39 @@ def run_evaluate(pairs: list[D.Pair], *, methods: tuple[str, ...], pool: str, mo
             raise InputError(f"--pool {n} is larger than the test set ({m} pairs)", hint=f"use --pool all or N <= {m}")
         groups, dropped = chunk_pools(m, n, seed)
         size = n
-    results, per_query = {}, {}
-    for name, s in mats.items():
-        ranks, kept = [], []
+    order = np.concatenate(groups) if len(groups) else np.zeros(0, np.int64)
+    # each query's candidate columns: pool `all` every code (+ distractors), pool N its chunk's codes
+    if pool == "all":
+        cols_of = None
+        true_col = np.arange(m)
+    else:
+        cols_of = np.zeros((m, size), np.int64)
+        true_col = np.zeros(m, np.int64)
         for g in groups:
-            gi = torch.as_tensor(g, device=s.device)
-            cols = torch.cat([gi, torch.arange(m, s.shape[1], device=s.device)]) if pool == "all" else gi
-            sub = s[gi][:, cols]
-            ranks.append(ranks_from_scores(sub, torch.arange(len(g), device=s.device), hashes.to(s.device)[cols]).cpu())
-            kept.append(torch.as_tensor(g))
-        r = torch.cat(ranks)
+            cols_of[g] = g[None, :]
+            true_col[g] = np.arange(len(g))
+    rank_of = {name: torch.zeros(m, dtype=torch.long) for name in methods}
+    for a in range(0, len(order), chunk):
+        idx = np.sort(order[a: a + chunk])
+        block = scorer.rows(idx)
+        for name, s in block.items():
+            dev_ = s.device
+            if cols_of is None:
+                sub, hc = s, hashes.to(dev_)[None, :].expand(len(idx), -1)
+            else:
+                cc = torch.as_tensor(cols_of[idx], device=dev_)
+                sub, hc = s.gather(1, cc), hashes.to(dev_)[cc]
+            t = torch.as_tensor(true_col[idx], device=dev_)[:, None]
+            ge = (sub >= sub.gather(1, t)) & (hc != hc.gather(1, t))
+            rank_of[name][torch.as_tensor(idx)] = (1 + ge.sum(1)).cpu()
+    results, per_query = {}, {}
+    kept = torch.as_tensor(order, dtype=torch.long)
+    for name in methods:
+        r = rank_of[name][kept]
         doc = summary(r)
         doc["mrr_ci95"] = boot((1.0 / r.double()).numpy(), bootstrap, seed)
         results[name] = doc
-        per_query[name] = dict(zip(torch.cat(kept).tolist(), r.tolist()))
+        per_query[name] = dict(zip(kept.tolist(), r.tolist()))
     protocol = {"pool": f"all ({size} codes{f', {len(extra)} distractors' if extra else ''})" if pool == "all"
                 else f"{size} (1 true + {size - 1} distractors)",
                 "pool_size": size, "queries": sum(len(g) for g in groups), "dropped_remainder": int(dropped),
