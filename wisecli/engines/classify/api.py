@@ -177,9 +177,10 @@ def demo(quick: bool = False, device=None, *, sink=None, **overrides: Any):
     `builtin:digits` at 16x16 (6 epochs; `quick`: 1 epoch on 300 images), predict, and evaluate at 0/90/180/270°
     and under gaussian noise. Nothing survives in $TMPDIR.
 
-    Defaults: quick False, device "auto". Returns a `runtime.results.DemoResult` whose gates say the metrics are
-    finite and the predictions exactly invariant to 90° rotations (spec §3); headline {bal_acc, rot90_acc,
-    nll_noise}."""
+    Defaults: quick False, device "auto". Returns a `runtime.results.DemoResult` whose gates say the net learned
+    (test balanced accuracy >= 0.5, chance 0.10), the NLL under noise is finite and the predictions are exactly
+    invariant to 90° rotations (spec §3); headline {bal_acc, rot90_acc, nll_noise}. The quick preset does not
+    reach the accuracy gate (a finding, see `demo.py`)."""
     from .demo import run_demo
 
     v, _ = _resolve("demo", {"device": device})
@@ -222,7 +223,9 @@ def info() -> dict:
             "cdb_open_cases": "w = 0 at 100 % (loss.min_weight floors it); all at 100 %: uniform weights + warning",
             "schedule": "cosine after warmup_epochs linear warm-up; implicit: flat to 50 %, linear to 1 % by 90 %; "
                         "--faithful: constant lr, LAMBC m/v reset every epoch",
-            "ibnn_beta": "min(1, epoch / ceil(2E/3)); variational lr 0.4 K lr / 0.1, no weight decay",
+            "ibnn_beta": "min(1, epoch / ceil(2E/3)); variational lr 0.4 K lr / 0.1, no weight decay, not annealed",
+            "demo_ok": "every gate: test balanced accuracy >= 0.5 (chance 0.10) beside finite and exactly invariant "
+                       "(a one-class net is invariant too); --quick (1 epoch) does not reach it: ok false",
             "ibnn_layers": "in wisecli/nn/implicit.py so load_classifier (shared) can rebuild them",
             "validation": "stratified val_fraction (10 %) of train when the data has no val part; split.json",
             "normalisation": "per channel (per feature) mean/std of train, stored in the checkpoint",
