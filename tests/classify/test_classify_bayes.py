@@ -97,3 +97,30 @@ def test_implicit_variational_lr_is_not_annealed():
     cos = make_scheduler(opt, 10, 1, "cosine")
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.05, 0.4])  # warm-up epoch: both at half
     del cos
+
+
+def test_train_threads_cover_the_end_of_training_test_pass(tmp_path, monkeypatch):
+    """`threads=1` holds for the test-part evaluation `train` runs after `fit` as well (it ran on torch's default
+    thread count before; on a contended CPU that pass cost more than the training of an implicit net)."""
+    from wisecli.engines.classify import api, predict
+
+    seen = []
+    real = predict.evaluate_model
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "evaluate_model", spy)
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 12)
+    X = (rng.normal(size=(24, 3)) + y[:, None]).astype(np.float32)
+    np.savez(tmp_path / "f.npz", X=X, y=y, X_val=X[::3], y_val=y[::3], X_test=X[1::3], y_test=y[1::3])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # what torch starts with on a 2-core CI runner; restored below
+    try:
+        s = api.train(tmp_path / "f.npz", tmp_path / "run", arch="mlp", epochs=1, batch_size=8, width=0.05,
+                      device="cpu", threads=1, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert "test" in s and seen == [1]

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from wisecli.engines.classify import api
+from wisecli.engines.classify.data import cpu_threads
 from wisecli.runtime.io.labeled import read_labeled
 
 pytestmark = pytest.mark.slow
@@ -54,8 +56,9 @@ def test_gate_radial_invariance(tmp_path):
     for arch in ("ring-cnn", "plain-cnn"):
         s = api.train("builtin:digits", tmp_path / arch, arch=arch, epochs=5, image_size=16, width=0.25,
                       batch_size=64, seed=0, **CPU)
-        ev = api.evaluate("builtin:digits:test", weights=tmp_path / arch, rotate="0:360:90", image_size=16,
-                          device="cpu")
+        with cpu_threads(torch.device("cpu"), 1):  # as train's threads=1: small nets on a contended CPU
+            ev = api.evaluate("builtin:digits:test", weights=tmp_path / arch, rotate="0:360:90", image_size=16,
+                              device="cpu")
         rows[arch] = [c["accuracy"] for c in ev["rotation"]["curve"]]
     ring, plain = rows["ring-cnn"], rows["plain-cnn"]
     assert ring[0] >= 0.75 and max(abs(a - ring[0]) for a in ring[1:]) <= 0.005, rows
@@ -77,8 +80,9 @@ def test_gate_ibnn_lower_nll_under_noise(tmp_path):
         for bayes in nll:
             api.train("builtin:digits", tmp_path / f"{bayes}{seed}", arch="small-cnn", bayes=bayes, components=4,
                       epochs=8, image_size=16, batch_size=64, seed=seed, **CPU)
-            ev = api.evaluate("builtin:digits:test", weights=tmp_path / f"{bayes}{seed}", corrupt="gaussian_noise",
-                              severity="3-5", image_size=16, device="cpu")
+            with cpu_threads(torch.device("cpu"), 1):
+                ev = api.evaluate("builtin:digits:test", weights=tmp_path / f"{bayes}{seed}", corrupt="gaussian_noise",
+                                  severity="3-5", image_size=16, device="cpu")
             nll[bayes].append(np.mean([c["nll"] for c in ev["corruptions"]]))
             acc[bayes].append(ev["accuracy"])
     assert np.mean(nll["implicit"]) < np.mean(nll["none"]), nll

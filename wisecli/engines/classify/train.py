@@ -405,11 +405,12 @@ def run_training(data, out_dir: Path | None, *, cfg: dict, config_record: dict, 
         best = run_dir / "checkpoints" / "best.pt"
         t_src = test if test is not None else None
         if is_main and best.is_file():
-            if t_src is not None:
-                doc = evaluate_model(t_src, best, cfg_read=cfg, device=device, seed=seed)
-            else:
-                te = np.asarray(lab.split["test"])
-                doc = evaluate_model(None, best, arrays=(lab.X[te], lab.y[te], lab.kind), device=device, seed=seed)
+            with cpu_threads(device, int(cfg.get("threads", 0) or 0)):  # --threads covers the test pass too
+                if t_src is not None:
+                    doc = evaluate_model(t_src, best, cfg_read=cfg, device=device, seed=seed)
+                else:
+                    te = np.asarray(lab.split["test"])
+                    doc = evaluate_model(None, best, arrays=(lab.X[te], lab.y[te], lab.kind), device=device, seed=seed)
             summary["test"] = {k: doc[k] for k in ("accuracy", "balanced_accuracy", "nll", "ece_top15")}
     summary["seconds"] = time.perf_counter() - t0
     if is_main:
