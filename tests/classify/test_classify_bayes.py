@@ -124,3 +124,31 @@ def test_train_threads_cover_the_end_of_training_test_pass(tmp_path, monkeypatch
     finally:
         torch.set_num_threads(before)
     assert "test" in s and seen == [1]
+
+
+def test_both_arms_see_the_same_corrupted_images(tmp_path, monkeypatch):
+    """evaluate's corruptions come from a generator seeded by (--seed, severity) alone, so a deterministic and an
+    implicit model (whose sampling reseeds torch's global RNG per pass) are scored on identical noisy images."""
+    from tests.classify.conformance import checkpoint
+    from wisecli.engines.classify import corruptions, predict
+    from wisecli.engines.classify.synthetic import write_folder
+
+    data = tmp_path / "glyphs"
+    write_folder(data, n_per_class=3, num_classes=3, size=16, seed=0)
+    seen = {}
+    real = corruptions.corrupt
+
+    def spy(x, name, severity, generator=None):
+        y = real(x, name, severity, generator)
+        seen.setdefault(arm, []).append(y.clone())
+        return y
+
+    monkeypatch.setattr(corruptions, "corrupt", spy)
+    for arm, kw in (("none", {}), ("implicit", {"bayes": "implicit", "components": 2})):
+        ckpt = checkpoint(tmp_path / arm / "best.pt", size=16, **kw)
+        doc = predict.evaluate_model(data, ckpt, corrupt="gaussian_noise", severity="3-5", device="cpu")
+        assert [r["severity"] for r in doc["corruptions"]] == [3, 4, 5]
+    assert len(seen["none"]) == len(seen["implicit"]) == 3
+    for a, b in zip(seen["none"], seen["implicit"]):
+        assert torch.equal(a, b)
+    assert not torch.equal(seen["none"][0], seen["none"][2])  # each severity draws its own noise
