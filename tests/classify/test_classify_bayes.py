@@ -72,3 +72,83 @@ def test_stratified_split_and_sampler():
     one.on_epoch.append(calls.append)
     one.set_epoch(4)
     assert calls == [4]
+
+
+def test_implicit_variational_lr_is_not_annealed():
+    """Spec §2.4 and `trungtrinh44/ibnn`'s README (`lr_ratio_sto=1.0`): the iBNN schedule anneals the weights' lr
+    to 1 % while the variational parameters keep theirs. The optimizer and scheduler are the ones `run_training`
+    builds (`build_optimizer_for`, `make_scheduler`) for an implicit net; before the fix one LambdaLR annealed both
+    groups to 1 %. Other schedules still apply to every group."""
+    from wisecli.engines.classify import api
+    from wisecli.engines.classify.train import build_optimizer_for, make_scheduler
+
+    cfg = {**api.DEFAULTS["train"], "bayes": "implicit", "components": 2, "lr": 0.1}
+    model = build("mlp", in_channels=1, num_classes=3, image_size=4, width=0.05, bayes="implicit", components=2)
+    opt, base = build_optimizer_for(model, cfg)
+    assert base == 0.1 and len(opt.param_groups) == 2
+    sched = make_scheduler(opt, 10, 1, "ibnn")
+    for epoch in range(10):
+        det, var = (g["lr"] for g in opt.param_groups)
+        assert det == pytest.approx(0.1 * lr_factor(epoch, 10, 1, "ibnn"))
+        assert var == pytest.approx(0.4 * 2 * 0.1 / 0.1)  # 0.4 K lr / 0.1, constant
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.001)
+    cos = make_scheduler(opt, 10, 1, "cosine")
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.05, 0.4])  # warm-up epoch: both at half
+    del cos
+
+
+def test_train_threads_cover_the_end_of_training_test_pass(tmp_path, monkeypatch):
+    """`threads=1` holds for the test-part evaluation `train` runs after `fit` as well (it ran on torch's default
+    thread count before; on a contended CPU that pass cost more than the training of an implicit net)."""
+    from wisecli.engines.classify import api, predict
+
+    seen = []
+    real = predict.evaluate_model
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "evaluate_model", spy)
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 12)
+    X = (rng.normal(size=(24, 3)) + y[:, None]).astype(np.float32)
+    np.savez(tmp_path / "f.npz", X=X, y=y, X_val=X[::3], y_val=y[::3], X_test=X[1::3], y_test=y[1::3])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # what torch starts with on a 2-core CI runner; restored below
+    try:
+        s = api.train(tmp_path / "f.npz", tmp_path / "run", arch="mlp", epochs=1, batch_size=8, width=0.05,
+                      device="cpu", threads=1, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert "test" in s and seen == [1]
+
+
+def test_both_arms_see_the_same_corrupted_images(tmp_path, monkeypatch):
+    """evaluate's corruptions come from a generator seeded by (--seed, severity) alone, so a deterministic and an
+    implicit model (whose sampling reseeds torch's global RNG per pass) are scored on identical noisy images."""
+    from tests.classify.conformance import checkpoint
+    from wisecli.engines.classify import corruptions, predict
+    from wisecli.engines.classify.synthetic import write_folder
+
+    data = tmp_path / "glyphs"
+    write_folder(data, n_per_class=3, num_classes=3, size=16, seed=0)
+    seen = {}
+    real = corruptions.corrupt
+
+    def spy(x, name, severity, generator=None):
+        y = real(x, name, severity, generator)
+        seen.setdefault(arm, []).append(y.clone())
+        return y
+
+    monkeypatch.setattr(corruptions, "corrupt", spy)
+    for arm, kw in (("none", {}), ("implicit", {"bayes": "implicit", "components": 2})):
+        ckpt = checkpoint(tmp_path / arm / "best.pt", size=16, **kw)
+        doc = predict.evaluate_model(data, ckpt, corrupt="gaussian_noise", severity="3-5", device="cpu")
+        assert [r["severity"] for r in doc["corruptions"]] == [3, 4, 5]
+    assert len(seen["none"]) == len(seen["implicit"]) == 3
+    for a, b in zip(seen["none"], seen["implicit"]):
+        assert torch.equal(a, b)
+    assert not torch.equal(seen["none"][0], seen["none"][2])  # each severity draws its own noise

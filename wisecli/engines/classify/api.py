@@ -179,7 +179,7 @@ def demo(quick: bool = False, device=None, *, sink=None, **overrides: Any):
 
     Defaults: quick False, device "auto". Returns a `runtime.results.DemoResult` whose gates say the metrics are
     finite and the predictions exactly invariant to 90° rotations (spec §3); headline {bal_acc, rot90_acc,
-    nll_noise}."""
+    nll_noise}. `ok` claims no accuracy: the quick preset stays at chance (a finding, see `demo.py`)."""
     from .demo import run_demo
 
     v, _ = _resolve("demo", {"device": device})
@@ -222,7 +222,9 @@ def info() -> dict:
             "cdb_open_cases": "w = 0 at 100 % (loss.min_weight floors it); all at 100 %: uniform weights + warning",
             "schedule": "cosine after warmup_epochs linear warm-up; implicit: flat to 50 %, linear to 1 % by 90 %; "
                         "--faithful: constant lr, LAMBC m/v reset every epoch",
-            "ibnn_beta": "min(1, epoch / ceil(2E/3)); variational lr 0.4 K lr / 0.1, no weight decay",
+            "ibnn_beta": "min(1, epoch / ceil(2E/3)); variational lr 0.4 K lr / 0.1, no weight decay, not annealed",
+            "demo_ok": "finite and exactly invariant (spec §3), no accuracy claim: --quick (1 epoch) stays at "
+                       "chance, headline bal_acc 0.10",
             "ibnn_layers": "in wisecli/nn/implicit.py so load_classifier (shared) can rebuild them",
             "validation": "stratified val_fraction (10 %) of train when the data has no val part; split.json",
             "normalisation": "per channel (per feature) mean/std of train, stored in the checkpoint",

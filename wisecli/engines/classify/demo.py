@@ -15,7 +15,15 @@ finiteness, which hold.
 Gates (spec §3: `ok` = finite, exactly invariant): balanced accuracy, NLL under noise finite; the accuracy at 90°,
 180° and 270° equals the upright accuracy within 0.5 pt and the logits' invariance error is at most 1e-3 (exact
 `rot90` and the ring conv's max over orientations make it exact up to float rounding; the iBNN noise is shared
-between the passes, see `predict.Runner.logp`).
+between the passes, see `predict.Runner.logp`). The invariance is the architecture's (the radial paper's claim):
+an untrained ring-cnn has it too, a plain-cnn does not.
+
+Finding (measured 2026-12-06, CPU): `ok` claims invariance and finiteness only, never accuracy. `--quick` (1
+epoch, 256 long-tailed images) does not learn: balanced accuracy 0.10 = chance (one class for every image; batch
+16/32 with lr 0.05/0.1 gave 0.09-0.10), which the headline `bal_acc` shows. A learning gate (e.g. balanced
+accuracy >= 0.5) would make the quick demo exit 1, which the conformance suite's example check refuses; a quick
+demo that shows the CDB/iBNN claims needs shipped demo weights (`runtime.demo_weights`) from a recipe that
+learns (the 6-epoch preset does not either, above) and a retrain test that fits the 60 CPU-s budget.
 """
 
 from __future__ import annotations

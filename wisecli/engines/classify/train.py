@@ -3,7 +3,7 @@
 Recipe [reconstructed]: SGD (momentum 0.9, wd 5e-4) by default; lr per optimizer (`LR`); cosine schedule after
 `warmup_epochs` (1) linear warm-up epochs, set per epoch; `--bayes implicit` uses the iBNN schedule instead (flat
 to 50 %, linear to 1 % by 90 %) and SGD-Nesterov when the optimizer is sgd, with the variational parameters in their
-own group (no weight decay, lr 0.4 K lr / 0.1); `--faithful` (LAMBC only) keeps the lr constant and resets m, v at
+own group (no weight decay, lr 0.4 K lr / 0.1, not annealed: `make_scheduler`); `--faithful` (LAMBC only) keeps the lr constant and resets m, v at
 every epoch (in the sampler's `set_epoch`, on every rank, also after `--resume`), as the public LAMBC script.
 Monitor: `val_bal_acc` (max). Records add `val_cdb_tau` (CDB), `train_lambc_{tau_min,tau_med,tau_max,clipped}`
 (epoch means of what LAMBC's step returns) and `train_ibnn_{kl,beta}`.
@@ -138,6 +138,19 @@ def build_optimizer_for(model, cfg: dict):
             opts["nesterov"] = True
         params = groups
     return build_optimizer(name, params, lr=lr, weight_decay=wd, **opts), lr
+
+
+def make_scheduler(optimizer, epochs: int, warmup: int, schedule: str):
+    """The per-epoch LambdaLR. Under the iBNN schedule only the deterministic weights (group 0) are annealed; the
+    variational group (`build_optimizer_for`'s second group) keeps its lr, as `trungtrinh44/ibnn`'s README runs
+    (`lr_ratio_sto=1.0`) and spec §2.4 ("variational parameters: no wd or decay"). Every other schedule applies to
+    every group."""
+    def factor(i):
+        return lr_factor(i, epochs, warmup, schedule)
+
+    if schedule == "ibnn" and len(optimizer.param_groups) == 2:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor, lambda i: 1.0])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class _StepStats:
@@ -329,7 +342,7 @@ def run_training(data, out_dir: Path | None, *, cfg: dict, config_record: dict, 
     schedule = "constant" if cfg["faithful"] else ("ibnn" if cfg["bayes"] == "implicit" else "cosine")
     warm = int(cfg["warmup_epochs"])
     stats = _StepStats(optimizer, device) if cfg["optimizer"] in ("lambc", "lamb") else None  # before the scheduler
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_factor(i, epochs, warm, schedule))
+    scheduler = make_scheduler(optimizer, epochs, warm, schedule)
     sampler = EpochSampler(len(y_tr), int(cfg["batch_size"]), seed, rank, world)
     if cfg["faithful"]:
         sampler.on_epoch.append(lambda e: optimizer.reset_state())
@@ -392,11 +405,12 @@ def run_training(data, out_dir: Path | None, *, cfg: dict, config_record: dict, 
         best = run_dir / "checkpoints" / "best.pt"
         t_src = test if test is not None else None
         if is_main and best.is_file():
-            if t_src is not None:
-                doc = evaluate_model(t_src, best, cfg_read=cfg, device=device, seed=seed)
-            else:
-                te = np.asarray(lab.split["test"])
-                doc = evaluate_model(None, best, arrays=(lab.X[te], lab.y[te], lab.kind), device=device, seed=seed)
+            with cpu_threads(device, int(cfg.get("threads", 0) or 0)):  # --threads covers the test pass too
+                if t_src is not None:
+                    doc = evaluate_model(t_src, best, cfg_read=cfg, device=device, seed=seed)
+                else:
+                    te = np.asarray(lab.split["test"])
+                    doc = evaluate_model(None, best, arrays=(lab.X[te], lab.y[te], lab.kind), device=device, seed=seed)
             summary["test"] = {k: doc[k] for k in ("accuracy", "balanced_accuracy", "nll", "ece_top15")}
     summary["seconds"] = time.perf_counter() - t0
     if is_main:
