@@ -17,6 +17,17 @@ from wisecli.engines.text_vae import synthetic as S
 from wisecli.engines.text_vae.data import BOS, EOS, PAD, UNK
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: one intra-op thread (two threads spin 3-4x the CPU time on a shared 2-core CI)."""
+    import torch
+
+    from wisecli.runtime.device import one_cpu_thread
+
+    with one_cpu_thread(torch.device("cpu")):
+        yield
+
+
 def test_tokenizer_is_wordpunct_lowercased():
     assert G.tokenize("Don't GO, now...ok?") == ["don", "'", "t", "go", ",", "now", "...", "ok", "?"]
 
