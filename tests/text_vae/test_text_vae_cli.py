@@ -150,6 +150,7 @@ def test_info_json_lists_defaults_corpora_and_deviations(run):
     assert doc["defaults"]["train"]["lr"] == 1e-4 and doc["defaults"]["evaluate"]["iw_samples"] == 500
     assert "pydoc" in doc["corpora"] and len(doc["deviations"]) >= 4 and doc["model"]["vocab"] > 4
     _bad("demo", "--corpus", "wordnet", *CPU, match="wordnet") if "wordnet" not in doc["corpora"] else None
+    _bad("demo", "--task", "dialogue", "--corpus", "pydoc", *CPU, match="--corpus")
 
 
 def test_demo_quick_json_is_ok():
