@@ -44,7 +44,13 @@ responses per context, and the same two responses ("i love the farmer", "the pot
 and a sailor context: its decoder has not learnt to read the context; CVAE coverage 0.386, −ELBO 3.36, BLEU-2
 recall 0.65, KL 0.32, 3.3 distinct (its z now holds part of the response mode). The direction is reversed at every size tried: TWR's z carries nothing (KL ≈ 0.01) and
 its decoder learns the contexts far more slowly (a collapsed decoder that reads the context covers 1/k ≈ 0.24
-of k modes greedily), while the annealed CVAE first learns the context and then starts to use z. A gate at a CPU size would
+of k modes greedily), while the annealed CVAE first learns the context and then starts to use z. Controls at 1,000 updates (the same
+data and sizes; one script patching `dialogue.dialogue_objective`): the CVAE **without** annealing (β = 1
+throughout) fails like TWR (coverage 0.048, KL 0.006, BLEU-2 recall 0.34, 15 distinct responses over 100
+contexts), and TWR **with** the CVAE's annealing on its term (β 0.1 → 1 over 500 updates) learns the
+contexts and uses z (coverage 0.161, KL 2.53, BLEU-2 recall 0.55, 7.4 distinct responses per context). At this
+size the outcome is decided by the KL warm-up, which the spec gives the CVAE and not TWR (§2.1: weight 1, no
+annealing); with or without it on both sides TWR's coverage stays below the CVAE's. A gate at a CPU size would
 fail, so the spec's dialogue gate stays a finding (`wise text-vae demo --task dialogue` shows it)."""
 
 from __future__ import annotations
