@@ -147,13 +147,16 @@ def demo(
     quick: o.Quick = False, device: o.Device = None,
     corpus: Annotated[Optional[Literal["wordnet", "gettext", "pydoc"]], _opt("--corpus", "Offline corpus.")] = None,
     steps: Annotated[Int, _opt("--steps", "Updates per model (full demo).", o.at_least_one)] = None,
+    task: Annotated[Optional[Literal["lm", "dialogue"]],
+                    _opt("--task", "lm, or dialogue: TWR beside the annealed CVAE on synthetic dialogues.")] = None,
     json: o.Json = False,
 ) -> None:
-    """TWR-VAE beside the annealed VAE on offline text (--quick: synthetic): collapse or not, side by side."""
+    """TWR-VAE beside the annealed VAE on offline text (--quick: synthetic), or on synthetic dialogues (--task
+    dialogue: mode coverage): collapse or not, side by side."""
     from wisecli.engines.text_vae import api
 
     sink = Sink(json=json)
-    result = api.demo(quick=quick, device=device, corpus=corpus, steps=steps, sink=sink)
+    result = api.demo(quick=quick, device=device, corpus=corpus, steps=steps, sink=sink, task=task)
     if not json:
         sink.table(result.details["rows"], title=f"wise text-vae demo ({result.details['data']})")
     sink.demo(result, title="wise text-vae demo gates")

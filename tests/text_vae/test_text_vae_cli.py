@@ -17,6 +17,17 @@ SIZE = ["--emb", "8", "--hidden", "8", "--z-dim", "2", "--batch-size", "32", "--
 TINY = [*SIZE, "--epochs", "1"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: one intra-op thread (two threads spin 3-4x the CPU time on a shared 2-core CI)."""
+    import torch
+
+    from wisecli.runtime.device import one_cpu_thread
+
+    with one_cpu_thread(torch.device("cpu")):
+        yield
+
+
 def _bad(*args, match: str, input: str | None = None):
     code, out, err = run_wise("text-vae", *args, input=input)
     assert code == 2, err
@@ -139,6 +150,7 @@ def test_info_json_lists_defaults_corpora_and_deviations(run):
     assert doc["defaults"]["train"]["lr"] == 1e-4 and doc["defaults"]["evaluate"]["iw_samples"] == 500
     assert "pydoc" in doc["corpora"] and len(doc["deviations"]) >= 4 and doc["model"]["vocab"] > 4
     _bad("demo", "--corpus", "wordnet", *CPU, match="wordnet") if "wordnet" not in doc["corpora"] else None
+    _bad("demo", "--task", "dialogue", "--corpus", "pydoc", *CPU, match="--corpus")
 
 
 def test_demo_quick_json_is_ok():

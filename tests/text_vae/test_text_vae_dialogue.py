@@ -17,6 +17,17 @@ from wisecli.engines.text_vae import synthetic as S
 from wisecli.engines.text_vae.data import BOS, EOS, PAD, UNK
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: one intra-op thread (two threads spin 3-4x the CPU time on a shared 2-core CI)."""
+    import torch
+
+    from wisecli.runtime.device import one_cpu_thread
+
+    with one_cpu_thread(torch.device("cpu")):
+        yield
+
+
 def test_tokenizer_is_wordpunct_lowercased():
     assert G.tokenize("Don't GO, now...ok?") == ["don", "'", "t", "go", ",", "now", "...", "ok", "?"]
 
@@ -237,3 +248,44 @@ def test_embedding_metrics_against_numpy(tmp_path):
     bad.write_text("a 1 x\n")
     with pytest.raises(InputError, match="bad.txt:1"):
         G.read_word2vec(bad)
+
+
+def test_reference_style_benchmark_step_computes_our_loss_on_equal_length_contexts():
+    """The benchmark's peer (`peers.reference_dialogue_step`, the reference's per-position loop dividing by the
+    padded length) must train the same objective as ours: on contexts of one length (no pads) and with dropout
+    off, the loss it returns equals `dialogue_objective`'s for the same noise."""
+    from wisecli.engines.text_vae.peers import reference_dialogue_step
+
+    net, vocab, ex = _tiny("twr")
+    same = [e for e in ex if len(e.context) == len(ex[0].context)][:4]
+    assert len(same) >= 2
+    b = G.collate(same, vocab)
+    net.eval()  # dropout off: the only randomness left is z's noise
+    torch.manual_seed(3)
+    with torch.no_grad():
+        ours, _ = G.dialogue_objective(net, b)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    torch.manual_seed(3)
+    peer = reference_dialogue_step(net, opt, b)
+    assert torch.allclose(peer, ours, rtol=1e-5), (float(peer), float(ours))
+
+
+def test_dialogue_demo_reports_both_models_and_the_coverage_gate(monkeypatch):
+    """`demo --task dialogue` (a smoke run at a tiny size): one row per model with the §5 dialogue metrics, mode
+    coverage in [0, 1] equal to the gate's operands, the valid responses shown beside each model's samples."""
+    from wisecli.engines.text_vae import api
+    from wisecli.engines.text_vae import demo as Dm
+
+    monkeypatch.setitem(Dm.DIALOGUE, "quick", {"train": 120, "test": 6, "emb": 8, "hidden": 8, "z_dim": 2,
+                                               "steps": 3})
+    r = api.demo(quick=True, device="cpu", task="dialogue")
+    doc = r.as_dict()
+    assert [row["model"] for row in doc["rows"]] == ["twr", "cvae (annealed)"]
+    for row in doc["rows"]:
+        assert 0.0 <= row["coverage"] <= 1.0 and 1.0 <= row["uniq"] <= 10.0 and row["kl"] >= 0.0
+        assert 0.0 <= row["bleu2_recall"] <= 1.0 and row["bleu2_precision"] <= row["bleu2_recall"] + 1e-12
+    h = doc["headline"]
+    assert h["coverage_twr"] == doc["rows"][0]["coverage"] and h["coverage_vae"] == doc["rows"][1]["coverage"]
+    (g,) = doc["gates"]
+    assert g["gate"] == "coverage_twr_minus_cvae" and abs(g["value"] - (h["coverage_twr"] - h["coverage_vae"])) < 1e-12
+    assert doc["steps"] == 3 and len(doc["samples"]) == 2 and all(s["valid"] for s in doc["samples"])

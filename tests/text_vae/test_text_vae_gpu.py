@@ -39,7 +39,8 @@ def test_benchmark_quick_on_cuda():
     from wisecli.engines.text_vae import api
 
     recs = api.benchmark(device="cuda", quick=True)
-    assert len(recs) == 3 and all(r.ours_s > 0 for r in recs)
+    assert [r.case for r in recs][-1] == "dialogue train examples"
+    assert len(recs) == 4 and all(r.ours_s > 0 for r in recs)
 
 
 def test_cpu_and_gpu_dialogue_bound_agree_in_fp32():

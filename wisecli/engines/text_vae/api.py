@@ -14,7 +14,7 @@ Choices where the spec is silent or that deviate from the reference (also in `in
 R_TWR averaged over each sentence's own positions; the proper metrics (ELBO, IW-NLL, whole-set MI, AU) by
 default and the reference's numbers only with `metrics="as-coded"|"both"`, labelled "not a bound"; best.pt
 by validation ELBO NLL; early stopping after `patience` epochs. Not built in this version (refused with a
-hint): `--embeddings` as an initialisation (it gives the dialogue embedding metrics only), a dialogue demo.
+hint): `--embeddings` as an initialisation (it gives the dialogue embedding metrics only).
 
 Dialogue (`task="dialogue"`, `format` dailydialog | swda-jsonl | jsonl; `dialogue.py`): context encoder,
 per-position recognition/prior, TWR = mean KL(q_t ‖ p_t) over the context's own turns, GRU response decoder;
@@ -40,7 +40,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                 "batch_size": 256, "encoding": "utf-8", "seed": 1, "device": "auto"},
     "evaluate": {"metrics": "proper", "iw_samples": 500, "iw_chunk": 100, "elbo_samples": 10, "au_delta": 0.01,
                  "batch_size": 64, "n_samples": 10, "encoding": "utf-8", "seed": 1, "device": "auto"},
-    "demo": {"device": "auto", "corpus": None, "steps": 1000},
+    "demo": {"task": "lm", "device": "auto", "corpus": None, "steps": 1000},
     "info": {},
     "benchmark": {"device": "auto"},
 }
@@ -155,16 +155,26 @@ def evaluate(test: str | Path, weights: str | Path | None = None, *, metrics: st
                         embeddings=embeddings)
 
 
-def demo(quick: bool = False, device=None, *, corpus: str | None = None, steps: int | None = None, sink=None):
+def demo(quick: bool = False, device=None, *, corpus: str | None = None, steps: int | None = None, sink=None,
+         task: str | None = None):
     """TWR-VAE beside the annealed VAE for an equal step budget, proper metrics side by side, the TWR as-coded row
     labelled "not a bound", samples and reconstructions. `quick`: synthetic sentences, E = H = 64, z 8, 400
     updates each (≤ 15 s). Full: the first offline corpus found (or `corpus`), E 128, H 256, z 32, `steps`
     updates each. Defaults: device "auto", corpus None, steps 1000. Returns a DemoResult whose headline is
-    {kl_twr, kl_vae, au_twr, au_vae, nll_iw_twr} (gates in demo.py)."""
+    {kl_twr, kl_vae, au_twr, au_vae, nll_iw_twr} (gates in demo.py). `task="dialogue"`: TWR beside the annealed
+    CVAE on synthetic dialogues (quick: E = H = 32, z 8, 80 updates each; full: E = H = 64, `steps` updates
+    each), headline {coverage_twr, coverage_vae, kl_twr, kl_vae, bleu2_recall_twr}, gate: TWR's mode coverage
+    above the CVAE's (`demo.run_dialogue_demo`)."""
+    from wisecli.cli.errors import InputError
+
     from .demo import run_demo
 
-    v, _ = _resolve("demo", {"device": device, "corpus": corpus, "steps": steps})
-    return run_demo(quick=quick, device=v["device"], corpus=v["corpus"], steps=int(v["steps"]), sink=sink)
+    v, _ = _resolve("demo", {"task": task, "device": device, "corpus": corpus, "steps": steps})
+    if v["task"] == "dialogue" and v["corpus"] is not None:
+        raise InputError("--corpus picks a text corpus for the language-model demo",
+                         hint="the dialogue demo uses synthetic dialogues: drop --corpus")
+    return run_demo(quick=quick, device=v["device"], corpus=v["corpus"], steps=int(v["steps"]), sink=sink,
+                    task=v["task"])
 
 
 def info(weights: str | Path | None = None) -> dict:
@@ -193,7 +203,9 @@ def info(weights: str | Path | None = None) -> dict:
                                                  "distinct-1/2 (corpus, intra, inter)", "avg_len",
                                                  "as-coded BLEU (method 7, labelled)",
                                                  "--embeddings: embedding average/extrema/greedy"],
-                            "not_built": ["--embeddings as initialisation (metrics only)", "dialogue demo",
+                            "demo_tasks": ["lm", "dialogue (synthetic dialogues, mode coverage)"],
+                            "benchmark_cases": ["train sentences", "IW-NLL", "sampling", "dialogue train examples"],
+                            "not_built": ["--embeddings as initialisation (metrics only)",
                                           "dialogue claim gate (a finding: see tests/text_vae/test_text_vae_slow.py)"]},
            "corpora": corpora_found(),
            "demo_weights": demo_weights.describe(WEIGHTS),

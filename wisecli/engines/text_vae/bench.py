@@ -1,7 +1,10 @@
 """Our side of `benchmark` (spec §7): (1) training sentences/s, packed length buckets vs the reference-style step
 (`peers.reference_step`); (2) IW-NLL at K = 500 (chunks of 100), batched over sentences vs the batch-1 loop;
-(3) sampling sentences/s (ours alone). Synthetic sentences (§4) with the spec's sizes (E 512, H 256, z 32) on
-CUDA; CPU: E = H = 64, z 8, K 50, few sentences; quick: E = H = 16, z 4, K 8, a smoke run of the three cases.
+(3) sampling sentences/s (ours alone); (4) dialogue training examples/s, ours (one batched Linear over all
+context positions) vs the reference-style step (`peers.reference_dialogue_step`: the per-position Python loop,
+padded positions included, fixed batch order). Synthetic sentences and dialogues (§4) with the spec's sizes
+(LM: E 512, H 256, z 32; dialogue: E 200, H 300, z 200, batch 96) on CUDA; CPU: E = H = 64, z 8, K 50, few
+sentences; quick: E = H = 16, z 4, K 8, a smoke run of the four cases.
 Timed by `runtime.bench.race` (median of repeats)."""
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from . import data as D
 from .loss import objective
 from .metrics import iw_logweights
 from .model import TextVAE, model_config, posterior
-from .peers import iw_nll_batch1, reference_step
+from .peers import iw_nll_batch1, reference_dialogue_step, reference_step
 from .predict import decode
 from .synthetic import lm_sentences
 
@@ -76,4 +79,40 @@ def run(device, quick: bool, *, batches: int = 20, iw_sentences: int = 500) -> B
     n_s = 4 if quick else 256
     recs.append(race("sampling", lambda: decode(model, torch.randn(n_s, size["z_dim"], device=dev), n_s), None,
                      device=dev, peer_name="", repeats=1, warmup=0, sentences=n_s))
+    recs.append(_dialogue_race(dev, quick, small, n_b))
     return BenchRecords(recs, summary={"device": str(dev), "sizes": size, "iw_samples": K, "iw_chunk": C})
+
+
+def _dialogue_race(dev, quick: bool, small: bool, n_b: int):
+    """Dialogue training: our batched per-position recognition/prior vs the reference's per-position loop."""
+    from . import dialogue as G
+    from .synthetic import dialogue_examples
+
+    recs, _ = dialogue_examples(200 if quick else (1000 if small else 5000), seed=1)
+    ex = [G.Example(r["context"], G._alternating(len(r["context"])), r["response"]) for r in recs]
+    vocab = G.build_vocab(ex)
+    size = dict(emb=16, utt_hidden=16, ctx_hidden=16, z_dim=4) if quick else (
+        dict(emb=64, utt_hidden=64, ctx_hidden=64, z_dim=8) if small else
+        dict(emb=200, utt_hidden=300, ctx_hidden=300, z_dim=200))
+    bs = 8 if quick else (32 if small else 96)
+    torch.manual_seed(1)
+    model = G.DialogTWR(G.dialogue_config(len(vocab), model="twr", **size)).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-6, weight_decay=1e-5)
+    batches = [{k: v.to(dev) for k, v in G.collate(ex[i:i + bs], vocab).items()} for i in range(0, bs * n_b, bs)]
+    n_ex = sum(int(b["y"].shape[0]) for b in batches)
+
+    def ours():
+        model.train()
+        for b in batches:
+            loss, _ = G.dialogue_objective(model, b)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    def peer():
+        model.train()
+        for b in batches:
+            reference_dialogue_step(model, opt, b)
+
+    return race("dialogue train examples", ours, peer, device=dev, peer_name="reference-style per-position loop",
+                repeats=1 if quick else 3, warmup=1, sentences=n_ex)

@@ -2,6 +2,10 @@
 - `reference_step`: one TWR training step as ruizheliUOA/TWR-VAE runs it: padded batches through unpacked RNNs,
   batches in one fixed order, the TWR KL summed over the padded positions and divided by the padded length.
 - `iw_nll_batch1`: jxhe/vae-lagging-encoder's `calc_iwnll` loop: one sentence at a time, its K samples in chunks.
+- `reference_dialogue_step`: one dialogue TWR step as `dialogue_switchboard/train_swda.py` runs it: the
+  recognition and prior networks called once per context position in a Python loop (padded positions
+  included), the KL summed over positions, batch and dims and divided by the padded context length; z from
+  q(z|x, c_T); batches in one fixed order.
 """
 
 from __future__ import annotations
@@ -52,3 +56,23 @@ def iw_nll_batch1(model, seqs: list[list[int]], k: int, chunk: int) -> torch.Ten
         lw = torch.cat(lws)
         out.append(-(torch.logsumexp(lw, 0) - math.log(k)))
     return torch.stack(out)
+
+
+def reference_dialogue_step(model, opt, batch: dict) -> torch.Tensor:
+    """One reference-style TWR dialogue step on `model` (a `dialogue.DialogTWR`); same parameters as ours."""
+    from .dialogue import gauss_kl
+
+    cs, c = model.encode_context(batch["ctx"], batch["ctx_utt_len"], batch["ctx_len"], batch["floors"])
+    x = model.encode_utts(batch["y"], batch["y_len"])
+    mq, lq = model.recognition(x, c)
+    z = mq + (0.5 * lq).exp() * torch.randn_like(mq)
+    kl = cs.new_zeros(())
+    for t in range(cs.shape[1]):  # the reference's per-position loop, pads included
+        mq_t, lq_t = model.recognition(x, cs[:, t])
+        mp_t, lp_t = model.prior(cs[:, t])
+        kl = kl + gauss_kl(mq_t, lq_t, mp_t, lp_t).sum()
+    loss = model.decode_nll(batch["y"], batch["y_len"], z, c).sum() + kl / cs.shape[1]
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
