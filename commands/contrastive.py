@@ -77,6 +77,7 @@ def evaluate(
     knn_k: Annotated[Optional[str], _opt("--knn-k", "Comma list of k.")] = None,
     knn_t: FloatOpt("--knn-t", "kNN temperature.") = None,
     linear: Annotated[Optional[Literal["cached", "augmented"]], _opt("--linear", "Linear-probe protocol.")] = None,
+    linear_epochs: IntOpt("--linear-epochs", "Epochs of the augmented linear probe (MoCo: 100).") = None,
     label_fractions: Annotated[Optional[str], _opt("--label-fractions", "Comma list of label fractions (semi).")] = None,
     subsets: IntOpt("--subsets", "Label subsets per fraction.") = None,
     label_subset: Annotated[Optional[Path], _opt("--label-subset", "File of training row indices (semi).")] = None,
@@ -87,7 +88,7 @@ def evaluate(
 
     sink = Sink(json=json)
     doc = api.evaluate(inputs, train=train, test=test, protocol=protocol, knn_k=knn_k, knn_t=knn_t, linear=linear,
-                       label_fractions=label_fractions, subsets=subsets, label_subset=label_subset, device=device,
+                       linear_epochs=linear_epochs, label_fractions=label_fractions, subsets=subsets, label_subset=label_subset, device=device,
                        seed=seed, sink=sink)
     sink.result(doc, rows=doc["rows"], title="wise contrastive evaluate")
 

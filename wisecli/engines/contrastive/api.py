@@ -30,7 +30,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "same_cluster": True, "symmetric": False, "bank_view": "key", "eval_every": 10, "device": "auto",
         "amp": True,
     },
-    "evaluate": {"protocol": "knn,linear", "knn_k": "20,200", "knn_t": 0.07, "linear": "cached",
+    "evaluate": {"protocol": "knn,linear", "knn_k": "20,200", "knn_t": 0.07, "linear": "cached", "linear_epochs": 100,
                  "label_fractions": "0.01,0.1", "subsets": 3, "device": "auto", "seed": 0},
     "predict": {"layer": "backbone", "normalize": True, "batch_size": 256, "part_rows": 4096, "device": "auto"},
     "demo": {"device": "auto", "data": "digits"},
@@ -117,12 +117,13 @@ def train(data: str | Path, out_dir: str | Path | None = None, *, val: str | Pat
 
 def evaluate(inputs: list[str | Path], *, train: str | Path | None = None, test: str | Path | None = None,
              protocol: str | None = None, knn_k: str | None = None, knn_t: float | None = None,
-             linear: str | None = None, label_fractions: str | None = None, subsets: int | None = None,
+             linear: str | None = None, linear_epochs: int | None = None, label_fractions: str | None = None, subsets: int | None = None,
              label_subset: str | Path | None = None, device=None, seed: int | None = None, sink=None) -> dict:
     """Evaluate runs, checkpoints or study folders on labelled `train`/`test` data with frozen features:
-    `knn` (k list, T), `linear` (cached L-BFGS probe), `semi` (fine-tuning on label fractions, `subsets` draws).
+    `knn` (k list, T), `linear` (`cached` L-BFGS probe on cached features, or `augmented`: MoCo's SGD lr 30
+    probe on fresh crops for `linear_epochs` epochs), `semi` (fine-tuning on label fractions, `subsets` draws).
 
-    Defaults: protocol "knn,linear", knn_k "20,200", knn_t 0.07, linear "cached", label_fractions "0.01,0.1",
+    Defaults: protocol "knn,linear", knn_k "20,200", knn_t 0.07, linear "cached", linear_epochs 100, label_fractions "0.01,0.1",
     subsets 3, device "auto", seed 0. Returns {rows: [{arm, protocol, k, fraction, top1_mean, top1_std, n_runs,
     delta_vs_baseline, delta_std, train, test}], runs, ...}."""
     from wisecli.runtime.device import as_device
@@ -131,7 +132,7 @@ def evaluate(inputs: list[str | Path], *, train: str | Path | None = None, test:
     from .train import parse_list
 
     v = _resolve("evaluate", {"protocol": protocol, "knn_k": knn_k, "knn_t": knn_t, "linear": linear,
-                              "label_fractions": label_fractions, "subsets": subsets, "device": device, "seed": seed})
+                              "linear_epochs": linear_epochs, "label_fractions": label_fractions, "subsets": subsets, "device": device, "seed": seed})
     if not inputs:
         raise _bad("evaluate needs RUN, study folder or checkpoint", "e.g. wise contrastive evaluate runs/c --train D --test D")
     for p in inputs:
@@ -149,7 +150,9 @@ def evaluate(inputs: list[str | Path], *, train: str | Path | None = None, test:
         raise _bad("--knn-k needs positive integers", "e.g. 20,200")
     if not fracs or not all(0 < f <= 1 for f in fracs):
         raise _bad("--label-fractions must lie in (0, 1]", "e.g. 0.01,0.1")
-    _positive(v, "knn_t", "subsets")
+    _positive(v, "knn_t", "subsets", "linear_epochs")
+    if float(v["linear_epochs"]) != int(float(v["linear_epochs"])):
+        raise _bad(f"--linear-epochs must be a whole number, got {v['linear_epochs']}", "the default is 100")
     if int(v["seed"]) < 0:
         raise _bad(f"--seed must be 0 or more, got {v['seed']}", "the default is 0")
     if v["linear"] not in ("cached", "augmented"):
@@ -157,7 +160,7 @@ def evaluate(inputs: list[str | Path], *, train: str | Path | None = None, test:
     return evaluate_runs([Path(p) for p in inputs], train, test, protocols=protocols, knn_k=ks,
                          knn_t=float(v["knn_t"]), linear=v["linear"], fractions=fracs, subsets=int(v["subsets"]),
                          label_subset=label_subset, device=as_device(v["device"], sink=sink), seed=int(v["seed"]),
-                         sink=sink)
+                         sink=sink, linear_epochs=int(float(v["linear_epochs"])))
 
 
 def predict(inputs: list[str | Path], weights: str | Path | None = None, out_dir: str | Path | None = None, *,
@@ -220,7 +223,9 @@ def info() -> dict:
             "blur": "sigma range [0.1, 2] scaled by image_size / 224",
             "hue": "a rotation of the YIQ chroma plane (affine per sample), fixed jitter order",
             "resolutions_auto": "224-px ratios 192,160,128,96 rounded to multiples of 4, kept if >= 8 and < S",
-            "linear": "cached L-BFGS probe; 'augmented' is refused (not implemented)",
+            "linear": "cached (default): L-BFGS probe on standardised cached features, l2 from a grid on a 10% hold-out; "
+                      "augmented: MoCo's protocol (SGD lr 30, momentum 0.9, no wd, 100 epochs, lr x 0.1 at 60/80, "
+                      "random resized crop 0.08-1 + flip on the device, frozen eval-mode backbone)",
             "ddp": "keys/indices all-gathered; no shuffling BN across ranks",
         },
         "defaults": DEFAULTS["train"],
