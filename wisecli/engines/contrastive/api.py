@@ -27,7 +27,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "arms": "clim", "seeds": "0", "arch": "auto", "width": 1.0, "image_size": None, "epochs": 200,
         "batch_size": 256, "lr": None, "tau": 0.2, "queue": 65536, "momentum": None, "k": 10, "clusters": None,
         "clim_start": None, "select": None, "mix": "cutmix", "resolutions": "auto", "positive_key": "bank",
-        "same_cluster": True, "symmetric": False, "bank_view": "key", "eval_every": 10, "device": "auto",
+        "same_cluster": True, "symmetric": False, "bank_view": "key", "shuffle_bn": True, "bn_splits": 1, "eval_every": 10, "device": "auto",
         "amp": True,
     },
     "evaluate": {"protocol": "knn,linear", "knn_k": "20,200", "knn_t": 0.07, "linear": "cached", "linear_epochs": 100,
@@ -77,7 +77,8 @@ def train(data: str | Path, out_dir: str | Path | None = None, *, val: str | Pat
     200, batch_size 256, lr None (0.06 B/256), tau 0.2, queue 65536 (capped at N - B), momentum None (0.99 under
     100 epochs, else 0.999), k 10, clusters None (clip(N/500, 10, 1000)), clim_start None (10 % of the epochs,
     >= 1), select None (the arm's), mix "cutmix", resolutions "auto", positive_key "bank", same_cluster True,
-    symmetric False, bank_view "key", eval_every 10, device "auto", amp True. `val`: labelled data for online
+    symmetric False, bank_view "key", shuffle_bn True (MoCo's shuffling BN across DDP ranks), bn_splits 1 (S > 1:
+    S BN sub-batches on one process with the key batch shuffled among them), eval_every 10, device "auto", amp True. `val`: labelled data for online
     kNN; `labels`: a CSV path,label for diagnostics. Returns the run summary (or {study, runs})."""
     from wisecli.runtime.device import as_device
 
@@ -92,8 +93,8 @@ def train(data: str | Path, out_dir: str | Path | None = None, *, val: str | Pat
     if not arms or not seeds or min(seeds) < 0:
         raise _bad("--arms and --seeds need at least one value (seeds >= 0)", "e.g. --arms baseline,clim --seeds 0,1")
     _positive(v, "width", "epochs", "batch_size", "lr", "tau", "queue", "k", "clusters", "clim_start", "eval_every",
-              "image_size", allow_zero=("clim_start",))
-    for key in ("epochs", "batch_size", "queue", "k", "clusters", "eval_every", "image_size", "clim_start"):
+              "image_size", "bn_splits", allow_zero=("clim_start",))
+    for key in ("epochs", "batch_size", "queue", "k", "clusters", "eval_every", "image_size", "clim_start", "bn_splits"):
         if v.get(key) is not None and float(v[key]) != int(float(v[key])):
             raise _bad(f"--{key.replace('_', '-')} must be a whole number, got {v[key]}", "see --help")
     if v["momentum"] is not None and not 0 <= float(v["momentum"]) < 1:
@@ -109,8 +110,9 @@ def train(data: str | Path, out_dir: str | Path | None = None, *, val: str | Pat
     device = as_device(v.pop("device"), sink=sink)
     amp = bool(v.pop("amp"))
     cfg = {k: v[k] for k in v if k not in ("arms", "seeds")}
-    for k in ("epochs", "batch_size", "queue", "k"):
+    for k in ("epochs", "batch_size", "queue", "k", "bn_splits"):
         cfg[k] = int(float(cfg[k]))
+    cfg["shuffle_bn"] = bool(cfg["shuffle_bn"])
     return run_train(data, Path(out_dir), cfg=cfg, device=device, amp=amp, seeds=seeds, arms=arms, resume=resume,
                      overwrite=overwrite, progress=progress, sink=sink, val=val, labels=labels)
 
@@ -226,7 +228,9 @@ def info() -> dict:
             "linear": "cached (default): L-BFGS probe on standardised cached features, l2 from a grid on a 10% hold-out; "
                       "augmented: MoCo's protocol (SGD lr 30, momentum 0.9, no wd, 100 epochs, lr x 0.1 at 60/80, "
                       "random resized crop 0.08-1 + flip on the device, frozen eval-mode backbone)",
-            "ddp": "keys/indices all-gathered; no shuffling BN across ranks",
+            "ddp": "keys/indices all-gathered; shuffling BN across ranks (MoCo's batch shuffle/unshuffle) with --shuffle-bn",
+            "shuffle_bn": "one process: plain key BN unless --bn-splits S > 1 (S BN sub-batches, MoCo's SplitBatchNorm, "
+                          "key batch shuffled among them)",
         },
         "defaults": DEFAULTS["train"],
         "extras": {k: find_spec(k) is not None for k in ("faiss", "mlxtend", "monai", "cv2")},
