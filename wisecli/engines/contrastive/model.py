@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from wisecli.runtime import augment as A
 
-from .algorithm import kmeans, sample_positive, select_positives
+from .algorithm import kmeans, positive_purity, sample_positive, select_positives
 from .loss import info_nce, mixed_nce, queue_mask
 
 BACKBONES = ("auto", "monai-resnet18", "monai-resnet34", "monai-resnet50")
@@ -280,7 +280,7 @@ class MoCo(nn.Module):
         self.diag = {"pos_nonempty": 0.0, "pos_mean": 0.0, "cluster_min": nan, "cluster_median": nan,
                      "cluster_max": nan}
         if labels is not None:
-            self.diag.update(purity=nan, purity_nn=nan, purity_knn=nan)
+            self.diag.update(purity=nan, purity_nn=nan, purity_knn=nan, purity_nn_all=nan)
         if not active or sel == "none":
             self.table.fill_(-1)
             return
@@ -298,14 +298,8 @@ class MoCo(nn.Module):
                          cluster_min=float(sizes.min()), cluster_median=float(sizes.median()),
                          cluster_max=float(sizes.max()))
         if labels is not None:
-            y = labels.to(v.device)
-            valid = table >= 0
-            same = (y[table.clamp_min(0).long()] == y[:, None]) & valid
-            has = count > 0
-            if bool(has.any()):
-                self.diag["purity"] = float((same.sum(1)[has].float() / count[has].float()).mean())
-            self.diag["purity_nn"] = float((y[nbr[:, 0]] == y).float().mean())
-            self.diag["purity_knn"] = float((y[nbr] == y[:, None]).float().mean())
+            pur = positive_purity(table, nbr, labels)
+            self.diag.update({k: pur[k] for k in ("purity", "purity_nn", "purity_knn", "purity_nn_all")})
 
     def sample_positives(self, idx: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return sample_positive(self.table, idx.to(self.table.device), generator)

@@ -20,8 +20,9 @@ Recipe and choices where the spec is silent [reconstructed]:
 - Diagnostics (flat trainer keys): `train_pos_nonempty`, `train_pos_mean`, `train_cluster_{min,median,max}`,
   `train_pos_share` (anchors of the epoch with j ≠ i) and, when the data or `--labels` give labels,
   `train_purity` (label agreement of P(i), averaged over anchors with non-empty P(i)) and `train_purity_nn`
-  (plain top-1 neighbours of the same bank); [an addition] `train_purity_knn`, the label agreement of all k
-  neighbours N_k(i), the pool the centre filter draws from (the like-for-like reference for the filter). Before selection starts they are 0 / null.
+  (plain top-1 neighbours of the same bank, over the same anchors: like for like, see algorithm.py);
+  [additions] `train_purity_knn`, the label agreement of all k neighbours N_k(i), the pool the centre filter
+  draws from (same anchors), and `train_purity_nn_all`, top-1 over all anchors. Before selection starts they are 0 / null.
 - Shuffling BN (model.py): `shuffle_bn` (default on) shuffles the key batch across ranks under DDP;
   `bn_splits` S > 1 gives one process S BN sub-batches (MoCo's single-GPU SplitBatchNorm) with the key batch
   shuffled among them; S = 1 on one process is plain key BN (the spec's one-device rule).
