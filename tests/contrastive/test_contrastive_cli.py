@@ -103,12 +103,12 @@ def test_info_json_and_predict_jsonl_parse_and_predict_writes_the_merged_pair(tm
 
 
 def test_evaluate_linear_augmented_runs_and_bad_epochs_are_refused(tmp, ex):
+    """In process through `api.evaluate` (the verb's only call; a subprocess would re-import torch and MONAI)."""
+    from wisecli.engines.contrastive import api
+
     ckpt, lab = tmp / "ckpt" / "best.pt", tmp / "labelled"
-    code, out, err = run_wise("contrastive", "evaluate", str(ckpt), "--train", str(lab), "--test", str(lab),
-                              "--protocol", "linear", "--linear", "augmented", "--linear-epochs", "2", "--json",
-                              "--device", "cpu")
-    assert code == 0, err[-800:]
-    doc = json.loads(out)
+    doc = api.evaluate([ckpt], train=lab, test=lab, protocol="linear", linear="augmented", linear_epochs=2,
+                       device="cpu")
     res = doc["runs"][0]["results"]
     assert [r["linear"] for r in res] == ["augmented"] and res[0]["epochs"] == 2
     assert 0 <= res[0]["top1"] <= res[0]["top5"] <= 1 and doc["rows"][0]["protocol"] == "linear"
