@@ -117,12 +117,12 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         mom = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
         rm, rv = self.running_mean.repeat(s), self.running_var.repeat(s)
         # (n, c, h, w) -> (n/s, s*c, h, w) with sub-batch g = rows g*n/s .. (g+1)*n/s - 1 as channels g*c .. (g+1)*c - 1
-        xs = x.view(s, n // s, c, h, w).transpose(0, 1).reshape(n // s, s * c, h, w)
+        xs = x.reshape(s, n // s, c, h, w).transpose(0, 1).reshape(n // s, s * c, h, w)  # reshape: channels_last too
         out = F.batch_norm(xs, rm, rv, self.weight.repeat(s), self.bias.repeat(s), True, mom, self.eps)
         with torch.no_grad():
             self.running_mean.copy_(rm.view(s, c).mean(0))
             self.running_var.copy_(rv.view(s, c).mean(0))
-        return out.view(n // s, s, c, h, w).transpose(0, 1).reshape(n, c, h, w)
+        return out.reshape(n // s, s, c, h, w).transpose(0, 1).reshape(n, c, h, w)
 
 
 def use_split_bn(module: nn.Module, splits: int) -> nn.Module:
