@@ -220,6 +220,9 @@ def info() -> dict:
                     "npz": "X [, y]", "builtin": ["builtin:digits[:part]", "builtin:mnist5k[:part]"]},
         "choices": {
             "selection": "P(i) = {j in N_k(i): cluster(j) = cluster(i), <v_j, c(i)> > <v_i, c(i)>}; empty -> j = i",
+            "purity": "train_purity: label agreement of a uniform draw from P(i), over anchors with a positive; "
+                      "train_purity_nn / train_purity_knn: top-1 neighbour / all k neighbours over the same anchors and "
+                      "bank; train_purity_nn_all: top-1 over all anchors",
             "clim_start": "epochs 1..clim_start are instance discrimination; selection from epoch clim_start + 1",
             "bank_view": "key (spec: training keys, no extra pass) or eval (refresh from eval views each epoch)",
             "blur": "sigma range [0.1, 2] scaled by image_size / 224",
