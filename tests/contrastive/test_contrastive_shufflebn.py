@@ -80,3 +80,27 @@ def test_one_split_is_plain_key_bn_and_a_split_step_trains():
     loss.backward()
     assert torch.isfinite(loss) and m2.encoder_q.head[0].weight.grad is not None
     assert m2.encoder_q.backbone.state_dict().keys() == _moco(1).encoder_q.backbone.state_dict().keys()
+
+
+def test_a_split_bn_run_trains_saves_and_loads_back(tmp_path):
+    """`bn_splits` 2 through the trainer: 2 epochs (selection in the second) on 32 digits, last.pt holds split-BN
+    weights under plain BN names, and `load_model` rebuilds split BN with identical eval features."""
+    from wisecli.engines.contrastive import train as T
+    from wisecli.engines.contrastive.data import read_images
+    from wisecli.engines.contrastive.predict import load_model
+
+    ds = read_images("builtin:digits:train", image_size=16)
+    ds.X, ds.y = ds.X[:32], ds.y[:32]
+    cfg = {"arch": "monai-resnet18", "width": 0.0625, "epochs": 2, "batch_size": 8, "lr": 0.03, "tau": 0.2,
+           "queue": 16, "momentum": None, "k": 3, "clusters": 4, "clim_start": 1, "select": None, "mix": "cutmix",
+           "resolutions": "none", "positive_key": "bank", "same_cluster": True, "symmetric": False,
+           "bank_view": "key", "eval_every": 10, "image_size": 16, "shuffle_bn": True, "bn_splits": 2}
+    with torch.random.fork_rng():
+        s = T.run_one(ds, tmp_path / "run", cfg=cfg, arm_name="clim", seed=0, device=torch.device("cpu"), amp=False,
+                      resume=False, overwrite=False, progress=False)
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in s["history"])
+    m, doc = load_model(tmp_path / "run" / "checkpoints" / "last.pt", torch.device("cpu"))  # best.pt may be epoch 1
+    assert doc["config"]["model"]["bn_splits"] == 2
+    assert any(isinstance(b, SplitBatchNorm2d) for b in m.encoder_k.modules())
+    X = torch.from_numpy(ds.X)
+    assert torch.allclose(T.embed(m, X, torch.device("cpu")), T.embed(s["model"], X, torch.device("cpu")), atol=1e-5)
