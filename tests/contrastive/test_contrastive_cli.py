@@ -107,8 +107,13 @@ def test_evaluate_linear_augmented_runs_and_bad_epochs_are_refused(tmp, ex):
     from wisecli.engines.contrastive import api
 
     ckpt, lab = tmp / "ckpt" / "best.pt", tmp / "labelled"
-    doc = api.evaluate([ckpt], train=lab, test=lab, protocol="linear", linear="augmented", linear_epochs=2,
-                       device="cpu")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: a second thread only spins on 2 shared cores
+    try:
+        doc = api.evaluate([ckpt], train=lab, test=lab, protocol="linear", linear="augmented", linear_epochs=2,
+                           device="cpu")
+    finally:
+        torch.set_num_threads(old)
     res = doc["runs"][0]["results"]
     assert [r["linear"] for r in res] == ["augmented"] and res[0]["epochs"] == 2
     assert 0 <= res[0]["top1"] <= res[0]["top5"] <= 1 and doc["rows"][0]["protocol"] == "linear"
