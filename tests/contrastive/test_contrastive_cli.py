@@ -52,7 +52,6 @@ def test_bad_inputs_are_exit_2(tmp, ex):
     _bad([*_train(flat, tmp / "o6"), "--k", "8"], "--k 8 must be below")
     _bad([*_train(flat, tmp / "o7"), "--clusters", "9"], "--clusters 9 is more than")
     _bad([*_train(flat, tmp / "o8", "--arms", "clim"), "--resolutions", "32"], "above the image size")
-    _bad([*_train(flat, tmp / "o11"), "--bn-splits", "3"], "not divisible by --bn-splits 3")
     if not torch.cuda.is_available():
         _bad(_train(flat, tmp / "o9", "--device", "cuda"), "cuda")
     ckpt = tmp / "ckpt" / "best.pt"

@@ -104,3 +104,13 @@ def test_a_split_bn_run_trains_saves_and_loads_back(tmp_path):
     assert any(isinstance(b, SplitBatchNorm2d) for b in m.encoder_k.modules())
     X = torch.from_numpy(ds.X)
     assert torch.allclose(T.embed(m, X, torch.device("cpu")), T.embed(s["model"], X, torch.device("cpu")), atol=1e-5)
+
+
+def test_a_batch_not_divisible_by_the_splits_is_refused_before_any_work(tmp_path):
+    """In process (the CLI turns every InputError into exit 2 + Error/Hint, as the other bad inputs check)."""
+    from wisecli.cli.errors import InputError
+    from wisecli.engines.contrastive import api
+
+    with pytest.raises(InputError, match="not divisible by --bn-splits 3"):
+        api.train("builtin:digits", tmp_path / "run", batch_size=4, bn_splits=3, device="cpu")
+    assert not (tmp_path / "run").exists()

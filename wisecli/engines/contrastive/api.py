@@ -97,6 +97,9 @@ def train(data: str | Path, out_dir: str | Path | None = None, *, val: str | Pat
     for key in ("epochs", "batch_size", "queue", "k", "clusters", "eval_every", "image_size", "clim_start", "bn_splits"):
         if v.get(key) is not None and float(v[key]) != int(float(v[key])):
             raise _bad(f"--{key.replace('_', '-')} must be a whole number, got {v[key]}", "see --help")
+    if int(float(v["batch_size"])) % int(float(v["bn_splits"])):
+        raise _bad(f"--batch-size {v['batch_size']} is not divisible by --bn-splits {v['bn_splits']}",
+                   f"use a batch size that is a multiple of {v['bn_splits']}")
     if v["momentum"] is not None and not 0 <= float(v["momentum"]) < 1:
         raise _bad(f"--momentum must be in [0, 1), got {v['momentum']}", "e.g. 0.99")
     choices = {"arch": ("auto", "monai-resnet18", "monai-resnet34", "monai-resnet50"),
