@@ -47,6 +47,8 @@ def train(
     resolutions: Annotated[Optional[str], _opt("--resolutions", "auto, none or a comma list of sizes.")] = None,
     positive_key: Annotated[Optional[Literal["bank", "fresh"]], _opt("--positive-key", "Key of the positive.")] = None,
     bank_view: Annotated[Optional[Literal["key", "eval"]], _opt("--bank-view", "Bank from training keys or eval views.")] = None,
+    shuffle_bn: Annotated[Optional[bool], typer.Option("--shuffle-bn/--no-shuffle-bn", help="MoCo's shuffling BN for keys (across DDP ranks, or among --bn-splits).")] = None,
+    bn_splits: IntOpt("--bn-splits", "BN sub-batches on one process (MoCo's SplitBatchNorm; 1 = plain BN).") = None,
     labels: Annotated[Optional[Path], _opt("--labels", "CSV path,label (diagnostics only).")] = None,
     val: Annotated[Optional[str], _opt("--val", "Labelled data for online kNN.")] = None,
     eval_every: IntOpt("--eval-every", "Online kNN every N epochs.") = None,
@@ -61,7 +63,7 @@ def train(
                   sink=sink, arms=arms, seeds=seeds, arch=arch, width=width, image_size=image_size, epochs=epochs,
                   batch_size=batch_size, lr=lr, tau=tau, queue=queue, momentum=momentum, k=k, clusters=clusters,
                   clim_start=clim_start, select=select, mix=mix, resolutions=resolutions, positive_key=positive_key,
-                  bank_view=bank_view, eval_every=eval_every, device=device, amp=amp)
+                  bank_view=bank_view, shuffle_bn=shuffle_bn, bn_splits=bn_splits, eval_every=eval_every, device=device, amp=amp)
     runs = s.get("runs", [s])
     rows = [{"arm": r["arm"], "seed": r["seed"], "epochs": r["epochs"], "loss": r["last"].get("train_loss"),
              "pos_nonempty": r["last"].get("train_pos_nonempty"), "run_dir": r["run_dir"]} for r in runs]
@@ -77,6 +79,7 @@ def evaluate(
     knn_k: Annotated[Optional[str], _opt("--knn-k", "Comma list of k.")] = None,
     knn_t: FloatOpt("--knn-t", "kNN temperature.") = None,
     linear: Annotated[Optional[Literal["cached", "augmented"]], _opt("--linear", "Linear-probe protocol.")] = None,
+    linear_epochs: IntOpt("--linear-epochs", "Epochs of the augmented linear probe (MoCo: 100).") = None,
     label_fractions: Annotated[Optional[str], _opt("--label-fractions", "Comma list of label fractions (semi).")] = None,
     subsets: IntOpt("--subsets", "Label subsets per fraction.") = None,
     label_subset: Annotated[Optional[Path], _opt("--label-subset", "File of training row indices (semi).")] = None,
@@ -87,7 +90,7 @@ def evaluate(
 
     sink = Sink(json=json)
     doc = api.evaluate(inputs, train=train, test=test, protocol=protocol, knn_k=knn_k, knn_t=knn_t, linear=linear,
-                       label_fractions=label_fractions, subsets=subsets, label_subset=label_subset, device=device,
+                       linear_epochs=linear_epochs, label_fractions=label_fractions, subsets=subsets, label_subset=label_subset, device=device,
                        seed=seed, sink=sink)
     sink.result(doc, rows=doc["rows"], title="wise contrastive evaluate")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from wisecli.engines.contrastive.algorithm import kmeans, knn, sample_positive, select_positives, weighted_knn_predict
@@ -126,3 +127,21 @@ def test_info_nce_equals_a_plain_loop_and_masking_matches_a_hand_example():
     assert abs(float(got_m[2]) - float(got[2])) > 1e-6 or not mask[2].any()
     # lam = 1: the mixed loss is plain NCE against k_i
     assert torch.allclose(mixed_nce(q, kp, queue[:4], torch.ones(4), queue, tau), info_nce(q, kp, queue, tau))
+
+
+def test_purity_diagnostics_compare_like_for_like_on_a_hand_example():
+    """CLIM's purity is the label agreement of a uniform draw from P(i) over anchors with a positive; the
+    top-1 and pool references are taken over those same anchors (all-anchor top-1 kept apart)."""
+    from wisecli.engines.contrastive.algorithm import positive_purity
+
+    y = torch.tensor([0, 0, 1, 1, 0])
+    nbr = torch.tensor([[1, 2], [0, 3], [3, 0], [4, 2], [0, 1]])
+    table = torch.tensor([[1, -1], [-1, -1], [3, 0], [-1, -1], [1, 0]], dtype=torch.int32)
+    p = positive_purity(table, nbr, y)
+    assert p["anchors"] == 3
+    assert p["purity"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert p["purity_nn"] == pytest.approx(1.0)        # anchors 0, 2, 4: neighbours 1, 3, 0 agree
+    assert p["purity_nn_all"] == pytest.approx(0.8)    # anchor 3's top-1 (image 4) does not
+    assert p["purity_knn"] == pytest.approx((0.5 + 0.5 + 1) / 3)
+    empty = positive_purity(torch.full((5, 2), -1, dtype=torch.int32), nbr, y)
+    assert math.isnan(empty["purity"]) and math.isnan(empty["purity_nn"]) and empty["anchors"] == 0

@@ -99,3 +99,22 @@ def test_info_json_and_predict_jsonl_parse_and_predict_writes_the_merged_pair(tm
     code, out, err = run_wise("contrastive", "predict", str(tmp / "flat"), "--weights", str(tmp / "ckpt" / "best.pt"),
                               "-o", str(out_dir), "--set", "part_rows=3", "--skip-existing", "--json", "--device", "cpu")
     assert code == 0 and {r["status"] for r in json.loads(out)["records"]} == {"skipped"}
+
+
+def test_evaluate_linear_augmented_runs_and_bad_epochs_are_refused(tmp, ex):
+    """In process through `api.evaluate` (the verb's only call; a subprocess would re-import torch and MONAI)."""
+    from wisecli.engines.contrastive import api
+
+    ckpt, lab = tmp / "ckpt" / "best.pt", tmp / "labelled"
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: a second thread only spins on 2 shared cores
+    try:
+        doc = api.evaluate([ckpt], train=lab, test=lab, protocol="linear", linear="augmented", linear_epochs=2,
+                           device="cpu")
+    finally:
+        torch.set_num_threads(old)
+    res = doc["runs"][0]["results"]
+    assert [r["linear"] for r in res] == ["augmented"] and res[0]["epochs"] == 2
+    assert 0 <= res[0]["top1"] <= res[0]["top5"] <= 1 and doc["rows"][0]["protocol"] == "linear"
+    _bad(["evaluate", ckpt, "--train", lab, "--test", lab, "--linear", "augmented", "--linear-epochs", "0",
+          "--device", "cpu"], "--linear-epochs")

@@ -50,3 +50,24 @@ def test_benchmark_on_cuda_runs_every_race():
     recs = api.benchmark(device="cuda", quick=True)
     assert {r.case for r in recs} == {"knn 256 queries", "k-means", "augment views", "cutmix"}
     assert all(r.ours_s > 0 for r in recs)
+
+
+def test_split_bn_shuffled_keys_and_the_augmented_probe_run_on_the_device():
+    """Shuffling BN with 2 splits: CUDA keys equal the CPU keys of the same permutation (TF32/cuDNN: 1e-3), also
+    in channels_last; the augmented linear probe keeps its tensors on the device."""
+    from wisecli.engines.contrastive.metrics import linear_augmented
+    from wisecli.engines.contrastive.model import MoCo
+
+    torch.manual_seed(0)
+    m = MoCo(arch="monai-resnet18", in_channels=1, image_size=16, n_bank=8, queue=4, k=2, width=0.0625, bn_splits=2)
+    v = torch.randn(8, 1, 16, 16)
+    perm = torch.tensor([3, 6, 0, 5, 1, 7, 2, 4])
+    cpu = m.keys(v, perm=perm)  # train-mode BN: batch statistics, so the running-stat update does not matter
+    g = m.cuda()
+    assert torch.allclose(cpu, g.keys(v.cuda(), perm=perm.cuda()).cpu(), atol=1e-3)
+    cl = g.keys(v.cuda().contiguous(memory_format=torch.channels_last), perm=perm.cuda())
+    assert cl.is_cuda and cl.shape == cpu.shape
+    X = torch.randint(0, 256, (16, 1, 16, 16), dtype=torch.uint8)
+    y = torch.arange(16) % 2
+    lp = linear_augmented(g.eval(), X, y, X, y, device=torch.device("cuda"), epochs=2, batch=8)
+    assert 0 <= lp["top1"] <= lp["top5"] <= 1

@@ -15,6 +15,14 @@ cluster centre than the anchor itself. The exact inequality is [reconstructed] (
 - `select_positives(bank, k, mode)`: the [N, k] int32 table padded with -1 (valid entries first, in
   neighbour order); `mode="nn"` keeps the top-1 neighbour only (NNCLR-like), `"center"` the rule above.
 - `sample_positive(table, idx, generator)`: one j uniformly among P(i), i itself when P(i) is empty.
+- `positive_purity(table, nbr, labels)`: label diagnostics of a positive table, like for like (below).
+
+Purity, like for like [our reading of spec §2.5/§9, written down]: a positive drawn uniformly from P(i)
+agrees with i's label with probability |{j in P(i): y_j = y_i}| / |P(i)|; `purity` is its mean over the
+anchors that HAVE a positive (|P(i)| > 0; the others train on j = i, which has no label to compare). The
+references are measured on the same bank, the same epoch and the SAME anchors: `purity_nn` the label agreement
+of the plain top-1 neighbour (NNCLR's positive), `purity_knn` of the whole k-neighbour pool P(i) is filtered
+from; `purity_nn_all` is top-1 over all anchors (the earlier definition, kept for comparison).
 """
 
 from __future__ import annotations
@@ -177,6 +185,25 @@ def sample_positive(table: Tensor, idx: Tensor, generator: torch.Generator | Non
     r = torch.floor(u * count.clamp_min(1)).long().clamp_max(rows.shape[1] - 1)
     j = rows.gather(1, r[:, None]).squeeze(1)
     return torch.where(count > 0, j, idx.long())
+
+
+def positive_purity(table: Tensor, nbr: Tensor, labels: Tensor) -> dict:
+    """{purity, purity_nn, purity_knn, purity_nn_all, anchors} of a positive table [N, k] (-1 padded) and the
+    neighbour lists nbr [N, k] it was built from, with labels (N,) (module docstring: like for like)."""
+    y = labels.to(table.device)
+    valid = table >= 0
+    count = valid.sum(1)
+    has = count > 0
+    same = (y[table.clamp_min(0).long()] == y[:, None]) & valid
+    top1 = (y[nbr[:, 0]] == y).float()
+    pool = (y[nbr] == y[:, None]).float().mean(1)
+    nan = float("nan")
+    out = {"purity": nan, "purity_nn": nan, "purity_knn": nan, "purity_nn_all": float(top1.mean()),
+           "anchors": int(has.sum())}
+    if bool(has.any()):
+        out.update(purity=float((same.sum(1)[has].float() / count[has].float()).mean()),
+                   purity_nn=float(top1[has].mean()), purity_knn=float(pool[has].mean()))
+    return out
 
 
 def weighted_knn_predict(train: Tensor, train_y: Tensor, test: Tensor, k: int, t: float, num_classes: int,

@@ -27,10 +27,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "arms": "clim", "seeds": "0", "arch": "auto", "width": 1.0, "image_size": None, "epochs": 200,
         "batch_size": 256, "lr": None, "tau": 0.2, "queue": 65536, "momentum": None, "k": 10, "clusters": None,
         "clim_start": None, "select": None, "mix": "cutmix", "resolutions": "auto", "positive_key": "bank",
-        "same_cluster": True, "symmetric": False, "bank_view": "key", "eval_every": 10, "device": "auto",
+        "same_cluster": True, "symmetric": False, "bank_view": "key", "shuffle_bn": True, "bn_splits": 1, "eval_every": 10, "device": "auto",
         "amp": True,
     },
-    "evaluate": {"protocol": "knn,linear", "knn_k": "20,200", "knn_t": 0.07, "linear": "cached",
+    "evaluate": {"protocol": "knn,linear", "knn_k": "20,200", "knn_t": 0.07, "linear": "cached", "linear_epochs": 100,
                  "label_fractions": "0.01,0.1", "subsets": 3, "device": "auto", "seed": 0},
     "predict": {"layer": "backbone", "normalize": True, "batch_size": 256, "part_rows": 4096, "device": "auto"},
     "demo": {"device": "auto", "data": "digits"},
@@ -77,7 +77,8 @@ def train(data: str | Path, out_dir: str | Path | None = None, *, val: str | Pat
     200, batch_size 256, lr None (0.06 B/256), tau 0.2, queue 65536 (capped at N - B), momentum None (0.99 under
     100 epochs, else 0.999), k 10, clusters None (clip(N/500, 10, 1000)), clim_start None (10 % of the epochs,
     >= 1), select None (the arm's), mix "cutmix", resolutions "auto", positive_key "bank", same_cluster True,
-    symmetric False, bank_view "key", eval_every 10, device "auto", amp True. `val`: labelled data for online
+    symmetric False, bank_view "key", shuffle_bn True (MoCo's shuffling BN across DDP ranks), bn_splits 1 (S > 1:
+    S BN sub-batches on one process with the key batch shuffled among them), eval_every 10, device "auto", amp True. `val`: labelled data for online
     kNN; `labels`: a CSV path,label for diagnostics. Returns the run summary (or {study, runs})."""
     from wisecli.runtime.device import as_device
 
@@ -92,10 +93,13 @@ def train(data: str | Path, out_dir: str | Path | None = None, *, val: str | Pat
     if not arms or not seeds or min(seeds) < 0:
         raise _bad("--arms and --seeds need at least one value (seeds >= 0)", "e.g. --arms baseline,clim --seeds 0,1")
     _positive(v, "width", "epochs", "batch_size", "lr", "tau", "queue", "k", "clusters", "clim_start", "eval_every",
-              "image_size", allow_zero=("clim_start",))
-    for key in ("epochs", "batch_size", "queue", "k", "clusters", "eval_every", "image_size", "clim_start"):
+              "image_size", "bn_splits", allow_zero=("clim_start",))
+    for key in ("epochs", "batch_size", "queue", "k", "clusters", "eval_every", "image_size", "clim_start", "bn_splits"):
         if v.get(key) is not None and float(v[key]) != int(float(v[key])):
             raise _bad(f"--{key.replace('_', '-')} must be a whole number, got {v[key]}", "see --help")
+    if int(float(v["batch_size"])) % int(float(v["bn_splits"])):
+        raise _bad(f"--batch-size {v['batch_size']} is not divisible by --bn-splits {v['bn_splits']}",
+                   f"use a batch size that is a multiple of {v['bn_splits']}")
     if v["momentum"] is not None and not 0 <= float(v["momentum"]) < 1:
         raise _bad(f"--momentum must be in [0, 1), got {v['momentum']}", "e.g. 0.99")
     choices = {"arch": ("auto", "monai-resnet18", "monai-resnet34", "monai-resnet50"),
@@ -109,20 +113,22 @@ def train(data: str | Path, out_dir: str | Path | None = None, *, val: str | Pat
     device = as_device(v.pop("device"), sink=sink)
     amp = bool(v.pop("amp"))
     cfg = {k: v[k] for k in v if k not in ("arms", "seeds")}
-    for k in ("epochs", "batch_size", "queue", "k"):
+    for k in ("epochs", "batch_size", "queue", "k", "bn_splits"):
         cfg[k] = int(float(cfg[k]))
+    cfg["shuffle_bn"] = bool(cfg["shuffle_bn"])
     return run_train(data, Path(out_dir), cfg=cfg, device=device, amp=amp, seeds=seeds, arms=arms, resume=resume,
                      overwrite=overwrite, progress=progress, sink=sink, val=val, labels=labels)
 
 
 def evaluate(inputs: list[str | Path], *, train: str | Path | None = None, test: str | Path | None = None,
              protocol: str | None = None, knn_k: str | None = None, knn_t: float | None = None,
-             linear: str | None = None, label_fractions: str | None = None, subsets: int | None = None,
+             linear: str | None = None, linear_epochs: int | None = None, label_fractions: str | None = None, subsets: int | None = None,
              label_subset: str | Path | None = None, device=None, seed: int | None = None, sink=None) -> dict:
     """Evaluate runs, checkpoints or study folders on labelled `train`/`test` data with frozen features:
-    `knn` (k list, T), `linear` (cached L-BFGS probe), `semi` (fine-tuning on label fractions, `subsets` draws).
+    `knn` (k list, T), `linear` (`cached` L-BFGS probe on cached features, or `augmented`: MoCo's SGD lr 30
+    probe on fresh crops for `linear_epochs` epochs), `semi` (fine-tuning on label fractions, `subsets` draws).
 
-    Defaults: protocol "knn,linear", knn_k "20,200", knn_t 0.07, linear "cached", label_fractions "0.01,0.1",
+    Defaults: protocol "knn,linear", knn_k "20,200", knn_t 0.07, linear "cached", linear_epochs 100, label_fractions "0.01,0.1",
     subsets 3, device "auto", seed 0. Returns {rows: [{arm, protocol, k, fraction, top1_mean, top1_std, n_runs,
     delta_vs_baseline, delta_std, train, test}], runs, ...}."""
     from wisecli.runtime.device import as_device
@@ -131,7 +137,7 @@ def evaluate(inputs: list[str | Path], *, train: str | Path | None = None, test:
     from .train import parse_list
 
     v = _resolve("evaluate", {"protocol": protocol, "knn_k": knn_k, "knn_t": knn_t, "linear": linear,
-                              "label_fractions": label_fractions, "subsets": subsets, "device": device, "seed": seed})
+                              "linear_epochs": linear_epochs, "label_fractions": label_fractions, "subsets": subsets, "device": device, "seed": seed})
     if not inputs:
         raise _bad("evaluate needs RUN, study folder or checkpoint", "e.g. wise contrastive evaluate runs/c --train D --test D")
     for p in inputs:
@@ -149,7 +155,9 @@ def evaluate(inputs: list[str | Path], *, train: str | Path | None = None, test:
         raise _bad("--knn-k needs positive integers", "e.g. 20,200")
     if not fracs or not all(0 < f <= 1 for f in fracs):
         raise _bad("--label-fractions must lie in (0, 1]", "e.g. 0.01,0.1")
-    _positive(v, "knn_t", "subsets")
+    _positive(v, "knn_t", "subsets", "linear_epochs")
+    if float(v["linear_epochs"]) != int(float(v["linear_epochs"])):
+        raise _bad(f"--linear-epochs must be a whole number, got {v['linear_epochs']}", "the default is 100")
     if int(v["seed"]) < 0:
         raise _bad(f"--seed must be 0 or more, got {v['seed']}", "the default is 0")
     if v["linear"] not in ("cached", "augmented"):
@@ -157,7 +165,7 @@ def evaluate(inputs: list[str | Path], *, train: str | Path | None = None, test:
     return evaluate_runs([Path(p) for p in inputs], train, test, protocols=protocols, knn_k=ks,
                          knn_t=float(v["knn_t"]), linear=v["linear"], fractions=fracs, subsets=int(v["subsets"]),
                          label_subset=label_subset, device=as_device(v["device"], sink=sink), seed=int(v["seed"]),
-                         sink=sink)
+                         sink=sink, linear_epochs=int(float(v["linear_epochs"])))
 
 
 def predict(inputs: list[str | Path], weights: str | Path | None = None, out_dir: str | Path | None = None, *,
@@ -215,13 +223,20 @@ def info() -> dict:
                     "npz": "X [, y]", "builtin": ["builtin:digits[:part]", "builtin:mnist5k[:part]"]},
         "choices": {
             "selection": "P(i) = {j in N_k(i): cluster(j) = cluster(i), <v_j, c(i)> > <v_i, c(i)>}; empty -> j = i",
+            "purity": "train_purity: label agreement of a uniform draw from P(i), over anchors with a positive; "
+                      "train_purity_nn / train_purity_knn: top-1 neighbour / all k neighbours over the same anchors and "
+                      "bank; train_purity_nn_all: top-1 over all anchors",
             "clim_start": "epochs 1..clim_start are instance discrimination; selection from epoch clim_start + 1",
             "bank_view": "key (spec: training keys, no extra pass) or eval (refresh from eval views each epoch)",
             "blur": "sigma range [0.1, 2] scaled by image_size / 224",
             "hue": "a rotation of the YIQ chroma plane (affine per sample), fixed jitter order",
             "resolutions_auto": "224-px ratios 192,160,128,96 rounded to multiples of 4, kept if >= 8 and < S",
-            "linear": "cached L-BFGS probe; 'augmented' is refused (not implemented)",
-            "ddp": "keys/indices all-gathered; no shuffling BN across ranks",
+            "linear": "cached (default): L-BFGS probe on standardised cached features, l2 from a grid on a 10% hold-out; "
+                      "augmented: MoCo's protocol (SGD lr 30, momentum 0.9, no wd, 100 epochs, lr x 0.1 at 60/80, "
+                      "random resized crop 0.08-1 + flip on the device, frozen eval-mode backbone)",
+            "ddp": "keys/indices all-gathered; shuffling BN across ranks (MoCo's batch shuffle/unshuffle) with --shuffle-bn",
+            "shuffle_bn": "one process: plain key BN unless --bn-splits S > 1 (S BN sub-batches, MoCo's SplitBatchNorm, "
+                          "key batch shuffled among them)",
         },
         "defaults": DEFAULTS["train"],
         "extras": {k: find_spec(k) is not None for k in ("faiss", "mlxtend", "monai", "cv2")},

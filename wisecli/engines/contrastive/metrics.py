@@ -6,7 +6,15 @@ semi-supervised fine-tuning.
 - Linear probe `cached`: features standardised with the train mean/std; multinomial logistic regression by
   full-batch L-BFGS (strong Wolfe) on the device, loss mean CE + (l2/2)|W|^2 (bias free), which is
   scikit-learn's objective with C = 1/(l2 n); l2 from {1e-6, ..., 1e-2} on a stratified 10 % hold-out, then
-  refit on all. [choice] `augmented` (MoCo's SGD lr 30 protocol) is not implemented (refused, exit 2).
+  refit on all.
+- Linear probe `augmented` (MoCo's linear classification protocol, He et al. CVPR 2020 §4.1 and its
+  `main_lincls.py` [paper, recalled]): the backbone frozen in eval mode (BN running statistics untouched), a
+  linear layer on the pooled features (weight N(0, 0.01), bias 0, drawn from a generator seeded by `seed`),
+  SGD lr 30, momentum 0.9, no weight decay, batch 256, `epochs` (100) epochs with lr x 0.1 at 60 % and 80 % of
+  them (epochs 60 and 80 of 100), each batch a fresh random resized crop (scale 0.08-1, MoCo's lincls crop)
+  + flip of the uint8 images on the device; tested on the eval view. [choice] The features are not
+  standardised (MoCo feeds raw pooled features; lr 30 is tuned for that); the data order comes from the
+  seeded generator, so a run repeats exactly.
 - Label subsets: per class round(fraction n_c), at least 1, seeded; subset s of a study uses seed s for
   every arm, so comparisons are paired.
 - Semi-supervised [reconstructed, after SimCLR]: backbone + new linear head, SGD momentum 0.9, no weight
@@ -88,6 +96,54 @@ def linear_probe(train: Tensor, ytr: Tensor, test: Tensor, yte: Tensor, seed: in
     W, b = fit_logreg(xtr, ytr, c, best)
     logits = xte @ W.T + b
     return {"top1": _topk(logits, yte, 1), "top5": _topk(logits, yte, 5), "l2": best}
+
+
+def linear_augmented(model, Xtr: Tensor, ytr: Tensor, Xte: Tensor, yte: Tensor, *, device, seed: int = 0,
+                     epochs: int = 100, lr: float = 30.0, batch: int = 256, views=None) -> dict:
+    """{top1, top5, epochs, lr_schedule} of MoCo's augmented linear probe (module docstring). `views(xb)` maps
+    a uint8 batch to standardised float views (default: random resized crop 0.08-1 + flip, standardised)."""
+    from wisecli.runtime import augment as A
+
+    backbone = model.encoder_q.backbone
+    was = backbone.training
+    backbone.eval()
+    s = int(Xtr.shape[-1])
+    if views is None:
+        def views(xb):
+            return model.standardise(A.random_flip(A.random_resized_crop(xb, s, scale=(0.08, 1.0))))
+    c = int(max(int(ytr.max()), int(yte.max()))) + 1
+    g = torch.Generator().manual_seed(int(seed))
+    head = torch.nn.Linear(model.encoder_q.feat_dim, c).to(device)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=g) * 0.01)
+        head.bias.zero_()
+    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=0.0)
+    steps = sorted({int(round(0.6 * epochs)), int(round(0.8 * epochs))})
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=steps, gamma=0.1)
+    n = Xtr.shape[0]
+    ytr_d = ytr.to(device)
+    schedule = []
+    for _ in range(int(epochs)):
+        schedule.append(opt.param_groups[0]["lr"])
+        order = torch.randperm(n, generator=g)
+        for i in range(0, n, batch):
+            rows = order[i:i + batch]
+            with torch.no_grad():
+                f = backbone(views(Xtr[rows].to(device, non_blocking=True)))
+            loss = F.cross_entropy(head(f), ytr_d[rows.to(device)])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    logits = []
+    with torch.no_grad():
+        for i in range(0, Xte.shape[0], 256):
+            logits.append(head(backbone(model.eval_view(Xte[i:i + 256].to(device)))))
+    backbone.train(was)
+    logits = torch.cat(logits)
+    yd = yte.to(device)
+    return {"top1": _topk(logits, yd, 1), "top5": _topk(logits, yd, 5), "epochs": int(epochs), "lr_schedule": schedule,
+            "weight": head.weight.detach().cpu(), "bias": head.bias.detach().cpu()}
 
 
 def finetune(model, Xtr: Tensor, ytr: Tensor, Xte: Tensor, yte: Tensor, *, epochs: int, device, seed: int = 0) -> float:

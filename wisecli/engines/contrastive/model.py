@@ -24,8 +24,20 @@ Choices where the spec is silent [reconstructed]:
   of heavily cropped training views carry little class information (sklearn digits at 16 px, 6 epochs: plain
   top-1 bank neighbours agree in label at chance level), so there the eval view is what makes positives mean
   anything; at ImageNet scale `key` is the paper's cost-free bank.
-- Key BN is plain on one device; under DDP keys, indices and labels are all-gathered so the queue and bank
-  agree on every rank (MoCo's shuffling BN across ranks is not implemented).
+- Shuffling BN (MoCo §3.3, He et al. 2020): BN statistics computed over the very batch of query and key
+  views let the model cheat the pretext task (intra-batch communication), so the key batch is shuffled
+  before the key encoder and unshuffled after. `shuffle_bn=True` (default): under DDP (more than one rank)
+  the key batch is all-gathered, permuted by one permutation drawn on rank 0 and broadcast, each rank
+  encodes its slice and the keys are gathered back in the original order (MoCo's `_batch_shuffle_ddp` /
+  `_batch_unshuffle_ddp`); every rank's BN then sees a different mix of images for keys than for queries.
+  On one process [choice, after MoCo's single-GPU CIFAR demo's SplitBatchNorm]: `bn_splits` = S > 1 replaces
+  every BatchNorm2d of both encoders by `SplitBatchNorm2d`, which normalises each of S contiguous sub-batches
+  with its own statistics (running statistics: the mean over the sub-batches), and the key batch is permuted
+  and unpermuted around the key encoder, so each key is normalised among other images than its query. With
+  `bn_splits` = 1 on one process shuffling would change nothing (BN over the whole batch is permutation
+  invariant) and is skipped: key BN is then plain, as the spec asks for one device. In eval mode a split BN is a
+  plain BN (same state-dict keys: checkpoints load either way). The batch must be divisible by S (exit 2).
+- Under DDP keys, indices and labels are all-gathered so the queue and bank agree on every rank.
 """
 
 from __future__ import annotations
@@ -39,7 +51,7 @@ from torch import Tensor, nn
 
 from wisecli.runtime import augment as A
 
-from .algorithm import kmeans, sample_positive, select_positives
+from .algorithm import kmeans, positive_purity, sample_positive, select_positives
 from .loss import info_nce, mixed_nce, queue_mask
 
 BACKBONES = ("auto", "monai-resnet18", "monai-resnet34", "monai-resnet50")
@@ -84,6 +96,54 @@ class Encoder(nn.Module):
         return F.normalize(self.head(self.backbone(x)), dim=1)
 
 
+class SplitBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that, in training mode, normalises each of `num_splits` contiguous sub-batches with its own
+    batch statistics (a one-process stand-in for per-GPU BN, MoCo's CIFAR demo); running statistics are
+    updated per sub-batch and averaged over them; eval mode is a plain BatchNorm2d."""
+
+    def __init__(self, num_features: int, num_splits: int = 1, **kw):
+        super().__init__(num_features, **kw)
+        self.num_splits = int(num_splits)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = self.num_splits
+        if not self.training or s <= 1:
+            return super().forward(x)
+        n, c, h, w = x.shape
+        if n % s:
+            raise ValueError(f"batch {n} is not divisible by bn_splits {s}")
+        if self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+        mom = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        rm, rv = self.running_mean.repeat(s), self.running_var.repeat(s)
+        # (n, c, h, w) -> (n/s, s*c, h, w) with sub-batch g = rows g*n/s .. (g+1)*n/s - 1 as channels g*c .. (g+1)*c - 1
+        xs = x.reshape(s, n // s, c, h, w).transpose(0, 1).reshape(n // s, s * c, h, w)  # reshape: channels_last too
+        out = F.batch_norm(xs, rm, rv, self.weight.repeat(s), self.bias.repeat(s), True, mom, self.eps)
+        with torch.no_grad():
+            self.running_mean.copy_(rm.view(s, c).mean(0))
+            self.running_var.copy_(rv.view(s, c).mean(0))
+        return out.reshape(n // s, s, c, h, w).transpose(0, 1).reshape(n, c, h, w)
+
+
+def use_split_bn(module: nn.Module, splits: int) -> nn.Module:
+    """Replace every BatchNorm2d of `module` by a SplitBatchNorm2d with `splits` sub-batches (state kept)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, SplitBatchNorm2d):
+            new = SplitBatchNorm2d(child.num_features, splits, eps=child.eps, momentum=child.momentum,
+                                   affine=child.affine, track_running_stats=child.track_running_stats)
+            new.load_state_dict(child.state_dict())
+            setattr(module, name, new.to(child.weight.device if child.weight is not None else "cpu"))
+        else:
+            use_split_bn(child, splits)
+    return module
+
+
+def _world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def _gather(t: Tensor) -> Tensor:
     import torch.distributed as dist
 
@@ -101,13 +161,16 @@ class MoCo(nn.Module):
                  width: float = 1.0, dim: int = 128, tau: float = 0.2, momentum: float = 0.99,
                  select: str = "center", mix: str = "cutmix", resolutions: tuple = (), positive_key: str = "bank",
                  symmetric: bool = False, same_cluster: bool = True, bank_view: str = "key", w_mix: float = 1.0, w_mr: float = 1.0,
-                 mean=None, std=None):
+                 mean=None, std=None, shuffle_bn: bool = True, bn_splits: int = 1):
         super().__init__()
         self.cfg = dict(arch=arch, in_channels=in_channels, image_size=image_size, n_bank=n_bank, queue=queue, k=k,
                         width=width, dim=dim, tau=tau, momentum=momentum, select=select, mix=mix,
                         resolutions=list(resolutions), positive_key=positive_key, symmetric=symmetric,
-                        same_cluster=same_cluster, bank_view=bank_view, w_mix=w_mix, w_mr=w_mr)
+                        same_cluster=same_cluster, bank_view=bank_view, w_mix=w_mix, w_mr=w_mr,
+                        shuffle_bn=bool(shuffle_bn), bn_splits=int(bn_splits))
         self.encoder_q = Encoder(arch, in_channels, image_size, width, dim)
+        if int(bn_splits) > 1:
+            use_split_bn(self.encoder_q, int(bn_splits))
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for p in self.encoder_k.parameters():
             p.requires_grad_(False)
@@ -147,6 +210,32 @@ class MoCo(nn.Module):
         if layer == "projection":
             return self.encoder_q(v)
         return self.encoder_q.backbone(v)
+
+    # ---------------------------------------------------------------- keys with shuffling BN
+    @torch.no_grad()
+    def keys(self, v: Tensor, perm: Tensor | None = None) -> Tensor:
+        """Key-encoder outputs of the views v (B, ...) in v's order, through shuffling BN (module docstring).
+        `perm`: the permutation of the (gathered) batch, drawn here when None (on rank 0 under DDP)."""
+        import torch.distributed as dist
+
+        world = _world()
+        if not self.cfg.get("shuffle_bn", True) or (world == 1 and int(self.cfg.get("bn_splits", 1)) <= 1):
+            return self.encoder_k(v)
+        if world == 1:
+            if perm is None:
+                perm = torch.randperm(v.shape[0], device=v.device)
+            k = self.encoder_k(v[perm])
+            return k[torch.argsort(perm)]
+        b = v.shape[0]
+        allv = _gather(v)
+        if perm is None:
+            perm = torch.randperm(allv.shape[0], device=allv.device)
+            dist.broadcast(perm, src=0)
+        perm = perm.to(allv.device)
+        r = dist.get_rank()
+        k_local = self.encoder_k(allv[perm[r * b:(r + 1) * b]])
+        k_all = _gather(k_local)                      # keys of allv[perm]
+        return k_all[torch.argsort(perm)][r * b:(r + 1) * b]
 
     # ---------------------------------------------------------------- MoCo bookkeeping
     @torch.no_grad()
@@ -191,7 +280,7 @@ class MoCo(nn.Module):
         self.diag = {"pos_nonempty": 0.0, "pos_mean": 0.0, "cluster_min": nan, "cluster_median": nan,
                      "cluster_max": nan}
         if labels is not None:
-            self.diag.update(purity=nan, purity_nn=nan, purity_knn=nan)
+            self.diag.update(purity=nan, purity_nn=nan, purity_knn=nan, purity_nn_all=nan)
         if not active or sel == "none":
             self.table.fill_(-1)
             return
@@ -209,14 +298,8 @@ class MoCo(nn.Module):
                          cluster_min=float(sizes.min()), cluster_median=float(sizes.median()),
                          cluster_max=float(sizes.max()))
         if labels is not None:
-            y = labels.to(v.device)
-            valid = table >= 0
-            same = (y[table.clamp_min(0).long()] == y[:, None]) & valid
-            has = count > 0
-            if bool(has.any()):
-                self.diag["purity"] = float((same.sum(1)[has].float() / count[has].float()).mean())
-            self.diag["purity_nn"] = float((y[nbr[:, 0]] == y).float().mean())
-            self.diag["purity_knn"] = float((y[nbr] == y[:, None]).float().mean())
+            pur = positive_purity(table, nbr, labels)
+            self.diag.update({k: pur[k] for k in ("purity", "purity_nn", "purity_knn", "purity_nn_all")})
 
     def sample_positives(self, idx: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return sample_positive(self.table, idx.to(self.table.device), generator)
@@ -230,7 +313,7 @@ class MoCo(nn.Module):
         with torch.no_grad():
             v1, v2 = self.view(x), self.view(x)
             self.momentum_update()
-            k_i = self.encoder_k(v2)
+            k_i = self.keys(v2)
         q = self.encoder_q(v1)
         mask = queue_mask(self.queue_idx, idx, pidx)
         queue = self.queue.clone()
@@ -243,7 +326,7 @@ class MoCo(nn.Module):
             with torch.no_grad():
                 vp = self.view(xp)
                 if cfg["positive_key"] == "fresh":
-                    k_j = self.encoder_k(self.view(xp))
+                    k_j = self.keys(self.view(xp))
                 else:
                     # the bank entry of j; an anchor without positive (j = i) uses its own bank entry, and a
                     # still empty bank row (first epoch) its fresh key
@@ -266,7 +349,7 @@ class MoCo(nn.Module):
             total = total + float(cfg["w_mr"]) * loss_mr
         if cfg["symmetric"]:
             with torch.no_grad():
-                k_1 = self.encoder_k(v1)
+                k_1 = self.keys(v1)
             total = total + info_nce(self.encoder_q(v2), k_1, queue, tau, mask).mean()
         self.enqueue(k_i.detach(), idx)
         dev = loss_inst.device

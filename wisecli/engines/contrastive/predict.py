@@ -94,13 +94,11 @@ def _runs_of(inputs: list[Path]) -> list[dict]:
 
 def evaluate_runs(inputs: list[Path], train, test, *, protocols: list[str], knn_k: list[int], knn_t: float,
                   linear: str, fractions: list[float], subsets: int, label_subset=None, device, seed: int = 0,
-                  sink=None) -> dict:
+                  sink=None, linear_epochs: int = 100) -> dict:
     """The evaluation document {rows, runs} (module docstring)."""
     runs = _runs_of(inputs)
     for r in runs:
         r["ckpt"] = resolve_checkpoint(r["path"])
-    if linear != "cached" and "linear" in protocols:
-        raise InputError("--linear augmented is not implemented", hint="use --linear cached (the default)")
     per_run = []
     cache = {}
     for r in runs:
@@ -120,8 +118,17 @@ def evaluate_runs(inputs: list[Path], train, test, *, protocols: list[str], knn_
                 res["results"].append({"protocol": "knn", "k": min(int(k), len(ytr)),
                                        "top1": _knn(ftr, ytr, fte, yte, int(k), knn_t)})
         if "linear" in protocols:
-            lp = _linear(ftr, ytr, fte, yte, seed)
-            res["results"].append({"protocol": "linear", "k": None, "top1": lp["top1"], "top5": lp["top5"], "l2": lp["l2"]})
+            if linear == "augmented":
+                from .metrics import linear_augmented
+
+                lp = linear_augmented(model, torch.from_numpy(tr.X), ytr, torch.from_numpy(te.X), yte, device=device,
+                                      seed=seed, epochs=linear_epochs)
+                res["results"].append({"protocol": "linear", "k": None, "linear": "augmented", "top1": lp["top1"],
+                                       "top5": lp["top5"], "epochs": lp["epochs"]})
+            else:
+                lp = _linear(ftr, ytr, fte, yte, seed)
+                res["results"].append({"protocol": "linear", "k": None, "linear": "cached", "top1": lp["top1"],
+                                       "top5": lp["top5"], "l2": lp["l2"]})
         if "semi" in protocols:
             res["results"].extend(_semi(model, tr, te, ytr, yte, fractions, subsets, label_subset, device))
         per_run.append(res)

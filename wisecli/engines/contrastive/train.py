@@ -20,8 +20,12 @@ Recipe and choices where the spec is silent [reconstructed]:
 - Diagnostics (flat trainer keys): `train_pos_nonempty`, `train_pos_mean`, `train_cluster_{min,median,max}`,
   `train_pos_share` (anchors of the epoch with j ≠ i) and, when the data or `--labels` give labels,
   `train_purity` (label agreement of P(i), averaged over anchors with non-empty P(i)) and `train_purity_nn`
-  (plain top-1 neighbours of the same bank); [an addition] `train_purity_knn`, the label agreement of all k
-  neighbours N_k(i), the pool the centre filter draws from (the like-for-like reference for the filter). Before selection starts they are 0 / null.
+  (plain top-1 neighbours of the same bank, over the same anchors: like for like, see algorithm.py);
+  [additions] `train_purity_knn`, the label agreement of all k neighbours N_k(i), the pool the centre filter
+  draws from (same anchors), and `train_purity_nn_all`, top-1 over all anchors. Before selection starts they are 0 / null.
+- Shuffling BN (model.py): `shuffle_bn` (default on) shuffles the key batch across ranks under DDP;
+  `bn_splits` S > 1 gives one process S BN sub-batches (MoCo's single-GPU SplitBatchNorm) with the key batch
+  shuffled among them; S = 1 on one process is plain key BN (the spec's one-device rule).
 - A collapse warning when the mean per-dimension std of the bank's normalised embeddings < 0.1/sqrt(D).
 """
 
@@ -142,6 +146,10 @@ def resolve_settings(cfg: dict, n: int, image_size: int, sink=None, warn: bool =
         raise InputError(f"--batch-size {batch} is larger than the {n} training images", hint=f"use --batch-size {n} or less")
     if int(out["k"]) >= n:
         raise InputError(f"--k {out['k']} must be below the {n} training images", hint="e.g. --k 10")
+    splits = int(out.get("bn_splits") or 1)
+    if batch % splits:
+        raise InputError(f"--batch-size {batch} is not divisible by --bn-splits {splits}",
+                         hint=f"use a batch size that is a multiple of {splits}")
     clusters = out.get("clusters")
     clusters = int(min(max(round(n / 500), 10), 1000, n)) if clusters is None else int(clusters)
     if clusters > n:
@@ -170,7 +178,8 @@ def build_model(cfg: dict, arm: dict, in_channels: int, n: int, mean, std):
                 momentum=float(cfg["momentum"]), select=arm["select"], mix=arm["mix"],
                 resolutions=tuple(arm["resolutions"]), positive_key=cfg["positive_key"],
                 symmetric=bool(cfg["symmetric"]), same_cluster=bool(cfg["same_cluster"]),
-                bank_view=cfg.get("bank_view", "key"), mean=mean, std=std)
+                bank_view=cfg.get("bank_view", "key"), mean=mean, std=std,
+                shuffle_bn=bool(cfg.get("shuffle_bn", True)), bn_splits=int(cfg.get("bn_splits", 1)))
 
 
 def _loo_knn(feats: torch.Tensor, y: torch.Tensor, k: int = 20, t: float = 0.07) -> float:
