@@ -4,6 +4,7 @@ density generator restored from last.pt); the run folder holds density_curve.jso
 from __future__ import annotations
 
 import json
+import math
 
 import torch
 
@@ -53,3 +54,30 @@ def test_resume_continues_bit_for_bit(tmp_path, monkeypatch):
     assert fr == sorted(fr)                      # more density, more counted MACs
     rec = [json.loads(ln) for ln in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert {"val_acc_d100", "val_acc_d050", "val_acc_d025", "val_acc_dmin", "val_saving_d025", "val_score"} <= set(rec[-1])
+
+
+def test_warmup_is_the_first_tenth_of_the_steps_even_in_one_epoch(tmp_path, monkeypatch):
+    """Training over densities starts after the first 10 % of the steps. With the warm-up counted in epochs and
+    rounded up, a one-epoch run (the SR recipes: one epoch of 300 steps) trained at rho = 1 throughout."""
+    from wisecli.engines.sparse_cnn import train as tr
+
+    assert tr.warmup_steps(0.1, 1, 300) == 30 and tr.warmup_steps(0.1, 5, 22) == 11 and tr.warmup_steps(0, 3, 7) == 0
+    data = conf.write_folder(tmp_path / "shapes", n_per_class=6)
+    drawn = []
+    real = tr.sample_rho
+
+    def recording(*a, **k):
+        drawn.append(real(*a, **k))
+        return drawn[-1]
+
+    monkeypatch.setattr(tr, "sample_rho", recording)
+    seen = []
+    real_w = tr.warmup_steps
+    monkeypatch.setattr(tr, "warmup_steps", lambda f, e, n: seen.append((e, n)) or real_w(f, e, n))
+    for epochs in (1, 2):
+        drawn.clear()
+        _train(data, tmp_path / f"e{epochs}", epochs)
+        e, n = seen[-1]
+        assert e == epochs and n >= 3
+        # every step after the warm-up draws its density (before: a one-epoch run drew none)
+        assert len(drawn) == e * n - math.ceil(0.1 * e * n) > 0, (len(drawn), e, n)

@@ -3,8 +3,10 @@
 - Straight-through gate (forward: the hard mask; gradient: to P), the `masked` path.
 - Run-time control by training over densities: each batch draws rho = 1 with probability `p_dense` (0.25), else
   U[density_min, 1] (0.1 classification, 0.05 SR) from its own seeded generator, saved in every checkpoint
-  (`rho_rng`) and restored on `--resume`. The first `warmup_fraction` (10 %) of epochs run at rho = 1 (the
-  epoch comes from the sampler's `set_epoch`, which the trainer calls on every rank).
+  (`rho_rng`) and restored on `--resume`. The first `warmup_fraction` (10 %) of the training *steps* run at
+  rho = 1 (the spec says epochs; counted in steps so that a one-epoch run, as the SR recipes are, still trains
+  over densities after its warm-up; the position comes from the sampler's `set_epoch`, which the trainer calls
+  on every rank, and the step within the epoch, so a resumed run continues the same schedule).
 - Classification: CE, SGD (lr 0.05, momentum 0.9, wd 5e-4), cosine decay; inputs resized to `image_size` (32),
   normalised per channel with the training statistics (stored in the checkpoint).
 - SR: L1 (`sr.loss=mse`: MSE) on RGB in [0, 1], Adam 2e-4, cosine decay; LR = MATLAB bicubic of the whole
@@ -74,6 +76,13 @@ def sample_rho(g: torch.Generator, rho_min: float, p_dense: float) -> float:
     """rho = 1 with probability p_dense, else U[rho_min, 1] (CPU generator: no device sync)."""
     u = torch.rand(2, generator=g).tolist()
     return 1.0 if u[0] < p_dense else rho_min + (1.0 - rho_min) * u[1]
+
+
+def warmup_steps(fraction: float, epochs: int, per_epoch: int) -> int:
+    """Steps at rho = 1 before training over densities: the first `fraction` of all steps (rounded up), counted in
+    steps, not epochs: the SR recipes train one long epoch, where 'the first 10 % of epochs' rounded up to a whole
+    epoch was the whole run, so the net never saw a sparse mask in training."""
+    return max(0, math.ceil(float(fraction) * epochs * per_epoch - 1e-9))
 
 
 def measure(model, batches, rho: float, *, task: str, exec_: str = "masked", rule: str = "regional", tile: int = 8,
@@ -223,13 +232,19 @@ def _run(data, out_dir, *, cfg, config_record, device, amp, seed, init, resume, 
         if "rho_rng" in doc:
             rho_gen.set_state(doc["rho_rng"])
     loader = prep["loader"]
-    warm = max(0, math.ceil(float(cfg["warmup_fraction"]) * epochs))
+    per_epoch = len(loader)
+    warm = warmup_steps(float(cfg["warmup_fraction"]), epochs, per_epoch)
     p_dense = float(cfg["p_dense"])
     loss_kind = cfg["sr.loss"]
+    pos = {"epoch": None, "i": 0}
 
     def step(net, batch):
         x, t = batch
-        rho = 1.0 if loader.sampler.epoch <= warm else sample_rho(rho_gen, rho_min, p_dense)
+        if pos["epoch"] != loader.sampler.epoch:           # a new epoch (or a resumed run): count from its start
+            pos["epoch"], pos["i"] = loader.sampler.epoch, 0
+        done = (pos["epoch"] - 1) * per_epoch + pos["i"]     # optimiser steps before this one
+        pos["i"] += 1
+        rho = 1.0 if done < warm else sample_rho(rho_gen, rho_min, p_dense)
         out = net(x, rho, exec_="masked", rule=rule, tile=tile, slack=slack)
         if task == "classify":
             loss = F.cross_entropy(out, t)
