@@ -56,9 +56,10 @@ def test_resume_continues_bit_for_bit(tmp_path, monkeypatch):
     assert {"val_acc_d100", "val_acc_d050", "val_acc_d025", "val_acc_dmin", "val_saving_d025", "val_score"} <= set(rec[-1])
 
 
-def test_warmup_is_the_first_tenth_of_the_steps_even_in_one_epoch(tmp_path, monkeypatch):
-    """Training over densities starts after the first 10 % of the steps. With the warm-up counted in epochs and
-    rounded up, a one-epoch run (the SR recipes: one epoch of 300 steps) trained at rho = 1 throughout."""
+def test_warmup_and_cosine_count_steps_even_in_one_epoch(tmp_path, monkeypatch):
+    """Training over densities starts after the first 10 % of the steps, and the cosine decays over the steps. With
+    both counted in epochs, a one-epoch run (the SR recipes: one epoch of 300 steps) trained at rho = 1 and at a
+    constant rate throughout."""
     from wisecli.engines.sparse_cnn import train as tr
 
     assert tr.warmup_steps(0.1, 1, 300) == 30 and tr.warmup_steps(0.1, 5, 22) == 11 and tr.warmup_steps(0, 3, 7) == 0
@@ -74,9 +75,20 @@ def test_warmup_is_the_first_tenth_of_the_steps_even_in_one_epoch(tmp_path, monk
     seen = []
     real_w = tr.warmup_steps
     monkeypatch.setattr(tr, "warmup_steps", lambda f, e, n: seen.append((e, n)) or real_w(f, e, n))
+    lrs = []
+    real_step = torch.optim.SGD.step
+
+    def stepping(self, *a, **k):
+        lrs.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", stepping)
     for epochs in (1, 2):
         drawn.clear()
+        lrs.clear()
         _train(data, tmp_path / f"e{epochs}", epochs)
+        # the cosine decays over the steps, also within a one-epoch run (before: constant through the epoch)
+        assert all(b < a for a, b in zip(lrs, lrs[1:])) and len(lrs) >= 3, lrs
         e, n = seen[-1]
         assert e == epochs and n >= 3
         # every step after the warm-up draws its density (before: a one-epoch run drew none)

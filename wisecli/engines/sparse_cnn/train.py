@@ -7,7 +7,8 @@
   rho = 1 (the spec says epochs; counted in steps so that a one-epoch run, as the SR recipes are, still trains
   over densities after its warm-up; the position comes from the sampler's `set_epoch`, which the trainer calls
   on every rank, and the step within the epoch, so a resumed run continues the same schedule).
-- Classification: CE, SGD (lr 0.05, momentum 0.9, wd 5e-4), cosine decay; inputs resized to `image_size` (32),
+- Classification: CE, SGD (lr 0.05, momentum 0.9, wd 5e-4), cosine decay over the steps (both tasks; a
+  per-epoch cosine never decays in a one-epoch SR recipe); inputs resized to `image_size` (32),
   normalised per channel with the training statistics (stored in the checkpoint).
 - SR: L1 (`sr.loss=mse`: MSE) on RGB in [0, 1], Adam 2e-4, cosine decay; LR = MATLAB bicubic of the whole
   (mod-cropped) HR image, 8-bit quantised; aligned LR/HR patches (`patch` LR pixels) with flips and 90°
@@ -224,15 +225,17 @@ def _run(data, out_dir, *, cfg, config_record, device, amp, seed, init, resume, 
     else:
         lr = float(cfg["lr"] or 2e-4)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    loader = prep["loader"]
+    per_epoch = len(loader)
+    # cosine decay over the optimiser steps (the trainer steps it per step): the SR recipes train one epoch,
+    # where a per-epoch cosine never decayed at all
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * per_epoch)
     rho_gen = torch.Generator().manual_seed(seed + 17)
     last = last_checkpoint(run_dir) if resume else None
     if last is not None:
         doc = load_checkpoint(last, method=METHOD)
         if "rho_rng" in doc:
             rho_gen.set_state(doc["rho_rng"])
-    loader = prep["loader"]
-    per_epoch = len(loader)
     warm = warmup_steps(float(cfg["warmup_fraction"]), epochs, per_epoch)
     p_dense = float(cfg["p_dense"])
     loss_kind = cfg["sr.loss"]
@@ -280,7 +283,8 @@ def _run(data, out_dir, *, cfg, config_record, device, amp, seed, init, resume, 
         write_json(run_dir / "density_curve.json", {"task": task, "rule": rule, "tile": tile, "curve": state.get("curve", [])})
 
     spec = TrainSpec(epochs=epochs, run_dir=run_dir, method=METHOD, arch=prep["arch"], config=config_record,
-                     grad_clip=None, amp=amp, monitor="val_score", mode="max", resume=resume, progress=progress)
+                     grad_clip=None, amp=amp, monitor="val_score", mode="max", resume=resume, progress=progress,
+                     scheduler_interval="step")
     res = fit(model, opt, loader, step, spec, device=dev, scheduler=sched, validate=validate,
               on_epoch_end=on_epoch_end, checkpoint_extra=extra)
     return {"run_dir": str(run_dir), "task": task, "arch": prep["arch"], "epochs": epochs, "best_metric": res.best_metric,
