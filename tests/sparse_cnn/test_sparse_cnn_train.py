@@ -93,3 +93,16 @@ def test_warmup_and_cosine_count_steps_even_in_one_epoch(tmp_path, monkeypatch):
         assert e == epochs and n >= 3
         # every step after the warm-up draws its density (before: a one-epoch run drew none)
         assert len(drawn) == e * n - math.ceil(0.1 * e * n) > 0, (len(drawn), e, n)
+
+
+def test_lr_schedule_setting_is_checked():
+    import pytest
+
+    from wisecli.cli.errors import InputError
+    from wisecli.engines.sparse_cnn import train as tr
+    from wisecli.engines.sparse_cnn.api import DEFAULTS
+
+    cfg = dict(DEFAULTS["train"])
+    tr.check_train_cfg({**cfg, "lr_schedule": "constant"})
+    with pytest.raises(InputError, match="lr_schedule"):
+        tr.check_train_cfg({**cfg, "lr_schedule": "linear"})

@@ -8,7 +8,9 @@
   over densities after its warm-up; the position comes from the sampler's `set_epoch`, which the trainer calls
   on every rank, and the step within the epoch, so a resumed run continues the same schedule).
 - Classification: CE, SGD (lr 0.05, momentum 0.9, wd 5e-4), cosine decay over the steps (both tasks; a
-  per-epoch cosine never decays in a one-epoch SR recipe); inputs resized to `image_size` (32),
+  per-epoch cosine never decays in a one-epoch SR recipe; `lr_schedule=constant` keeps the rate: the 300-step
+  SR demo recipe, where the decay halved what the net learned: held-out rho = 1 PSNR 34.13 dB cosine vs 34.97
+  constant, bicubic 34.03, seed 0); inputs resized to `image_size` (32),
   normalised per channel with the training statistics (stored in the checkpoint).
 - SR: L1 (`sr.loss=mse`: MSE) on RGB in [0, 1], Adam 2e-4, cosine decay; LR = MATLAB bicubic of the whole
   (mod-cropped) HR image, 8-bit quantised; aligned LR/HR patches (`patch` LR pixels) with flips and 90°
@@ -150,6 +152,9 @@ def check_train_cfg(cfg: dict) -> None:
         v = cfg.get(key)
         if v is not None and not (math.isfinite(float(v)) and float(v) > 0):
             raise InputError(f"--{key.replace('_', '-')} must be a finite number > 0, got {v}", hint="see --help")
+    if cfg.get("lr_schedule", "cosine") not in ("cosine", "constant"):
+        raise InputError(f"lr_schedule must be cosine or constant, not {cfg['lr_schedule']!r}",
+                         hint="--set lr_schedule=cosine (the default) or constant")
     dm = cfg.get("density_min")
     if dm is not None and not (0 < float(dm) <= 1):
         raise InputError(f"--density-min must be in (0, 1], got {dm}", hint="e.g. --density-min 0.1")
@@ -229,7 +234,8 @@ def _run(data, out_dir, *, cfg, config_record, device, amp, seed, init, resume, 
     per_epoch = len(loader)
     # cosine decay over the optimiser steps (the trainer steps it per step): the SR recipes train one epoch,
     # where a per-epoch cosine never decayed at all
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * per_epoch)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * per_epoch)
+             if cfg.get("lr_schedule", "cosine") == "cosine" else None)
     rho_gen = torch.Generator().manual_seed(seed + 17)
     last = last_checkpoint(run_dir) if resume else None
     if last is not None:
