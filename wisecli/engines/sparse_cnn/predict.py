@@ -37,6 +37,8 @@ CHOICES = {
     "gating": "y = act(x + M F(x)); the stem, branch, projection blocks (unless sparse.downsample_blocks) and fc dense",
     "straight_through": "g = M + P - stopgrad(P) in training (masked path)",
     "density_training": "rho = 1 w.p. 0.25 else U[density_min, 1]; first 10 % of the steps at rho = 1; own generator saved",
+    "sr_tail_init": "zero: a fresh SR net is exactly bicubic, training adds a correction (sr.py)",
+    "schedule": "warm-up (10 %) and cosine counted in optimiser steps, not epochs; lr_schedule=constant for short SR runs",
     "sr_output": "bicubic(LR) + M_hr * tail; upsampler and tail counted at the positions an exact sparse run needs",
     "sr_gather": "gather covers the SR body blocks; the body conv, upsampler and tail run dense times the mask",
     "gather_small_stages": "a stage whose map is smaller than 2T runs masked on the gather path",
