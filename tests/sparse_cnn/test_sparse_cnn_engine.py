@@ -65,12 +65,30 @@ def test_gather_equals_masked_resnet_odd_sizes(rho, rule):
 @pytest.mark.parametrize("rho", [0.1, 0.5])
 def test_gather_equals_masked_sr(rho):
     torch.manual_seed(0)
-    net = SRResNet(2, 8, 2).eval()
+    net = SRResNet(2, 8, 2).random_tail().eval()
     x = torch.rand(1, 3, 21, 35)
     with torch.no_grad():
         a = net(x, rho, exec_="masked", tile=4)
         b = net(x, rho, exec_="gather", tile=4)
     assert (a - b).abs().max() < 1e-5
+
+
+def test_fresh_sr_net_is_exactly_bicubic():
+    """The tail starts at zero: before any training the output is MATLAB bicubic at every density and path (with
+    PyTorch's default init it was bicubic plus noise of about 0.1, below bicubic by several dB)."""
+    from wisecli.engines.sparse_cnn.data import imresize
+
+    torch.manual_seed(0)
+    net = SRResNet(2, 8, 2)
+    lr = torch.rand(2, 3, 19, 23)
+    ref = imresize(lr, 2.0)
+    with torch.no_grad():
+        for rho in (1.0, 0.3):
+            assert (net(lr, rho, exec_="masked") - ref).abs().max() == 0
+        net.eval()
+        assert (net(lr, 0.3, exec_="gather") - ref).abs().max() == 0
+    with torch.no_grad():
+        assert (net.random_tail()(lr, 1.0) - ref).abs().max() > 1e-2    # random_tail: the default init again
 
 
 def _slow_conv(x, w):
@@ -277,7 +295,7 @@ def test_folded_bn_equals_unfolded_on_every_path():
     with torch.no_grad():
         for ex, rho in (("dense", 1.0), ("masked", 0.3), ("gather", 0.3)):
             assert (net(x, rho, exec_=ex) - folded(x, rho, exec_=ex)).abs().max() < 1e-5
-    sr = _randomise_bn(SRResNet(2, 8, 2, batchnorm=True)).eval()
+    sr = _randomise_bn(SRResNet(2, 8, 2, batchnorm=True).random_tail()).eval()
     lr = torch.rand(1, 3, 17, 19)
     with torch.no_grad():
         assert (sr(lr, 0.3, exec_="gather") - fold_bn(sr)(lr, 0.3, exec_="gather")).abs().max() < 1e-5

@@ -26,7 +26,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "train": {
         "task": "classify", "arch": None, "scale": 2, "mask_rule": "regional", "tile": 8, "density_min": None,
         "epochs": 30, "batch_size": None, "lr": None, "patch": 48, "image_size": 32, "width": 1.0, "channels": 64,
-        "blocks": 16, "steps_per_epoch": None, "warmup_fraction": 0.1, "p_dense": 0.25, "val_fraction": 0.1,
+        "blocks": 16, "steps_per_epoch": None, "lr_schedule": "cosine", "warmup_fraction": 0.1, "p_dense": 0.25, "val_fraction": 0.1,
         "sparse.tile_slack": 1.5, "sparse.downsample_blocks": False, "sparse.branch_channels": 16, "sr.batchnorm": False, "sr.loss": "l1", "threads": 0,
         "device": "auto", "amp": True, "seed": 0,
     },
@@ -61,7 +61,8 @@ def train(data: str | Path, out_dir: str | Path | None = None, *, init: str | Pa
     a folder of HR images or `builtin:skimage-sr`. `settings` are the keys of `DEFAULTS["train"]`: task "classify",
     arch None (resnet18 / srresnet by task), scale 2, mask_rule "regional", tile 8, density_min None (0.1 / 0.05),
     epochs 30, batch_size None (128 / 16), lr None (SGD 0.05 / Adam 2e-4), patch 48 (LR px), image_size 32,
-    width 1.0, channels 64, blocks 16, steps_per_epoch None (SR: 100), warmup_fraction 0.1, p_dense 0.25,
+    width 1.0, channels 64, blocks 16, steps_per_epoch None (SR: 100), lr_schedule "cosine" (over the steps;
+    or "constant"), warmup_fraction 0.1 (of the steps), p_dense 0.25,
     val_fraction 0.1, sparse.tile_slack 1.5, sparse.downsample_blocks False, sparse.branch_channels 16, sr.batchnorm False, sr.loss "l1", threads 0 (CPU intra-op threads for the run; 0: torch's),
     device "auto", amp True, seed 0. `init`: a classify monai-resnet18 checkpoint. Writes config.json,
     metrics.jsonl, checkpoints/{last,best}.pt, density_curve.json; returns {run_dir, best_metric, best_epoch, last}."""

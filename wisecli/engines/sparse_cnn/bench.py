@@ -141,7 +141,7 @@ def run(device, size: str, case: str) -> BenchRecords:
                 records.append(_race_net(f"resnet18 {hw}", net, x, P, rho, dev, reps))
         if case in ("all", "srresnet") and cfg["srresnet"] is not None:
             s, c, nb, hw, b = cfg["srresnet"]
-            net = SRResNet(s, c, nb).to(dev).eval()
+            net = SRResNet(s, c, nb).random_tail().to(dev).eval()
             x = torch.rand(b, 3, hw, hw, device=dev)
             P = smooth_field(b, hw, hw, 16, 2, dev)
             for rho in cfg["densities"]:

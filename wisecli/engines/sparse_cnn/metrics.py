@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -55,11 +54,16 @@ def ssim_y(sr: Tensor, hr: Tensor, crop: int) -> Tensor:
     if crop:
         a, b = a[..., crop:-crop, crop:-crop], b[..., crop:-crop, crop:-crop]
     a, b = a[:, None], b[:, None]
-    g = _gauss().to(a.device)
-    kh, kw = g.view(1, 1, -1, 1), g.view(1, 1, 1, -1)
+    g = _gauss().to(a.device).tolist()
+    n = len(g)
 
     def filt(t):
-        return F.conv2d(F.conv2d(t, kh), kw)
+        # the separable valid Gaussian filter as n shifted, weighted sums per axis: the same float64 sums as a
+        # conv2d, about 3x cheaper on CPU (float64 convs take ATen's slow im2col path; SSIM of the held-out
+        # photos was a third of an SR evaluation)
+        H, W = t.shape[-2:]
+        o = sum(g[k] * t[..., k:H - n + 1 + k, :] for k in range(n))
+        return sum(g[k] * o[..., k:W - n + 1 + k] for k in range(n))
 
     ua, ub = filt(a), filt(b)
     vaa, vbb, vab = filt(a * a) - ua ** 2, filt(b * b) - ub ** 2, filt(a * b) - ua * ub
