@@ -194,6 +194,13 @@ def test_pool_scores_equal_the_whole_rows(tmp_path):
     for m in ("cosea", "bm25"):
         ref = whole[m].gather(1, torch.as_tensor(pools.cols))
         assert torch.allclose(part[m], ref, atol=1e-6), m
+    from wisecli.engines.code_search import api
+
+    doc = api.evaluate([pools_file := tmp_path / "c" / "codenn_combine_new.sql.eval.code.pkl"], method="hybrid",
+                       compare="bm25", weights=C._checkpoint(tmp_path), bootstrap=0, device="cpu")
+    assert pools_file.is_file() and doc["protocol"]["checkpoint_sha256"]
+    assert [r["bm25"] for r in doc["per_query"]] == CODENN_RANKS
+    assert all(1 <= r["hybrid"] <= 50 for r in doc["per_query"]) and "mrr_difference" in doc["compare"]
 
 
 def test_train_on_the_train_split_with_val(wise, tmp_path):

@@ -11,9 +11,8 @@ queries whose layers are pooled by attention, cosine ranking, a hardest-negative
 Settings left at None come from `DEFAULTS[verb]`, then `--config`/`WISE_*`/`--set` (`cli.config.resolve`).
 Choices where the spec is silent are written in the module that makes them (data.py: extraction, queries,
 splits; model.py: the Siamese initialisation; train.py: schedule, warm-up, split of JSONL pairs; predict.py: the
-index layout, updates, tie rule, `--distractors INDEX`; formats.py: the CoSQA and StaQC readers and the restricted
-unpickler; demo.py: the demo's modules and the gate that does not separate on CPU). Not built: CoaCor's token-id
-pickles (StaQC's released title/code dicts are read).
+index layout, updates, tie rule, `--distractors INDEX`; formats.py: the CoSQA, StaQC and CoaCor readers and the restricted
+unpickler; demo.py: the demo's modules and the gate that does not separate on CPU).
 """
 
 from __future__ import annotations
