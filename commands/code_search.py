@@ -25,9 +25,9 @@ def _opt(name: str, help: str, callback=None, **kw):
     return typer.Option(name, help=help, callback=callback, **kw)
 
 
-Data = Annotated[list[Path], typer.Argument(help="Folders or .py files, pairs JSONL, CoSQA JSON, StaQC pickles, "
+Data = Annotated[list[Path], typer.Argument(help="Folders or .py files, pairs JSONL, CoSQA JSON, StaQC or CoaCor pickles, "
                                                    "stdlib, site-packages:a,b.")]
-Fmt = Annotated[Optional[Literal["auto", "pairs", "csn", "cosqa", "staqc", "python"]], _opt("--format", "How to read DATA.")]
+Fmt = Annotated[Optional[Literal["auto", "pairs", "csn", "cosqa", "staqc", "coacor", "python"]], _opt("--format", "How to read DATA.")]
 Int = Optional[int]
 
 

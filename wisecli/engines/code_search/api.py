@@ -11,9 +11,8 @@ queries whose layers are pooled by attention, cosine ranking, a hardest-negative
 Settings left at None come from `DEFAULTS[verb]`, then `--config`/`WISE_*`/`--set` (`cli.config.resolve`).
 Choices where the spec is silent are written in the module that makes them (data.py: extraction, queries,
 splits; model.py: the Siamese initialisation; train.py: schedule, warm-up, split of JSONL pairs; predict.py: the
-index layout, updates, tie rule, `--distractors INDEX`; formats.py: the CoSQA and StaQC readers and the restricted
-unpickler; demo.py: the demo's modules and the gate that does not separate on CPU). Not built: CoaCor's token-id
-pickles (StaQC's released title/code dicts are read).
+index layout, updates, tie rule, `--distractors INDEX`; formats.py: the CoSQA, StaQC and CoaCor readers and the restricted
+unpickler; demo.py: the demo's modules and the gate that does not separate on CPU).
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "info": {},
     "benchmark": {"device": "auto", "size": "small"},
 }
-_CHOICES = {"pool": ("layerwise", "max-last"), "attention": ("self", "cross"), "format": ("auto", "pairs", "csn", "cosqa", "staqc", "python", "jsonl"),
+_CHOICES = {"pool": ("layerwise", "max-last"), "attention": ("self", "cross"), "format": ("auto", "pairs", "csn", "cosqa", "staqc", "coacor", "python", "jsonl"),
             "loss": ("hardest", "hardest-softmax", "infonce", "hinge-sum", "hinge-random"),
             "method": ("cosea", "bm25", "hybrid"), "compare": (None, "bm25"), "split": ("all", "train", "val", "test"),
             "size": ("small", "gpu", "full"), "negatives": ("batch", "queue")}
@@ -93,8 +92,8 @@ def train(data: list[str | Path], out_dir: str | Path | None = None, *, val: lis
     """Train COSEA on docstring pairs into the run folder `out_dir`.
 
     `data`: folders or `.py` files (functions with docstrings), pairs JSONL (`query`, `code`; CodeSearchNet fields),
-    CoSQA JSON (`cosqa-train.json`, label 1), StaQC pickles (title/code dicts, a restricted unpickler),
-    `stdlib`, `site-packages:numpy,scipy`. Validation: `val` data, else `val_split` ("module:0.1") of the modules.
+    CoSQA JSON (`cosqa-train.json`, label 1), StaQC pickles (title/code dicts, a restricted unpickler), CoaCor
+    token-id pickles (`sql.train.qt.pkl`; vocabularies beside), `stdlib`, `site-packages:numpy,scipy`. Validation: `val` data, else `val_split` ("module:0.1") of the modules.
     `settings` are the keys of `DEFAULTS["train"]`: dim 256, layers 3, pool "layerwise" (or "max-last"), attention
     "self" (or "cross": also train the query-dependent reranker on the hardest in-batch negative),
     share_embeddings True, max_code_len 256, max_query_len 32, vocab_size 50000, format "auto", loss "hardest",
@@ -198,6 +197,9 @@ def info(weights: str | Path | None = None) -> dict:
                      "code_idx_map.txt beside: pool of all its codes)",
                      "StaQC pickles (*_qid_to_title.pickle + *_iid_to_code/*_qid_to_code.pickle, or their folder; "
                      "restricted unpickler: builtin containers, strings, numbers only, else exit 2)",
+                     "CoaCor token-id pickles (sql.{train,val,test}.{qt,code}.pkl, codenn_combine_new.sql.{dev,eval}"
+                     ".{qt,code}.pkl, decoded through sql.{qt,code}.vocab.pkl beside them; file order, not "
+                     "de-duplicated; evaluate scores the released pools of 50 in file order)",
                      "evaluate --distractors: data or an index folder (code re-read from unchanged files)"],
            "writes": ["run folder (config.json, metrics.jsonl, checkpoints/*.pt, splits.json, run.json)",
                       "index folder (index.json, embeddings.npy, functions.jsonl, bm25.npz, run.json)"],
@@ -205,14 +207,14 @@ def info(weights: str | Path | None = None) -> dict:
                                  "<str> + 4 words; comments 16 words; 256 tokens", "query": "lower-cased subtokens, 32",
                          "vocabulary": "count >= 2, at most 50,000, shared by both sides"},
            "evaluation": "pool all or N (stated); query rows scored in chunks of 1,024 and ranked in their pool, "
-                         "pessimistic ties, equal code hashes count as true; 95% bootstrap intervals",
+                         "pessimistic ties, equal code hashes count as true; 95% bootstrap intervals; CoaCor files: "
+                         "their released pools of 50 in file order",
            "capabilities": {"pool": ["layerwise", "max-last"], "loss": list(_CHOICES["loss"]),
                             "search": ["cosea", "bm25", "hybrid (RRF)"], "incremental_index": True, "ddp": "torchrun",
                             "negatives": ["batch", "queue"],
                             "attention": ["self", "cross (reranking, query --rerank K)"],
-                            "formats": ["auto", "pairs", "csn", "cosqa", "staqc", "python"],
-                            "distractors": ["data", "index folder"],
-                            "not_built": ["CoaCor token-id pickles"]},
+                            "formats": ["auto", "pairs", "csn", "cosqa", "staqc", "coacor", "python"],
+                            "distractors": ["data", "index folder"]},
            "peers": {"rank_bm25": find_spec("rank_bm25") is not None, "bm25s": find_spec("bm25s") is not None}}
     if weights is not None:
         import torch

@@ -26,7 +26,28 @@ StaQC (Yao et al., WWW 2018, `sunlab-osu/StaQC` `final_collection/`): Python-2 p
   of `qid_to_title`), a `*_to_code.pickle` (its title sibling is found the same way back), or a folder (every
   title/code pair in it). Query = the title, code = the code block (SQL or Python; Python blocks that parse have
   their docstrings removed like every code side). Split unit: `staqc:qid`, so a question's code blocks stay in
-  one split. Not read: CoaCor's token-id pickles (their vocabulary layout is not fixed by a public spec we have).
+  one split.
+CoaCor (Yao, Peddamail, Sun, WWW 2019, `LittleYUYU/CoaCor` `code/CodeRetrieval-Main/data/`; checked there, no
+file of it is shipped or downloaded): StaQC-SQL re-released as token ids, Python-2 protocol-0 pickles,
+- `sql.{train,val,test}.{qt,code}.pkl`: aligned lists of (id, "space-separated token ids") — the qt list's id is
+  the question id, the code list's its own; entry i of one is the pair of entry i of the other (by position),
+- `sql.qt.vocab.pkl`, `sql.code.vocab.pkl`: {word: id} with 0-3 = <pad> <sos> <eos> <unk>; ids are decoded back
+  to words through them (unknown ids, pad/sos/eos dropped; <unk> kept as a word),
+- `codenn_combine_new.sql.{dev,eval}.{qt,code}.pkl` (CODE-NN's SQL dev/eval): the code list holds plain id
+  strings, the qt list, entry by entry, a list of 3 id strings (three paraphrases of one question); each
+  consecutive block of 50 repeats one triple and holds its true code first (dev 111,000 = 111 questions x 20
+  pools, eval 100,000 = 100 x 20), decoded with the `sql.*.vocab.pkl` beside them.
+  The released evaluation (CoaCor `codesearcher.py` `eval`/`eval_codenn`, a DataLoader of batch 50, no
+  shuffle): StaQC `val`/`test` (11,900 and 17,850 pairs) are consecutive pools of 50 in file order, query i of a
+  pool ranked among its pool's 50 codes, the true code on the diagonal (a short last pool is dropped and
+  reported, as CoaCor's `drop_last`); codenn: each pool's 3 queries ranked among its 50 codes, the true one
+  first. `coacor_pools` gives these pools; `read_coacor` the (query, code) pairs in file order, NOT
+  de-duplicated (a de-duplication would shift the pools). Split unit `coacor:<question id>` (codenn: the pool's
+  triple); the split is the file: train on `sql.train.*`, `--val sql.val.qt.pkl`, evaluate on `sql.test.*`.
+  DATA names either file of a qt/code pair (the other and the vocabularies are found beside it); detected by
+  these names under `--format auto`, `--format coacor` for renamed copies (names must still end `.qt.pkl` or
+  `.code.pkl`, with `<lang>.qt.vocab.pkl`/`<lang>.code.vocab.pkl` beside them, `<lang>` the part before the split
+  word: `sql`, or `python` for a Python re-release of the same layout, not in the public repo).
 - Pickles are read by `safe_load`: a `pickle.Unpickler` whose `find_class` admits only builtin container and
   scalar types (dict, list, tuple, set, frozenset, str, int, float, bool, complex; Python 2's `unicode` and
   `long`; not `bytes`/`bytearray`, which a pickle could call with a huge size), `encoding="latin1"` for
@@ -40,7 +61,11 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import re
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from wisecli.cli.errors import InputError
 
@@ -229,3 +254,177 @@ def is_pickle(word: str) -> bool:
     if p.suffix in (".pickle", ".pkl"):
         return True
     return p.is_dir() and any(p.glob("*qid_to_title.p*"))
+
+
+# ---------------------------------------------------------------- CoaCor token-id pickles
+
+_COACOR = re.compile(r"^(?P<stem>(?:(?P<codenn>codenn[^.]*)\.)?(?P<lang>[A-Za-z0-9_-]+)\.(?P<split>[A-Za-z0-9_-]+))"
+                     r"\.(?P<side>qt|code)\.pkl$")
+_COACOR_SPLITS = {"train", "val", "valid", "dev", "test", "eval"}
+POOL = 50
+
+
+def is_coacor(word: str, strict: bool = False) -> bool:
+    """A CoaCor qt/code pickle by its name (`sql.test.qt.pkl`, `codenn_combine_new.sql.eval.code.pkl`);
+    `strict` False (auto-detection) also needs a known split word."""
+    m = _COACOR.match(Path(word).name)
+    return bool(m) and (strict or m["split"] in _COACOR_SPLITS)
+
+
+def _coacor_files(path: Path) -> tuple[Path, Path, Path, Path, bool]:
+    """(qt pickle, code pickle, qt vocabulary, code vocabulary, is codenn) of the CoaCor file `path`."""
+    path = Path(path)
+    m = _COACOR.match(path.name)
+    if not m:
+        raise InputError(f"{path} is not a CoaCor pickle (names end .qt.pkl or .code.pkl, e.g. sql.test.qt.pkl)",
+                         hint="give sql.{train,val,test}.{qt,code}.pkl or codenn_combine_new.sql.{dev,eval}.*.pkl")
+    d, stem = path.parent, m["stem"]
+    files = (d / f"{stem}.qt.pkl", d / f"{stem}.code.pkl", d / f"{m['lang']}.qt.vocab.pkl",
+             d / f"{m['lang']}.code.vocab.pkl")
+    for f in files:
+        if not f.is_file():
+            raise InputError(f"{f.name} is missing beside {path.name}",
+                             hint="CoaCor's qt and code pickles and the <lang>.qt.vocab.pkl / <lang>.code.vocab.pkl "
+                                  "vocabularies lie in one folder (code/CodeRetrieval-Main/data/)")
+    return (*files, m["codenn"] is not None)
+
+
+def _inverse_vocab(path: Path) -> dict[int, str]:
+    v = safe_load(path)
+    if not isinstance(v, dict) or not v or not all(isinstance(i, int) for i in v.values()):
+        raise InputError(f"{path}: a CoaCor vocabulary is a dict {{word: id}}",
+                         hint="give CoaCor's sql.qt.vocab.pkl / sql.code.vocab.pkl")
+    inv: dict[int, str] = {}
+    for w, i in v.items():
+        w = _text(w)
+        if w is not None:
+            inv[int(i)] = w
+    return inv
+
+
+_SPECIAL = {"<pad>", "<sos>", "<eos>"}
+
+
+def _decode(ids, inv: dict[int, str], where: str) -> str:
+    """Words of one space-separated token-id string (ids not in the vocabulary and pad/sos/eos dropped)."""
+    s = _text(ids) if not isinstance(ids, (list, tuple)) else " ".join(map(str, ids))
+    if s is None:
+        return ""
+    try:
+        toks = [inv.get(int(t)) for t in s.split()]
+    except ValueError:
+        raise InputError(f"{where}: not a token-id string ({s[:40]!r})",
+                         hint="CoaCor's pickles hold space-separated integer ids") from None
+    return " ".join(t for t in toks if t is not None and t not in _SPECIAL)
+
+
+@dataclass
+class Pools:
+    """Released evaluation pools of one CoaCor file: query i is ranked among codes[cols[i]] with its true code at
+    column true[i]; pool[i] numbers its pool; dropped = entries of a short last pool left out."""
+    queries: list[str]
+    codes: list[str]
+    cols: np.ndarray
+    true: np.ndarray
+    pool: np.ndarray
+    dropped: int
+    kind: str
+
+
+def _load_coacor(path: Path):
+    qt_p, code_p, qv_p, cv_p, codenn = _coacor_files(path)
+    qt, code = safe_load(qt_p), safe_load(code_p)
+    for name, obj in ((qt_p, qt), (code_p, code)):
+        if not isinstance(obj, list):
+            raise InputError(f"{name}: a CoaCor pickle holds a list, not {type(obj).__name__}",
+                             hint="lists of (id, token ids) (StaQC) or token-id strings (codenn)")
+    if len(qt) != len(code):
+        raise InputError(f"{qt_p.name} has {len(qt)} entries, {code_p.name} {len(code)}: not aligned",
+                         hint="give the qt and code pickles of one split")
+    return qt, code, _inverse_vocab(qv_p), _inverse_vocab(cv_p), codenn, code_p
+
+
+def _entry(x, where: str):
+    """(id, token ids) of a StaQC-SQL entry."""
+    if isinstance(x, (tuple, list)) and len(x) == 2 and not isinstance(x[1], (list, tuple)):
+        return x[0], x[1]
+    raise InputError(f"{where}: a CoaCor StaQC entry is (id, token ids), not {type(x).__name__} {str(x)[:40]}",
+                     hint="codenn files are named codenn_*.{dev,eval}.{qt,code}.pkl")
+
+
+def read_coacor(path: Path) -> tuple[list[D.Pair], dict]:
+    """(query, code) pairs of a CoaCor qt/code pickle pair in file order (not de-duplicated), and the counts.
+    codenn: one pair per pool and paraphrase (the pool's first code is the true one)."""
+    qt, code, qinv, cinv, codenn, code_p = _load_coacor(path)
+    pairs: list[D.Pair] = []
+    counts = {"records": len(qt), "records_without_pair": 0}
+    if codenn:
+        for p in range(0, len(qt), POOL):
+            qs, c = qt[p], _decode(code[p], cinv, f"{code_p}[{p}]")
+            if not isinstance(qs, (list, tuple)):
+                raise InputError(f"{path}[{p}]: a codenn qt entry is a list of paraphrases",
+                                 hint="codenn_combine_new.sql.*.qt.pkl holds lists of 3 id strings")
+            for j, q in enumerate(qs):
+                q = _decode(q, qinv, f"{path}[{p}]")
+                if q and c:
+                    pairs.append(D.Pair(q, c, f"coacor:codenn:{qs[0]}", str(code_p), 0, f"{p}.{j}", D.norm_hash(c)))
+        return pairs, counts
+    for i, (a, b) in enumerate(zip(qt, code)):
+        qid, qids = _entry(a, f"{path}[{i}]")
+        cid, cids = _entry(b, f"{code_p}[{i}]")
+        q, c = _decode(qids, qinv, f"{path}[{i}]"), _decode(cids, cinv, f"{code_p}[{i}]")
+        if not q or not c:
+            counts["records_without_pair"] += 1
+            continue
+        pairs.append(D.Pair(q, c, f"coacor:{qid}", str(code_p), 0, str(cid), D.norm_hash(c)))
+    return pairs, counts
+
+
+def coacor_pools(path: Path, size: int = POOL) -> Pools:
+    """The released pools of a CoaCor file (see the module docstring): StaQC consecutive blocks of `size` pairs,
+    true code on the diagonal; codenn blocks of `size` codes with their 3 paraphrase queries, true code first.
+    Empty decoded texts stay in place (an empty code never matches; an empty query ranks with all-tied scores),
+    so the pools are exactly the released ones."""
+    qt, code, qinv, cinv, codenn, code_p = _load_coacor(path)
+    n = len(qt) // size * size
+    dropped = len(qt) - n
+    codes: list[str] = []
+    col_of: dict[str, int] = {}
+
+    def col(text: str) -> int:
+        if text not in col_of:
+            col_of[text] = len(codes)
+            codes.append(text)
+        return col_of[text]
+
+    pool_cols = []
+    for p in range(0, n, size):
+        ids = []
+        for i in range(p, p + size):
+            ids.append(col(_decode(code[i] if codenn else _entry(code[i], f"{code_p}[{i}]")[1], cinv,
+                                   f"{code_p}[{i}]")))
+        pool_cols.append(ids)
+    queries, cols, true, pool = [], [], [], []
+    for k, ids in enumerate(pool_cols):
+        p = k * size
+        if codenn:
+            qs = qt[p]
+            if not isinstance(qs, (list, tuple)):
+                raise InputError(f"{path}[{p}]: a codenn qt entry is a list of paraphrases",
+                                 hint="codenn_combine_new.sql.*.qt.pkl holds lists of 3 id strings")
+            for q in qs:
+                queries.append(_decode(q, qinv, f"{path}[{p}]"))
+                cols.append(ids)
+                true.append(0)
+                pool.append(k)
+        else:
+            for j in range(size):
+                queries.append(_decode(_entry(qt[p + j], f"{path}[{p + j}]")[1], qinv, f"{path}[{p + j}]"))
+                cols.append(ids)
+                true.append(j)
+                pool.append(k)
+    if not queries:
+        raise InputError(f"{path}: fewer than {size} entries, no released pool of {size}",
+                         hint="CoaCor's val/test files hold pools of 50")
+    return Pools(queries, codes, np.asarray(cols, np.int64), np.asarray(true, np.int64), np.asarray(pool, np.int64),
+                 dropped, "codenn" if codenn else "staqc")

@@ -424,9 +424,9 @@ class RowScorer:
     evaluation holds one chunk of rows at a time (specs §5: ranks computed in chunks) instead of [M, M + K]."""
 
     def __init__(self, pairs: list[D.Pair], methods: tuple[str, ...], model=None, vocab=None, device=None,
-                 depth: int = 100, distractors: list[str] | None = None):
+                 depth: int = 100, distractors: list[str] | None = None, codes: list[str] | None = None):
         self.methods, self.depth = tuple(methods), depth
-        codes = [p.code for p in pairs] + list(distractors or [])
+        codes = list(codes) if codes is not None else [p.code for p in pairs] + list(distractors or [])
         self.q = self.c = self.bm = self.qm = None
         if "cosea" in methods or "hybrid" in methods:
             mc = model.cfg
@@ -456,6 +456,70 @@ class RowScorer:
                 fused.scatter_add_(1, top.to(fused.device), ar.expand(len(ii), d).contiguous())
             out["hybrid"] = fused
         return {m: out[m] for m in self.methods}
+
+    def rows_in(self, idx, cols: np.ndarray) -> dict[str, torch.Tensor]:
+        """{method: [len(idx), n] scores} of query rows `idx` against only their candidate codes `cols` [len(idx), n]
+        (released pools): cosea the cosine with each candidate, bm25 the BM25 score (statistics of all codes), hybrid
+        the RRF of the two rankings inside the pool (top min(depth, n) of each)."""
+        out: dict[str, torch.Tensor] = {}
+        ii = list(map(int, idx))
+        cols = np.asarray(cols, np.int64)
+        if self.q is not None:
+            dev_ = self.q.device
+            qv = self.q[torch.as_tensor(ii, device=dev_)]
+            cv = self.c[torch.as_tensor(cols, device=dev_)]
+            out["cosea"] = torch.einsum("id,ijd->ij", qv.float(), cv.float())
+        if self.bm is not None:
+            u, inv = np.unique(cols, return_inverse=True)
+            full = np.asarray((self.qm[ii] @ self.bm.weights[u].T).toarray())
+            out["bm25"] = torch.from_numpy(np.take_along_axis(full, inv.reshape(cols.shape), 1)).float().to(
+                self.bm_device)
+        if "hybrid" in self.methods:
+            fused = torch.zeros_like(out["cosea"])
+            d = min(self.depth, fused.shape[1])
+            ar = 1.0 / (60 + torch.arange(1, d + 1, device=fused.device, dtype=fused.dtype))
+            for m in ("cosea", "bm25"):
+                _, top = topk_rows(out[m].cpu(), d)
+                fused.scatter_add_(1, top.to(fused.device), ar.expand(len(ii), d).contiguous())
+            out["hybrid"] = fused
+        return {m: out[m] for m in self.methods}
+
+
+def run_evaluate_pools(pools, *, methods: tuple[str, ...], model=None, vocab=None, device=None,
+                       bootstrap: int = 1000, seed: int = 0, ck_sha: str | None = None, source: str = "",
+                       chunk: int = 1024) -> dict:
+    """`run_evaluate` for released pools (`formats.Pools`, CoaCor's val/test/codenn files): query i ranked among
+    its pool's codes `pools.codes[pools.cols[i]]` only, true code at column `pools.true[i]`, the same pessimistic
+    tie rule (equal code hashes count as true), in chunks of query rows; file order kept, nothing shuffled."""
+    from .metrics import TIE_RULE, bootstrap as boot, random_mrr, summary
+
+    m, size = pools.cols.shape
+    scorer = RowScorer([D.Pair(q, "") for q in pools.queries], methods, model, vocab, device, codes=pools.codes)
+    hashes = torch.tensor([int(D.norm_hash(c)[:15], 16) for c in pools.codes], dtype=torch.long)
+    rank_of = {name: torch.zeros(m, dtype=torch.long) for name in methods}
+    for a in range(0, m, chunk):
+        idx = np.arange(a, min(m, a + chunk))
+        for name, s in scorer.rows_in(idx, pools.cols[idx]).items():
+            dev_ = s.device
+            hc = hashes.to(dev_)[torch.as_tensor(pools.cols[idx], device=dev_)]
+            t = torch.as_tensor(pools.true[idx], device=dev_)[:, None]
+            ge = (s >= s.gather(1, t)) & (hc != hc.gather(1, t))
+            rank_of[name][a: a + len(idx)] = (1 + ge.sum(1)).cpu()
+    results, per_query = {}, {}
+    for name in methods:
+        r = rank_of[name]
+        doc = summary(r)
+        doc["mrr_ci95"] = boot((1.0 / r.double()).numpy(), bootstrap, seed)
+        results[name] = doc
+        per_query[name] = dict(enumerate(r.tolist()))
+    rule = ("consecutive pools of 50 in file order, query i against its pool's codes, true code on the diagonal"
+            if pools.kind == "staqc" else
+            "consecutive pools of 50 in file order, the pool's 3 paraphrase queries against its codes, true code first")
+    protocol = {"pool": f"{size} released (CoaCor {pools.kind}: {rule})", "pool_size": size,
+                "pools": int(pools.pool.max()) + 1 if m else 0, "queries": m,
+                "dropped_remainder": int(pools.dropped), "tie_rule": TIE_RULE, "docstrings": "n/a (SQL)",
+                "split": f"the file ({source})", "checkpoint_sha256": ck_sha, "random_mrr": random_mrr(size)}
+    return {"protocol": protocol, "results": results, "per_query": per_query}
 
 
 def score_matrices(pairs: list[D.Pair], methods: tuple[str, ...], model=None, vocab=None, device=None,
@@ -574,6 +638,12 @@ def evaluate_data(sources: list[str], *, weights, fmt: str, split: str, pool: st
     from .metrics import bootstrap as boot
     from .train import load_pairs
 
+    from . import formats as F
+
+    if any(fmt == "coacor" or (fmt == "auto" and F.is_coacor(w)) for w in sources):
+        return _evaluate_coacor(sources, weights=weights, fmt=fmt, split=split, pool=pool, method=method,
+                                compare=compare, bootstrap=bootstrap, seed=seed, device=device, sink=sink,
+                                distractors=distractors)
     pool_codes: list[str] = []
     pairs, counts = load_pairs(sources, fmt if fmt != "jsonl" else "pairs", pool=pool_codes)
     extra, notes = None, []
@@ -614,4 +684,53 @@ def evaluate_data(sources: list[str], *, weights, fmt: str, split: str, pool: st
                           "ci95": boot(diff, bootstrap, seed)}
     doc["per_query"] = [{"query": pairs[i].query, "path": pairs[i].path, "qualname": pairs[i].qualname,
                          **{m: doc["per_query"][m][i] for m in methods}} for i in sorted(doc["per_query"][methods[0]])]
+    return doc
+
+
+def _model_for(methods, method, weights, dev):
+    if any(m in ("cosea", "hybrid") for m in methods):
+        if weights is None:
+            raise InputError(f"--method {method} needs --weights", hint="give a checkpoint, or --method bm25")
+        model, vocab, _, ck_path = load_model(weights, dev)
+        return model, vocab, sha256(ck_path)
+    return None, None, None
+
+
+def _evaluate_coacor(sources, *, weights, fmt, split, pool, method, compare, bootstrap, seed, device, sink,
+                     distractors) -> dict:
+    """`evaluate` on a CoaCor val/test/codenn file: its released pools of 50 in file order (formats.coacor_pools)."""
+    from wisecli.runtime.device import as_device, one_cpu_thread
+
+    from . import formats as F
+    from .metrics import bootstrap as boot
+
+    if len(sources) != 1:
+        raise InputError("a CoaCor file is evaluated alone (its released pools)",
+                         hint="give one file, e.g. sql.test.qt.pkl")
+    if distractors:
+        raise InputError("--distractors does not apply to CoaCor's released pools of 50",
+                         hint="drop --distractors")
+    if str(pool) not in ("all", str(F.POOL)):
+        raise InputError(f"a CoaCor file is scored in its released pools of {F.POOL}, not --pool {pool}",
+                         hint=f"drop --pool or give --pool {F.POOL}")
+    if split != "all":
+        raise InputError(f"--split {split} does not apply to a CoaCor file (the file is the split)",
+                         hint="drop --split; give sql.val.* or sql.test.*")
+    w = sources[0]
+    if not Path(w).exists():
+        raise InputError(f"input not found: {w}", hint="give a CoaCor qt or code pickle")
+    pools = F.coacor_pools(Path(w))
+    methods = (method,) if compare is None or compare == method else (method, compare)
+    dev = as_device(device, sink=sink)
+    model, vocab, ck_sha = _model_for(methods, method, weights, dev)
+    with one_cpu_thread(dev):
+        doc = run_evaluate_pools(pools, methods=methods, model=model, vocab=vocab, device=dev, bootstrap=bootstrap,
+                                 seed=seed, ck_sha=ck_sha, source=Path(w).name)
+    if len(methods) == 2:
+        a, b = doc["per_query"][methods[0]], doc["per_query"][methods[1]]
+        diff = np.array([1 / a[i] - 1 / b[i] for i in sorted(a)])
+        doc["compare"] = {"a": methods[0], "b": methods[1], "mrr_difference": float(diff.mean()),
+                          "ci95": boot(diff, bootstrap, seed)}
+    doc["per_query"] = [{"query": pools.queries[i], "pool": int(pools.pool[i]), "true_column": int(pools.true[i]),
+                         **{m: doc["per_query"][m][i] for m in methods}} for i in range(len(pools.queries))]
     return doc

@@ -84,7 +84,8 @@ def _is_jsonl(word: str, fmt: str) -> bool:
 def load_pairs(sources: list[str], fmt: str = "auto", keep_docstrings: bool = False,
                pool: list[str] | None = None) -> tuple[list[D.Pair], dict]:
     """Pairs of every source (checked to exist first), de-duplicated by normalised code; and the filter counts.
-    CoSQA and StaQC files are read by `formats` (`fmt` "cosqa"/"staqc", or found by `auto`); a CoSQA retrieval
+    CoSQA, StaQC and CoaCor files are read by `formats` (`fmt` "cosqa"/"staqc"/"coacor", or found by `auto`;
+    CoaCor pairs keep their file order and are not de-duplicated, after the others); a CoSQA retrieval
     file's `code_idx_map.txt` codes are appended to `pool` when given (evaluate's distractors)."""
     from . import formats as F
 
@@ -93,13 +94,20 @@ def load_pairs(sources: list[str], fmt: str = "auto", keep_docstrings: bool = Fa
             raise InputError(f"input not found: {w}", hint="give folders or .py files, pairs JSONL, stdlib, "
                                                              "or site-packages:NAME,...")
     pairs: list[D.Pair] = []
+    kept: list[D.Pair] = []  # CoaCor pairs: file order, never de-duplicated (the released pools stay in place)
     counts = {"functions": 0, "no_docstring": 0, "short_query": 0, "query_in_code": 0, "records": 0,
               "records_without_pair": 0}
     for w in sources:
-        kind = fmt if fmt in ("cosqa", "staqc") else None
+        kind = fmt if fmt in ("cosqa", "staqc", "coacor") else None
         if fmt == "auto" and w != "-":
-            kind = "cosqa" if F.is_json_array(Path(w)) else "staqc" if F.is_pickle(w) else None
-        if kind is not None:
+            kind = ("cosqa" if F.is_json_array(Path(w)) else "coacor" if F.is_coacor(w)
+                    else "staqc" if F.is_pickle(w) else None)
+        if kind == "coacor":
+            ps, c = F.read_coacor(Path(w))
+            for k, v in c.items():
+                counts[k] = counts.get(k, 0) + v
+            kept += ps
+        elif kind is not None:
             if kind == "cosqa":
                 ps, c, codes = F.read_cosqa(Path(w), keep_docstrings)
                 if pool is not None:
@@ -129,6 +137,7 @@ def load_pairs(sources: list[str], fmt: str = "auto", keep_docstrings: bool = Fa
                 counts[k] += c[k]
             pairs += ps
     pairs, dup = D.dedupe(pairs)
+    pairs += kept
     counts.update(duplicates=dup, pairs=len(pairs))
     return pairs, counts
 
