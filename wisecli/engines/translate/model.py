@@ -8,8 +8,9 @@ Choices (specs/translate.md §2, [reconstructed] where the paper is silent):
   sum; `attn_dropout` (on the attention probabilities) and `act_dropout` (after the FFN's ReLU) are 0, as fairseq's
   `attention_dropout`/`activation_dropout` defaults (config keys; checkpoints without them read 0). With no dropout
   on the probabilities, SDPA takes its fused kernels in training too (on the CPU the flash kernel instead of the
-  math path: a `micro` training step costs ~25 % less CPU than with both at 0.1, measured). Until 2026-12-06 both
-  were the preset's `dropout`: a departure from the recipe the spec names (specs/translate.md §2.3).
+  math path: a `micro` training step of 1,024 tokens costs about a fifth less CPU than with both at 0.1, 0.115
+  against 0.146–0.154 CPU-s measured on one thread). Until 2026-12-06 both were the preset's `dropout`: a
+  departure from the recipe the spec names (specs/translate.md §2.3).
 - Views: primary P = LN_final(H^N), auxiliary A = LN_final(H^M) (`aux_norm` shared | own | none); post-norm
   layers end in a LayerNorm already, so there the views are H^N and H^M as they are.
 - Decoder sharing `share`: `cross` (default) shares embeddings, self-attention, FFN, their LayerNorms and the
