@@ -12,6 +12,20 @@ import torch
 from wisecli.engines.translate.loss import consistency, multiview_loss, smoothed_ce
 from wisecli.engines.translate.model import Translator, export_view, model_config, parameter_count
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """The whole module, module fixtures included, on one torch CPU thread: these micro models lose several times
+    their CPU time to thread hand-offs on shared cores (measured: the resume test 27 CPU-s on 2 threads against
+    2 on one; tests/conftest's `one_torch_thread` is function-scoped, so module fixtures would miss it)."""
+    import torch
+
+    from wisecli.runtime.device import one_cpu_thread
+
+    with one_cpu_thread(torch.device("cpu")):
+        yield
+
+
 V = 97
 
 
@@ -123,3 +137,49 @@ def test_primary_teacher_sends_no_kl_gradient_into_the_primary_path():
     lp, lq = [x.float().log_softmax(-1) for x in mv(src, tin)]
     consistency(lp, lq, tgt != 0, "sym").backward()
     assert any(p.grad is not None and p.grad.abs().max() > 0 for p in primary_only)
+
+
+def test_dropout_sits_where_fairseq_puts_it():
+    """Only the embeddings and the sublayer outputs drop (fairseq's attention_dropout = activation_dropout = 0):
+    with every nn.Dropout at p 0 a training-mode forward is the eval forward. Before 2026-12-06 the attention
+    probabilities dropped at the preset's rate inside SDPA, so this differed (and SDPA ran its math path)."""
+    mv = _model(views=2)
+    assert mv.c["attn_dropout"] == mv.c["act_dropout"] == 0.0
+    src, tgt = _batch(5)
+    with torch.no_grad():
+        ref = mv(src, tgt)
+        mv.train()
+        for mod in mv.modules():
+            if isinstance(mod, torch.nn.Dropout):
+                mod.p = 0.0
+        got = mv(src, tgt)
+    for a, b in zip(ref, got):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_zero_weights_step_runs_the_primary_path_alone_with_the_same_gradient():
+    """α = β = 0: the step skips the auxiliary path; the gradient equals the full two-view loss's (no dropout)."""
+    from wisecli.engines.translate.train import make_step
+
+    src, tgt = _batch(6)
+    tin = torch.cat([torch.ones(3, 1, dtype=torch.long), tgt[:, :-1]], 1)
+    grads = []
+    for solo in (True, False):
+        mv = _model(views=2).train()
+        for mod in mv.modules():
+            if isinstance(mod, torch.nn.Dropout):
+                mod.p = 0.0
+        if solo:
+            loss, parts = make_step({"label_smoothing": 0.1, "kl_alpha": 0.0, "aux_weight": 0.0, "kl_mode": "sym"})(
+                mv, {"src": src, "tgt_in": tin, "tgt_out": tgt})
+            assert parts["ce_aux"].item() == 0.0 and parts["kl"].item() == 0.0
+        else:
+            loss, _ = multiview_loss(mv(src, tin), tgt, alpha=0.0, beta=0.0)
+        loss.backward()
+        grads.append({n: p.grad for n, p in mv.named_parameters()})
+    solo, full = grads
+    for n, g in full.items():
+        if ".cross.1." in n:  # the auxiliary cross-attention: no gradient either way
+            assert solo[n] is None and (g is None or g.abs().max() == 0), n
+        else:  # float32 sums of the same terms: only the stacked 2B batch changes the order
+            assert solo[n] is not None and torch.allclose(solo[n], g, atol=1e-6, rtol=1e-5), n

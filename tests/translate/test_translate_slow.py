@@ -23,6 +23,13 @@ updates, far over the test budget): at 300 updates the half did not separate (0.
 whole-word tokens the language model alone predicts little (the next word is the source's content), so the same
 measure separates at the spec's 300 updates: α = β = 0 gives primary/aux 0.479/0.138 (0.29×, 0.19× at 400),
 and α = β = 1 gives 0.483/0.464 (0.96×). Both halves pass in this test (2026-12-06, loaded 2-core machine).
+
+Measured again after the dropout fix (attention probabilities and the FFN's ReLU no longer drop, as in fairseq;
+model.py) with fused AdamW, same seeds and sizes (2026-12-06, load 17–20 on 2 cores, one thread): learning gate
+last/first interval 0.453 (the old model 0.462), 18–21 CPU-s (the old model 25 CPU-s, side by side); multi-view
+α = β = 1: primary/aux 0.535/0.531 (0.99×), 29–33 CPU-s; α = β = 0: 0.536/0.136 (0.25×), 15–16 CPU-s (the step
+runs the primary path alone). The multi-view run cannot stand in for the learning gate: its training loss falls
+to 0.623 of the first interval in 150 updates (the KL term grows from 0.02 to 0.09 while the CEs fall).
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def train_in_memory(train_pairs, cfg: dict, dev: torch.device, *, budget_s: floa
     mc = model_config(cfg["arch"], cfg["vocab"], views=cfg["views"], aux_layer=cfg.get("aux_layer"))
     model = Translator(mc)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.98), eps=1e-8,
-                            fused=True if dev.type == "cuda" else None)
+                            fused=dev.type in ("cuda", "cpu") or None)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg["lr"], cfg["warmup"]))
     loader = TokenLoader(train_pairs, cfg["max_tokens"], seed=seed)
     spec = TrainSpec(epochs=math.ceil(max_steps / interval), run_dir=None, method="", arch="", config={},
