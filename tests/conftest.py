@@ -84,6 +84,19 @@ def one_torch_thread():
         yield
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread_module():
+    """`one_torch_thread` for a whole module, its module-scoped fixtures included (`pytestmark =
+    pytest.mark.usefixtures("one_torch_thread_module")`): the micro models of translate and text-vae spent 3-10x
+    their CPU time in thread hand-offs on two threads (the translate resume test: 27 CPU-s against 2)."""
+    import torch
+
+    from wisecli.runtime.device import one_cpu_thread
+
+    with one_cpu_thread(torch.device("cpu")):
+        yield
+
+
 @pytest.fixture
 def broken_compile(monkeypatch):
     """torch.compile replaced by a compiler whose compiled function raises "no compiler here" when called;

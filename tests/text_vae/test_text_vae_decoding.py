@@ -12,15 +12,7 @@ from wisecli.engines.text_vae.model import TextVAE, model_config
 from wisecli.engines.text_vae.predict import beam_decode, decode
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one intra-op thread (two threads spin 3-4x the CPU time on a shared 2-core CI)."""
-    import torch
-
-    from wisecli.runtime.device import one_cpu_thread
-
-    with one_cpu_thread(torch.device("cpu")):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")
 
 
 def _tiny(kind="twr", vocab=6):

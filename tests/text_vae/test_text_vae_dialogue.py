@@ -17,15 +17,7 @@ from wisecli.engines.text_vae import synthetic as S
 from wisecli.engines.text_vae.data import BOS, EOS, PAD, UNK
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one intra-op thread (two threads spin 3-4x the CPU time on a shared 2-core CI)."""
-    import torch
-
-    from wisecli.runtime.device import one_cpu_thread
-
-    with one_cpu_thread(torch.device("cpu")):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")
 
 
 def test_tokenizer_is_wordpunct_lowercased():

@@ -16,15 +16,7 @@ conf = conformance_module(__file__)
 SIZE = ["--emb", "8", "--hidden", "8", "--z-dim", "2", "--batch-size", "32", "--no-progress", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one intra-op thread (two threads spin 3-4x the CPU time on a shared 2-core CI)."""
-    import torch
-
-    from wisecli.runtime.device import one_cpu_thread
-
-    with one_cpu_thread(torch.device("cpu")):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")
 
 
 def _bad(*args, match: str, input: str | None = None):

@@ -15,15 +15,7 @@ from wisecli.engines.text_vae.model import TextVAE, model_config, posterior
 from wisecli.engines.text_vae.synthetic import lm_sentences
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one intra-op thread (two threads spin 3-4x the CPU time on a shared 2-core CI)."""
-    import torch
-
-    from wisecli.runtime.device import one_cpu_thread
-
-    with one_cpu_thread(torch.device("cpu")):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")
 
 
 def _seqs(n=30, seed=1):

@@ -67,18 +67,7 @@ from wisecli.engines.text_vae.metrics import _batches, evaluate
 from wisecli.engines.text_vae.model import posterior
 from wisecli.engines.text_vae.synthetic import lm_sentences
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one intra-op thread (two threads spin 3-4x the CPU time on a shared 2-core CI)."""
-    import torch
-
-    from wisecli.runtime.device import one_cpu_thread
-
-    with one_cpu_thread(torch.device("cpu")):
-        yield
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread_module")]
 
 
 @functools.lru_cache(maxsize=None)

@@ -16,17 +16,7 @@ from wisecli.engines.translate.synthetic import pairs
 from wisecli.runtime import bleu
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The whole module, module fixtures included, on one torch CPU thread: these micro models lose several times
-    their CPU time to thread hand-offs on shared cores (measured: the resume test 27 CPU-s on 2 threads against
-    2 on one; tests/conftest's `one_torch_thread` is function-scoped, so module fixtures would miss it)."""
-    import torch
-
-    from wisecli.runtime.device import one_cpu_thread
-
-    with one_cpu_thread(torch.device("cpu")):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")
 
 
 CPU = ["--device", "cpu"]
