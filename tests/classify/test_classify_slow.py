@@ -55,9 +55,11 @@ def test_gate_radial_invariance(tmp_path):
     """Spec §9's radial gate, and the retrain check of the quick demo's shipped weights: ring-cnn is trained from
     `demo.RECIPE` (this gate's size: digits 16x16, width 1/4, 5 epochs, seed 0), so its metrics must equal the ones
     recorded with `demo_weights.npz` (which the quick-demo test checks the shipped weights still give).
-    Tolerance 0.03 in accuracy (11 of 359 test images) and 0.1 in NLL: the same recipe on another CPU's kernels (other
-    summation orders) drifts over 5 epochs of SGD, so metrics are compared, never bits; with 2 threads instead of 1
-    (another summation order here) the retrain gave the figures in the README."""
+    Tolerance 0.05 in accuracy (18 of 359 test images) and 0.1 in NLL: the same recipe under other kernels (other
+    summation orders) drifts over 5 epochs of SGD and the best-validation checkpoint pick, so metrics are compared,
+    never bits. Measured (2026-12-06, this CPU): 1 thread (the recipe, shipped) accuracy 0.8914, balanced 0.8910, NLL
+    0.355; 2 threads (only the summation order changes) 0.9136, 0.9130, 0.338, i.e. 0.022 apart: the tolerance is
+    about twice that drift."""
     from wisecli.engines.classify import demo
     from wisecli.runtime import demo_weights
 
@@ -82,7 +84,7 @@ def test_gate_radial_invariance(tmp_path):
     rec = meta["metrics"]
     assert ring_metrics["test_images"] == rec["test_images"]
     for key in ("accuracy", "balanced_accuracy"):
-        assert abs(ring_metrics[key] - rec[key]) <= 0.03, (key, ring_metrics, rec)
+        assert abs(ring_metrics[key] - rec[key]) <= 0.05, (key, ring_metrics, rec)
     assert abs(ring_metrics["nll"] - rec["nll"]) <= 0.1, (ring_metrics, rec)
     assert ring_metrics["invariance_error"] <= 1e-3 and rec["invariance_error"] <= 1e-3
 
