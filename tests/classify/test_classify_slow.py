@@ -65,11 +65,7 @@ def test_gate_radial_invariance(tmp_path):
 
     rows, ring_metrics = {}, None
     for arch in ("ring-cnn", "plain-cnn"):
-        if arch == "ring-cnn":
-            demo.train_recipe(tmp_path / arch)
-        else:
-            r = {**demo.RECIPE, "arch": arch}
-            api.train(r.pop("data"), tmp_path / arch, progress=False, device="cpu", **r)
+        demo.train_recipe(tmp_path / arch, api.DEFAULTS["train"], arch=arch)  # = api.train(data, run, **RECIPE)
         m = demo.recipe_metrics(tmp_path / arch)
         rows[arch] = m["rotation_accuracy"]
         if arch == "ring-cnn":
@@ -78,7 +74,7 @@ def test_gate_radial_invariance(tmp_path):
     assert ring[0] >= 0.75 and max(abs(a - ring[0]) for a in ring[1:]) <= 0.005, rows
     assert plain[0] >= 0.90 and plain[1] <= 0.50, rows
     shipped = demo_weights.load(demo.WEIGHTS)
-    assert shipped is not None, "demo_weights.npz/.json missing: run python -m wisecli.engines.classify.demo"
+    assert shipped is not None, "demo_weights.npz/.json missing: see demo.write_demo_weights"
     meta = shipped[0]
     assert meta["recipe"] == demo.RECIPE, meta["recipe"]
     rec = meta["metrics"]

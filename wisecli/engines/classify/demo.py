@@ -5,8 +5,8 @@ of training stays at chance (below), so it loads the shipped weights `demo_weigh
 exception, `runtime.demo_weights`), made by `train` itself from `RECIPE`: ring-cnn, width 1/4, `builtin:digits` at
 16x16, 5 epochs, batch 64, seed 0, one CPU thread, every other setting `DEFAULTS["train"]` (CE, SGD lr 0.05, no
 Bayes), which is exactly the spec's radial claim gate (`tests/classify/test_classify_slow.py::
-test_gate_radial_invariance` retrains it and checks the recorded metrics; `python -m wisecli.engines.classify.demo`
-rewrites the files). The weights are written as a classify checkpoint in a temporary folder and go through the real
+test_gate_radial_invariance` retrains it and checks the recorded metrics; `write_demo_weights` rewrites the
+files). The weights are written as a classify checkpoint in a temporary folder and go through the real
 `predict` (5 test images) and `evaluate` (the 359 test images at 0/90/180/270° and under `gaussian_noise` 1-5).
 Gates (`ok` = all): balanced accuracy >= 0.75 (it learned: measured 0.891, chance 0.10; 0.75 is the radial gate's
 threshold), the accuracy at 90°, 180° and 270° within 0.5 pt of upright and the logits' invariance error <= 1e-3
@@ -50,40 +50,49 @@ QUICK_MIN_BAL_ACC = 0.75   # the radial gate's learning threshold (ring-cnn acc 
 EVAL_ROTATE = "0:360:90"
 
 
-def train_recipe(run_dir, device="cpu") -> dict:
-    """Train ring-cnn from `RECIPE` with the `train` verb's own code into `run_dir`; its summary."""
-    from . import api
+def train_recipe(run_dir, train_defaults: dict, device="cpu", **changes) -> dict:
+    """Train from `RECIPE` (with `changes`, e.g. another arch) with the `train` verb's own code into `run_dir`:
+    `train_defaults` is `api.DEFAULTS["train"]` (engine modules never import api), so the run is `api.train(data,
+    run_dir, **RECIPE)`'s. Returns its summary."""
+    from .train import run_training
 
-    r = dict(RECIPE)
-    return api.train(r.pop("data"), run_dir, device=device, progress=False, **r)
+    r = {**RECIPE, **changes}
+    data, seed = r.pop("data"), int(r.pop("seed"))
+    cfg = {k: v for k, v in train_defaults.items() if k not in ("device", "amp", "seed")}
+    cfg.update(r)
+    return run_training(data, Path(run_dir), cfg=cfg, config_record={"recipe": RECIPE, "changes": changes},
+                        device=device, amp=True, seed=seed, progress=False, sink=None)
 
 
 def recipe_metrics(weights, device="cpu") -> dict:
-    """The metrics the recipe's model gives on `builtin:digits:test` at 16x16 (one CPU thread): accuracy, balanced
-    accuracy, NLL, the accuracy at each of 0/90/180/270° and the largest logit invariance error."""
-    import torch
+    """The metrics a model gives on `builtin:digits:test` at 16x16 (one CPU thread, `evaluate`'s defaults): accuracy,
+    balanced accuracy, NLL, the accuracy at each of 0/90/180/270°, the largest logit invariance error, test images."""
+    from wisecli.runtime.device import as_device
 
-    from . import api
     from .data import cpu_threads
+    from .predict import evaluate_model
 
-    with cpu_threads(torch.device(device) if isinstance(device, str) else device, 1):
-        ev = api.evaluate(f"{RECIPE['data']}:test", weights=weights, rotate=EVAL_ROTATE,
-                          image_size=RECIPE["image_size"], device=device)
+    device = as_device(device)
+    with cpu_threads(device, 1):
+        ev = evaluate_model(f"{RECIPE['data']}:test", weights, cfg_read={"image_size": RECIPE["image_size"],
+                                                                          "layout": "nchw"},
+                            rotate=EVAL_ROTATE, device=device, seed=0)
     curve = ev["rotation"]["curve"]
     return {"accuracy": ev["accuracy"], "balanced_accuracy": ev["balanced_accuracy"], "nll": ev["nll"],
             "rotation_accuracy": [c["accuracy"] for c in curve],
             "invariance_error": max(c["invariance_error"] for c in curve[1:]), "test_images": ev["n"]}
 
 
-def write_demo_weights(path: Path = WEIGHTS) -> Path:
+def write_demo_weights(train_defaults: dict, path: Path = WEIGHTS) -> Path:
     """Train from `RECIPE` and write the shipped files (`runtime.demo_weights`): the state dict as group `net`, the
     checkpoint's other entries (arch, model settings, classes, normalisation, input) and the metrics in the json.
-    `python -m wisecli.engines.classify.demo` runs it."""
+    Regenerate with `python -c "from wisecli.engines.classify import api, demo;
+    demo.write_demo_weights(api.DEFAULTS['train'])"`."""
     from wisecli.runtime import demo_weights
     from wisecli.runtime.checkpoints import load_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="wise-classify-weights-") as tmp:
-        train_recipe(Path(tmp) / "run")
+        train_recipe(Path(tmp) / "run", train_defaults)
         best = Path(tmp) / "run" / "checkpoints" / "best.pt"
         doc = load_checkpoint(best, method="classify")
         metrics = recipe_metrics(best)
@@ -101,7 +110,7 @@ def shipped_checkpoint(dst: Path, path: Path = WEIGHTS) -> tuple[Path, dict]:
     shipped = demo_weights.load(path)
     if shipped is None:
         raise OSError(f"the shipped demo weights {path} are missing or unreadable: "
-                      "run python -m wisecli.engines.classify.demo")
+                      "regenerate them with demo.write_demo_weights (its docstring)")
     meta, groups = shipped
     c = dict(meta["checkpoint"])
     save_checkpoint(dst, method="classify", arch=c.pop("arch"), config=c.pop("config"), state_dict=groups["net"],
@@ -240,6 +249,3 @@ def run_demo(quick: bool = False, device="auto", sink=None, *, train_defaults: d
                                "best_epoch": summary["best_epoch"], "device": device_name(device),
                                "seconds": time.perf_counter() - t0})
 
-
-if __name__ == "__main__":  # regenerate the shipped weights from the recipe
-    print(write_demo_weights())
