@@ -52,17 +52,37 @@ def test_gate_cdb_beats_ce_on_long_tailed_digits(tmp_path):
 
 
 def test_gate_radial_invariance(tmp_path):
-    rows = {}
+    """Spec §9's radial gate, and the retrain check of the quick demo's shipped weights: ring-cnn is trained from
+    `demo.RECIPE` (this gate's size: digits 16x16, width 1/4, 5 epochs, seed 0), so its metrics must equal the ones
+    recorded with `demo_weights.npz` (which the quick-demo test checks the shipped weights still give).
+    Tolerance 0.05 in accuracy (18 of 359 test images) and 0.1 in NLL: the same recipe under other kernels (other
+    summation orders) drifts over 5 epochs of SGD and the best-validation checkpoint pick, so metrics are compared,
+    never bits. Measured (2026-12-06, this CPU): 1 thread (the recipe, shipped) accuracy 0.8914, balanced 0.8910, NLL
+    0.355; 2 threads (only the summation order changes) 0.9136, 0.9130, 0.338, i.e. 0.022 apart: the tolerance is
+    about twice that drift."""
+    from wisecli.engines.classify import demo
+    from wisecli.runtime import demo_weights
+
+    rows, ring_metrics = {}, None
     for arch in ("ring-cnn", "plain-cnn"):
-        s = api.train("builtin:digits", tmp_path / arch, arch=arch, epochs=5, image_size=16, width=0.25,
-                      batch_size=64, seed=0, **CPU)
-        with cpu_threads(torch.device("cpu"), 1):  # as train's threads=1: small nets on a contended CPU
-            ev = api.evaluate("builtin:digits:test", weights=tmp_path / arch, rotate="0:360:90", image_size=16,
-                              device="cpu")
-        rows[arch] = [c["accuracy"] for c in ev["rotation"]["curve"]]
+        demo.train_recipe(tmp_path / arch, api.DEFAULTS["train"], arch=arch)  # = api.train(data, run, **RECIPE)
+        m = demo.recipe_metrics(tmp_path / arch)
+        rows[arch] = m["rotation_accuracy"]
+        if arch == "ring-cnn":
+            ring_metrics = m
     ring, plain = rows["ring-cnn"], rows["plain-cnn"]
     assert ring[0] >= 0.75 and max(abs(a - ring[0]) for a in ring[1:]) <= 0.005, rows
     assert plain[0] >= 0.90 and plain[1] <= 0.50, rows
+    shipped = demo_weights.load(demo.WEIGHTS)
+    assert shipped is not None, "demo_weights.npz/.json missing: see demo.write_demo_weights"
+    meta = shipped[0]
+    assert meta["recipe"] == demo.RECIPE, meta["recipe"]
+    rec = meta["metrics"]
+    assert ring_metrics["test_images"] == rec["test_images"]
+    for key in ("accuracy", "balanced_accuracy"):
+        assert abs(ring_metrics[key] - rec[key]) <= 0.05, (key, ring_metrics, rec)
+    assert abs(ring_metrics["nll"] - rec["nll"]) <= 0.1, (ring_metrics, rec)
+    assert ring_metrics["invariance_error"] <= 1e-3 and rec["invariance_error"] <= 1e-3
 
 
 @pytest.mark.xfail(reason="finding (re-measured 2026-12-06 after the variational-lr fix, see train.make_scheduler): "
