@@ -76,12 +76,30 @@ def _train(data, steps, max_tokens, **kw):
         return train_in_memory(train, cfg, CPU, budget_s=None, max_steps=steps, seed=1, interval=10)
 
 
-def test_learning_gate(data):
+def _learning(data):
     _, _, hist, steps = _train(data, 150, 1024)
-    assert steps == 150
-    assert hist[-1]["train_loss"] <= 0.5 * hist[0]["train_loss"], [round(h["train_loss"], 2) for h in hist]
+    return steps, [h["train_loss"] for h in hist]
 
 
+def _control(words):
+    _, _, valid = words
+    off, _, _, _ = _train(words, 300, 512, kl_alpha=0.0, aux_weight=0.0)
+    with one_cpu_thread(CPU):
+        return token_accuracy(off, valid, CPU)
+
+
+@pytest.fixture(scope="module")
+def beside(data, words):
+    """The learning gate's and the α = β = 0 control's trainings in one forked process on the second core, while
+    the mechanism gate trains here (first in this module): each run is one thread, so side by side the module
+    takes ~35 s less wall time for the same ~63 CPU-s (the spec's 75 s is wall time on 2 cores)."""
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(1) as pool:
+        yield {"learning": pool.apply_async(_learning, (data,)), "control": pool.apply_async(_control, (words,))}
+
+
+@pytest.mark.usefixtures("beside")
 def test_multi_view_mechanism_gate(words):
     tok, _, valid = words
     assert tok.vocab_size < 2000  # the merges ran out: every word of the grammar is one id
@@ -94,9 +112,12 @@ def test_multi_view_mechanism_gate(words):
     assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in base.items()}
 
 
-def test_multi_view_gate_without_the_method_leaves_the_aux_view_undecodable(words):
-    _, _, valid = words
-    off, _, _, _ = _train(words, 300, 512, kl_alpha=0.0, aux_weight=0.0)
-    with one_cpu_thread(CPU):
-        primary0, aux0 = token_accuracy(off, valid, CPU)
+def test_learning_gate(beside):
+    steps, losses = beside["learning"].get(timeout=900)
+    assert steps == 150
+    assert losses[-1] <= 0.5 * losses[0], [round(v, 2) for v in losses]
+
+
+def test_multi_view_gate_without_the_method_leaves_the_aux_view_undecodable(beside):
+    primary0, aux0 = beside["control"].get(timeout=900)
     assert aux0 <= 0.5 * primary0, (primary0, aux0)
