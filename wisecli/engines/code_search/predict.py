@@ -438,6 +438,16 @@ class RowScorer:
             self.qm = self.bm.query_matrix([query_tokens(p.query, 10**6) for p in pairs])
             self.bm_device = device or "cpu"
 
+    def _fused(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Reciprocal-rank fusion (k = 60) of the top min(depth, columns) of the cosea and bm25 scores, row by row."""
+        fused = torch.zeros_like(out["cosea"])
+        d = min(self.depth, fused.shape[1])
+        ar = 1.0 / (60 + torch.arange(1, d + 1, device=fused.device, dtype=fused.dtype))
+        for m in ("cosea", "bm25"):
+            _, top = topk_rows(out[m].cpu(), d)
+            fused.scatter_add_(1, top.to(fused.device), ar.expand(len(fused), d).contiguous())
+        return fused
+
     def rows(self, idx) -> dict[str, torch.Tensor]:
         """{method: [len(idx), M + K] float32 scores} of the query rows `idx` (a sequence of ints)."""
         out: dict[str, torch.Tensor] = {}
@@ -448,13 +458,7 @@ class RowScorer:
             out["bm25"] = torch.from_numpy(np.asarray((self.qm[ii] @ self.bm.weights.T).toarray())).float().to(
                 self.bm_device)
         if "hybrid" in self.methods:
-            fused = torch.zeros_like(out["cosea"])
-            d = min(self.depth, fused.shape[1])
-            ar = 1.0 / (60 + torch.arange(1, d + 1, device=fused.device, dtype=fused.dtype))
-            for m in ("cosea", "bm25"):
-                _, top = topk_rows(out[m].cpu(), d)
-                fused.scatter_add_(1, top.to(fused.device), ar.expand(len(ii), d).contiguous())
-            out["hybrid"] = fused
+            out["hybrid"] = self._fused(out)
         return {m: out[m] for m in self.methods}
 
     def rows_in(self, idx, cols: np.ndarray) -> dict[str, torch.Tensor]:
@@ -475,13 +479,7 @@ class RowScorer:
             out["bm25"] = torch.from_numpy(np.take_along_axis(full, inv.reshape(cols.shape), 1)).float().to(
                 self.bm_device)
         if "hybrid" in self.methods:
-            fused = torch.zeros_like(out["cosea"])
-            d = min(self.depth, fused.shape[1])
-            ar = 1.0 / (60 + torch.arange(1, d + 1, device=fused.device, dtype=fused.dtype))
-            for m in ("cosea", "bm25"):
-                _, top = topk_rows(out[m].cpu(), d)
-                fused.scatter_add_(1, top.to(fused.device), ar.expand(len(ii), d).contiguous())
-            out["hybrid"] = fused
+            out["hybrid"] = self._fused(out)
         return {m: out[m] for m in self.methods}
 
 
