@@ -10,6 +10,19 @@ from wisecli.engines.nnls.data import faces, make_dictionary
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch and one BLAS thread for these r ≤ 49 problems: on a shared 2-core machine a second thread spins
+    in barriers (issue 13.11: the nmf:25 hybrid test took 43.6 CPU-s on two threads, 30.3 on one [measured]).
+    Nothing asserted here depends on the thread count."""
+    import torch
+
+    from wisecli.runtime.device import one_blas_thread, one_cpu_thread
+
+    with one_cpu_thread(torch.device("cpu")), one_blas_thread():
+        yield
+
+
 def _table(recs):
     return {(r["method"], r["avg_nnz"]): r for r in recs}
 
