@@ -24,15 +24,7 @@ def bad(code, out, err, match=None):
         assert match.lower() in err.lower(), err
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The runs here are tiny CDCNs (width 0.125, 32² input): on a shared 2-core machine a second intra-op thread
-    only spins in barriers (issue 13.11: the resume test took 1.7 CPU-s on one thread and 22.9 on two, the
-    `world` run 4.3 against 13.2 [measured]). Nothing asserted here depends on the thread count."""
-    from wisecli.runtime.device import one_cpu_thread
-
-    with one_cpu_thread(torch.device("cpu")):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")  # tiny nets: a 2nd thread only spins
 
 
 @pytest.fixture(scope="module")

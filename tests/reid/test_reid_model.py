@@ -15,13 +15,7 @@ from wisecli.engines.reid.vcam import flip_viewpoint
 KEYS = Path(__file__).parent / "data" / "resnet50_imagenet_keys.txt"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions: a second intra-op thread only contends on the shared CI cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")  # tiny nets: a 2nd thread only spins
 
 
 def _imagenet_keys():
