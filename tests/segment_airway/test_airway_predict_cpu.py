@@ -112,6 +112,44 @@ def test_cpu_sw_batch_default_becomes_one_explicit_kept(monkeypatch, tmp_path, p
     assert seen == [1, 3]
 
 
+def test_cpu_overlap_default_becomes_a_quarter_said_on_stderr_gpu_and_explicit_kept(monkeypatch, tmp_path, ph):
+    """Issue 13 point 7 (lead's decision): on the CPU an --overlap left at its default becomes 0.25 (a third of
+    the windows: 100 instead of 294 on a 512×512×388 volume at roi 128) and stderr says so; `--overlap 0.5`
+    given is kept, and the GPU keeps the default 0.5 without a word."""
+    from wisecli.runtime.io.volumes import write_volume
+
+    class Said:
+        def __init__(self):
+            self.lines = []
+
+        def info(self, msg):
+            self.lines.append(msg)
+
+        def __getattr__(self, name):  # anything else a Sink does: nothing
+            return lambda *a, **k: None
+
+    import wisecli.runtime.device as D
+
+    seen = []
+    monkeypatch.setattr(P, "run_predict", lambda items, out, w, opts, dev, **kw: seen.append(opts.overlap) or [])
+    monkeypatch.setattr(D, "device_name", str)  # the run record's name of a GPU this machine may not have
+    w = tmp_path / "w.pt"
+    save_checkpoint(w, method="segment-airway", arch="wingsnet", config={"in_channels": 1, "width": 0.25},
+                    state_dict=WingsNet(width=0.25).state_dict())
+    src = tmp_path / "a.nii.gz"
+    write_volume(src, ph.image, spacing=ph.spacing)
+    said = {}
+    for name, kw in (("cpu", dict(device="cpu")), ("cpu 0.5", dict(device="cpu", overlap=0.5)),
+                     ("gpu", dict(device=torch.device("cuda")))):
+        s = Said()
+        api.predict([src], tmp_path / "o", w, sink=s, **kw)
+        said[name] = [x for x in s.lines if "overlap" in x]
+    assert seen == [0.25, 0.5, 0.5] and api.DEFAULTS["predict"]["overlap"] == 0.5
+    assert len(said["cpu"]) == 1 and "0.25" in said["cpu"][0] and "--overlap 0.5" in said["cpu"][0]
+    assert said["cpu 0.5"] == [] and said["gpu"] == []
+    assert P.window_count((388, 302, 406), 128, 0.25) == 48 and P.window_count((388, 302, 406), 128, 0.5) == 144
+
+
 def test_segment_progress_line_counts_windows_and_time_left(ph, monkeypatch):
     """Off a terminal the progress line gives windows done/total and the time left."""
     import wisecli.runtime.progress as R

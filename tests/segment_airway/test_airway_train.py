@@ -56,8 +56,8 @@ def test_train_two_cpu_steps_then_resume(tmp_path, data):
     ck = json.loads(out)["checkpoint"]
     assert ck["arch"] == "wingsnet" and ck["config"]["width"] == 0.25 and ck["params"] > 0
     code, out, err = run_wise("segment-airway", "predict", str(data / "images" / "c0.nii.gz"), "-o",
-                              str(tmp_path / "pred"), "--weights", str(run), "--roi", "32", "--overlap", "0",
-                              "--device", "cpu", "--no-crop", "--jsonl")
+                              str(tmp_path / "pred"), "--weights", str(run), "--roi", "48", "--overlap", "0",
+                              "--device", "cpu", "--no-crop", "--no-tree", "--jsonl")  # one window, no parse
     assert code == 0, err
     assert json.loads(out)["status"] == "ok"
 

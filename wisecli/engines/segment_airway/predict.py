@@ -22,6 +22,11 @@ to fp32 rounding:
   and affinity), and glibc keeps freed activations in the heap instead of unmapping them, so the kernel no
   longer zeroes fresh pages for every op (system time was 20–25 % of user time; ≈ 1 % with the heap kept).
 - A progress bar counts windows done of `window_count(...)` and the time left (a line every 30 s off a terminal).
+- An `--overlap` left at its default becomes 0.25 (`api.CPU_OVERLAP`, said on stderr; lead's decision for issue
+  13 point 7): a third of the windows (48 instead of 144 on a 512×512×388 CT's lung box, ≈ 5 instead of
+  ≈ 17 min on 2 cores), the ATM'22 baseline's overlap. Unlike the sw batch it changes the blend, so the mask
+  can differ slightly from the GPU's 0.5 (README: the change measured on the demo phantom); `--overlap 0.5`
+  restores it. `PredictOptions` itself keeps 0.5 (the API's `opts=` is used as given).
 The convolutions then run near the CPU's fp32 peak (≈ 80 GFLOP/s a core on the AVX2 EPYC measured, 614 GFLOP a
 128³ window), so the time is the window count: see the README for a full-size CT.
 """
