@@ -333,7 +333,7 @@ def demo(quick: bool = False, device=None, *, source: str | None = None, out_dir
 
     Defaults (``DEFAULTS["demo"]``): source proc (synthetic where /proc is unreadable), device auto, seed 0,
     samples 0 and folds 5 (the synthetic source's length and blocked CV folds; ``--set samples=N --set folds=K``).
-    ``quick``: 4 s per /proc segment at 0.2 s (else 10 s at 0.25 s), T = 4 000 synthetic samples (else 20 000)."""
+    ``quick``: 0.8 s per /proc segment at 0.08 s (else 10 s at 0.25 s), T = 4 000 synthetic samples (else 20 000)."""
     from wisecli.runtime.device import as_device
 
     from .demo import run_demo

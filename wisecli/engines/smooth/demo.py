@@ -76,7 +76,7 @@ def _demo(out: Path, *, quick, device, source, seed, warn, info, keep, samples=0
         from .record import record
 
         csv_path = out / "telemetry.csv"
-        secs, interval = (4.0, 0.2) if quick else (10.0, 0.25)
+        secs, interval = (0.8, 0.08) if quick else (10.0, 0.25)  # quick: ~10 s of recording (issue 13.9: 15 s)
         summary = record(csv_path, interval=interval, workloads=[f"{w}:{secs}" for w in ("idle", "cpu", "memory",
                                                                                          "disk")],
                          repeat=3, overwrite=True, mem_mb=None, disk_mb=64 if quick else 256, warn=warn, info=info)
