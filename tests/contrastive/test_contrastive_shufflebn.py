@@ -13,12 +13,7 @@ from torch import nn
 from wisecli.engines.contrastive.model import MoCo, SplitBatchNorm2d
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_split_bn_equals_plain_bn_per_sub_batch_and_plain_bn_in_eval():

@@ -20,12 +20,7 @@ from wisecli.engines.sparse_cnn.model import SparseResNet18, analytic_dense_macs
 from wisecli.engines.sparse_cnn.sr import SRResNet
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _randomise_bn(model):
