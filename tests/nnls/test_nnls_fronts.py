@@ -46,9 +46,12 @@ def small():
     return A, B, brute_front(A, B, 6)
 
 
-def test_enum_equals_brute_force(small):
+@pytest.mark.parametrize("layout", [None, "gather", "scatter"])
+def test_enum_equals_brute_force(small, layout):
     A, B, bf = small
-    err, mask, on = finish(enum_levels(*_gram(A, B), 6))
+    # small chunks and column blocks so that both layouts (CPU's gather, CUDA's scatter) cross chunk and block edges
+    kw = {} if layout is None else dict(layout=layout, chunk_numbers=300, col_block=16)
+    err, mask, on = finish(enum_levels(*_gram(A, B), 6, **kw))
     np.testing.assert_allclose(err.numpy(), bf, rtol=1e-9)
     # the recorded support reproduces the error
     for j in range(0, 50, 7):

@@ -95,56 +95,96 @@ def subset_count(r: int, kmax: int) -> int:
     return sum(comb(r, k) for k in range(1, kmax + 1))
 
 
+def subsets_of_size(r: int, k: int, device: torch.device) -> torch.Tensor:
+    """All C(r, k) subsets of size k as sorted index rows, in `itertools.combinations` order (k·C(r, k) integers
+    through `np.fromiter`: a list of a million tuples into `torch.tensor` cost 1-2 s of CPU at r = 25, k = 8)."""
+    import numpy as np
+
+    flat = np.fromiter(itertools.chain.from_iterable(itertools.combinations(range(r), k)), dtype=np.int64,
+                       count=comb(r, k) * k)
+    return torch.from_numpy(flat.reshape(-1, k)).to(device)
+
+
 def enum_levels(G, C, beta, kmax, *, col_block: int = 32768, chunk_numbers: int | None = None,
-                precision: torch.dtype = torch.float64) -> Levels:
+                precision: torch.dtype = torch.float64, layout: str | None = None) -> Levels:
     """Exact best error per support size by enumerating every subset with |S| ≤ kmax.
 
-    For each size the Cholesky factors L of all G_SS are computed once, with L⁻¹ and G_SS⁻¹ scattered into k×r
-    rows, so a column block costs two large GEMMs instead of many small solves: z = G_SS⁻¹c_S and w = L⁻¹c_S for
-    every subset and column (``chunk_numbers`` bounds chunk·k·block, halved on CUDA out-of-memory). Subsets with
-    any z ≤ 0 are masked and the best cᵀz = ‖w‖² is max-reduced with its subset id. Winners are re-scored exactly
-    by the caller, so the explicit inverses cost no accuracy in the reported errors.
+    Per subset S and column: z = G_SS⁻¹c_S and w = L⁻¹c_S from the Cholesky factor L of G_SS; subsets with any
+    z ≤ 0 are masked and the best cᵀz = ‖w‖² is max-reduced with its subset id. Winners are re-scored exactly by
+    the caller, so the explicit inverses cost no accuracy in the reported errors. Two layouts of the same
+    arithmetic (``layout`` None: ``scatter`` on CUDA, ``gather`` elsewhere):
+
+    - ``scatter`` (CUDA): the factors of all G_SS of a size are computed once, with L⁻¹ and G_SS⁻¹ scattered into
+      k×r rows, so a column block costs two large GEMMs against C (``chunk_numbers`` bounds chunk·k·block,
+      halved on CUDA out-of-memory). It does r/k times the multiply-adds of the gather form and holds
+      2·C(r, k)·k·r numbers at once (3.5 GB at r = 25, k = 8).
+    - ``gather`` (CPU): subsets in chunks of about ``chunk_numbers`` / (k·block) (2^20 numbers by default); per
+      chunk G_SS and c_S are gathered, factored and multiplied as batched k×k products. On one CPU thread it
+      took 11 s where ``scatter`` took 25-34 s (lfw faces nmf:25, 50 columns, sizes ≤ 8), most of the
+      difference page faults of the scattered tables [measured, issue 13.11].
     """
     r, n = C.shape
     dev = C.device
+    if layout is None:
+        layout = "scatter" if dev.type == "cuda" else "gather"
+    if layout not in ("scatter", "gather"):
+        raise ValueError(f"unknown enumeration layout {layout!r}")
     if chunk_numbers is None:
-        chunk_numbers = (1 << 28) if dev.type == "cuda" else (1 << 23)
+        chunk_numbers = (1 << 28) if dev.type == "cuda" else (1 << 23) if layout == "scatter" else (1 << 20)
     lv = Levels.empty(beta, r, kmax)
     Gp, Cp = G.to(precision), C.to(precision)
     cols = torch.arange(n, device=dev)
     for k in range(1, kmax + 1):
-        subsets = torch.tensor(list(itertools.combinations(range(r), k)), dtype=torch.long, device=dev)
-        Linv, ok = inverse_factors(Gp[subsets.unsqueeze(2), subsets.unsqueeze(1)])
-        Ginv = Linv.transpose(1, 2) @ Linv
-        # scatter the k×k blocks into k×r rows so one GEMM against C gives every subset's z and L⁻¹c_S
-        where = subsets.unsqueeze(1).expand(-1, k, -1)
-        Wz = torch.zeros(subsets.shape[0], k, r, dtype=Linv.dtype, device=dev).scatter_(2, where, Ginv)
-        Wl = torch.zeros_like(Wz).scatter_(2, where, Linv)
+        subsets = subsets_of_size(r, k, dev)
         best_val = torch.full((n,), -float("inf"), dtype=precision, device=dev)
         best_id = torch.zeros(n, dtype=torch.long, device=dev)
-        for s in range(0, n, col_block):
-            e = min(n, s + col_block)
-            Cb = Cp[:, s:e]
-            chunk = max(1, chunk_numbers // (k * (e - s)))
-            i = 0
-            while i < subsets.shape[0]:
-                j = min(subsets.shape[0], i + chunk)
-                try:
-                    z = (Wz[i:j].reshape(-1, r) @ Cb).reshape(j - i, k, e - s)
-                    w = (Wl[i:j].reshape(-1, r) @ Cb).reshape(j - i, k, e - s)
-                    val = w.square_().sum(1)  # c_Sᵀ G_SS⁻¹ c_S
-                    pos = (z.amin(1) > 0) & ok[i:j].unsqueeze(1)
+        if layout == "gather":
+            for s in range(0, n, col_block):
+                e = min(n, s + col_block)
+                Cb = Cp[:, s:e]
+                chunk = max(1, chunk_numbers // (k * (e - s)))
+                for i in range(0, subsets.shape[0], chunk):
+                    S = subsets[i:i + chunk]
+                    Linv, ok = inverse_factors(Gp[S.unsqueeze(2), S.unsqueeze(1)])
+                    w = Linv @ Cb[S]  # chunk×k×block: L⁻¹c_S
+                    z = Linv.transpose(1, 2) @ w  # G_SS⁻¹c_S
+                    val = w.square_().sum(1)
+                    pos = (z.amin(1) > 0) & ok.unsqueeze(1)
                     val.masked_fill_(~pos, -float("inf"))
                     vmax, arg = val.max(0)
-                except torch.OutOfMemoryError:
-                    if chunk == 1:
-                        raise
-                    chunk = max(1, chunk // 2)
-                    continue
-                upd = vmax > best_val[s:e]
-                best_val[s:e] = torch.where(upd, vmax, best_val[s:e])
-                best_id[s:e] = torch.where(upd, arg + i, best_id[s:e])
-                i = j
+                    upd = vmax > best_val[s:e]
+                    best_val[s:e] = torch.where(upd, vmax, best_val[s:e])
+                    best_id[s:e] = torch.where(upd, arg + i, best_id[s:e])
+        else:
+            Linv, ok = inverse_factors(Gp[subsets.unsqueeze(2), subsets.unsqueeze(1)])
+            Ginv = Linv.transpose(1, 2) @ Linv
+            # scatter the k×k blocks into k×r rows so one GEMM against C gives every subset's z and L⁻¹c_S
+            where = subsets.unsqueeze(1).expand(-1, k, -1)
+            Wz = torch.zeros(subsets.shape[0], k, r, dtype=Linv.dtype, device=dev).scatter_(2, where, Ginv)
+            Wl = torch.zeros_like(Wz).scatter_(2, where, Linv)
+            for s in range(0, n, col_block):
+                e = min(n, s + col_block)
+                Cb = Cp[:, s:e]
+                chunk = max(1, chunk_numbers // (k * (e - s)))
+                i = 0
+                while i < subsets.shape[0]:
+                    j = min(subsets.shape[0], i + chunk)
+                    try:
+                        z = (Wz[i:j].reshape(-1, r) @ Cb).reshape(j - i, k, e - s)
+                        w = (Wl[i:j].reshape(-1, r) @ Cb).reshape(j - i, k, e - s)
+                        val = w.square_().sum(1)  # c_Sᵀ G_SS⁻¹ c_S
+                        pos = (z.amin(1) > 0) & ok[i:j].unsqueeze(1)
+                        val.masked_fill_(~pos, -float("inf"))
+                        vmax, arg = val.max(0)
+                    except torch.OutOfMemoryError:
+                        if chunk == 1:
+                            raise
+                        chunk = max(1, chunk // 2)
+                        continue
+                    upd = vmax > best_val[s:e]
+                    best_val[s:e] = torch.where(upd, vmax, best_val[s:e])
+                    best_id[s:e] = torch.where(upd, arg + i, best_id[s:e])
+                    i = j
         found = torch.isfinite(best_val)
         mask = torch.zeros(n, r, dtype=torch.bool, device=dev)
         mask.scatter_(1, subsets[best_id], True)
