@@ -24,9 +24,18 @@ def test_basicmotions_gate():
 
 
 @pytest.mark.skipif(not have_aeon(), reason="needs the rocket extra (aeon)")
-def test_minirocket_baseline_runs_on_training_windows():
+def test_minirocket_baseline_runs_on_training_windows(monkeypatch):
+    """aeon's MiniRocket through our peer wrapper (fitted on training windows only), its numba kernels run as the
+    plain Python they are compiled from (`Dispatcher.py_func`: the same code, interpreted). Compiling them costs
+    about 37 CPU-s once per environment (aeon caches the machine code in its __pycache__), which is most of this
+    method's test budget on a fresh CI install; interpreted, this test takes 7 CPU-s [measured, issue 13.11].
+    Every eighth BasicMotions case (was every fourth): F1 0.899 here against 0.975 (gate 0.8)."""
+    import aeon.transformations.collection.convolution_based._minirocket as aeon_mr
+
+    for name in ("_fit_biases", "_static_transform_multi", "_static_transform_uni"):
+        monkeypatch.setattr(aeon_mr, name, getattr(aeon_mr, name).py_func)
     train, test = basic_motions()
-    (mr,) = evaluate(train[::4], methods="minirocket", window=20, step=20, test=test[::4], cv="split", repeats=1)
+    (mr,) = evaluate(train[::8], methods="minirocket", window=20, step=20, test=test[::8], cv="split", repeats=1)
     assert mr["signature_len"] > 1000 and mr["f1_weighted"] >= 0.8
 
 
