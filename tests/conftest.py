@@ -97,6 +97,19 @@ def one_torch_thread_module():
         yield
 
 
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """`one_torch_thread_module` and one numpy/scipy BLAS thread (`runtime.device.one_blas_thread`) for a whole
+    module: nnls's small Gram problems, NMF dictionaries and numpy oracles spent 70 CPU-s on two threads of a loaded
+    2-core machine where one thread of each took 56, with the same results (issue 13.11) [measured]."""
+    import torch
+
+    from wisecli.runtime.device import one_blas_thread, one_cpu_thread
+
+    with one_cpu_thread(torch.device("cpu")), one_blas_thread():
+        yield
+
+
 @pytest.fixture
 def broken_compile(monkeypatch):
     """torch.compile replaced by a compiler whose compiled function raises "no compiler here" when called;

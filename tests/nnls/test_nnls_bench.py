@@ -1,8 +1,13 @@
 """The benchmark's cases on tiny sizes: every record carries the §7 keys and ours agrees with the peer."""
 
+import pytest
 import torch
 
 from wisecli.engines.nnls import bench
+
+# one torch and one BLAS thread for the whole module (conftest's fixture; issue 13.11): on a shared 2-core machine
+# these small problems and CLI runs spent up to 5x their CPU time in thread hand-offs; nothing asserted depends on it
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 KEYS = ("case", "m", "r", "n", "ours_s", "ours_cols_per_s", "peer_cols_per_s", "speedup", "max_rel_diff", "device",
         "cpu", "threads", "versions")

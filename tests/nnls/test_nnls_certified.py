@@ -17,6 +17,10 @@ from wisecli.engines.nnls import algorithm
 from wisecli.engines.nnls.bnb import bnb_fronts
 from wisecli.engines.nnls.fronts import finish, union_levels
 
+# one torch and one BLAS thread for the whole module (conftest's fixture; issue 13.11): on a shared 2-core machine
+# these small problems and CLI runs spent up to 5x their CPU time in thread hand-offs; nothing asserted depends on it
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 
 def oracle_front(A, B):
     """err[j, k] = min ‖A x − b_j‖² over x ≥ 0 with at most k nonzeros, by every support (plain numpy)."""

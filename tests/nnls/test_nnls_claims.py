@@ -7,20 +7,9 @@ from wisecli.engines.nnls import api, metrics
 from wisecli.engines.nnls.data import load_dataset
 from wisecli.engines.nnls.data import faces, make_dictionary
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch and one BLAS thread for these r ≤ 49 problems: on a shared 2-core machine a second thread spins
-    in barriers (issue 13.11: the nmf:25 hybrid test took 43.6 CPU-s on two threads, 30.3 on one [measured]).
-    Nothing asserted here depends on the thread count."""
-    import torch
-
-    from wisecli.runtime.device import one_blas_thread, one_cpu_thread
-
-    with one_cpu_thread(torch.device("cpu")), one_blas_thread():
-        yield
+# one torch and one BLAS thread (conftest): on a shared 2-core machine a second thread spins in barriers (the nmf:25
+# hybrid test took 43.6 CPU-s on two threads, 30.3 on one [measured]); nothing asserted depends on the thread count
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread_module")]
 
 
 def _table(recs):
@@ -58,11 +47,8 @@ def test_hsi_margins_and_support_f1():
 
 @pytest.mark.parametrize("R", [25, 49])
 def test_hybrid_fronts_beat_every_columnwise_heuristic(R):
-    from wisecli.runtime.device import one_blas_thread
-
     B = faces()
-    with one_blas_thread():  # NMF's small GEMMs: 13 CPU-s with 2 spinning threads, 2.5 with 1
-        A = make_dictionary(f"nmf:{R}", B, seed=0)
+    A = make_dictionary(f"nmf:{R}", B, seed=0)  # one BLAS thread (module fixture): 13 CPU-s on 2 spinning, 2.5 on 1
     # the dictionary is learned on all 100 faces; the fronts run on the first 50 (half the enumeration: R = 25
     # 67 -> 35 CPU-s). Margins at R = 25 (pp, min over the three heuristics) a = 1..4: 0.18, 0.77, 0.96, 1.04
     # on 50 columns against 0.21, 1.28, 1.28, 1.11 on 100

@@ -8,6 +8,10 @@ import scipy.io
 from wisecli.cli.errors import InputError
 from wisecli.engines.nnls import data
 
+# one torch and one BLAS thread for the whole module (conftest's fixture; issue 13.11): on a shared 2-core machine
+# these small problems and CLI runs spent up to 5x their CPU time in thread hand-offs; nothing asserted depends on it
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 
 @pytest.fixture
 def B():

@@ -13,6 +13,10 @@ from wisecli.engines.nnls.bnb import bnb_fronts
 from wisecli.engines.nnls.fronts import (backward_levels, enum_levels, finish, greedy_levels, homotopy_levels,
                                          homotopy_path, hybrid_k, union_levels)
 
+# one torch and one BLAS thread for the whole module (conftest's fixture; issue 13.11): on a shared 2-core machine
+# these small problems and CLI runs spent up to 5x their CPU time in thread hand-offs; nothing asserted depends on it
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 
 def _data(m, r, n, seed):
     rng = np.random.default_rng(seed)

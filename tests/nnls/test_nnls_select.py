@@ -7,6 +7,10 @@ import pytest
 
 from wisecli.engines.nnls.select import hull_segments, lp_curve, select_levels
 
+# one torch and one BLAS thread for the whole module (conftest's fixture; issue 13.11): on a shared 2-core machine
+# these small problems and CLI runs spent up to 5x their CPU time in thread hand-offs; nothing asserted depends on it
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 
 def _fronts(n, r, seed):
     rng = np.random.default_rng(seed)

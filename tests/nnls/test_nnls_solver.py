@@ -7,6 +7,10 @@ from scipy.optimize import nnls
 
 from wisecli.engines.nnls.solver import nnls_gram, nnls_matrix
 
+# one torch and one BLAS thread for the whole module (conftest's fixture; issue 13.11): on a shared 2-core machine
+# these small problems and CLI runs spent up to 5x their CPU time in thread hand-offs; nothing asserted depends on it
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 
 def _problem(r, n=200, seed=0):
     rng = np.random.default_rng(seed)
