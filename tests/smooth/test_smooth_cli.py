@@ -11,6 +11,9 @@ from conftest import run_wise
 
 from wisecli.engines.smooth import algorithm as A
 
+# one torch and one BLAS thread for the whole module (conftest's fixture; issue 13.11): nothing asserted depends on it
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 
 def write_csv(path, n=200, S=4, seed=0, label=True, start=0):
     rng = np.random.default_rng(seed)

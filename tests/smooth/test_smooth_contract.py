@@ -14,6 +14,9 @@ from wisecli.cli.errors import InputError
 from wisecli.engines.smooth import algorithm as A
 from wisecli.engines.smooth import api
 
+# one torch and one BLAS thread for the whole module (conftest's fixture; issue 13.11): nothing asserted depends on it
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 
 def write_csv(path, n=120, S=3, seed=0):
     rng = np.random.default_rng(seed)

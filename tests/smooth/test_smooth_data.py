@@ -14,6 +14,9 @@ from wisecli.engines.smooth import metrics as E
 from wisecli.engines.smooth import algorithm as MIO
 from wisecli.engines.smooth.train import fit as api_fit
 
+# one torch and one BLAS thread for the whole module (conftest's fixture; issue 13.11): nothing asserted depends on it
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 
 def write_csv(path, header, rows):
     path.write_text(",".join(header) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))

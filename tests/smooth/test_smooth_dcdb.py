@@ -16,6 +16,9 @@ from conftest import run_wise
 
 from wisecli.engines.smooth import algorithm as A
 
+# one torch and one BLAS thread for the whole module (conftest's fixture; issue 13.11): nothing asserted depends on it
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 
 # ----------------------------------------------------------------------------- the oracle: DCDB, one window at a time
 def dcdb_train(X):

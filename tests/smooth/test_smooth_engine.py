@@ -8,6 +8,9 @@ import torch
 
 from wisecli.engines.smooth import algorithm as A
 
+# one torch and one BLAS thread for the whole module (conftest's fixture; issue 13.11): nothing asserted depends on it
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 
 # ------------------------------------------------------------------ the oracle: steps 1-11, one window at a time
 def plain_fit(X):

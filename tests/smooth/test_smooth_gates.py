@@ -10,7 +10,8 @@ from wisecli.engines.smooth.peers import have_aeon
 from wisecli.engines.smooth.metrics import evaluate
 from wisecli.engines.smooth.synthetic import basic_motions, synthetic
 
-pytestmark = pytest.mark.slow
+# one torch and one BLAS thread for the whole module (conftest; issue 13.11): nothing asserted depends on it
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread_module")]
 
 
 @pytest.mark.skipif(not have_aeon(), reason="needs the data extra (aeon)")
