@@ -118,10 +118,13 @@ def enum_levels(G, C, beta, kmax, *, col_block: int = 32768, chunk_numbers: int 
       k×r rows, so a column block costs two large GEMMs against C (``chunk_numbers`` bounds chunk·k·block,
       halved on CUDA out-of-memory). It does r/k times the multiply-adds of the gather form and holds
       2·C(r, k)·k·r numbers at once (3.5 GB at r = 25, k = 8).
-    - ``gather`` (CPU): subsets in chunks of about ``chunk_numbers`` / (k·block) (2^20 numbers by default); per
+    - ``gather`` (CPU): subsets in chunks of about ``chunk_numbers`` / (k·block) (2^22 numbers by default); per
       chunk G_SS and c_S are gathered, factored and multiplied as batched k×k products. On one CPU thread it
       took 11 s where ``scatter`` took 25-34 s (lfw faces nmf:25, 50 columns, sizes ≤ 8), most of the
-      difference page faults of the scattered tables [measured, issue 13.11].
+      difference page faults of the scattered tables; at sizes ≤ 7 on two threads 10.8 CPU-s against 12.9, and
+      r = 16, n = 150 faces, all sizes: 2.5 against 2.3 CPU-s on two threads, 1.2 against 1.5 on one. Chunks of
+      2^20 numbers were 2x slower on two threads (torch splits each small batched product) [measured on a
+      loaded 2-core machine, issue 13.11].
     """
     r, n = C.shape
     dev = C.device
@@ -130,7 +133,7 @@ def enum_levels(G, C, beta, kmax, *, col_block: int = 32768, chunk_numbers: int 
     if layout not in ("scatter", "gather"):
         raise ValueError(f"unknown enumeration layout {layout!r}")
     if chunk_numbers is None:
-        chunk_numbers = (1 << 28) if dev.type == "cuda" else (1 << 23) if layout == "scatter" else (1 << 20)
+        chunk_numbers = (1 << 28) if dev.type == "cuda" else (1 << 23) if layout == "scatter" else (1 << 22)
     lv = Levels.empty(beta, r, kmax)
     Gp, Cp = G.to(precision), C.to(precision)
     cols = torch.arange(n, device=dev)
