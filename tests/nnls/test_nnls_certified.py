@@ -110,14 +110,14 @@ def _bnb(A, B, time_limit):
                       workers=1)
 
 
-@pytest.mark.parametrize("time_limit", [30.0, 0.003])
-def test_bnb_levels_it_proves_are_the_optimum_on_random_problems(time_limit):
+def test_bnb_levels_it_proves_are_the_optimum_on_random_problems():
+    # partial proofs (a 3 ms limit); with time to finish, every level proven and equal to the exhaustive front is
+    # test_nnls_fronts.test_bnb_equals_enum (r = 6, 10), and on real faces below (a 30 s case here asserted the
+    # same a third time: removed, issue 13.11)
     A, B = _random(40, 9, 30, 3)
     ref = oracle_front(A, B)
-    eb, _, proven, _ = _bnb(A, B, time_limit)
+    eb, _, proven, _ = _bnb(A, B, 0.003)
     assert proven.shape == ref.shape
-    if time_limit > 1:
-        assert proven.all()
     assert (eb >= ref * (1 - 1e-9) - 1e-12).all()  # incumbents are feasible
     np.testing.assert_allclose(eb[proven], ref[proven], rtol=1e-9, atol=1e-12)
 
