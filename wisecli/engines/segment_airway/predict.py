@@ -34,8 +34,11 @@ to fp32 rounding:
   184 GFLOP/s, above the two cores' FMA peak (2 × 32 FLOP/cycle × 2.45 GHz = 157 GFLOP/s). Measured and not
   adopted: channels_last_3d weights (first bullet), `torch.compile` on the CPU (−10 % a window
   at 64³, 1.05–1.14 against 1.19–1.23 CPU-s, after 78 s of compiling), one thread (12.7 CPU-s against 13.0 with
-  two, so two windows in parallel gain ≤ 3 %), larger windows at 0.5 (roi 160: 28.5 CPU-s a window, 60 windows,
-  −9 % ≈ 14 min; roi 192: 48 windows of 3.4× the voxels; roi 256: 18 of 8×, both more). The non-convolution ops
+  two, so two windows in parallel gain ≤ 3 %), larger windows (roi 160: 20.1 CPU-s a window, 4.2 GB peak, i.e.
+  10.3 CPU-s per 128³ of voxels; 28.5 with 5.7 s of system time before its 1.05 GB activations fitted under the
+  mmap threshold; at 0.5 60 windows ≈ 600 s ≈ 10 min; at 0.4, the same 64-voxel overlap as 128 at 0.5, 48 windows
+  ≈ 483 s ≈ 8.0 min, at the limit, its quality unmeasured: the window statistics differ from training's 128³;
+  roi 192 at 0.5: 48 windows of 3.4× the voxels; roi 256: 18 of 8×). The non-convolution ops
   (InstanceNorm, up-sampling, pooling, concatenation, gates) are 27 % of a window (profile at 96³): removing them
   all would still leave 0.5 over 8 minutes.
   Quality: the 6.5-point DSC gap first reported (demo held-out phantom, shipped weights, roi 48: 77.6 at 0.5,
