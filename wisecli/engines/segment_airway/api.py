@@ -119,7 +119,7 @@ def predict(inputs: list, out_dir: Path | str | None = None, weights: Path | str
     False, threshold 0.5, connectivity 6, fill_holes/crop/tree True, probabilities/branches/preview False, fmt
     nii.gz, hu_offset 0, hu_check True, compile auto; amp True (bf16 on CUDA); on the CPU an sw_batch left at its
     default becomes 1 and an overlap left at its default becomes `CPU_OVERLAP` 0.25 (both said on stderr;
-    issue 13 point 7: 48 windows instead of 144 on a 512×512×388 CT's lung box, ≈ 5 instead of ≈ 17 min on 2
+    issue 13 point 7: 48 windows instead of 144 on a 512×512×388 CT's lung box, ≈ 5.3 instead of ≈ 16 min on 2
     cores; `overlap=0.5` restores the GPU's default). `opts` (a `predict.PredictOptions`) replaces them all, as given. `series` picks one DICOM series (SeriesInstanceUID) where a folder holds several; `shard` I/N."""
     from wisecli.cli.common import shared
     from wisecli.cli.inputs import apply_shard, expand_inputs, parse_shard
