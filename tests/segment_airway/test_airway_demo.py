@@ -33,10 +33,15 @@ def test_demo_quick_gates_the_shipped_weights_and_leaves_a_reusable_run(tmp_path
 
 
 def test_info_describes_the_shipped_weights_and_the_gates():
-    from wisecli.engines.segment_airway.demo import GATES, RECIPE, WEIGHTS
+    from wisecli.engines.segment_airway.demo import GATES, RECIPE, TRAINED_ON, WEIGHTS
 
     doc = api.info()
     dw = doc["demo_weights"]
+    # the shipped description is the recipe's: 80 epochs × 4 phantoms × 2 patches / batch 2 = 320 steps (the file
+    # said 200, the first recipe's, until it was regenerated from RECIPE: same weights bit for bit)
+    t = RECIPE["train"]
+    steps = t["schedule.epochs1"] * RECIPE["train_phantoms"] * t["data.patches_per_case"] // t["data.batch_size"]
+    assert dw["trained_on"] == TRAINED_ON and f"{steps} steps" in TRAINED_ON
     assert dw["file"] == "demo_weights.npz" and dw["bytes"] == WEIGHTS.stat().st_size <= 4 * 2**20
     assert dw["recipe"] == json.loads(json.dumps(RECIPE)) and "tiny" in dw["trained_on"]
     assert len(doc["demo_gates"]) == len(GATES)

@@ -7,6 +7,7 @@ CUDA) in one process, so the ratio compares like with like on the same machine a
 
 from __future__ import annotations
 
+import functools
 import platform
 from collections.abc import Callable
 from importlib import metadata
@@ -26,7 +27,14 @@ def _version(dist: str) -> str | None:
 
 
 def versions() -> dict[str, str | None]:
-    """Python, wisecli and the stack's package versions (None for a package that is not installed)."""
+    """Python, wisecli and the stack's package versions (None for a package that is not installed); a fresh dict
+    each call. Looked up once a process: the 11 `importlib.metadata` look-ups cost ≈ 14 ms, and `train` writes a
+    checkpoint (with these versions) every epoch: 95 writes, ≈ 1.3 CPU-s, in the segment-airway demo recipe."""
+    return dict(_versions_once())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions_once() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version(), "wisecli": _version("wisecli")}
     for name in _STACK:
         out[name] = _version(name)

@@ -140,6 +140,8 @@ def usable_cpus() -> int:
 #: twice it, which a torch process reaches at its first large free, so this is the state it would be in
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _RESTORE_MMAP_THRESHOLD, _RESTORE_TRIM_THRESHOLD = 32 << 20, 64 << 20
+#: inside `cpu_compute`: blocks under 2 GiB come from the heap, and -1 turns trimming off (mallopt(3))
+_KEEP_MMAP_THRESHOLD, _KEEP_TRIM_THRESHOLD = 2**31 - 1, -1
 
 
 def _glibc_mallopt():
@@ -167,7 +169,10 @@ def cpu_compute(device: torch.device, threads: int | None = None, *, keep_freed_
       than cores (on a 2-core cgroup of a large host torch starts one OpenMP thread per host core, and the
       threads then spin and yield in the kernel), never more than the user asked for (OMP_NUM_THREADS).
     - `keep_freed_memory` (glibc only): freed blocks stay in the heap instead of going back to the kernel
-      (`mallopt` M_MMAP_THRESHOLD and M_TRIM_THRESHOLD at 1 GiB). Every activation of a 128³ window is 8–270 MB,
+      (`mallopt`: M_MMAP_THRESHOLD at 2 GiB − 1, M_TRIM_THRESHOLD −1, i.e. no trimming: with the trim threshold at
+      1 GiB a 128³ window's ≈ 2.7 GB of activations went back at its end and were faulted in again by the next,
+      ≈ 1 s of system time a window of 13.6 CPU-s; 0.00 s and 12.2–13.1 CPU-s without trimming, issue 13 point 7
+      [measured, 2-core EPYC, 2 threads]). Every activation of a 128³ window is 8–270 MB,
       above glibc's mmap threshold, so each op's output was a fresh `mmap` whose pages the kernel zeroes on first
       touch: WingsNet spent 20–25 % of its user time in the kernel (64³ window, one thread: 0.30 s system for
       1.32 s user; 0.01 s with the heap kept) [measured]. On exit the thresholds go to the values glibc's
@@ -184,8 +189,8 @@ def cpu_compute(device: torch.device, threads: int | None = None, *, keep_freed_
     if n != old:
         torch.set_num_threads(n)
     if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, 1 << 30)
-        mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+        mallopt(_M_MMAP_THRESHOLD, _KEEP_MMAP_THRESHOLD)
+        mallopt(_M_TRIM_THRESHOLD, _KEEP_TRIM_THRESHOLD)
     try:
         yield n
     finally:

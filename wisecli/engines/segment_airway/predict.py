@@ -20,15 +20,36 @@ to fp32 rounding:
   1.25 against 1.42 CPU-s per 64³ window at batch 4, and a quarter of the activations.
 - The window pass runs in `runtime.device.cpu_compute`: no more torch threads than usable cores (cgroup quota
   and affinity), and glibc keeps freed activations in the heap instead of unmapping them, so the kernel no
-  longer zeroes fresh pages for every op (system time was 20–25 % of user time; ≈ 1 % with the heap kept).
+  longer zeroes fresh pages for every op (system time was 20–25 % of user time; ≈ 8 % with the heap kept but
+  trimmed at 1 GiB after each 128³ window; 0.0 % with trimming off).
 - A progress bar counts windows done of `window_count(...)` and the time left (a line every 30 s off a terminal).
-- An `--overlap` left at its default becomes 0.25 (`api.CPU_OVERLAP`, said on stderr; lead's decision for issue
-  13 point 7): a third of the windows (48 instead of 144 on a 512×512×388 CT's lung box, ≈ 5 instead of
-  ≈ 17 min on 2 cores), the ATM'22 baseline's overlap. Unlike the sw batch it changes the blend, so the mask
-  can differ slightly from the GPU's 0.5 (README: the change measured on the demo phantom); `--overlap 0.5`
-  restores it. `PredictOptions` itself keeps 0.5 (the API's `opts=` is used as given).
-The convolutions then run near the CPU's fp32 peak (≈ 80 GFLOP/s a core on the AVX2 EPYC measured, 614 GFLOP a
-128³ window), so the time is the window count: see the README for a full-size CT.
+- An `--overlap` left at its default becomes 0.25 (`api.CPU_OVERLAP`, said on stderr; issue 13 point 7), the
+  ATM'22 baseline's overlap; `--overlap 0.5` restores the GPU's, and `PredictOptions` itself keeps 0.5 (the API's
+  `opts=` is used as given). The arithmetic, on a 2-core AVX2 EPYC at 2.45 GHz, fp32: one 128³ window is 614 GFLOP
+  and costs 12.2–13.2 CPU-s (system time 0.00–0.44 s, ≤ 3.4 % of user, since `cpu_compute` stopped the heap
+  trimming; 13.6–13.8 with 1.0 s of it before). A 512×512×388 CT's lung box (388×302×406) is 48 windows at 0.25:
+  48 × 13.2 CPU-s / 2 cores ≈ 317 s ≈ 5.3 min on 2 idle cores, within the 8 minutes; at 0.5 it is 144 windows,
+  ≈ 950 s ≈ 16 min.
+  No CPU path of the same fp32 model at overlap 0.5 fits 8 minutes there: 144 × 614 GFLOP in 480 s needs
+  184 GFLOP/s, above the two cores' FMA peak (2 × 32 FLOP/cycle × 2.45 GHz = 157 GFLOP/s). Measured and not
+  adopted: channels_last_3d weights (first bullet), `torch.compile` on the CPU (−10 % a window
+  at 64³, 1.05–1.14 against 1.19–1.23 CPU-s, after 78 s of compiling), one thread (12.7 CPU-s against 13.0 with
+  two, so two windows in parallel gain ≤ 3 %), larger windows (roi 160: 20.1 CPU-s a window, 4.2 GB peak, i.e.
+  10.3 CPU-s per 128³ of voxels; 28.5 with 5.7 s of system time before its 1.05 GB activations fitted under the
+  mmap threshold; at 0.5 60 windows ≈ 600 s ≈ 10 min; at 0.4, the same 64-voxel overlap as 128 at 0.5, 48 windows
+  ≈ 483 s ≈ 8.0 min, at the limit, its quality unmeasured: the window statistics differ from training's 128³,
+  and InstanceNorm makes that matter: the demo model, trained on 24³ crops, scores DSC 80.3 / 76.4 / 77.6 % at
+  roi 32 / 40 / 48 (overlap 0.5) and 0 at roi 56 and 64 on the demo phantom [measured], so roi stays 128;
+  roi 192 at 0.5: 48 windows of 3.4× the voxels; roi 256: 18 of 8×). The non-convolution ops
+  (InstanceNorm, up-sampling, pooling, concatenation, gates) are 27 % of a window (profile at 96³): removing them
+  all would still leave 0.5 over 8 minutes.
+  Quality: the 6.5-point DSC gap first reported (demo held-out phantom, shipped weights, roi 48: 77.6 at 0.5,
+  71.2 at 0.25) is where the window grid falls on the anatomy, not the overlap. Moving the grid by cutting the first
+  k = 0…7 voxels on every axis (2 held-out phantoms, `bench.overlap_study`), 0.5 averages DSC 73.1 % (71.1–77.4)
+  and 0.25 72.9 % (71.1–74.0), TD 77.9 against 78.1 %, BD 44.4 % both; overlap 0.375 (the same 27 windows as 0.5
+  there) scores 71.1 at k = 0, and spreading 0.25's windows evenly (the same count, per-axis overlap 0.33–0.56)
+  70.7 on average. The demo model is a quarter-width WingsNet trained on 24³ crops: a full model's border
+  behaviour can differ, which only a real CT with real weights settles.
 """
 
 from __future__ import annotations
