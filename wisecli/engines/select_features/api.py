@@ -46,7 +46,7 @@ _CHOICES = {"mask_net": ("mlp", "tanh"), "task_net": ("mlp", "linear"), "mask_sc
             "impute": ("none", "mean", "median"), "order": ("original", "rank"), "fmt": ("csv", "tsv", "npz", None),
             "refit": ("logreg", "mlp"), "baselines": ("mi", "rfe-lr", "l1", "random", "all")}
 _DATASETS = {"demo": ("breast-cancer", "digits", "synthetic", "all"),
-             "benchmark": ("digits", "mnist5k", "synthetic", "breast-cancer-noise", None)}
+             "benchmark": ("digits", "mnist5k", "synthetic", "synthetic-10k", "breast-cancer-noise", None)}
 
 
 # ------------------------------------------------------------------------------------------ checks
