@@ -303,8 +303,8 @@ def flush_denormals(device: torch.device, enabled: bool = True):
 
     Training small nets on the CPU drifts Adam's moments and some activations into the subnormal range
     (|x| < 1.2e-38), where x86 arithmetic runs many times slower; flushing them changes values only below
-    that magnitude (select-features: scores bit-identical on digits and MNIST-5k, 27 % less CPU time on
-    MNIST-5k [measured, issue 13.4]). The mode is the calling thread's, so it covers the torch ops of a block
+    that magnitude (select-features: scores bit-identical on digits and MNIST-5k, 8-9 % less CPU time a fit
+    [measured, issue 13.4]). The mode is the calling thread's, so it covers the torch ops of a block
     that runs on one intra-op thread (`one_cpu_thread`); worker threads keep theirs. Keep the block to the
     arithmetic: a module imported under it may cache the flushed limits (numpy's `finfo` then reports a zero
     smallest subnormal, with a UserWarning, for the rest of the process). Not thread-safe."""

@@ -15,11 +15,13 @@ f(s · m ⊙ x). Choices where the paper is silent, all options:
   [measured]; a 2,000 × 100 table would have gone from 5.3× to 1.05× RFE-LR, but is not claimed. Larger
   tables up to `large_table` keep the mini-batch path unchanged. `full_batch=0` turns the small-table path off;
 - the middle band (512 < fit rows < 2,048) keeps the spec's mini-batches on purpose [measured, issue 13.4]:
-  digits (1,257 fit rows) costs 3.95 CPU-s a fit against RFE-LR's 1.7, and cheaper plans that hold digits'
-  accuracy (batch 256 at 4.2e-3 for ≤ 50 epochs: 1.2 CPU-s, curve mean over k = 4, 8, 16, 32 0.829 against
-  0.826, seeds 0-2; batch 128 at 3e-3 with patience 10: 2.8 CPU-s, 0.827) lose the synthetic recovery
-  (1,000 × 100, 875 fit rows, demo's 60 epochs): recall@8 of the informative columns 0.875 → 0.75, at the
-  gate's edge, with either plan. The ranking there needs the spec's many small steps;
+  digits (1,257 fit rows) costs 2.9 CPU-s a fit (3.95 before the flush and the fused Adam) against RFE-LR's
+  1.3-1.7, and cheaper plans that hold digits' accuracy (batch 256 at 4.2e-3 for ≤ 50 epochs: 1.2 CPU-s, curve
+  mean over k = 4, 8, 16, 32 0.829 against 0.826, seeds 0-2; batch 128 at 3e-3 with patience 10: 2.8 CPU-s,
+  0.827; batch 128 at 2e-3 for half the epochs: 1.3 CPU-s, 0.834) lose the synthetic recovery (1,000 × 100,
+  700 fit rows, demo's 60 epochs): recall@8 of the informative columns 0.875 → 0.75 (the first two) or 0.833
+  (the third; over FM seeds 0-9 0.838 → 0.787), at or toward the gate's edge of 0.75; batch 256 at
+  1.4e-3 or 2e-3 for all the epochs: 0.75 [measured]. The ranking there needs the spec's many small steps;
 - large tables (issue 13.4; `plan_for`): when the fit split has at least `large_table` = 2,048 rows, batches of
   about n_fit / 8 rows (a power of two, at most 1,024) at 3e-3 · sqrt(batch / 128), stopping `patience` = 10
   epochs after the lowest hold-out loss. `large_table=0` turns it off;
@@ -32,9 +34,14 @@ f(s · m ⊙ x). Choices where the paper is silent, all options:
 - on the CPU the fit runs with one intra-op thread (`one_cpu_thread`): these MLPs are too small to
   share; with two threads on a busy 2-core machine the threads spent their time in barriers (digits, 20
   epochs: 1.9 s CPU with one thread, 29.8 s with two, 8× the wall time) [measured]. On that thread subnormal
-  floats are flushed to zero (`runtime.device.flush_denormals`): Adam's moments and some activations drift
-  below 1.2e-38, where x86 arithmetic is many times slower; the scores stay bit-identical (digits, MNIST-5k)
-  and a fit costs 12 % (digits) to 27 % (MNIST-5k) less CPU time [measured, issue 13.4].
+  floats are flushed to zero in the training loop (`runtime.device.flush_denormals`): Adam's moments and some
+  activations drift below 1.2e-38, where x86 arithmetic is many times slower; the scores stay bit-identical
+  (digits, MNIST-5k) and a fit costs 8-9 % less CPU time, 13 % with the fused Adam of `make_adam` (digits,
+  100 epochs: 3.37 → 2.93 CPU-s; MNIST-5k, 30 epochs: 4.66 → 4.04; minimum of 2-3 interleaved fits after a
+  full-size warm-up, on a loaded 2-core AMD) [measured, issue 13.4]. What remains in the middle band is the
+  spec's plan itself: 900 Adam steps of 128 rows on digits cost ~1.8 CPU-s even in a bare loop (forward,
+  backward, fused Adam, no trainer, no validation: ~2 ms a step, of which ~0.65 ms is the GEMMs' arithmetic),
+  against RFE-LR's 1.3-1.7 [measured].
   The matrix is always kept on the device: the tables this tool is for (up to ~10^5 × 10^3) are far below a
   GPU's memory; streaming larger ones from the host is not implemented.
 - `compile` (off by default, spec §7): the fixed-shape training step (g, the batch mean, f and the loss;
@@ -153,8 +160,8 @@ def plan_for(n_fit: int, cfg: FMConfig) -> Plan:
 
 def make_adam(model: FMSelector, plan: Plan, device: torch.device) -> torch.optim.Adam:
     """Adam at the plan's rate, `fused` on every device: one kernel per parameter on the CPU too, instead of the
-    `foreach` update's chain of list ops (digits' spec mini-batches, 1,257 fit rows: 3.06 → 2.64 CPU-s a fit,
-    with denormals flushed; MNIST-5k 4.8 → 4.2 [measured, issue 13.4]). The same update up to rounding (a step
+    `foreach` update's chain of list ops (digits' spec mini-batches, 1,257 fit rows, without the flush: 3.37 →
+    2.93 CPU-s a fit; MNIST-5k at 30 epochs 4.66 → 4.09 [measured, issue 13.4]). The same update up to rounding (a step
     agrees with the textbook formula to 1e-6, tested); the rankings move only where training amplifies that
     rounding (digits curve mean over k = 4, 8, 16, 32, seeds 0-2: 0.8259 → 0.8273; synthetic recall@8 the
     same on every seed). A run saved with the older `foreach` optimiser resumes on it: its param group's
