@@ -300,7 +300,8 @@ def info() -> dict:
                             "Adam at full_batch_lr · sqrt(batch / batch_size), early stop after `patience` epochs "
                             "without a lower hold-out loss, at most `epochs`",
             "middle_tables": "between the two: the spec's batch_size rows at lr for `epochs` epochs (cheaper plans "
-                             "lose the synthetic recovery's margin; issue 13.4)",
+                             "lose the synthetic recovery's margin, and a stop on a stable ranking stops late or "
+                             "loses the ranking's top; issue 13.4)",
             "cpu_training": "one intra-op thread, subnormal floats flushed to zero in the training loop, fused Adam "
                             "(the same rankings; a digits fit 13-25 % less CPU time)",
             "baselines": list(_CHOICES["baselines"]), "refit": list(_CHOICES["refit"]),
