@@ -188,7 +188,7 @@ def info(json: o.Json = False) -> None:
 
 @app.command()
 def benchmark(
-    dataset: Annotated[Optional[Literal["digits", "mnist5k", "synthetic", "breast-cancer-noise"]],
+    dataset: Annotated[Optional[Literal["digits", "mnist5k", "synthetic", "synthetic-10k", "breast-cancer-noise"]],
                        typer.Option("--dataset", help="Data set (default: digits; --quick: a small synthetic "
                                      "set; breast-cancer-noise: 569 × 60, the real columns and 30 noise columns).")] = None,
     repeats: Annotated[Optional[int], typer.Option("--repeats", callback=o.at_least_one,

@@ -3,6 +3,7 @@ codes, stdout and stderr are exactly what the installed `wise` script gives."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import signal
 import sys
@@ -181,6 +182,31 @@ def copy_images(sources, folder: Path, corrupt: int | None = None, suffix: str =
             shutil.copyfile(src, dst)
         inputs.append(str(dst))
     return inputs
+
+
+@contextlib.contextmanager
+def beside_worker():
+    """One forked worker process for a slow module's independent CPU-bound work, run on the second core while
+    this process runs the other tests: `with beside_worker() as submit: yield {"a": submit(fn, *args), ...}` in a
+    module-scoped fixture, and `.get(timeout=...)` each AsyncResult in the test that checks it (the worker's
+    exception is raised there). The house rule for a method's tests is wall time on the 2-core CI machine; each
+    side is one thread, so the work is done side by side for about the same CPU time.
+
+    `fn` must be a module-level function (results and arguments are pickled; the fork already has the arguments'
+    modules). The worker runs torch and BLAS (threadpoolctl) on one thread each. Leaving the `with` terminates
+    the worker, also with results nobody fetched (a test deselected with -k)."""
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(1, initializer=_one_thread_worker) as pool:
+        yield lambda fn, *args: pool.apply_async(fn, args)
+
+
+def _one_thread_worker():
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(limits=1)  # kept for the worker's life: nothing restores it
 
 
 def run_ranks(worker, folder, world: int = 2) -> None:

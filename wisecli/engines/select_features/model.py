@@ -80,6 +80,8 @@ def make_task_net(kind: str, d: int, n_classes: int, hidden: tuple[int, ...] = (
 
 def mask_from_logits(z: torch.Tensor) -> torch.Tensor:
     """Batch-wise attenuation then normalisation, in fp32: m = softmax(mean_i z_i)."""
+    if not torch.is_autocast_enabled(z.device.type):  # nothing to switch off (the CPU path): no context to enter
+        return torch.softmax(z.float().mean(dim=0), dim=0)
     with torch.autocast(device_type=z.device.type, enabled=False):
         return torch.softmax(z.float().mean(dim=0), dim=0)
 

@@ -15,11 +15,20 @@ f(s · m ⊙ x). Choices where the paper is silent, all options:
   [measured]; a 2,000 × 100 table would have gone from 5.3× to 1.05× RFE-LR, but is not claimed. Larger
   tables up to `large_table` keep the mini-batch path unchanged. `full_batch=0` turns the small-table path off;
 - the middle band (512 < fit rows < 2,048) keeps the spec's mini-batches on purpose [measured, issue 13.4]:
-  digits (1,257 fit rows) costs 3.95 CPU-s a fit against RFE-LR's 1.7, and cheaper plans that hold digits'
-  accuracy (batch 256 at 4.2e-3 for ≤ 50 epochs: 1.2 CPU-s, curve mean over k = 4, 8, 16, 32 0.829 against
-  0.826, seeds 0-2; batch 128 at 3e-3 with patience 10: 2.8 CPU-s, 0.827) lose the synthetic recovery
-  (1,000 × 100, 875 fit rows, demo's 60 epochs): recall@8 of the informative columns 0.875 → 0.75, at the
-  gate's edge, with either plan. The ranking there needs the spec's many small steps;
+  digits (1,257 fit rows) costs 2.9 CPU-s a fit (3.95 before the flush and the fused Adam) against RFE-LR's
+  1.3-1.7, and cheaper plans that hold digits' accuracy (batch 256 at 4.2e-3 for ≤ 50 epochs: 1.2 CPU-s, curve
+  mean over k = 4, 8, 16, 32 0.829 against 0.826, seeds 0-2; batch 128 at 3e-3 with patience 10: 2.8 CPU-s,
+  0.827; batch 128 at 2e-3 for half the epochs: 1.3 CPU-s, 0.834) lose the synthetic recovery (1,000 × 100,
+  700 fit rows, demo's 60 epochs): recall@8 of the informative columns 0.875 → 0.75 (the first two) or 0.833
+  (the third; over FM seeds 0-9 0.838 → 0.787), at or toward the gate's edge of 0.75; batch 256 at
+  1.4e-3 or 2e-3 for all the epochs: 0.75 [measured]. The ranking there needs the spec's many small steps.
+  Nor does stopping when the read-out ranking is stable pay (replayed exactly from full fits, at least 10 epochs,
+  the published epoch still the lowest hold-out loss up to the stop): the ordered top 16 changes in 68-100 % of
+  the epochs after the tenth (digits, synthetic 1,000 × 100 and 10,000 × 100, seeds 0-2), so "top 16 or top
+  ⌈√d⌉ unchanged for 5 or 10 epochs" stops late or never (digits 2.05× RFE-LR's CPU as before; the 1,000 × 100
+  table at best 4.3× → 3.2×), and "Spearman ≥ 0.99 for 5 or 10 epochs" stops at 10-26 epochs but loses the top
+  of the ranking (digits curve mean over k = 4, 8, 16, 32, seeds 0-9: 0.831 → 0.781; synthetic recall@8, 60 and
+  100 epochs, seeds 0-9: 0.84/0.83 → 0.63-0.65; synthetic-10k still 1.9-2.4× RFE-LR) [measured, issue 13.4];
 - large tables (issue 13.4; `plan_for`): when the fit split has at least `large_table` = 2,048 rows, batches of
   about n_fit / 8 rows (a power of two, at most 1,024) at 3e-3 · sqrt(batch / 128), stopping `patience` = 10
   epochs after the lowest hold-out loss. `large_table=0` turns it off;
@@ -31,7 +40,15 @@ f(s · m ⊙ x). Choices where the paper is silent, all options:
   `randperm` (no DataLoader); g and f run under bf16 autocast on CUDA, the mean/softmax/read-out in fp32.
 - on the CPU the fit runs with one intra-op thread (`one_cpu_thread`): these MLPs are too small to
   share; with two threads on a busy 2-core machine the threads spent their time in barriers (digits, 20
-  epochs: 1.9 s CPU with one thread, 29.8 s with two, 8× the wall time) [measured].
+  epochs: 1.9 s CPU with one thread, 29.8 s with two, 8× the wall time) [measured]. On that thread subnormal
+  floats are flushed to zero in the training loop (`runtime.device.flush_denormals`): Adam's moments and some
+  activations drift below 1.2e-38, where x86 arithmetic is many times slower; the scores stay bit-identical
+  (digits, MNIST-5k) and a fit costs 8-9 % less CPU time, 13 % with the fused Adam of `make_adam` (digits,
+  100 epochs: 3.37 → 2.93 CPU-s; MNIST-5k, 30 epochs: 4.66 → 4.04; minimum of 2-3 interleaved fits after a
+  full-size warm-up, on a loaded 2-core AMD) [measured, issue 13.4]. What remains in the middle band is the
+  spec's plan itself: 900 Adam steps of 128 rows on digits cost ~1.8 CPU-s even in a bare loop (forward,
+  backward, fused Adam, no trainer, no validation: ~2 ms a step, of which ~0.65 ms is the GEMMs' arithmetic),
+  against RFE-LR's 1.3-1.7 [measured].
   The matrix is always kept on the device: the tables this tool is for (up to ~10^5 × 10^3) are far below a
   GPU's memory; streaming larger ones from the host is not implemented.
 - `compile` (off by default, spec §7): the fixed-shape training step (g, the batch mean, f and the loss;
@@ -59,7 +76,7 @@ import torch
 import torch.nn.functional as F
 
 from wisecli.runtime.compiled import compiled_step
-from wisecli.runtime.device import one_cpu_thread
+from wisecli.runtime.device import flush_denormals, one_cpu_thread
 
 from .config import FMConfig
 from .model import FMSelector, default_k, make_mask_net, make_task_net, mask_entropy, rank_features, readout_mask
@@ -149,12 +166,14 @@ def plan_for(n_fit: int, cfg: FMConfig) -> Plan:
 
 
 def make_adam(model: FMSelector, plan: Plan, device: torch.device) -> torch.optim.Adam:
-    """Adam at the plan's rate: fused on CUDA; on CPU, on every path, the `foreach` update (one C++ loop over
-    the ten tensors instead of a Python one: 3.5 of ~9 ms of an epoch on 398 rows; on digits' spec mini-batches,
-    1,257 fit rows, 4.71 → 3.95 CPU-s a fit with the same rankings bit for bit, seeds 0, 1, 2 [measured])."""
-    foreach = True if device.type == "cpu" else None
-    return torch.optim.Adam(model.parameters(), lr=plan.lr, fused=device.type == "cuda" or None,
-                            foreach=None if device.type == "cuda" else foreach)
+    """Adam at the plan's rate, `fused` on every device: one kernel per parameter on the CPU too, instead of the
+    `foreach` update's chain of list ops (digits' spec mini-batches, 1,257 fit rows, without the flush: 3.37 →
+    2.93 CPU-s a fit; MNIST-5k at 30 epochs 4.66 → 4.09 [measured, issue 13.4]). The same update up to rounding (a step
+    agrees with the textbook formula to 1e-6, tested); the rankings move only where training amplifies that
+    rounding (digits curve mean over k = 4, 8, 16, 32, seeds 0-2: 0.8259 → 0.8273; synthetic recall@8 the
+    same on every seed). A run saved with the older `foreach` optimiser resumes on it: its param group's
+    `foreach`/`fused` flags come back with `load_state_dict`."""
+    return torch.optim.Adam(model.parameters(), lr=plan.lr, fused=True)
 
 
 class DeviceBatches:
@@ -191,7 +210,9 @@ def make_step(device: torch.device, amp: bool, compile: bool = False, warn: Call
     use_amp = amp and device.type == "cuda"
 
     def loss_of(model: FMSelector, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+        if not use_amp:  # no autocast context at all: entering a disabled one is per-step overhead on the CPU
+            return F.cross_entropy(model(xb), yb)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
             logits = model(xb)
         return F.cross_entropy(logits, yb)
 
@@ -288,9 +309,10 @@ def _train_selector(x, y, n_classes, cfg: FMConfig, device: torch.device, warn=N
 
     history, stopped_early = [], False
     if cfg.epochs > 0:  # AMP is the step's own (bf16 around g and f only), so the trainer's is off
-        res = fit_in_memory(model, opt, batches, step, epochs=plan.epochs, device=device, amp=False,
-                            validate=validate_kept, monitor=monitor, on_epoch_end=on_epoch_end,
-                            patience=plan.patience)
+        with flush_denormals(device):  # the training loop only: imports under it would cache a zero subnormal
+            res = fit_in_memory(model, opt, batches, step, epochs=plan.epochs, device=device, amp=False,
+                                validate=validate_kept, monitor=monitor, on_epoch_end=on_epoch_end,
+                                patience=plan.patience)
         stopped_early = res.stopped_early
         history = [{"epoch": i, "train_loss": r["train_loss"], **v} for i, (r, v) in enumerate(zip(res.history, raw))]
 
@@ -382,7 +404,7 @@ def train_run(ds, run_dir, cfg: FMConfig, *, data_path, target: str, device: tor
 
     spec = TrainSpec(epochs=plan.epochs, run_dir=run_dir, method=METHOD, arch=arch, config=config, amp=cfg.amp,
                      monitor=monitor, resume=resume, progress=progress, patience=plan.patience)
-    with one_cpu_thread(device):
+    with one_cpu_thread(device), flush_denormals(device):
         fit(model, opt, DeviceBatches(xt[fit_idx], yt[fit_idx], plan.batch_size),
             make_step(device, cfg.amp, cfg.compile, warn), spec,
             device=device, validate=validate, on_epoch_end=on_epoch_end, checkpoint_extra=lambda: extra)
