@@ -138,6 +138,13 @@ def wise():
 def pytest_collection_modifyitems(config, items):
     import importlib.util
 
+    # `last`: after the other tests of its folder, so that work it started beside them (`beside_session`) overlaps
+    late = [i for i in items if i.get_closest_marker("last")]
+    for item in late:
+        items.remove(item)
+        ends = [k for k, other in enumerate(items) if other.path.parent == item.path.parent]
+        items.insert(ends[-1] + 1 if ends else len(items), item)
+
     has_cuda = False
     if importlib.util.find_spec("torch") is not None:
         import torch
@@ -199,6 +206,21 @@ def beside_worker():
 
     with mp.get_context("fork").Pool(1, initializer=_one_thread_worker) as pool:
         yield lambda fn, *args: pool.apply_async(fn, args)
+
+
+@pytest.fixture(scope="session")
+def beside_session():
+    """`beside_worker` for the whole session, for work that should overlap a whole folder rather than one module:
+    `start(key, fn, *args)` submits once per key and returns the AsyncResult, so a folder's first module starts
+    it and a test marked `last` (run after the other tests of its folder, see below) collects it."""
+    jobs: dict = {}
+    with beside_worker() as submit:
+        def start(key, fn, *args):
+            if key not in jobs:
+                jobs[key] = submit(fn, *args)
+            return jobs[key]
+
+        yield start
 
 
 def _one_thread_worker():

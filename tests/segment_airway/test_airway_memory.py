@@ -18,6 +18,9 @@ from wisecli.engines.segment_airway.api import DEFAULTS
 from wisecli.runtime import memory
 
 CPU = torch.device("cpu")
+# one torch and one BLAS thread per module (conftest): a 2-core machine's second core runs the recipe retrain
+# beside this folder (test_airway_demo.py), and two spinning OpenMP threads here cost ~28 CPU-s more [measured]
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def test_saved_bytes_counts_each_saved_activation_once_and_leaves_out_parameters():

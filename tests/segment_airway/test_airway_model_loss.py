@@ -10,6 +10,10 @@ from wisecli.engines.segment_airway.loss import (distance_weight, general_union_
                                                  patch_q, skeleton_q, tversky_loss, union_weight)
 from wisecli.engines.segment_airway.model import DropLayer, WingsNet, count_parameters
 
+# one torch and one BLAS thread per module (conftest): a 2-core machine's second core runs the recipe retrain
+# beside this folder (test_airway_demo.py), and two spinning OpenMP threads here cost ~28 CPU-s more [measured]
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 
 def test_parameter_count_one_channel():
     assert count_parameters(WingsNet(in_channels=1)) == 1_473_186

@@ -20,6 +20,10 @@ from wisecli.engines.segment_airway import metrics as M
 from wisecli.engines.segment_airway import tree as T
 from wisecli.engines.segment_airway.synthetic import make_phantom
 
+# one torch and one BLAS thread per module (conftest): a 2-core machine's second core runs the recipe retrain
+# beside this folder (test_airway_demo.py), and two spinning OpenMP threads here cost ~28 CPU-s more [measured]
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 
 # ---- transcription of tree_parse.py -------------------------------------------------------------------------
 

@@ -15,6 +15,10 @@ from wisecli.engines.segment_airway.synthetic import (LAA_THRESHOLD_HU, make_pha
                                                       phantom_from_mask)
 from wisecli.runtime.io.volumes import read_volume, write_volume
 
+# one torch and one BLAS thread per module (conftest): a 2-core machine's second core runs the recipe retrain
+# beside this folder (test_airway_demo.py), and two spinning OpenMP threads here cost ~28 CPU-s more [measured]
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 SPACING, ORIGIN = (2.0, 2.0, 2.0), (-95.0, -79.0, 12.5)
 # the same physical volume stored rotated: index x runs along +y, index y along -x
 ROT_DIRECTION = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)

@@ -15,6 +15,10 @@ from wisecli.engines.segment_airway.synthetic import make_phantom
 from wisecli.runtime.checkpoints import save_checkpoint
 from wisecli.runtime.io.volumes import read_volume, write_volume
 
+# one torch and one BLAS thread per module (conftest): a 2-core machine's second core runs the recipe retrain
+# beside this folder (test_airway_demo.py), and two spinning OpenMP threads here cost ~28 CPU-s more [measured]
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 SMALL = dict(size=(48, 40, 40), spacing=(4.0, 4.0, 4.0))
 # one 48³ window covers the 48×40×40 phantom (issue 13 point 11: 8 windows of 32³ cost twice the CPU; no
 # assertion here depends on the window count)

@@ -15,6 +15,10 @@ from wisecli.engines.segment_airway.model import WingsNet, cpu_layout
 from wisecli.engines.segment_airway.synthetic import make_phantom
 from wisecli.runtime.checkpoints import save_checkpoint
 
+# one torch and one BLAS thread per module (conftest): a 2-core machine's second core runs the recipe retrain
+# beside this folder (test_airway_demo.py), and two spinning OpenMP threads here cost ~28 CPU-s more [measured]
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 EYE = (1, 0, 0, 0, 1, 0, 0, 0, 1)
 
 

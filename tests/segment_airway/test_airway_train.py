@@ -12,6 +12,10 @@ from wisecli.engines.segment_airway.data import PatchSampler, augment, build_cas
 from wisecli.engines.segment_airway.synthetic import make_phantom
 from wisecli.runtime.io.volumes import write_volume
 
+# one torch and one BLAS thread per module (conftest): a 2-core machine's second core runs the recipe retrain
+# beside this folder (test_airway_demo.py), and two spinning OpenMP threads here cost ~28 CPU-s more [measured]
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 SMALL = dict(size=(48, 40, 40), spacing=(4.0, 4.0, 4.0))
 TINY_RUN = ["--set", "data.crop=32", "--set", "data.patch=40", "--set", "model.width=0.25", "--set",
             "val.roi=32", "--set", "val.sw_batch=2", "--set", "data.workers=0", "--batch-size", "1",

@@ -11,6 +11,10 @@ from wisecli.engines.segment_airway import tree as T
 from wisecli.engines.segment_airway.synthetic import make_phantom
 from wisecli.engines.segment_airway.tree import branch_table, largest_component, parse_tree, reference_mask
 
+# one torch and one BLAS thread per module (conftest): a 2-core machine's second core runs the recipe retrain
+# beside this folder (test_airway_demo.py), and two spinning OpenMP threads here cost ~28 CPU-s more [measured]
+pytestmark = pytest.mark.usefixtures("one_thread_module")
+
 SIX = ndimage.generate_binary_structure(3, 1)
 
 
