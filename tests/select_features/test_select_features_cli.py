@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from conftest import run_wise
 
 FAST = ["--epochs", "3", "--device", "cpu"]
@@ -274,6 +275,20 @@ def test_demo_quick_and_benchmark_quick_json():
     m = rep["methods"]  # CPU seconds beside the wall-clock race (issue 13.4): peer / FM, per peer
     assert all(v["cpu_seconds"] > 0 for v in m.values())
     assert rep["cpu_ratios"] == {p: pytest.approx(m[p]["cpu_seconds"] / m["fm"]["cpu_seconds"]) for p in m if p != "fm"}
+    # FM's curve is the mean over seeds 0, 1, 2 (one seed's is off by about the equal-accuracy margin): an oracle
+    # of plain fits and refits on the benchmark's split
+    from wisecli.engines.select_features.data import bundled, split_arrays
+    from wisecli.engines.select_features.metrics import refit_logreg
+    from wisecli.engines.select_features.train import FMConfig, Scaler, train_selector
+
+    x, y, *_ = bundled(rep["dataset"])
+    x_tr, y_tr, x_te, y_te = split_arrays(x, y)
+    xs = Scaler.fit(x_tr).transform(x_tr)
+    ranks = [train_selector(xs, y_tr, int(y.max()) + 1, FMConfig(epochs=rep["epochs"], seed=s), torch.device("cpu")).ranking
+             for s in (0, 1, 2)]
+    want = {str(k): np.mean([refit_logreg(x_tr, y_tr, x_te, y_te, r[:k])["accuracy"] for r in ranks])
+            for k in map(int, m["fm"]["curve"])}
+    assert m["fm"]["curve"] == pytest.approx(want, abs=1e-12)
 
 
 def test_benchmark_names_the_10k_table_and_warms_up_on_every_class(monkeypatch):

@@ -209,7 +209,7 @@ def test_large_table_path_sizes_batches_to_the_data_and_stops_early():
     cfg = FMConfig()
     for n_fit, batch in ((2048, 256), (7000, 1024), (5000, 512), (10 ** 6, 1024)):
         p = plan_for(n_fit, cfg)
-        assert (p.full_batch, p.batch_size, p.epochs, p.patience) == (False, batch, 100, 10), n_fit
+        assert (p.full_batch, p.batch_size, p.epochs, p.patience) == (False, batch, cfg.epochs, 10), n_fit
         assert p.lr == pytest.approx(3e-3 * np.sqrt(batch / 128))
     assert plan_for(2047, cfg).patience is None and plan_for(2047, cfg).batch_size == 128
     assert plan_for(10 ** 6, FMConfig(large_table=0)).patience is None

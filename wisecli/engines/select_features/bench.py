@@ -3,7 +3,10 @@ each peer of `peers.py` (mi, rfe-lr, l1) with `runtime.bench.race` in one proces
 
 Each race times FM afresh beside its peer (the median of `repeats` fits after one cheap warm-up fit of the same
 batch shape, which also pays a `--compile`); rfe-lr and l1 are slow and deterministic, so they are timed once.
-The curve is the logreg refit of `metrics.refit_logreg` on a fixed stratified 80/20 split. Beside the wall-clock
+The curve is the logreg refit of `metrics.refit_logreg` on a fixed stratified 80/20 split; FM's is the mean
+over seeds 0, 1, 2 (the raced seed 0 and two untimed fits), as the spec's own accuracy figures are, because one
+seed's curve is off the mean by about the width of the `equal_accuracy` margin (0.01) on digits at 60
+epochs: seed 0 0.830, seeds 0-2 0.836, seeds 0-9 0.841 [measured]; the peers are deterministic or (mi) only jitter. Beside the wall-clock
 race the summary keeps each method's CPU seconds (`cpu_seconds`, the median over its timed calls; `cpu_ratios`
 = peer / FM, above 1 where FM is cheaper): on shared cores wall time measures the neighbours too.
 
@@ -13,6 +16,7 @@ default: the middle band, real data), mnist5k (5,000 × 784, the large-table pat
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -25,7 +29,7 @@ from .train import Scaler, train_selector
 
 PRESETS = {  # quick: a small synthetic set that runs on CPU in seconds; full: the GPU check
     True: {"dataset": "synthetic-small", "epochs": 20, "ks": [2, 4, 8, 16], "peers": ["mi", "rfe-lr", "l1"]},
-    False: {"dataset": "digits", "epochs": 100, "ks": [4, 8, 16, 32], "peers": ["mi", "rfe-lr", "l1"]},
+    False: {"dataset": "digits", "epochs": FMConfig.epochs, "ks": [4, 8, 16, 32], "peers": ["mi", "rfe-lr", "l1"]},
 }
 
 
@@ -75,8 +79,11 @@ def run_benchmark(device, *, quick: bool, dataset: str | None, repeats: int, epo
     records = []
     for p in preset["peers"]:
         def check(fm_r, peer_r, p=p) -> dict:
-            if "fm" not in curves:  # FM is seeded: every race's ranking is the same on one device
-                curves["fm"] = curve(fm_r)
+            if "fm" not in curves:  # FM is seeded: every race's ranking is seed 0's on one device
+                more = [train_selector(xs, y_tr, n_classes, dataclasses.replace(cfg, seed=s), device, warn).ranking
+                        for s in (1, 2)]
+                per_seed = [curve(r) for r in (fm_r, *more)]
+                curves["fm"] = {k: float(np.mean([c[k] for c in per_seed])) for k in preset["ks"]}
             curves[p] = curve(peer_r)
             return {"fm_curve_mean": float(np.mean(list(curves["fm"].values()))),
                     "peer_curve_mean": float(np.mean(list(curves[p].values())))}
