@@ -212,7 +212,8 @@ def beside_worker():
 def beside_session():
     """`beside_worker` for the whole session, for work that should overlap a whole folder rather than one module:
     `start(key, fn, *args)` submits once per key and returns the AsyncResult, so a folder's first module starts
-    it and a test marked `last` (run after the other tests of its folder, see below) collects it."""
+    it and a test marked `last` (run after the other tests of its folder: `pytest_collection_modifyitems` above)
+    collects it."""
     jobs: dict = {}
     with beside_worker() as submit:
         def start(key, fn, *args):
